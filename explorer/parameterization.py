@@ -1,0 +1,152 @@
+"""What a network predicts, and exact conversions between ε-, x₀- and v-prediction.
+
+Notation (x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε; v from Salimans & Ho 2022, "Progressive distillation", §4):
+
+    code name   symbol   meaning
+    x_t         x_t      the noisy sample, [B, ...]
+    x0          x₀       the clean sample ("sample" in diffusers)
+    eps         ε        the noise that made x_t from x₀
+    v           v        √ᾱ_t ε − √(1−ᾱ_t) x₀
+    a           ᾱ_t      a float, or a [B] tensor of per-sample values, in [0, 1]
+
+Every converter comes with its inverse. Each needs x_t, and each divides by √ᾱ_t or √(1−ᾱ_t)
+except the two out of v: x₀ = √ᾱ x_t − √(1−ᾱ) v and ε = √(1−ᾱ) x_t + √ᾱ v are defined everywhere.
+A division by zero (ᾱ = 0 for anything derived from ε alone, ᾱ = 1 from x₀ alone) raises ValueError
+instead of returning inf. Outputs have the promoted dtype of the inputs, at least float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+
+import torch
+
+from explorer.tensors import append_dims
+
+
+class Prediction(StrEnum):
+    """What a denoiser outputs; values are diffusers' `prediction_type` strings."""
+
+    EPSILON = "epsilon"
+    SAMPLE = "sample"
+    V_PREDICTION = "v_prediction"
+
+    @classmethod
+    def parse(cls, value: str | Prediction) -> Prediction:
+        """Parse a prediction type; unknown names raise ValueError listing the valid ones."""
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            valid = ", ".join(m.value for m in cls)
+            raise ValueError(f"prediction type must be one of {valid}; got {value!r}") from None
+
+    @property
+    def symbol(self) -> str:
+        """The quantity's symbol, for labels."""
+        return {"epsilon": "ε", "sample": "x₀", "v_prediction": "v"}[self.value]
+
+
+AlphaBar = float | torch.Tensor
+
+
+def _coefficients(a: AlphaBar, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(√ᾱ, √(1−ᾱ)) shaped to broadcast against `like`, in `like`'s dtype (at least float32)."""
+    dtype = torch.promote_types(like.dtype, torch.float32)
+    a = torch.as_tensor(a, dtype=torch.float64, device=like.device)
+    if torch.isnan(a).any() or (a < 0).any() or (a > 1).any():
+        raise ValueError("alpha_cumprod (ᾱ_t) must lie in [0, 1]")
+    a = append_dims(a, like.ndim)
+    return a.sqrt().to(dtype), (1.0 - a).sqrt().to(dtype)
+
+
+def _refuse_where_zero(scale: torch.Tensor, what: str) -> None:
+    if (scale == 0).any():
+        raise ValueError(what)
+
+
+_UNDEFINED_AT_ZERO_SNR = (
+    "{target} is undefined where ᾱ_t = 0 (zero terminal SNR at t = T): x_t carries no signal, so an "
+    "ε-prediction cannot be turned into x₀ or v there. Use a v- or x₀-prediction model, or start at t < T."
+)
+_UNDEFINED_AT_ONE = "{target} is undefined where ᾱ_t = 1 (no noise): x_t equals x₀ and ε is not determined"
+
+
+def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """x₀ = (x_t − √(1−ᾱ) ε) / √ᾱ. Inverse of `eps_from_x0`."""
+    sa, sb = _coefficients(a, x_t)
+    _refuse_where_zero(sa, _UNDEFINED_AT_ZERO_SNR.format(target="x₀"))
+    return (x_t - sb * eps) / sa
+
+
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """ε = (x_t − √ᾱ x₀) / √(1−ᾱ). Inverse of `x0_from_eps`."""
+    sa, sb = _coefficients(a, x_t)
+    _refuse_where_zero(sb, _UNDEFINED_AT_ONE.format(target="ε"))
+    return (x_t - sa * x0) / sb
+
+
+def v_from_x0(x_t: torch.Tensor, x0: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """v = (√ᾱ x_t − x₀) / √(1−ᾱ). Inverse of `x0_from_v`."""
+    sa, sb = _coefficients(a, x_t)
+    _refuse_where_zero(sb, _UNDEFINED_AT_ONE.format(target="v"))
+    return (sa * x_t - x0) / sb
+
+
+def x0_from_v(x_t: torch.Tensor, v: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """x₀ = √ᾱ x_t − √(1−ᾱ) v. Inverse of `v_from_x0`."""
+    sa, sb = _coefficients(a, x_t)
+    return sa * x_t - sb * v
+
+
+def v_from_eps(x_t: torch.Tensor, eps: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """v = (ε − √(1−ᾱ) x_t) / √ᾱ. Inverse of `eps_from_v`."""
+    sa, sb = _coefficients(a, x_t)
+    _refuse_where_zero(sa, _UNDEFINED_AT_ZERO_SNR.format(target="v"))
+    return (eps - sb * x_t) / sa
+
+
+def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """ε = √(1−ᾱ) x_t + √ᾱ v. Inverse of `v_from_eps`."""
+    sa, sb = _coefficients(a, x_t)
+    return sb * x_t + sa * v
+
+
+def v_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """v = √ᾱ ε − √(1−ᾱ) x₀: the v-prediction target when both x₀ and ε are known (training)."""
+    sa, sb = _coefficients(a, x0)
+    return sa * eps - sb * x0
+
+
+Converter = Callable[[torch.Tensor, torch.Tensor, AlphaBar], torch.Tensor]
+
+_CONVERTERS: dict[tuple[Prediction, Prediction], Converter] = {
+    (Prediction.EPSILON, Prediction.SAMPLE): x0_from_eps,
+    (Prediction.SAMPLE, Prediction.EPSILON): eps_from_x0,
+    (Prediction.SAMPLE, Prediction.V_PREDICTION): v_from_x0,
+    (Prediction.V_PREDICTION, Prediction.SAMPLE): x0_from_v,
+    (Prediction.EPSILON, Prediction.V_PREDICTION): v_from_eps,
+    (Prediction.V_PREDICTION, Prediction.EPSILON): eps_from_v,
+}
+
+
+def convert(
+    output: torch.Tensor,
+    source: str | Prediction,
+    target: str | Prediction,
+    x_t: torch.Tensor,
+    alpha_cumprod: AlphaBar,
+) -> torch.Tensor:
+    """Turn a prediction of kind `source` at x_t into the equivalent prediction of kind `target`.
+
+    output, x_t: [B, ...]; alpha_cumprod: ᾱ_t as a float or a [B] tensor of per-sample values.
+    Returns [B, ...] in the promoted dtype (at least float32); a copy even when source == target.
+    """
+    source, target = Prediction.parse(source), Prediction.parse(target)
+    if output.shape != x_t.shape:
+        raise ValueError(f"output {tuple(output.shape)} and x_t {tuple(x_t.shape)} must have the same shape")
+    if source is target:
+        return output.to(torch.promote_types(output.dtype, torch.float32), copy=True)
+    return _CONVERTERS[(source, target)](x_t, output, alpha_cumprod)

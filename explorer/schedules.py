@@ -1,0 +1,383 @@
+"""Noise schedules: β_t as pure functions, and a frozen `Schedule` of float64 tables.
+
+Notation (Ho et al. 2020, "DDPM", eq. numbers from that paper; Nichol & Dhariwal 2021 for cosine;
+Lin et al. 2023 for zero terminal SNR):
+
+    code name                         symbol                        where
+    betas[i]                          β_t                           forward variances, eq. 2
+    alphas[i]                         α_t = 1 − β_t                 eq. 4
+    alphas_cumprod[i]                 ᾱ_t = ∏_{s≤t} α_s             eq. 4
+    alphas_cumprod_prev[i]            ᾱ_{t−1}   (ᾱ_0 = 1)
+    one_minus_alphas_cumprod[i]       1 − ᾱ_t   (computed as −expm1(Σ log1p(−β)), exact near t = 1)
+    sqrt_alphas_cumprod[i]            √ᾱ_t                          mean of q(x_t|x_0), eq. 4
+    sqrt_one_minus_alphas_cumprod[i]  √(1 − ᾱ_t)                    std of q(x_t|x_0), eq. 4
+    snr[i], log_snr[i]                SNR_t = ᾱ_t/(1 − ᾱ_t), its natural log
+    posterior_variance[i]             β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) · β_t        eq. 7 (β̃_1 = 0 exactly)
+    posterior_log_variance_clipped[i] log β̃_t, with log β̃_1 := log β̃_2 (DDPM's own code does this)
+    posterior_mean_coef_x0[i]         √ᾱ_{t−1} β_t / (1 − ᾱ_t)                    eq. 7
+    posterior_mean_coef_xt[i]         √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)              eq. 7
+
+Index convention: every table is a float64 array of length T and index i holds paper step t = i + 1.
+Index i is also diffusers' 0-based `timestep`. `paper_t` and `timestep_of` are the only conversions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+MIN_TIMESTEPS = 2
+MAX_TIMESTEPS = 10_000
+COSINE_MAX_BETA = 0.999
+DEFAULT_BETA_START = 1e-4
+DEFAULT_BETA_END = 0.02
+
+
+def paper_t(timestep: int) -> int:
+    """Paper step t (1..T) of diffusers' 0-based timestep / table index."""
+    return int(timestep) + 1
+
+
+def timestep_of(t: int) -> int:
+    """Diffusers' 0-based timestep / table index of paper step t (1..T)."""
+    return int(t) - 1
+
+
+class BetaSchedule(StrEnum):
+    """Named β schedules; values are diffusers' `beta_schedule` strings."""
+
+    LINEAR = "linear"
+    SCALED_LINEAR = "scaled_linear"
+    SQUAREDCOS_CAP_V2 = "squaredcos_cap_v2"
+    SIGMOID = "sigmoid"
+
+    @classmethod
+    def parse(cls, value: str | BetaSchedule) -> BetaSchedule:
+        """Parse a schedule name; `cosine` is an alias of `squaredcos_cap_v2`."""
+        if isinstance(value, cls):
+            return value
+        name = str(value).strip().lower()
+        if name == "cosine":
+            return cls.SQUAREDCOS_CAP_V2
+        try:
+            return cls(name)
+        except ValueError:
+            valid = ", ".join([m.value for m in cls] + ["cosine"])
+            raise ValueError(f"schedule name must be one of {valid}; got {value!r}") from None
+
+
+class TimestepSpacing(StrEnum):
+    """How a sampler with fewer steps than T picks its timesteps (diffusers' `timestep_spacing`)."""
+
+    LEADING = "leading"
+    TRAILING = "trailing"
+    LINSPACE = "linspace"
+
+    @classmethod
+    def parse(cls, value: str | TimestepSpacing) -> TimestepSpacing:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            valid = ", ".join(m.value for m in cls)
+            raise ValueError(f"timestep spacing must be one of {valid}; got {value!r}") from None
+
+
+# --- β schedules as pure functions: (T, parameters) -> float64 [T] ------------------------------
+
+
+def _check_num_timesteps(num_train_timesteps: Any) -> int:
+    is_integer = isinstance(num_train_timesteps, int | np.integer) or (
+        isinstance(num_train_timesteps, float) and num_train_timesteps.is_integer()
+    )
+    if isinstance(num_train_timesteps, bool) or not is_integer:
+        raise ValueError(
+            f"num_train_timesteps (T) must be an integer in [{MIN_TIMESTEPS}, {MAX_TIMESTEPS}]; "
+            f"got {num_train_timesteps!r}"
+        )
+    count = int(num_train_timesteps)
+    if not MIN_TIMESTEPS <= count <= MAX_TIMESTEPS:
+        raise ValueError(
+            f"num_train_timesteps (T) must be an integer in [{MIN_TIMESTEPS}, {MAX_TIMESTEPS}]; got {count}"
+        )
+    return count
+
+
+def _check_beta_range(beta_start: float, beta_end: float) -> None:
+    for label, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+        if not (isinstance(value, int | float | np.floating) and math.isfinite(value) and 0 < value < 1):
+            raise ValueError(f"{label} must be a finite number in (0, 1); got {value!r}")
+    if beta_start > beta_end:
+        raise ValueError(f"beta_start must not exceed beta_end; got beta_start={beta_start}, beta_end={beta_end}")
+
+
+def linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> np.ndarray:
+    """β_t evenly spaced from β_start to β_end (DDPM). Returns float64 [T]."""
+    return np.linspace(beta_start, beta_end, num_train_timesteps, dtype=np.float64)
+
+
+def scaled_linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> np.ndarray:
+    """√β_t evenly spaced from √β_start to √β_end (latent diffusion). Returns float64 [T]."""
+    return np.linspace(math.sqrt(beta_start), math.sqrt(beta_end), num_train_timesteps, dtype=np.float64) ** 2
+
+
+def sigmoid_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> np.ndarray:
+    """β_t = β_start + (β_end − β_start)·sigmoid(u), u evenly spaced on [−6, 6] (GeoDiff). float64 [T]."""
+    u = np.linspace(-6.0, 6.0, num_train_timesteps, dtype=np.float64)
+    return beta_start + (beta_end - beta_start) / (1.0 + np.exp(-u))
+
+
+def cosine_betas(num_train_timesteps: int, offset: float = 0.008, max_beta: float = COSINE_MAX_BETA) -> np.ndarray:
+    """Nichol & Dhariwal's cosine schedule: ᾱ(s) = cos²((s + offset)/(1 + offset) · π/2), s = t/T.
+
+    β_t = min(1 − ᾱ(t/T)/ᾱ((t−1)/T), max_beta); the cap keeps β_T (which would be 1) at 0.999.
+    Returns float64 [T].
+    """
+    if not (math.isfinite(offset) and 0 <= offset <= 1):
+        raise ValueError(f"cosine offset must be a finite number in [0, 1]; got {offset!r}")
+    s = np.arange(num_train_timesteps + 1, dtype=np.float64) / num_train_timesteps
+    alpha_bar = np.cos((s + offset) / (1 + offset) * math.pi / 2) ** 2
+    return np.minimum(1.0 - alpha_bar[1:] / alpha_bar[:-1], max_beta)
+
+
+def rescaled_to_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Shift and scale √ᾱ_t so that ᾱ_T = 0 while ᾱ_1 is kept (Lin et al. 2023, Algorithm 1).
+
+    Computed in float64 (diffusers' float32 version cancels near t = T). The last β becomes exactly 1.
+    Returns float64 [T].
+    """
+    sqrt_alpha_bar = np.sqrt(np.cumprod(1.0 - np.asarray(betas, dtype=np.float64)))
+    first, last = sqrt_alpha_bar[0], sqrt_alpha_bar[-1]
+    sqrt_alpha_bar = (sqrt_alpha_bar - last) * first / (first - last)
+    alpha_bar = sqrt_alpha_bar**2
+    alphas = np.concatenate([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
+    betas = 1.0 - alphas
+    betas[-1] = 1.0  # exactly: ᾱ_T = 0
+    return betas
+
+
+def inference_timesteps(
+    num_train_timesteps: int,
+    num_inference_steps: int,
+    spacing: str | TimestepSpacing = TimestepSpacing.LEADING,
+    steps_offset: int = 0,
+) -> np.ndarray:
+    """The 0-based timesteps a sampler with `num_inference_steps` steps visits, in visiting (descending) order.
+
+    Matches diffusers' `set_timesteps` for each spacing. Returns int64 [num_inference_steps].
+    """
+    total = _check_num_timesteps(num_train_timesteps)
+    spacing = TimestepSpacing.parse(spacing)
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int | np.integer):
+        raise ValueError(f"num_inference_steps must be an integer in [1, {total}]; got {num_inference_steps!r}")
+    if not 1 <= num_inference_steps <= total:
+        raise ValueError(f"num_inference_steps must be an integer in [1, {total}]; got {num_inference_steps}")
+    if spacing is TimestepSpacing.LINSPACE:
+        steps = np.linspace(0, total - 1, num_inference_steps).round()[::-1]
+    elif spacing is TimestepSpacing.LEADING:
+        steps = (np.arange(num_inference_steps) * (total // num_inference_steps)).round()[::-1] + steps_offset
+    else:
+        steps = np.round(np.arange(total, 0, -total / num_inference_steps)) - 1
+    steps = steps.astype(np.int64)
+    if steps.min() < 0 or steps.max() > total - 1:
+        raise ValueError(f"steps_offset={steps_offset} moves timesteps outside [0, {total - 1}]")
+    return steps
+
+
+# --- the Schedule ------------------------------------------------------------------------------
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    array.setflags(write=False)
+    return array
+
+
+def _check_betas(betas: Any) -> np.ndarray:
+    array = np.asarray(betas, dtype=np.float64) if not isinstance(betas, np.ndarray) else betas.astype(np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"betas must be a 1-D array of length T; got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError("betas must not be empty: give T ≥ 2 values in (0, 1)")
+    _check_num_timesteps(int(array.size))
+    if not np.all(np.isfinite(array)):
+        bad = int(np.flatnonzero(~np.isfinite(array))[0])
+        raise ValueError(f"betas must be finite; betas[{bad}] (t = {bad + 1}) is {array[bad]}")
+    inner, last = array[:-1], array[-1]
+    if np.any(inner <= 0) or np.any(inner >= 1) or not 0 < last <= 1:
+        bad = int(np.flatnonzero((array <= 0) | (array > 1) | np.r_[inner >= 1, False])[0])
+        raise ValueError(
+            f"every beta must lie in (0, 1) (only the last may be exactly 1, for zero terminal SNR); "
+            f"betas[{bad}] (t = {bad + 1}) is {array[bad]}"
+        )
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """A noise schedule and every table derived from it: float64 arrays of length T, index i ↔ t = i + 1.
+
+    `timesteps[i]` is the 0-based training timestep that index i stands for: `arange(T)` for a training
+    schedule, the kept subset (ascending) for one made by `respace`.
+    """
+
+    betas: np.ndarray
+    name: str = "custom"
+    timesteps: np.ndarray = field(default=None)  # type: ignore[assignment]
+    alphas: np.ndarray = field(init=False)
+    alphas_cumprod: np.ndarray = field(init=False)
+    alphas_cumprod_prev: np.ndarray = field(init=False)
+    one_minus_alphas_cumprod: np.ndarray = field(init=False)
+    sqrt_alphas_cumprod: np.ndarray = field(init=False)
+    sqrt_one_minus_alphas_cumprod: np.ndarray = field(init=False)
+    snr: np.ndarray = field(init=False)
+    log_snr: np.ndarray = field(init=False)
+    posterior_variance: np.ndarray = field(init=False)
+    posterior_log_variance_clipped: np.ndarray = field(init=False)
+    posterior_mean_coef_x0: np.ndarray = field(init=False)
+    posterior_mean_coef_xt: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        betas = _check_betas(self.betas)
+        count = betas.size
+        steps = np.arange(count) if self.timesteps is None else np.asarray(self.timesteps, dtype=np.int64)
+        if steps.shape != (count,):
+            raise ValueError(f"timesteps must have one entry per beta ({count}); got shape {steps.shape}")
+
+        # Forward process q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I). Sums of logs keep 1 − ᾱ_t exact near t = 1.
+        with np.errstate(divide="ignore"):
+            log_alphas_cumprod = np.cumsum(np.log1p(-betas))  # −inf from where β = 1
+        alphas_cumprod = np.exp(log_alphas_cumprod)
+        one_minus = -np.expm1(log_alphas_cumprod)
+        alphas_cumprod_prev = np.concatenate([[1.0], alphas_cumprod[:-1]])
+        one_minus_prev = np.concatenate([[0.0], one_minus[:-1]])
+
+        with np.errstate(divide="ignore"):
+            snr = alphas_cumprod / one_minus
+            log_snr = log_alphas_cumprod - np.log(one_minus)
+
+        # Posterior q(x_{t−1} | x_t, x_0) = N(μ̃_t, β̃_t I), eq. 6–7. β̃_1 = 0 exactly, because ᾱ_0 = 1.
+        posterior_variance = one_minus_prev / one_minus * betas
+        # log β̃_1 = −inf, so clip it to log β̃_2 as the original DDPM code does (T ≥ 2 guarantees index 1).
+        posterior_log_variance_clipped = np.log(np.concatenate([posterior_variance[1:2], posterior_variance[1:]]))
+
+        tables = {
+            "betas": betas,
+            "timesteps": steps,
+            "alphas": 1.0 - betas,
+            "alphas_cumprod": alphas_cumprod,
+            "alphas_cumprod_prev": alphas_cumprod_prev,
+            "one_minus_alphas_cumprod": one_minus,
+            "sqrt_alphas_cumprod": np.sqrt(alphas_cumprod),
+            "sqrt_one_minus_alphas_cumprod": np.sqrt(one_minus),
+            "snr": snr,
+            "log_snr": log_snr,
+            "posterior_variance": posterior_variance,
+            "posterior_log_variance_clipped": posterior_log_variance_clipped,
+            "posterior_mean_coef_x0": np.sqrt(alphas_cumprod_prev) * betas / one_minus,
+            "posterior_mean_coef_xt": np.sqrt(1.0 - betas) * one_minus_prev / one_minus,
+        }
+        for key, value in tables.items():
+            object.__setattr__(self, key, value.astype(np.int64) if key == "timesteps" else _readonly(value))
+        self.timesteps.setflags(write=False)
+
+    # -- constructors ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_name(
+        cls,
+        name: str | BetaSchedule,
+        num_train_timesteps: int = 1000,
+        *,
+        beta_start: float | None = None,
+        beta_end: float | None = None,
+        rescale_zero_terminal_snr: bool = False,
+        cosine_offset: float = 0.008,
+    ) -> Schedule:
+        """A named schedule with diffusers' names and defaults (β from 1e-4 to 0.02).
+
+        `beta_start`/`beta_end` apply to linear, scaled_linear and sigmoid; `cosine_offset` (s) to the
+        cosine schedule, whose β is capped at 0.999.
+        """
+        kind = BetaSchedule.parse(name)
+        count = _check_num_timesteps(num_train_timesteps)
+        start = DEFAULT_BETA_START if beta_start is None else beta_start
+        end = DEFAULT_BETA_END if beta_end is None else beta_end
+        if kind is BetaSchedule.SQUAREDCOS_CAP_V2:
+            betas = cosine_betas(count, offset=cosine_offset)
+        else:
+            _check_beta_range(start, end)
+            maker = {
+                BetaSchedule.LINEAR: linear_betas,
+                BetaSchedule.SCALED_LINEAR: scaled_linear_betas,
+                BetaSchedule.SIGMOID: sigmoid_betas,
+            }[kind]
+            betas = maker(count, start, end)
+        label = kind.value
+        if rescale_zero_terminal_snr:
+            betas = rescaled_to_zero_terminal_snr(betas)
+            label += " (zero terminal SNR)"
+        return cls(betas=betas, name=label)
+
+    @classmethod
+    def from_betas(cls, betas: Sequence[float] | np.ndarray, name: str = "custom") -> Schedule:
+        """A schedule from explicit β_1..β_T (each in (0, 1); only the last may be exactly 1)."""
+        return cls(betas=_check_betas(betas), name=name)
+
+    @classmethod
+    def from_diffusers_config(cls, config: Mapping[str, Any]) -> Schedule:
+        """The training schedule described by a diffusers scheduler config (`scheduler_config.json`)."""
+        count = config.get("num_train_timesteps", 1000)
+        rescale = bool(config.get("rescale_betas_zero_snr", False))
+        trained = config.get("trained_betas")
+        if trained is not None:
+            schedule = cls.from_betas(trained, name="trained_betas")
+            if schedule.num_train_timesteps != count:
+                raise ValueError(
+                    f"trained_betas has {schedule.num_train_timesteps} values but num_train_timesteps is {count}"
+                )
+            if rescale:
+                schedule = cls(betas=rescaled_to_zero_terminal_snr(schedule.betas), name="trained_betas")
+            return schedule
+        return cls.from_name(
+            config.get("beta_schedule", "linear"),
+            count,
+            beta_start=config.get("beta_start", DEFAULT_BETA_START),
+            beta_end=config.get("beta_end", DEFAULT_BETA_END),
+            rescale_zero_terminal_snr=rescale,
+        )
+
+    # -- views ----------------------------------------------------------------------------------
+
+    @property
+    def num_train_timesteps(self) -> int:
+        """T, the number of steps (length of every table)."""
+        return int(self.betas.size)
+
+    @property
+    def terminal_snr_is_zero(self) -> bool:
+        """True when ᾱ_T = 0 exactly: x̂₀ from ε̂ is undefined at t = T."""
+        return bool(self.alphas_cumprod[-1] == 0.0)
+
+    def respace(self, timesteps: Sequence[int] | np.ndarray) -> Schedule:
+        """The schedule that jumps between the kept 0-based `timesteps` (any order; sorted here).
+
+        β of each kept step is re-derived from the kept ᾱ values, β'_j = 1 − ᾱ_{k_j}/ᾱ_{k_{j−1}}
+        (ᾱ before the first kept step is 1), so the new schedule reproduces ᾱ at every kept step.
+        """
+        kept = np.unique(np.asarray(timesteps, dtype=np.int64))
+        if kept.size < MIN_TIMESTEPS:
+            raise ValueError(f"respace needs at least {MIN_TIMESTEPS} distinct timesteps; got {kept.size}")
+        if kept[0] < 0 or kept[-1] >= self.num_train_timesteps:
+            raise ValueError(f"respaced timesteps must lie in [0, {self.num_train_timesteps - 1}]")
+        alpha_bar = self.alphas_cumprod[kept]
+        previous = np.concatenate([[1.0], alpha_bar[:-1]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            betas = np.where(alpha_bar == 0.0, 1.0, 1.0 - alpha_bar / previous)
+        return Schedule(betas=betas, name=f"{self.name}, respaced to {kept.size}", timesteps=self.timesteps[kept])
