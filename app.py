@@ -1,0 +1,45 @@
+"""Reverse-diffusion explorer: a Gradio app on the `explorer` package (UI only; the maths lives in explorer).
+
+Run locally with `python app.py` (honours GRADIO_SERVER_NAME and GRADIO_SERVER_PORT); a Hugging Face Space
+imports the module-level `demo`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+
+from ui import schedules
+
+TITLE = "Reverse-diffusion explorer"
+QUEUE_SIZE = 32
+CSS = """
+.presentation { font-size: 150% !important; }
+.presentation .prose, .presentation label, .presentation span { font-size: 120% !important; }
+footer { display: none !important; }
+"""
+THEME = gr.themes.Soft()
+
+with gr.Blocks(title=TITLE) as demo:
+    gr.Markdown(f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.")
+    with gr.Tabs(elem_id="tabs") as tabs, gr.Tab("Schedules", id="schedules"):
+        schedule_view = schedules.build()
+
+    demo.load(
+        schedules.update_schedules,
+        schedule_view["inputs"],
+        schedule_view["outputs"],
+        api_visibility="private",
+    )
+
+demo.queue(max_size=QUEUE_SIZE)
+
+
+if __name__ == "__main__":
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        theme=THEME,
+        css=CSS,
+    )

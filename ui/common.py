@@ -1,0 +1,85 @@
+"""What every view shares: turning `ValueError` into `gr.Error`, the GPU wrapper, and the local/hosted switch."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gradio as gr
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ERROR_SECONDS = 8
+
+
+def user_errors(handler: F) -> F:
+    """Answer a handler's `ValueError` (bad input, named field and range) with a `gr.Error` the user sees."""
+    if inspect.isgeneratorfunction(handler):
+
+        @functools.wraps(handler)
+        def generator(*args: Any, **kwargs: Any):
+            try:
+                yield from handler(*args, **kwargs)
+            except ValueError as error:
+                raise gr.Error(str(error), duration=ERROR_SECONDS) from error
+
+        return generator  # type: ignore[return-value]
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any):
+        try:
+            return handler(*args, **kwargs)
+        except ValueError as error:
+            raise gr.Error(str(error), duration=ERROR_SECONDS) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def on_gpu(handler: F) -> F:
+    """Wrap model work with `spaces.GPU` when that package is importable (a no-op outside ZeroGPU)."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return handler
+    return spaces.GPU(handler)  # type: ignore[no-any-return]
+
+
+def running_on_space() -> bool:
+    """True on a hosted Hugging Face Space (SPACE_ID is set): local paths are refused there."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def slider_events(*sliders: gr.Slider) -> list:
+    """The triggers for a cheap view update: every drag tick (`.input`) and the pointer-up (`.release`)."""
+    triggers = []
+    for slider in sliders:
+        triggers += [slider.input, slider.release]
+    return triggers
+
+
+@functools.cache
+def _digits() -> Any:
+    """The bundled 16×16 digits [N, 1, 16, 16] in [−1, 1], or None while `explorer.data` is unavailable."""
+    try:
+        from explorer import data
+    except ImportError:
+        return None
+    return data.digits("test")
+
+
+def example_digit(index: int = 0) -> Any:
+    """One real digit [1, 1, 16, 16] in [−1, 1] (a drawn stand-in if the data module is missing)."""
+    import torch
+
+    digits = _digits()
+    if digits is not None:
+        return digits[index % len(digits)].unsqueeze(0).to(torch.float32)
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("L", (16, 16), 0)
+    ImageDraw.Draw(picture).line([(3, 3), (12, 3), (6, 13)], fill=255, width=2)
+    pixels = torch.tensor(list(picture.getdata()), dtype=torch.float32).reshape(1, 1, 16, 16)
+    return pixels / 127.5 - 1
