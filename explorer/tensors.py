@@ -57,7 +57,7 @@ def gather(table: np.ndarray, timestep: TimestepLike, like: torch.Tensor) -> tor
     """
     steps = as_timesteps(timestep, len(table))
     dtype = like.dtype if like.dtype.is_floating_point else torch.float32
-    values = torch.from_numpy(np.asarray(table)[steps.cpu().numpy()]).to(device=like.device, dtype=dtype)
+    values = torch.from_numpy(np.asarray(np.asarray(table)[steps.cpu().numpy()])).to(device=like.device, dtype=dtype)
     if values.ndim == 1 and like.ndim >= 1 and values.shape[0] not in (1, like.shape[0]):
         raise ValueError(f"got {values.shape[0]} per-sample timesteps for a batch of {like.shape[0]} samples")
     return append_dims(values, max(like.ndim, values.ndim))
