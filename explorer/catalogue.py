@@ -1,0 +1,135 @@
+"""The catalogue: checkpoints the app offers, bundled ones first (they work offline), then Hub ones.
+
+Bundled entries are read from the folders under `pretrained/` each time (config.json, scheduler_config.json,
+README.md, and the safetensors header for the parameter count: no weights are loaded). Hub entries are a
+static table whose figures come from the published configs and the DDPM paper (Ho et al. 2020, §4: 35.7 M
+parameters for CIFAR-10, 114 M for the 256² LSUN and CelebA-HQ models).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from safetensors import safe_open
+
+from explorer.checkpoint import CheckpointError, read_layout, sample_shape_of
+from explorer.hub import PRETRAINED_DIR
+from explorer.parameterization import Prediction
+
+
+class Source(StrEnum):
+    """Where a catalogue entry's weights come from."""
+
+    BUNDLED = "bundled"
+    HUB = "hub"
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One checkpoint the app offers; `name` is what `explorer.load` takes."""
+
+    name: str
+    source: Source
+    repo_id: str | None  # the Hub id, None for bundled checkpoints
+    revision: str | None  # a pinned commit, None for the default branch
+    prediction: Prediction
+    sample_shape: tuple[int, ...]  # one sample: (C, H, W) or (D,)
+    num_parameters: int
+    dataset: str
+    description: str
+
+
+_DDPM_256 = "DDPM (Ho et al. 2020) on {dataset}, 256×256, linear β, fixed_small variance, ≈113.7 M parameters."
+
+
+def _google_ddpm(name: str, dataset: str, shape: tuple[int, ...], parameters: int, description: str) -> CatalogueEntry:
+    repo_id = f"google/{name}"
+    return CatalogueEntry(
+        repo_id, Source.HUB, repo_id, None, Prediction.EPSILON, shape, parameters, dataset, description
+    )
+
+
+# Revisions are left unpinned: no commit sha of these repos could be checked from here.
+# 113,673,219 is the parameter count of the 256² config (block_out_channels 128, 128, 256, 256, 512, 512).
+HUB_ENTRIES: tuple[CatalogueEntry, ...] = (
+    _google_ddpm(
+        "ddpm-cifar10-32",
+        "CIFAR-10",
+        (3, 32, 32),
+        35_746_307,
+        "DDPM (Ho et al. 2020) on CIFAR-10, 32×32, linear β, fixed_large variance, 35.7 M parameters.",
+    ),
+    _google_ddpm("ddpm-celebahq-256", "CelebA-HQ", (3, 256, 256), 113_673_219, _DDPM_256.format(dataset="CelebA-HQ")),
+    _google_ddpm("ddpm-church-256", "LSUN Church", (3, 256, 256), 113_673_219, _DDPM_256.format(dataset="LSUN Church")),
+    _google_ddpm(
+        "ddpm-bedroom-256", "LSUN Bedroom", (3, 256, 256), 113_673_219, _DDPM_256.format(dataset="LSUN Bedroom")
+    ),
+    _google_ddpm("ddpm-cat-256", "LSUN Cat", (3, 256, 256), 113_673_219, _DDPM_256.format(dataset="LSUN Cat")),
+)
+
+
+def count_parameters(weights: Path) -> int:
+    """Number of parameters in a safetensors file, read from its header (no tensor data is loaded)."""
+    total = 0
+    with safe_open(str(weights), framework="pt") as handle:
+        for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            count = 1
+            for size in handle.get_slice(key).get_shape():
+                count *= size
+            total += count
+    return total
+
+
+def read_model_card(readme: Path) -> tuple[dict[str, str], str]:
+    """A README's front-matter fields (`key: value` lines) and its first paragraph of prose."""
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    fields: dict[str, str] = {}
+    match = re.match(r"---\n(.*?)\n---\n", text, flags=re.DOTALL)
+    if match:
+        key = None
+        for line in match.group(1).splitlines():
+            if m := re.match(r"([A-Za-z_]+):\s*(.*)", line):
+                key, value = m.group(1), m.group(2).strip()
+                fields[key] = value
+            elif key and (m := re.match(r"\s*-\s*(.+)", line)) and not fields[key]:
+                fields[key] = m.group(1).strip()  # the first item of a YAML list
+        text = text[match.end() :]
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text)]
+    prose = next((p for p in paragraphs if p and not p.startswith(("#", "|", "```", "<!--"))), "")
+    return fields, " ".join(prose.split())
+
+
+def bundled_entry(folder: Path) -> CatalogueEntry | None:
+    """The catalogue entry of one bundled checkpoint folder, or None while it is incomplete (still training)."""
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file():
+        return None
+    try:
+        layout = read_layout(folder, folder.name)
+        prediction = Prediction.parse(layout.scheduler_config.get("prediction_type", "epsilon"))
+    except (CheckpointError, ValueError):
+        return None
+    fields, prose = read_model_card(folder / "README.md")
+    dataset = fields.get("dataset") or fields.get("datasets") or folder.name.split("-")[0]
+    return CatalogueEntry(
+        name=folder.name,
+        source=Source.BUNDLED,
+        repo_id=None,
+        revision=None,
+        prediction=prediction,
+        sample_shape=sample_shape_of(layout.model_config),
+        num_parameters=count_parameters(weights),
+        dataset=dataset.strip("'\"[]"),
+        description=fields.get("description", "").strip("'\"") or prose,
+    )
+
+
+def catalogue(pretrained_dir: Path | None = None) -> tuple[CatalogueEntry, ...]:
+    """Every checkpoint the app offers: bundled ones (sorted by name) first, then the Hub table."""
+    root = PRETRAINED_DIR if pretrained_dir is None else pretrained_dir
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    bundled = tuple(entry for entry in map(bundled_entry, folders) if entry is not None)
+    return bundled + HUB_ENTRIES

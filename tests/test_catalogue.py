@@ -1,0 +1,137 @@
+"""The catalogue: the static Hub table checked against published configs, bundled entries read from folders."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from explorer import Prediction
+from explorer.catalogue import HUB_ENTRIES, CatalogueEntry, Source, catalogue, count_parameters, read_model_card
+from explorer.hub import PRETRAINED_DIR, clear_cache, load
+
+DATA = Path(__file__).parent / "data"
+CIFAR_CONFIG = json.loads((DATA / "ddpm-cifar10-32.unet-config.json").read_text())
+DDPM_256_CONFIG = {  # google/ddpm-{celebahq,church,bedroom,cat}-256 share this architecture
+    **CIFAR_CONFIG,
+    "block_out_channels": [128, 128, 256, 256, 512, 512],
+    "down_block_types": ["DownBlock2D"] * 4 + ["AttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "AttnUpBlock2D"] + ["UpBlock2D"] * 4,
+    "sample_size": 256,
+}
+SUFFIX_PREDICTION = {"eps": Prediction.EPSILON, "x0": Prediction.SAMPLE, "v": Prediction.V_PREDICTION}
+
+
+def parameters_of(config: dict) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in UNet2DModel.from_config(config).parameters())
+
+
+def test_hub_table_lists_the_google_ddpm_models():
+    names = [entry.name for entry in HUB_ENTRIES]
+    assert names == [
+        "google/ddpm-cifar10-32",
+        "google/ddpm-celebahq-256",
+        "google/ddpm-church-256",
+        "google/ddpm-bedroom-256",
+        "google/ddpm-cat-256",
+    ]
+    for entry in HUB_ENTRIES:
+        assert entry.source is Source.HUB and entry.repo_id == entry.name
+        assert entry.prediction is Prediction.EPSILON
+        assert entry.revision is None or len(entry.revision) == 40
+
+
+def test_hub_figures_match_the_published_configs():
+    cifar, *large = HUB_ENTRIES
+    assert cifar.sample_shape == (3, 32, 32)
+    assert cifar.num_parameters == parameters_of(CIFAR_CONFIG)
+    assert round(cifar.num_parameters / 1e6, 1) == 35.7  # the DDPM paper's figure
+    for entry in large:
+        assert entry.sample_shape == (3, 256, 256)
+        assert entry.num_parameters == parameters_of(DDPM_256_CONFIG)
+        assert round(entry.num_parameters / 1e6) == 114  # the DDPM paper's figure
+
+
+def test_entries_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        HUB_ENTRIES[0].name = "other"  # type: ignore[misc]
+
+
+def _bundled_folder(root: Path, name: str, prediction: str, readme: str | None) -> UNet2DModel:
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+    )
+    unet.save_pretrained(root / name, safe_serialization=True)
+    DDPMScheduler(prediction_type=prediction).save_pretrained(root / name)
+    if readme is not None:
+        (root / name / "README.md").write_text(readme)
+    return unet
+
+
+def test_bundled_entries_are_read_from_their_folders(tmp_path):
+    readme = "---\nlicense: mit\ndatasets:\n- digits\n---\n# tiny-v\n\nA tiny v-prediction model\nfor tests.\n"
+    unet = _bundled_folder(tmp_path, "tiny-v", "v_prediction", readme)
+    _bundled_folder(tmp_path, "plain-eps", "epsilon", None)
+    (tmp_path / "still-training").mkdir()  # no weights yet: skipped
+    (tmp_path / "still-training" / "config.json").write_text("{}")
+    (tmp_path / "catalogue.json").write_text("{}")  # files beside the folders are ignored
+    entries = catalogue(tmp_path)
+    bundled = [entry for entry in entries if entry.source is Source.BUNDLED]
+    assert [entry.name for entry in bundled] == ["plain-eps", "tiny-v"]
+    assert entries[len(bundled) :] == HUB_ENTRIES
+    tiny = bundled[1]
+    assert tiny == CatalogueEntry(
+        name="tiny-v",
+        source=Source.BUNDLED,
+        repo_id=None,
+        revision=None,
+        prediction=Prediction.V_PREDICTION,
+        sample_shape=(1, 8, 8),
+        num_parameters=sum(p.numel() for p in unet.parameters()),
+        dataset="digits",
+        description="A tiny v-prediction model for tests.",
+    )
+    assert bundled[0].dataset == "plain" and bundled[0].description == ""
+
+
+def test_parameter_count_reads_only_the_header(tmp_path):
+    unet = _bundled_folder(tmp_path, "m", "epsilon", None)
+    assert count_parameters(tmp_path / "m" / "diffusion_pytorch_model.safetensors") == sum(
+        p.numel() for p in unet.parameters()
+    )
+
+
+def test_model_card_without_front_matter(tmp_path):
+    (tmp_path / "README.md").write_text("# Title\n\n| table |\n\nFirst prose.\n\nSecond.\n")
+    assert read_model_card(tmp_path / "README.md") == ({}, "First prose.")
+    assert read_model_card(tmp_path / "missing.md") == ({}, "")
+
+
+@pytest.mark.parametrize("entry", [e for e in catalogue() if e.source is Source.BUNDLED], ids=lambda e: e.name)
+def test_shipped_bundled_checkpoints_load_as_catalogued(entry):
+    """Every checkpoint shipped in pretrained/ loads and agrees with its catalogue entry (none yet: no cases)."""
+    assert (PRETRAINED_DIR / entry.name).is_dir()
+    suffix = entry.name.rsplit("-", 1)[-1]
+    if suffix in SUFFIX_PREDICTION:
+        assert entry.prediction is SUFFIX_PREDICTION[suffix]
+    clear_cache()
+    denoiser = load(entry.name, device="cpu")
+    assert denoiser.prediction is entry.prediction
+    assert denoiser.sample_shape == entry.sample_shape
+    assert denoiser.num_parameters == entry.num_parameters
+    x_t = torch.randn(4, *entry.sample_shape)
+    assert denoiser(x_t, 0).shape == x_t.shape
+    clear_cache()

@@ -1,0 +1,461 @@
+"""Loading checkpoints offline: a Hugging Face cache laid out as the Hub lays it out, random-weight models.
+
+conftest.py points HF_HOME at a temporary folder and sets HF_HUB_OFFLINE=1 before huggingface_hub is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import pickle
+import threading
+import time
+from pathlib import Path
+
+import httpx2
+import huggingface_hub
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from huggingface_hub import constants, errors
+
+from explorer import Prediction, Schedule, VarianceType
+from explorer import hub as hub_module
+from explorer.checkpoint import CheckpointError, CheckpointProblem
+from explorer.device import pick_device, weight_dtype
+from explorer.hub import check_repo_id, clear_cache, hub_error, load
+from explorer.model_cache import ModelCache
+
+DATA = Path(__file__).parent / "data"
+TINY_UNET = {
+    "block_out_channels": (32, 64),
+    "down_block_types": ("DownBlock2D", "AttnDownBlock2D"),
+    "up_block_types": ("AttnUpBlock2D", "UpBlock2D"),
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "sample_size": 16,
+}
+
+
+def cache_repo(repo_id: str) -> Path:
+    """An empty snapshot folder for `repo_id` in the offline Hub cache, with refs/main pointing at it."""
+    sha = hashlib.sha1(repo_id.encode()).hexdigest()
+    storage = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    (storage / "refs").mkdir(parents=True, exist_ok=True)
+    (storage / "refs" / "main").write_text(sha)
+    snapshot = storage / "snapshots" / sha
+    snapshot.mkdir(parents=True, exist_ok=True)
+    return snapshot
+
+
+def write_json(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+
+
+def tiny_unet(seed: int = 0, **overrides) -> UNet2DModel:
+    torch.manual_seed(seed)
+    return UNet2DModel(**{**TINY_UNET, **overrides}).eval()
+
+
+def pickle_payload(marker: Path) -> bytes:
+    """A pickle whose loading would create `marker` (what a malicious .bin does, but harmless)."""
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    return pickle.dumps(Payload())
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    clear_cache()
+    yield
+    clear_cache()
+
+
+@pytest.fixture(scope="module")
+def cifar_unet() -> UNet2DModel:
+    """A random-weight UNet with google/ddpm-cifar10-32's published config, cached flat under its repo id."""
+    torch.manual_seed(0)
+    unet = UNet2DModel.from_config(json.loads((DATA / "ddpm-cifar10-32.unet-config.json").read_text())).eval()
+    snapshot = cache_repo("google/ddpm-cifar10-32")
+    unet.save_pretrained(snapshot, safe_serialization=True)
+    scheduler = DDPMScheduler.from_config(json.loads((DATA / "ddpm-cifar10-32.scheduler-config.json").read_text()))
+    scheduler.save_pretrained(snapshot)
+    return unet
+
+
+@pytest.fixture(scope="module")
+def pipeline_unet() -> UNet2DModel:
+    """A small v-prediction UNet in the pipeline layout (model_index.json, unet/, scheduler/)."""
+    unet = tiny_unet(seed=1)
+    snapshot = cache_repo("explorer-test/pipeline-v")
+    unet.save_pretrained(snapshot / "unet", safe_serialization=True)
+    DDPMScheduler(
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="v_prediction",
+        clip_sample=False,
+        variance_type="fixed_small",
+    ).save_pretrained(snapshot / "scheduler")
+    index = {
+        "_class_name": "DDPMPipeline",
+        "unet": ["diffusers", "UNet2DModel"],
+        "scheduler": ["diffusers", "DDPMScheduler"],
+    }
+    write_json(snapshot / "model_index.json", index)
+    return unet
+
+
+# --- Hub checkpoints from the offline cache ---------------------------------------------------------
+
+
+def test_flat_layout_loads_with_the_checkpoints_own_settings(cifar_unet):
+    denoiser = load("google/ddpm-cifar10-32", device="cpu")
+    assert denoiser.prediction is Prediction.EPSILON
+    assert denoiser.sample_shape == (3, 32, 32)
+    assert denoiser.resolution == 32
+    assert denoiser.variance_type is VarianceType.FIXED_LARGE
+    assert denoiser.clip_sample is True
+    assert denoiser.learned_variance is False
+    assert denoiser.num_parameters == sum(p.numel() for p in cifar_unet.parameters()) == 35_746_307
+    expected = Schedule.from_name("linear", 1000)
+    for table in ("betas", "alphas_cumprod", "posterior_variance", "posterior_mean_coef_x0"):
+        np.testing.assert_allclose(getattr(denoiser.schedule, table), getattr(expected, table), rtol=1e-12, atol=0)
+
+
+def test_flat_layout_forward_equals_the_unets_own(cifar_unet):
+    denoiser = load("google/ddpm-cifar10-32", device="cpu")
+    x_t = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    timesteps = torch.tensor([0, 999])
+    with torch.no_grad():
+        expected = cifar_unet(x_t, timesteps).sample
+    output = denoiser(x_t, timesteps)
+    assert output.shape == (2, 3, 32, 32) and output.dtype == torch.float32
+    torch.testing.assert_close(output, expected, rtol=0, atol=0)
+    with torch.no_grad():
+        same_step = cifar_unet(x_t, torch.tensor([10, 10])).sample
+    torch.testing.assert_close(denoiser(x_t, 10), same_step, rtol=0, atol=0)  # a scalar is expanded to [B]
+
+
+def test_pipeline_layout_loads_v_prediction(pipeline_unet):
+    denoiser = load("explorer-test/pipeline-v", device="cpu")
+    assert denoiser.prediction is Prediction.V_PREDICTION
+    assert denoiser.sample_shape == (3, 16, 16)
+    assert denoiser.clip_sample is False
+    assert denoiser.variance_type is VarianceType.FIXED_SMALL
+    np.testing.assert_allclose(denoiser.schedule.betas, Schedule.from_name("cosine").betas, rtol=1e-12)
+    x_t = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = pipeline_unet(x_t, torch.tensor([5, 5, 5])).sample
+    torch.testing.assert_close(denoiser(x_t, 5), expected, rtol=0, atol=0)
+    # float64 input gives float64 output; bad shapes and timesteps are refused
+    assert denoiser(x_t.double(), 5).dtype == torch.float64
+    with pytest.raises(ValueError, match="shape"):
+        denoiser(torch.zeros(1, 3, 8, 8), 5)
+    with pytest.raises(ValueError, match="timestep"):
+        denoiser(x_t, 1000)
+
+
+def test_learned_variance_model_splits_its_output():
+    unet = tiny_unet(seed=2, out_channels=6)
+    snapshot = cache_repo("explorer-test/learned-range")
+    unet.save_pretrained(snapshot, safe_serialization=True)
+    DDPMScheduler(variance_type="learned_range").save_pretrained(snapshot)
+    denoiser = load("explorer-test/learned-range", device="cpu")
+    assert denoiser.learned_variance is True
+    assert denoiser.variance_type is VarianceType.LEARNED_RANGE
+    assert denoiser.sample_shape == (3, 16, 16)
+    x_t = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        raw = unet(x_t, torch.tensor([7, 7])).sample  # [2, 6, 16, 16]
+    output = denoiser.predict(x_t, 7)
+    torch.testing.assert_close(output.prediction, raw[:, :3], rtol=0, atol=0)
+    torch.testing.assert_close(output.variance_values, raw[:, 3:], rtol=0, atol=0)
+    torch.testing.assert_close(denoiser(x_t, 7), raw[:, :3], rtol=0, atol=0)
+
+
+def test_weights_load_in_the_requested_dtype(pipeline_unet):
+    denoiser = load("explorer-test/pipeline-v", device="cpu", dtype="bfloat16")
+    assert denoiser.dtype == torch.bfloat16
+    output = denoiser(torch.randn(1, 3, 16, 16), 3)
+    assert output.dtype == torch.float32  # float32 or better at the boundary
+
+
+def test_point_mlp_loads_bundled_and_from_the_hub(tmp_path, monkeypatch):
+    from explorer.mlp import PointDenoiserMLP
+
+    torch.manual_seed(3)
+    mlp = PointDenoiserMLP(hidden_dim=32, num_hidden_layers=2, time_embed_dim=16).eval()
+    monkeypatch.setattr(hub_module, "PRETRAINED_DIR", tmp_path)
+    for folder in (tmp_path / "moons-x0", cache_repo("explorer-test/moons-x0")):
+        mlp.save_pretrained(folder, safe_serialization=True)
+        DDPMScheduler(prediction_type="sample", beta_schedule="squaredcos_cap_v2", clip_sample=False).save_pretrained(
+            folder
+        )
+    x_t = torch.randn(5, 2, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = mlp(x_t, torch.full((5,), 123))
+    for ref in ("moons-x0", "explorer-test/moons-x0"):
+        denoiser = load(ref, device="cpu")
+        assert denoiser.sample_shape == (2,) and denoiser.resolution is None
+        assert denoiser.prediction is Prediction.SAMPLE and denoiser.clip_sample is False
+        assert denoiser.num_parameters == sum(p.numel() for p in mlp.parameters())
+        torch.testing.assert_close(denoiser(x_t, 123), expected, rtol=0, atol=0)
+
+
+# --- safety -----------------------------------------------------------------------------------------
+
+
+def test_pickle_only_repo_is_refused_and_its_payload_never_runs(tmp_path):
+    marker = tmp_path / "payload-ran"
+    snapshot = cache_repo("explorer-test/pickle-only")
+    tiny_unet().save_config(snapshot)
+    DDPMScheduler().save_pretrained(snapshot)
+    (snapshot / "diffusion_pytorch_model.bin").write_bytes(pickle_payload(marker))
+    with pytest.raises(CheckpointError, match="pickled weights") as caught:
+        load("explorer-test/pickle-only", device="cpu")
+    assert caught.value.problem is CheckpointProblem.PICKLE_ONLY
+    assert not marker.exists()
+
+
+def test_safetensors_win_over_a_planted_pickle(tmp_path):
+    marker = tmp_path / "payload-ran"
+    snapshot = cache_repo("explorer-test/both-formats")
+    tiny_unet().save_pretrained(snapshot, safe_serialization=True)
+    DDPMScheduler().save_pretrained(snapshot)
+    (snapshot / "diffusion_pytorch_model.bin").write_bytes(pickle_payload(marker))
+    assert load("explorer-test/both-formats", device="cpu").sample_shape == (3, 16, 16)
+    assert not marker.exists()
+
+
+BAD_IDS = ["/etc", "../x", "a/b/c", "", "a/" + "b" * 95, "bad id!", "~", "/", "..", "./x", "a/../b", "a//b", "x/.git"]
+
+
+def spy_on_file_access(monkeypatch) -> list[str]:
+    """Make the filesystem and Hub entry points record and fail when touched; return the record."""
+    touched: list[str] = []
+
+    def spy(name):
+        def refuse(*args, **kwargs):
+            touched.append(name)
+            raise AssertionError(f"{name} was touched")
+
+        return refuse
+
+    for module, names in (
+        (os, ("stat", "lstat", "listdir", "scandir", "open")),
+        (os.path, ("exists", "isdir", "isfile", "realpath", "expanduser")),
+        (pathlib.Path, ("stat", "iterdir", "is_dir", "is_file", "exists", "resolve", "expanduser", "open")),
+        (huggingface_hub, ("snapshot_download", "hf_hub_download")),
+        (UNet2DModel, ("from_pretrained",)),
+    ):
+        for name in names:
+            monkeypatch.setattr(module, name, spy(f"{getattr(module, '__name__', module)}.{name}"))
+    return touched
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+@pytest.mark.parametrize("allow_local", [False, True])
+def test_bad_ids_are_refused_before_any_file_access(bad, allow_local, monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "someone/explorer")  # a hosted Space: local folders are never accepted
+    touched = spy_on_file_access(monkeypatch)
+    with pytest.raises(CheckpointError) as caught:
+        load(bad, device="cpu", allow_local=allow_local)
+    assert caught.value.problem in (CheckpointProblem.INVALID_REF, CheckpointProblem.LOCAL_REFUSED)
+    assert isinstance(caught.value, ValueError)
+    assert touched == []
+
+
+def test_the_file_access_spy_catches_a_valid_id(monkeypatch):
+    touched = spy_on_file_access(monkeypatch)
+    with pytest.raises(AssertionError, match="was touched"):
+        load("google/ddpm-cifar10-32", device="cpu")
+    assert touched
+
+
+@pytest.mark.parametrize("revision", ["../../etc", "/main", "a//b", "main/", "bad rev", ""])
+def test_bad_revisions_are_refused(revision):
+    with pytest.raises(CheckpointError, match="revision") as caught:
+        load("google/ddpm-cifar10-32", revision=revision, device="cpu")
+    assert caught.value.problem is CheckpointProblem.INVALID_REF
+
+
+def test_a_valid_id_passes_both_checks():
+    assert check_repo_id("google/ddpm-cifar10-32") == "google/ddpm-cifar10-32"
+
+
+def test_local_folders_only_when_allowed_and_not_on_a_space(tmp_path, monkeypatch):
+    folder = tmp_path / "my-model"
+    tiny_unet().save_pretrained(folder, safe_serialization=True)
+    DDPMScheduler(prediction_type="sample").save_pretrained(folder)
+    with pytest.raises(CheckpointError) as caught:
+        load(folder, device="cpu")
+    assert caught.value.problem is CheckpointProblem.LOCAL_REFUSED
+    monkeypatch.setenv("SPACE_ID", "someone/explorer")
+    with pytest.raises(CheckpointError, match="hosted Space"):
+        load(str(folder), device="cpu", allow_local=True)
+    monkeypatch.delenv("SPACE_ID")
+    denoiser = load(str(folder), device="cpu", allow_local=True)
+    assert denoiser.prediction is Prediction.SAMPLE and denoiser.name == "my-model"
+    with pytest.raises(CheckpointError) as caught:
+        load(str(tmp_path / "nothing-here"), device="cpu", allow_local=True)
+    assert caught.value.problem is CheckpointProblem.NOT_FOUND
+
+
+def test_bundled_checkpoints_load_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub_module, "PRETRAINED_DIR", tmp_path)
+    tiny_unet().save_pretrained(tmp_path / "tiny-x0", safe_serialization=True)
+    DDPMScheduler(prediction_type="sample").save_pretrained(tmp_path / "tiny-x0")
+    assert hub_module.bundled_names() == ("tiny-x0",)
+    assert load("tiny-x0", device="cpu").prediction is Prediction.SAMPLE
+    with pytest.raises(CheckpointError, match="tiny-x0") as caught:
+        load("no-such-model", device="cpu")
+    assert caught.value.problem is CheckpointProblem.NOT_FOUND
+
+
+# --- refusals and errors ------------------------------------------------------------------------------
+
+
+def test_missing_repo_offline_says_offline():
+    with pytest.raises(CheckpointError, match="cannot be reached") as caught:
+        load("explorer-test/never-downloaded", device="cpu")
+    assert caught.value.problem is CheckpointProblem.OFFLINE
+
+
+def test_uncached_revision_offline_says_offline(cifar_unet):
+    with pytest.raises(CheckpointError, match="revision 'v2'") as caught:
+        load("google/ddpm-cifar10-32", revision="v2", device="cpu")
+    assert caught.value.problem is CheckpointProblem.OFFLINE
+
+
+@pytest.mark.parametrize(
+    ("name", "files", "reason"),
+    [
+        ("text-unet", {"config.json": {"_class_name": "UNet2DConditionModel", "cross_attention_dim": 768}}, "text"),
+        ("cross-attn", {"config.json": {"_class_name": "UNet2DModel", "cross_attention_dim": 512}}, "text"),
+        (
+            "text-pipeline",
+            {"model_index.json": {"unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["x", "CLIP"]}},
+            "text",
+        ),
+        (
+            "latent",
+            {"model_index.json": {"unet": ["diffusers", "UNet2DModel"], "vqvae": ["diffusers", "VQModel"]}},
+            "latent",
+        ),
+        ("unknown-class", {"config.json": {"_class_name": "EvilModel"}}, "model class"),
+        ("class-cond", {"config.json": {"_class_name": "UNet2DModel", "num_class_embeds": 10}}, "class-conditional"),
+        (
+            "score-sde",
+            {
+                "config.json": {"_class_name": "UNet2DModel"},
+                "scheduler_config.json": {"_class_name": "ScoreSdeVeScheduler"},
+            },
+            "β schedule",
+        ),
+    ],
+)
+def test_unsupported_models_are_refused_with_the_reason(name, files, reason):
+    snapshot = cache_repo(f"explorer-test/{name}")
+    files = {"scheduler_config.json": {"_class_name": "DDPMScheduler"}, **files}
+    for filename, content in files.items():
+        write_json(snapshot / filename, content)
+    with pytest.raises(CheckpointError, match=reason) as caught:
+        load(f"explorer-test/{name}", device="cpu")
+    assert caught.value.problem is CheckpointProblem.UNSUPPORTED
+
+
+def test_missing_weights_say_what_is_missing():
+    snapshot = cache_repo("explorer-test/no-weights")
+    tiny_unet().save_config(snapshot)
+    DDPMScheduler().save_pretrained(snapshot)
+    with pytest.raises(CheckpointError, match="safetensors") as caught:
+        load("explorer-test/no-weights", device="cpu")
+    assert caught.value.problem is CheckpointProblem.MISSING_FILES
+
+
+def _http_error(kind: type, status: int) -> Exception:
+    request = httpx2.Request("GET", "https://huggingface.co/api/models/a/b")
+    return kind("hub said no", response=httpx2.Response(status, request=request))
+
+
+@pytest.mark.parametrize(
+    ("error", "problem"),
+    [
+        (lambda: _http_error(errors.RepositoryNotFoundError, 404), CheckpointProblem.NOT_FOUND),
+        (lambda: _http_error(errors.GatedRepoError, 403), CheckpointProblem.GATED),
+        (lambda: _http_error(errors.RevisionNotFoundError, 404), CheckpointProblem.REVISION_NOT_FOUND),
+        (lambda: _http_error(errors.RemoteEntryNotFoundError, 404), CheckpointProblem.MISSING_FILES),
+        (lambda: _http_error(errors.HfHubHTTPError, 401), CheckpointProblem.UNAUTHORIZED),
+        (lambda: _http_error(errors.HfHubHTTPError, 503), CheckpointProblem.HUB_ERROR),
+        (lambda: errors.LocalEntryNotFoundError("not cached"), CheckpointProblem.OFFLINE),
+        (lambda: errors.OfflineModeIsEnabled("offline"), CheckpointProblem.OFFLINE),
+    ],
+)
+def test_hub_errors_map_to_one_sentence_each(error, problem):
+    typed = error()
+    wrapped = OSError("diffusers wraps Hub errors in a plain OSError")
+    wrapped.__cause__ = typed
+    for raised in (typed, wrapped):
+        mapped = hub_error(raised, "a/b", "main")
+        assert mapped is not None and mapped.problem is problem
+        message = str(mapped)
+        assert message.endswith(".") and message.count(". ") == 0 and "a/b" in message
+    assert hub_error(RuntimeError("unrelated"), "a/b", None) is None
+
+
+# --- cache, device, dtype -------------------------------------------------------------------------------
+
+
+def test_cache_returns_the_same_object_per_key(pipeline_unet):
+    first = load("explorer-test/pipeline-v", device="cpu")
+    assert load("explorer-test/pipeline-v", device="cpu") is first
+    assert load("explorer-test/pipeline-v", device="cpu", dtype=torch.bfloat16) is not first
+    clear_cache()
+    assert load("explorer-test/pipeline-v", device="cpu") is not first
+
+
+def test_cache_is_bounded_and_least_recently_used_goes_first():
+    cache = ModelCache(max_entries=2)
+    for key in ("a", "b"):
+        cache.get_or_load(key, lambda key=key: key)
+    cache.get_or_load("a", lambda: "reloaded")  # a hit: "a" becomes the most recent
+    cache.get_or_load("c", lambda: "c")
+    assert cache.keys() == ("a", "c")
+    assert cache.get_or_load("a", lambda: "reloaded") == "a"
+
+
+def test_concurrent_loads_of_one_key_load_once():
+    cache = ModelCache(max_entries=4)
+    calls: list[int] = []
+
+    def slow_loader() -> object:
+        calls.append(1)
+        time.sleep(0.05)
+        return object()
+
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_load("k", slow_loader))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(results) == 8 and all(r is results[0] for r in results)
+
+
+def test_device_and_dtype_are_parsed_at_the_edge():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device(None).type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            pick_device("cuda")
+    with pytest.raises(ValueError, match="device"):
+        pick_device("tpu")
+    assert weight_dtype(None) == torch.float32 and weight_dtype("bfloat16") == torch.bfloat16
+    with pytest.raises(ValueError, match="dtype"):
+        weight_dtype("int8")
