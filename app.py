@@ -10,7 +10,7 @@ import os
 
 import gradio as gr
 
-from ui import schedules
+from ui import posterior, schedules
 
 TITLE = "Reverse-diffusion explorer"
 QUEUE_SIZE = 32
@@ -23,15 +23,18 @@ THEME = gr.themes.Soft()
 
 with gr.Blocks(title=TITLE) as demo:
     gr.Markdown(f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.")
-    with gr.Tabs(elem_id="tabs") as tabs, gr.Tab("Schedules", id="schedules"):
-        schedule_view = schedules.build()
+    with gr.Tabs(elem_id="tabs") as tabs:
+        with gr.Tab("Schedules", id="schedules"):
+            schedule_view = schedules.build()
+        with gr.Tab("Posterior", id="posterior"):
+            posterior_view = posterior.build(schedule_view["inputs"][:6])
 
     demo.load(
         schedules.update_schedules,
         schedule_view["inputs"],
         schedule_view["outputs"],
         api_visibility="private",
-    )
+    ).then(posterior.update_posterior, posterior_view["inputs"], posterior_view["outputs"], api_visibility="private")
 
 demo.queue(max_size=QUEUE_SIZE)
 

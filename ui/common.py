@@ -67,7 +67,7 @@ def _digits() -> Any:
         from explorer import data
     except ImportError:
         return None
-    return data.digits("test")
+    return data.digits("held_out").images
 
 
 def example_digit(index: int = 0) -> Any:

@@ -1,0 +1,186 @@
+"""Figures for the posterior q(x_{t−1} | x_t, x_0): the 1-D product of two Gaussians, and 2-D reverse densities.
+
+Product of Gaussians, for one pixel (Ho et al. 2020, eqs. 2, 4, 6–7), as functions of y = x_{t−1}:
+
+    likelihood  q(x_t | x_{t−1} = y) = N(x_t; √α_t y, β_t)   ∝ N(y; x_t/√α_t, β_t/α_t)
+    prior       q(x_{t−1} = y | x_0) = N(y; √ᾱ_{t−1} x_0, 1 − ᾱ_{t−1})
+    posterior   q(x_{t−1} = y | x_t, x_0) = N(y; μ̃_t, β̃_t)  ∝ likelihood × prior
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from explorer.plots import FONT
+from explorer.schedules import Schedule
+
+CURVE_POINTS = 600
+
+
+def normal_pdf(y: np.ndarray, mean: float, variance: float) -> np.ndarray:
+    """N(y; mean, variance) for float64 y; a zero variance gives NaN (a point mass cannot be drawn)."""
+    if variance <= 0:
+        return np.full_like(y, np.nan)
+    return np.exp(-0.5 * (y - mean) ** 2 / variance) / math.sqrt(2 * math.pi * variance)
+
+
+def isotropic_density(grid: np.ndarray, mean: np.ndarray, variance: float) -> np.ndarray:
+    """N(x; mean, variance·I) at each row of grid [G, D]; returns [G] (NaN for a zero variance)."""
+    if variance <= 0:
+        return np.full(len(grid), np.nan)
+    dims = grid.shape[1]
+    squared = np.sum((grid - mean) ** 2, axis=1)
+    return np.exp(-0.5 * squared / variance) / (2 * math.pi * variance) ** (dims / 2)
+
+
+@dataclass(frozen=True)
+class GaussianProduct:
+    """The three curves of the 1-D view on a common grid y (float64 [P] each)."""
+
+    y: np.ndarray
+    likelihood: np.ndarray  # q(x_t | x_{t−1} = y), normalised in y
+    prior: np.ndarray  # q(x_{t−1} = y | x_0)
+    posterior: np.ndarray  # N(y; μ̃, β̃)
+    product: np.ndarray  # likelihood × prior, normalised numerically: lies on `posterior`
+    mean: float
+    variance: float
+
+
+def gaussian_product(schedule: Schedule, t: int, x0: float, x_t: float) -> GaussianProduct:
+    """The likelihood, prior and posterior of x_{t−1} for one pixel at paper step t ≥ 1."""
+    i = t - 1
+    alpha, beta = schedule.alphas[i], schedule.betas[i]
+    like_mean, like_var = (x_t / math.sqrt(alpha), beta / alpha) if alpha > 0 else (0.0, math.inf)
+    prior_mean, prior_var = math.sqrt(schedule.alphas_cumprod_prev[i]) * x0, 1.0 - schedule.alphas_cumprod_prev[i]
+    mean = schedule.posterior_mean_coef_x0[i] * x0 + schedule.posterior_mean_coef_xt[i] * x_t
+    variance = float(schedule.posterior_variance[i])
+    spreads = [math.sqrt(v) for v in (like_var, prior_var, variance) if 0 < v < math.inf]
+    width = 4 * min(max(spreads, default=0.05), 3.0)
+    centre = float(np.clip(mean, -3, 3))
+    y = np.linspace(centre - width - 0.05, centre + width + 0.05, CURVE_POINTS)
+    likelihood = normal_pdf(y, like_mean, like_var) if like_var < math.inf else np.full_like(y, np.nan)
+    prior = normal_pdf(y, prior_mean, prior_var)
+    product = np.nan_to_num(likelihood) * np.nan_to_num(prior)
+    area = np.trapezoid(product, y)
+    product = product / area if area > 0 else np.full_like(y, np.nan)
+    return GaussianProduct(y, likelihood, prior, normal_pdf(y, mean, variance), product, float(mean), variance)
+
+
+def gaussian_product_figure(curves: GaussianProduct, t: int) -> go.Figure:
+    """The 1-D view: likelihood × prior = posterior, each curve a density in y = x_{t−1}."""
+    figure = go.Figure()
+    styles = (
+        (curves.likelihood, f"q(x<sub>{t}</sub> | x<sub>{t - 1}</sub>=y) as a function of y", "#1f77b4", "dot"),
+        (curves.prior, f"q(x<sub>{t - 1}</sub>=y | x₀)", "#2ca02c", "dash"),
+        (curves.product, "likelihood × prior, normalised", "#ff7f0e", "solid"),
+        (curves.posterior, f"N(μ̃={curves.mean:.3g}, β̃={curves.variance:.3g})", "black", "dashdot"),
+    )
+    for values, name, colour, dash in styles:
+        figure.add_trace(
+            go.Scatter(
+                x=curves.y.astype(np.float32),
+                y=np.asarray(values, dtype=np.float32),
+                name=name,
+                mode="lines",
+                line=dict(color=colour, dash=dash, width=3 if dash == "solid" else 2),
+            )
+        )
+    figure.update_layout(
+        title=f"One pixel at t = {t}: the posterior is the product of two Gaussians",
+        xaxis_title=f"y = x<sub>{t - 1}</sub>",
+        yaxis_title="density",
+        height=360,
+        margin=dict(l=50, r=20, t=50, b=40),
+        font=FONT,
+        template="plotly_white",
+        legend=dict(x=0.01, y=0.99, bgcolor="rgba(255,255,255,0.7)"),
+    )
+    return figure
+
+
+@dataclass(frozen=True)
+class DensityPanel:
+    """One heatmap: a density on a regular grid (float [G_y, G_x]) with a title."""
+
+    title: str
+    density: np.ndarray
+
+
+def reverse_density_figure(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    panels: Sequence[DensityPanel],
+    *,
+    x_t: np.ndarray,
+    x0: np.ndarray,
+    data: np.ndarray | None = None,
+) -> go.Figure:
+    """Heatmaps side by side on the same axes, with x_t (×), x₀ (★) and faint data points on each."""
+    figure = make_subplots(
+        rows=1, cols=len(panels), subplot_titles=[p.title for p in panels], shared_yaxes=True, horizontal_spacing=0.03
+    )
+    for column, panel in enumerate(panels, start=1):
+        figure.add_trace(
+            go.Heatmap(
+                x=xs.astype(np.float32),
+                y=ys.astype(np.float32),
+                z=np.asarray(panel.density, dtype=np.float32),
+                colorscale="Viridis",
+                showscale=False,
+                hovertemplate="(%{x:.2f}, %{y:.2f}) density %{z:.3g}<extra></extra>",
+            ),
+            row=1,
+            col=column,
+        )
+        if data is not None:
+            figure.add_trace(
+                go.Scatter(
+                    x=data[:, 0],
+                    y=data[:, 1],
+                    mode="markers",
+                    marker=dict(size=2, color="rgba(255,255,255,0.35)"),
+                    showlegend=False,
+                    hoverinfo="skip",
+                ),
+                row=1,
+                col=column,
+            )
+        for point, name, symbol in ((x_t, "x_t", "x"), (x0, "x₀", "star")):
+            figure.add_trace(
+                go.Scatter(
+                    x=[float(point[0])],
+                    y=[float(point[1])],
+                    mode="markers",
+                    name=name,
+                    showlegend=column == 1,
+                    marker=dict(symbol=symbol, size=12, color="white", line=dict(width=1.5, color="red")),
+                ),
+                row=1,
+                col=column,
+            )
+    figure.update_xaxes(range=[float(xs[0]), float(xs[-1])], constrain="domain")
+    figure.update_yaxes(range=[float(ys[0]), float(ys[-1])])
+    figure.update_layout(
+        height=380,
+        margin=dict(l=40, r=20, t=60, b=30),
+        font=FONT,
+        template="plotly_white",
+        legend=dict(orientation="h", y=-0.08),
+    )
+    return figure
+
+
+def message_figure(text: str) -> go.Figure:
+    """An empty figure that says why there is nothing to draw (never a broken plot)."""
+    figure = go.Figure()
+    figure.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=16))
+    figure.update_layout(
+        height=200, xaxis=dict(visible=False), yaxis=dict(visible=False), template="plotly_white", font=FONT
+    )
+    return figure
