@@ -110,7 +110,8 @@ def bundled_entry(folder: Path) -> CatalogueEntry | None:
     try:
         layout = read_layout(folder, folder.name)
         prediction = Prediction.parse(layout.scheduler_config.get("prediction_type", "epsilon"))
-    except (CheckpointError, ValueError):
+        sample_shape = sample_shape_of(layout.model_config)
+    except (CheckpointError, ValueError, TypeError):  # a folder being written, or not a model: not offered
         return None
     fields, prose = read_model_card(folder / "README.md")
     dataset = fields.get("dataset") or fields.get("datasets") or folder.name.split("-")[0]
@@ -120,7 +121,7 @@ def bundled_entry(folder: Path) -> CatalogueEntry | None:
         repo_id=None,
         revision=None,
         prediction=prediction,
-        sample_shape=sample_shape_of(layout.model_config),
+        sample_shape=sample_shape,
         num_parameters=count_parameters(weights),
         dataset=dataset.strip("'\"[]"),
         description=fields.get("description", "").strip("'\"") or prose,

@@ -145,7 +145,11 @@ def read_layout(folder: Path, name: str) -> CheckpointLayout:
 
 def _check_components(index: dict[str, Any], name: str) -> None:
     """Refuse pipelines with a text encoder or a VAE, and pipelines without a UNet."""
-    present = {key for key, value in index.items() if not key.startswith("_") and value and value[0] is not None}
+    present = {
+        key
+        for key, value in index.items()
+        if not key.startswith("_") and isinstance(value, list) and len(value) == 2 and value[1] is not None
+    }
     if present & set(TEXT_COMPONENTS):
         raise _unsupported(name, TEXT_CONDITIONED)
     if present & set(LATENT_COMPONENTS):

@@ -39,6 +39,7 @@ _BUNDLED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 _LOCAL_PREFIXES = ("/", "./", "../", "~", "\\")
 CONFIG_FILES = ("model_index.json", "config.json", "scheduler_config.json", "unet/config.json")
+REFUSED_MARKERS = ("text_encoder/config.json", "vae/config.json", "vqvae/config.json")  # to refuse before weights
 SCHEDULER_FILES = ("scheduler/scheduler_config.json",)
 WEIGHT_PATTERNS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.safetensors.index.json")
 
@@ -216,7 +217,7 @@ def _remote_pickles(repo_id: str, revision: str, prefix: str) -> tuple[str, ...]
 
 def fetch_hub_checkpoint(repo_id: str, revision: str | None = None) -> Path:
     """Download a Hub checkpoint's configs, check them, then its safetensors weights; return the local folder."""
-    configs = _snapshot(repo_id, revision, [*CONFIG_FILES, *SCHEDULER_FILES])
+    configs = _snapshot(repo_id, revision, [*CONFIG_FILES, *SCHEDULER_FILES, *REFUSED_MARKERS])
     layout = read_layout(configs, repo_id)  # refuses text-conditioned, latent and unknown models before any weights
     pinned = configs.name if re.fullmatch(r"[0-9a-f]{40}", configs.name) else revision
     prefix = "" if layout.model_folder == configs else f"{layout.model_folder.name}/"

@@ -41,13 +41,22 @@ class ModelCache(Generic[Model]):
             with self._lock:
                 if (hit := self._hit(key)) is not None:
                     return hit
-            value = loader()
-            with self._lock:
-                self._entries[key] = value
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
-                self._loading.pop(key, None)
+            try:
+                value = loader()
+                with self._lock:
+                    self._entries[key] = value
+                    while len(self._entries) > self.max_entries:
+                        self._entries.popitem(last=False)
+            finally:  # a failed load leaves nothing behind; the next request tries again
+                with self._lock:
+                    if self._loading.get(key) is key_lock:
+                        del self._loading[key]
             return value
+
+    def loading(self) -> int:
+        """How many keys are being loaded right now."""
+        with self._lock:
+            return len(self._loading)
 
     def keys(self) -> tuple[Hashable, ...]:
         """The cached keys, least recently used first."""

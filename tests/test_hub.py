@@ -24,7 +24,7 @@ from huggingface_hub import constants, errors
 
 from explorer import Prediction, Schedule, VarianceType
 from explorer import hub as hub_module
-from explorer.checkpoint import CheckpointError, CheckpointProblem
+from explorer.checkpoint import CheckpointError, CheckpointProblem, variance_type_of
 from explorer.device import pick_device, weight_dtype
 from explorer.hub import check_repo_id, clear_cache, hub_error, load
 from explorer.model_cache import ModelCache
@@ -446,6 +446,40 @@ def test_concurrent_loads_of_one_key_load_once():
     for thread in threads:
         thread.join()
     assert len(calls) == 1 and len(results) == 8 and all(r is results[0] for r in results)
+
+
+def test_a_failed_load_leaves_nothing_behind_and_is_retried():
+    cache = ModelCache(max_entries=2)
+
+    def failing() -> object:
+        raise CheckpointError(CheckpointProblem.OFFLINE, "offline.")
+
+    with pytest.raises(CheckpointError):
+        cache.get_or_load("k", failing)
+    assert cache.keys() == () and cache.loading() == 0
+    assert cache.get_or_load("k", lambda: "loaded") == "loaded"
+
+
+@pytest.mark.parametrize(
+    ("value", "learned", "expected"),
+    [
+        (None, False, VarianceType.FIXED_SMALL),
+        ("fixed_small", False, VarianceType.FIXED_SMALL),
+        ("fixed_small_log", False, VarianceType.FIXED_SMALL),
+        ("fixed_large", False, VarianceType.FIXED_LARGE),
+        ("fixed_large_log", False, VarianceType.FIXED_LARGE),
+        ("learned_range", True, VarianceType.LEARNED_RANGE),
+        ("fixed_small", True, VarianceType.LEARNED_RANGE),  # the extra output channels decide
+    ],
+)
+def test_variance_type_follows_the_checkpoint(value, learned, expected):
+    assert variance_type_of({"variance_type": value}, learned, "m") is expected
+
+
+@pytest.mark.parametrize(("value", "learned"), [("learned", True), ("learned_range", False), ("learned", False)])
+def test_inconsistent_variance_settings_are_refused(value, learned):
+    with pytest.raises(CheckpointError):
+        variance_type_of({"variance_type": value}, learned, "m")
 
 
 def test_device_and_dtype_are_parsed_at_the_edge():
