@@ -10,7 +10,7 @@ import os
 
 import gradio as gr
 
-from ui import posterior, schedules
+from ui import posterior, sampling, schedules
 
 TITLE = "Reverse-diffusion explorer"
 QUEUE_SIZE = 32
@@ -28,6 +28,8 @@ with gr.Blocks(title=TITLE) as demo:
             schedule_view = schedules.build()
         with gr.Tab("Posterior", id="posterior"):
             posterior_view = posterior.build(schedule_view["inputs"][:6])
+        with gr.Tab("Reverse sampling", id="sampling"):
+            sampling_view = sampling.build(schedule_view["inputs"][:6])
 
     demo.load(
         schedules.update_schedules,
@@ -45,4 +47,5 @@ if __name__ == "__main__":
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=THEME,
         css=CSS,
+        head=sampling.KEYBOARD_JS,
     )

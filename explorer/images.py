@@ -99,3 +99,20 @@ def export_mp4(frames: Sequence[Image.Image], path: str | Path, *, fps: float = 
             canvas.paste(frame.convert("RGB"))
             writer.append_data(np.asarray(canvas))
     return path
+
+
+def labelled_row(panels: Sequence[tuple[str, Image.Image]], *, gap: int = 8, header: int = 22) -> Image.Image:
+    """Pictures side by side, each with a title above it (white background)."""
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(size=16)
+    width = sum(p.width for _, p in panels) + gap * (len(panels) - 1)
+    height = max(p.height for _, p in panels) + header
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    left = 0
+    for title, picture in panels:
+        draw.text((left + 2, 2), title, fill="black", font=font)
+        canvas.paste(picture.convert("RGB"), (left, header))
+        left += picture.width + gap
+    return canvas

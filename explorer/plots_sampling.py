@@ -1,0 +1,71 @@
+"""Figures of a recorded reverse run: signal and noise shares, and per-step diagnostics, over paper t."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from explorer.plots import FONT
+from explorer.schedules import Schedule
+
+
+def run_diagnostics(compact, schedule: Schedule) -> dict[str, np.ndarray]:
+    """Per-step numbers of a `CompactTrajectory` (float64 [S] each, S = steps, k-th = step k)."""
+    steps = compact.timesteps
+    batch = compact.x_t.shape[1]
+    x_t = compact.x_t.float().reshape(len(steps), batch, -1)
+    eps = compact.eps.float().reshape(len(steps), batch, -1)
+    x0 = compact.x0.float().reshape(len(steps), batch, -1)
+    return {
+        "t": (steps + 1).astype(np.float64),
+        "signal": schedule.sqrt_alphas_cumprod[steps],
+        "noise": schedule.sqrt_one_minus_alphas_cumprod[steps],
+        "x_t_rms": x_t.pow(2).mean(dim=2).sqrt().mean(dim=1).double().numpy(),
+        "eps_std": eps.std(dim=2).mean(dim=1).double().numpy(),
+        "x0_min": x0.amin(dim=(1, 2)).double().numpy(),
+        "x0_max": x0.amax(dim=(1, 2)).double().numpy(),
+        "clipped": compact.clipped_fraction.mean(dim=1).double().numpy(),
+    }
+
+
+def diagnostics_figure(numbers: dict[str, np.ndarray]) -> go.Figure:
+    """Three panels over t: signal/noise shares, ‖x_t‖ and std ε̂, the range of x̂₀ and the clipped share."""
+    figure = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=(
+            "shares of x<sub>t</sub>: signal √ᾱ<sub>t</sub>, noise √(1−ᾱ<sub>t</sub>)",
+            "RMS of x<sub>t</sub>; std of ε̂ (should stay near 1)",
+            "range of x̂₀; fraction clipped",
+        ),
+        horizontal_spacing=0.07,
+    )
+    t = numbers["t"].astype(np.float32)
+
+    def add(key: str, name: str, column: int, colour: str, dash: str = "solid") -> None:
+        figure.add_trace(
+            go.Scatter(
+                x=t,
+                y=numbers[key].astype(np.float32),
+                name=name,
+                mode="lines+markers" if t.size <= 60 else "lines",
+                marker=dict(size=4),
+                line=dict(color=colour, dash=dash),
+            ),
+            row=1,
+            col=column,
+        )
+
+    add("signal", "signal √ᾱ_t", 1, "#1f77b4")
+    add("noise", "noise √(1−ᾱ_t)", 1, "#d62728", "dash")
+    add("x_t_rms", "RMS of x_t", 2, "#2ca02c")
+    add("eps_std", "std of ε̂", 2, "#9467bd", "dash")
+    add("x0_min", "min x̂₀", 3, "#8c564b")
+    add("x0_max", "max x̂₀", 3, "#8c564b", "dot")
+    add("clipped", "fraction clipped", 3, "#ff7f0e", "dash")
+    figure.update_xaxes(title_text="t (paper step; sampling runs right to left)", autorange="reversed")
+    figure.update_layout(
+        height=330, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend_orientation="h"
+    )
+    return figure
