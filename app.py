@@ -10,7 +10,7 @@ import os
 
 import gradio as gr
 
-from ui import posterior, sampling, schedules
+from ui import parameterizations, posterior, restore, sampling, schedules
 
 TITLE = "Reverse-diffusion explorer"
 QUEUE_SIZE = 32
@@ -22,7 +22,10 @@ footer { display: none !important; }
 THEME = gr.themes.Soft()
 
 with gr.Blocks(title=TITLE) as demo:
-    gr.Markdown(f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.")
+    with gr.Row():
+        gr.Markdown(f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.")
+        large = gr.Checkbox(label="large type (presentation)", value=False, elem_id="presentation", scale=0)
+    large.change(None, large, None, js="(on) => { document.body.classList.toggle('presentation', on); }")
     with gr.Tabs(elem_id="tabs") as tabs:
         with gr.Tab("Schedules", id="schedules"):
             schedule_view = schedules.build()
@@ -30,8 +33,23 @@ with gr.Blocks(title=TITLE) as demo:
             posterior_view = posterior.build(schedule_view["inputs"][:6])
         with gr.Tab("Reverse sampling", id="sampling"):
             sampling_view = sampling.build(schedule_view["inputs"][:6])
+        with gr.Tab("Parameterizations", id="parameterizations"):
+            parameterizations.build()
 
     demo.load(
+        restore.restore,
+        None,
+        [
+            tabs,
+            schedule_view["family1"],
+            schedule_view["t"],
+            sampling_view["model"],
+            sampling_view["seed"],
+            sampling_view["frame"],
+            large,
+        ],
+        api_visibility="private",
+    ).then(
         schedules.update_schedules,
         schedule_view["inputs"],
         schedule_view["outputs"],

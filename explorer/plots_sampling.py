@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.plots import FONT
+from explorer.plots import COLOURS, FONT
 from explorer.schedules import Schedule
 
 
@@ -67,5 +67,66 @@ def diagnostics_figure(numbers: dict[str, np.ndarray]) -> go.Figure:
     figure.update_xaxes(title_text="t (paper step; sampling runs right to left)", autorange="reversed")
     figure.update_layout(
         height=330, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend_orientation="h"
+    )
+    return figure
+
+
+SPACE_TITLES = {"epsilon": "ε", "sample": "x₀", "v_prediction": "v"}
+
+
+def comparison_figure(result) -> go.Figure:
+    """Teacher-forced errors per t in each space (one line per model), the true targets' RMS, and the KL terms.
+
+    `result` is a `TeacherForcing` (explorer.comparison).
+    """
+    spaces = list(result.target_rms)
+    titles = [f"MSE in {SPACE_TITLES[s.value]} space" for s in spaces]
+    titles += ["RMS of each true target", "KL term per step (t ≥ 2)"]
+    figure = make_subplots(rows=1, cols=5, subplot_titles=titles, horizontal_spacing=0.05)
+    t = (result.timesteps + 1).astype(np.float32)
+    for k, model in enumerate(result.models):
+        colour = COLOURS[k % len(COLOURS)]
+        label = f"{model.name} ({SPACE_TITLES[model.prediction.value]}-prediction)"
+        for column, space in enumerate(spaces, start=1):
+            figure.add_trace(
+                go.Scatter(
+                    x=t,
+                    y=model.mse[space].astype(np.float32),
+                    name=label,
+                    legendgroup=label,
+                    showlegend=column == 1,
+                    line=dict(color=colour),
+                ),
+                row=1,
+                col=column,
+            )
+        figure.add_trace(
+            go.Scatter(
+                x=t,
+                y=model.kl.astype(np.float32),
+                name=label,
+                legendgroup=label,
+                showlegend=False,
+                line=dict(color=colour),
+            ),
+            row=1,
+            col=5,
+        )
+    for k, space in enumerate(spaces):
+        figure.add_trace(
+            go.Scatter(
+                x=t,
+                y=result.target_rms[space].astype(np.float32),
+                name=f"RMS of true {SPACE_TITLES[space.value]}",
+                line=dict(color="black", dash=("solid", "dash", "dot")[k]),
+            ),
+            row=1,
+            col=4,
+        )
+    figure.update_yaxes(type="log")
+    figure.update_yaxes(type="linear", row=1, col=4)
+    figure.update_xaxes(title_text="t (paper step)")
+    figure.update_layout(
+        height=360, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend_orientation="h"
     )
     return figure

@@ -46,6 +46,11 @@ class Source(StrEnum):
     UPLOAD = "uploaded image"
 
     @property
+    def dataset(self) -> str:
+        """The data set name that bundled model names start with."""
+        return "digits" if self is Source.DIGIT else self.value
+
+    @property
     def is_2d(self) -> bool:
         return self in (Source.MOONS, Source.RING)
 
@@ -87,7 +92,7 @@ def _step_schedule(schedule: Schedule, t: int, step: int) -> tuple[Schedule, int
 
 def _model_x0(source: Source, schedule: Schedule, t: int, x_t: torch.Tensor) -> torch.Tensor | None:
     """The bundled ε-model's x̂₀ at the model step whose ᾱ is nearest ᾱ_t of `schedule` (None: no model)."""
-    model = optional_model(f"{source.value}-eps")
+    model = optional_model(f"{source.dataset}-eps")
     if model is None:
         return None
     target = np.log(max(schedule.alphas_cumprod[t - 1], 1e-300))

@@ -374,6 +374,7 @@ def build(schedule_inputs: list) -> dict:
             choices,
             value=choices[0] if DEFAULT_MODEL not in choices else DEFAULT_MODEL,
             label="model (bundled ones run offline)",
+            allow_custom_value=True,
             elem_id="model",
             scale=2,
         )

@@ -1,0 +1,39 @@
+"""Restore a view from the URL for talks: ?tab=sampling&schedule=cosine&t=300&model=…&seed=3&frame=5."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from explorer import BetaSchedule
+from explorer.validation import check_choice, check_int, check_seed
+
+TABS = ("schedules", "posterior", "sampling", "parameterizations")
+
+
+def _tab(value: str) -> gr.Tabs:
+    if value not in TABS:
+        raise ValueError(f"tab must be one of {', '.join(TABS)}")
+    return gr.Tabs(selected=value)
+
+
+def restore(request: gr.Request):
+    """Tab, schedule 1 family, t, model, seed, frame from the URL; absent or bad values change nothing."""
+    params = dict(request.query_params) if request is not None else {}
+
+    def read(key: str, parse):
+        if key not in params:
+            return gr.skip()
+        try:
+            return parse(params[key])
+        except ValueError:
+            gr.Warning(f"URL parameter {key}={params[key]!r} ignored")
+            return gr.skip()
+
+    tab = read("tab", _tab)
+    family = read("schedule", lambda v: check_choice("schedule", v, BetaSchedule).value)
+    t = read("t", lambda v: check_int("t", v, 1, 10_000))
+    model = read("model", str.strip)  # checked as a Hub id or bundled name when a run starts
+    seed = read("seed", check_seed)
+    frame = read("frame", lambda v: check_int("frame", v, 1, 10_000))
+    large = read("present", lambda v: v.lower() in ("1", "true", "yes"))
+    return tab, family, t, model, seed, frame, large
