@@ -208,6 +208,17 @@ def test_point_mlp_loads_bundled_and_from_the_hub(tmp_path, monkeypatch):
         torch.testing.assert_close(denoiser(x_t, 123), expected, rtol=0, atol=0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_load_matches_cpu_and_returns_on_the_callers_device(pipeline_unet):
+    cpu = load("explorer-test/pipeline-v", device="cpu")
+    gpu = load("explorer-test/pipeline-v", device="cuda")
+    assert gpu.device.type == "cuda" and gpu is not cpu
+    x_t = torch.randn(2, 3, 16, 16)
+    output = gpu(x_t, 500)
+    assert output.device == x_t.device and output.dtype == torch.float32
+    torch.testing.assert_close(output, cpu(x_t, 500), rtol=1e-3, atol=1e-3)
+
+
 # --- safety -----------------------------------------------------------------------------------------
 
 
