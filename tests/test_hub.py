@@ -137,9 +137,6 @@ def test_flat_layout_forward_equals_the_unets_own(cifar_unet):
     output = denoiser(x_t, timesteps)
     assert output.shape == (2, 3, 32, 32) and output.dtype == torch.float32
     torch.testing.assert_close(output, expected, rtol=0, atol=0)
-    with torch.no_grad():
-        same_step = cifar_unet(x_t, torch.tensor([10, 10])).sample
-    torch.testing.assert_close(denoiser(x_t, 10), same_step, rtol=0, atol=0)  # a scalar is expanded to [B]
 
 
 def test_pipeline_layout_loads_v_prediction(pipeline_unet):
@@ -152,7 +149,7 @@ def test_pipeline_layout_loads_v_prediction(pipeline_unet):
     x_t = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = pipeline_unet(x_t, torch.tensor([5, 5, 5])).sample
-    torch.testing.assert_close(denoiser(x_t, 5), expected, rtol=0, atol=0)
+    torch.testing.assert_close(denoiser(x_t, 5), expected, rtol=0, atol=0)  # a scalar is expanded to [B]
     # float64 input gives float64 output; bad shapes and timesteps are refused
     assert denoiser(x_t.double(), 5).dtype == torch.float64
     with pytest.raises(ValueError, match="shape"):
