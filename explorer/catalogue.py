@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from safetensors import safe_open
 
 from explorer.checkpoint import CheckpointError, read_layout, sample_shape_of
-from explorer.hub import PRETRAINED_DIR
+from explorer.hub import PRETRAINED_DIR, Source
 from explorer.parameterization import Prediction
-
-
-class Source(StrEnum):
-    """Where a catalogue entry's weights come from."""
-
-    BUNDLED = "bundled"
-    HUB = "hub"
 
 
 @dataclass(frozen=True)
@@ -32,7 +24,7 @@ class CatalogueEntry:
     """One checkpoint the app offers; `name` is what `explorer.load` takes."""
 
     name: str
-    source: Source
+    source: Source  # BUNDLED or HUB
     repo_id: str | None  # the Hub id, None for bundled checkpoints
     revision: str | None  # a pinned commit, None for the default branch
     prediction: Prediction

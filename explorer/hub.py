@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from enum import StrEnum
 from pathlib import Path
 
 import torch
@@ -42,6 +43,14 @@ CONFIG_FILES = ("model_index.json", "config.json", "scheduler_config.json", "une
 REFUSED_MARKERS = ("text_encoder/config.json", "vae/config.json", "vqvae/config.json")  # to refuse before weights
 SCHEDULER_FILES = ("scheduler/scheduler_config.json",)
 WEIGHT_PATTERNS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.safetensors.index.json")
+
+
+class Source(StrEnum):
+    """Where a checkpoint comes from."""
+
+    BUNDLED = "bundled"
+    HUB = "hub"
+    LOCAL = "local"
 
 
 def _invalid(ref: object, why: str) -> CheckpointError:
@@ -93,8 +102,8 @@ def _is_local(ref: str | os.PathLike[str]) -> bool:
 
 def resolve_ref(
     ref: str | os.PathLike[str], *, revision: str | None = None, allow_local: bool = False
-) -> tuple[str, str]:
-    """Classify a reference as ("bundled", name), ("hub", repo_id) or ("local", absolute path).
+) -> tuple[Source, str]:
+    """Classify a reference as (BUNDLED, name), (HUB, repo_id) or (LOCAL, absolute path).
 
     Bad ids raise CheckpointError before any file is touched (local folders excepted, when allowed).
     """
@@ -110,7 +119,7 @@ def resolve_ref(
             )
         if revision is not None:
             raise _invalid(str(text), "a revision applies to Hub ids only")
-        return "local", str(Path(text).expanduser().resolve())
+        return Source.LOCAL, str(Path(text).expanduser().resolve())
     if not text:
         raise _invalid(ref, "it is empty")
     if "/" not in text:
@@ -124,9 +133,9 @@ def resolve_ref(
                 CheckpointProblem.NOT_FOUND,
                 f"There is no bundled checkpoint named {text!r}; the bundled ones are {', '.join(names) or 'none'}.",
             )
-        return "bundled", text
+        return Source.BUNDLED, text
     check_revision(revision)
-    return "hub", check_repo_id(text)
+    return Source.HUB, check_repo_id(text)
 
 
 # --- Hub downloads ------------------------------------------------------------------------------
@@ -255,20 +264,20 @@ def load(
     `allow_local=True` and are refused whenever `SPACE_ID` is set. Failures raise CheckpointError (a ValueError)
     with one sentence. The result is shared: the same (source, revision, device, dtype) returns the same object.
     """
-    kind, identifier = resolve_ref(ref, revision=revision, allow_local=allow_local)
+    source, identifier = resolve_ref(ref, revision=revision, allow_local=allow_local)
     target, precision = pick_device(device), weight_dtype(dtype)
-    key = (kind, identifier, revision, str(target), str(precision))
+    key = (source, identifier, revision, str(target), str(precision))
 
     def loader() -> ModuleDenoiser:
-        if kind == "hub":
+        if source is Source.HUB:
             folder, description = fetch_hub_checkpoint(identifier, revision), f"Hub checkpoint {identifier}"
-        elif kind == "bundled":
+        elif source is Source.BUNDLED:
             folder, description = PRETRAINED_DIR / identifier, f"bundled checkpoint {identifier}"
         else:
             folder, description = Path(identifier), f"local checkpoint {identifier}"
             if not folder.is_dir():
                 raise CheckpointError(CheckpointProblem.NOT_FOUND, f"There is no checkpoint folder at {identifier!r}.")
-        name = identifier if kind != "local" else folder.name
+        name = folder.name if source is Source.LOCAL else identifier
         return load_folder(folder, name=name, device=target, dtype=precision, description=description)
 
     return MODEL_CACHE.get_or_load(key, loader)

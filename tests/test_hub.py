@@ -5,11 +5,13 @@ conftest.py points HF_HOME at a temporary folder and sets HF_HUB_OFFLINE=1 befor
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
 import pathlib
 import pickle
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -239,6 +241,95 @@ def test_safetensors_win_over_a_planted_pickle(tmp_path):
     (snapshot / "diffusion_pytorch_model.bin").write_bytes(pickle_payload(marker))
     assert load("explorer-test/both-formats", device="cpu").sample_shape == (3, 16, 16)
     assert not marker.exists()
+
+
+class FakeHub:
+    """Stands in for the Hub when online: serves a source folder through `snapshot_download`'s filter."""
+
+    def __init__(self, source: Path, destination: Path) -> None:
+        self.source, self.destination, self.calls = source, destination, []
+        self.sha = "c" * 40
+
+    def snapshot_download(self, repo_id: str, *, revision: str | None = None, allow_patterns=None) -> str:
+        self.calls.append((revision, list(allow_patterns)))
+        folder = self.destination / self.sha
+        for path in self.source.rglob("*"):
+            relative = path.relative_to(self.source).as_posix()
+            if path.is_file() and any(fnmatch.fnmatch(relative, p) for p in allow_patterns):
+                (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, folder / relative)
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+
+    def list_repo_files(self, repo_id: str, revision: str | None = None) -> list[str]:
+        return [p.relative_to(self.source).as_posix() for p in self.source.rglob("*") if p.is_file()]
+
+    def install(self, monkeypatch) -> None:
+        monkeypatch.setattr(huggingface_hub, "snapshot_download", self.snapshot_download)
+        monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda _, *a, **k: self.list_repo_files(*a, **k))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+def test_online_downloads_only_json_then_the_models_safetensors(tmp_path, monkeypatch, pipeline_unet):
+    repo = tmp_path / "repo"
+    pipeline_unet.save_pretrained(repo / "unet", safe_serialization=True)
+    DDPMScheduler().save_pretrained(repo / "scheduler")
+    write_json(repo / "model_index.json", {"unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "X"]})
+    (repo / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"never downloaded")
+    (repo / "README.md").write_text("never downloaded")
+    hub = FakeHub(repo, tmp_path / "snapshots")
+    hub.install(monkeypatch)
+    denoiser = load("someone/online-model", device="cpu", revision="main")
+    assert denoiser.sample_shape == (3, 16, 16)
+    (configs_revision, config_patterns), (weights_revision, weight_patterns) = hub.calls
+    assert configs_revision == "main" and weights_revision == hub.sha  # the weights come from the same commit
+    assert all(p.endswith(".json") for p in config_patterns)
+    assert all(p.startswith("unet/") and p.endswith((".safetensors", ".json")) for p in weight_patterns)
+    downloaded = {p.name for p in (tmp_path / "snapshots").rglob("*") if p.is_file()}
+    assert "diffusion_pytorch_model.bin" not in downloaded and "README.md" not in downloaded
+
+
+def test_online_text_conditioned_repo_is_refused_before_its_weights(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    write_json(repo / "model_index.json", {"unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["t", "C"]})
+    write_json(repo / "unet" / "config.json", {"_class_name": "UNet2DConditionModel", "cross_attention_dim": 768})
+    (repo / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"large")
+    hub = FakeHub(repo, tmp_path / "snapshots")
+    hub.install(monkeypatch)
+    with pytest.raises(CheckpointError, match="text-conditioned"):
+        load("someone/text-model", device="cpu")
+    assert len(hub.calls) == 1  # configs only
+
+
+def test_online_pickle_only_repo_is_named_as_such(tmp_path, monkeypatch):
+    marker = tmp_path / "payload-ran"
+    repo = tmp_path / "repo"
+    tiny_unet().save_config(repo)
+    DDPMScheduler().save_pretrained(repo)
+    (repo / "diffusion_pytorch_model.bin").write_bytes(pickle_payload(marker))
+    FakeHub(repo, tmp_path / "snapshots").install(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"pickled weights \(diffusion_pytorch_model.bin\)") as caught:
+        load("someone/pickle-model", device="cpu")
+    assert caught.value.problem is CheckpointProblem.PICKLE_ONLY
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "problem"),
+    [
+        (lambda: _http_error(errors.RepositoryNotFoundError, 401), CheckpointProblem.NOT_FOUND),
+        (lambda: _http_error(errors.GatedRepoError, 403), CheckpointProblem.GATED),
+        (lambda: _http_error(errors.RevisionNotFoundError, 404), CheckpointProblem.REVISION_NOT_FOUND),
+    ],
+)
+def test_online_hub_errors_reach_the_caller_as_checkpoint_errors(error, problem, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    with pytest.raises(CheckpointError) as caught:
+        load("someone/unreachable", device="cpu", revision="v1")
+    assert caught.value.problem is problem and "someone/unreachable" in str(caught.value)
 
 
 BAD_IDS = ["/etc", "../x", "a/b/c", "", "a/" + "b" * 95, "bad id!", "~", "/", "..", "./x", "a/../b", "a//b", "x/.git"]
