@@ -101,11 +101,19 @@ def export_mp4(frames: Sequence[Image.Image], path: str | Path, *, fps: float = 
     return path
 
 
-def labelled_row(panels: Sequence[tuple[str, Image.Image]], *, gap: int = 8, header: int = 22) -> Image.Image:
-    """Pictures side by side, each with a title above it (white background)."""
+def _title_font():
+    """DejaVu Sans when installed (it has x̂₀, ε̂, μ), else Pillow's default font."""
     from PIL import ImageFont
 
-    font = ImageFont.load_default(size=16)
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", 15)
+    except OSError:
+        return ImageFont.load_default(size=15)
+
+
+def labelled_row(panels: Sequence[tuple[str, Image.Image]], *, gap: int = 8, header: int = 22) -> Image.Image:
+    """Pictures side by side, each with a title above it (white background)."""
+    font = _title_font()
     width = sum(p.width for _, p in panels) + gap * (len(panels) - 1)
     height = max(p.height for _, p in panels) + header
     canvas = Image.new("RGB", (width, height), "white")

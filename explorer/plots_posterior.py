@@ -66,7 +66,12 @@ def gaussian_product(schedule: Schedule, t: int, x0: float, x_t: float) -> Gauss
     y = np.linspace(centre - width - 0.05, centre + width + 0.05, CURVE_POINTS)
     likelihood = normal_pdf(y, like_mean, like_var) if like_var < math.inf else np.full_like(y, np.nan)
     prior = normal_pdf(y, prior_mean, prior_var)
-    product = np.nan_to_num(likelihood) * np.nan_to_num(prior)
+    # likelihood × prior in log space: both factors can underflow where the posterior lives
+    log_product = np.zeros_like(y)
+    for mean_k, var_k in ((like_mean, like_var), (prior_mean, prior_var)):
+        if 0 < var_k < math.inf:
+            log_product -= 0.5 * (y - mean_k) ** 2 / var_k
+    product = np.exp(log_product - log_product.max())
     area = np.trapezoid(product, y)
     product = product / area if area > 0 else np.full_like(y, np.nan)
     return GaussianProduct(y, likelihood, prior, normal_pdf(y, mean, variance), product, float(mean), variance)

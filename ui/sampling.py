@@ -410,8 +410,8 @@ def build(schedule_inputs: list) -> dict:
         frame = gr.Slider(1, 2, value=1, step=1, label="frame (step of the run)", elem_id="frame_slider", scale=4)
     playing = gr.State(False)
     timer = gr.Timer(0.3, active=False)
+    diagnostics = gr.Plot(label="over the run", elem_id="diagnostics")
     with gr.Row():
-        diagnostics = gr.Plot(label="over the run", elem_id="diagnostics")
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
     with gr.Row():
         gif = gr.File(label="GIF")

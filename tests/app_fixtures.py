@@ -1,0 +1,53 @@
+"""Shared helpers for the app tests: bundled models (random-weight stand-ins when not yet trained) and a server."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import tempfile
+from pathlib import Path
+
+import explorer.hub as hub
+
+NAMES = [f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v")]
+PREDICTIONS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+DEFAULT_SCHEDULE = ["linear", 1000, 1e-4, 0.02, 0.008, False]  # schedule 1's controls
+
+
+@functools.cache
+def ensure_models() -> Path:
+    """Point `explorer.hub` at a folder holding all nine bundled names (real ones when present)."""
+    if all((hub.PRETRAINED_DIR / name / "config.json").is_file() for name in NAMES):
+        return hub.PRETRAINED_DIR
+    from diffusers import DDPMScheduler
+
+    from explorer.data import Dataset
+    from explorer.parameterization import Prediction
+    from explorer.train import build_model, scheduler_config
+
+    folder = Path(tempfile.mkdtemp(prefix="explorer-test-models-"))
+    for name in NAMES:
+        data, suffix = name.split("-")
+        out = folder / name
+        build_model(Dataset(data)).save_pretrained(out, safe_serialization=True)
+        DDPMScheduler(**scheduler_config(Dataset(data), Prediction(PREDICTIONS[suffix]))).save_pretrained(out)
+    hub.PRETRAINED_DIR = folder
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class FakeRequest:
+    """What handlers read from `gr.Request` when called as plain functions."""
+
+    def __init__(self, session_hash: str = "test-session") -> None:
+        self.session_hash = session_hash
+        self.query_params: dict[str, str] = {}
+
+
+def no_progress(*args, **kwargs) -> None:
+    """A stand-in for `gr.Progress` when a handler is called directly."""

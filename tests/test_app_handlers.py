@@ -1,0 +1,175 @@
+"""The app's handlers called as plain functions: what they return, and gr.Error on bad input."""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import pytest
+from app_fixtures import DEFAULT_SCHEDULE, FakeRequest, ensure_models, no_progress
+from PIL import Image
+
+from ui import parameterizations, posterior, restore, sampling, schedules
+
+GOOD = [*DEFAULT_SCHEDULE, True, "squaredcos_cap_v2", 1000, 1e-4, 0.02, 0.008, False]
+GOOD += [False, "linear", 1000, 1e-4, 0.02, 0.008, True, "t", 500, 50]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def models():
+    ensure_models()
+
+
+def test_schedules_returns_figure_tables_and_strip():
+    figure, table, formulas, spacings, strip, caption = schedules.update_schedules(*GOOD)
+    names = {trace.name for trace in figure.data}
+    assert any(name.startswith("1: linear") for name in names)
+    assert any(name.startswith("2: squaredcos_cap_v2") for name in names)
+    assert "β_t" in table and r"\tilde\beta_{500}" in formulas
+    assert "| leading | 50 | 981 |" in spacings
+    assert isinstance(strip, Image.Image) and strip.mode == "L"
+    assert "t = 20, 50" in caption
+
+
+def test_schedules_against_beta_and_at_the_ends():
+    args = list(GOOD)
+    args[-3], args[-2] = "β_t", 1
+    figure, *_ = schedules.update_schedules(*args)
+    assert figure.layout.xaxis.type == "log"
+    args[-2] = 4000  # beyond T: clamped to T = 1000
+    _, table, formulas, *_ = schedules.update_schedules(*args)
+    assert "t = 1000" in table
+
+
+@pytest.mark.parametrize(
+    ("position", "value", "field"),
+    [
+        (-2, math.nan, "t"),
+        (-2, 50.5, "t"),
+        (-1, 0, "sampling steps"),
+        (1, 1, "schedule 1 T"),
+        (2, 0.5, "schedule 1 β start must not exceed"),
+        (3, 1.5, "schedule 1 β end"),
+        (0, "quadratic", "schedule 1 family"),
+        (-3, "log t", "x axis"),
+        (5, "yes", "schedule 1 zero terminal SNR"),
+    ],
+)
+def test_schedules_refuse_bad_input(position, value, field):
+    args = list(GOOD)
+    args[position] = value
+    with pytest.raises(gr.Error, match=field):
+        schedules.update_schedules(*args)
+
+
+def test_t_sliders_follow_T():
+    t, steps = schedules.rescale_t_sliders(100, 500, 200)
+    assert t.value == 100 and t.maximum == 100 and steps.value == 100
+
+
+@pytest.mark.parametrize("source", ["digit", "moons", "ring"])
+def test_posterior_views(source):
+    picture, caption, numbers, product, reverse = posterior.update_posterior(
+        source, 3, None, *DEFAULT_SCHEDULE, 200, 0, 120, 10
+    )
+    assert isinstance(picture, Image.Image)
+    assert "β̃" in numbers
+    names = [trace.name for trace in product.data]
+    assert len(names) == 4 and "likelihood × prior, normalised" in names
+    if source == "digit":
+        assert picture.size[0] > 9 * 16 * 6  # nine tiles, upscaled 6×
+    else:
+        assert len(reverse.data) >= 2
+
+
+@pytest.mark.parametrize(("index", "field"), [(1001, "example"), (math.inf, "example"), (-1, "example")])
+def test_posterior_refuses_bad_input(index, field):
+    with pytest.raises(gr.Error, match=field):
+        posterior.update_posterior("digit", index, None, *DEFAULT_SCHEDULE, 200, 0, 120, 1)
+
+
+def test_posterior_refuses_missing_upload():
+    with pytest.raises(gr.Error, match="no image was uploaded"):
+        posterior.update_posterior("uploaded image", 0, None, *DEFAULT_SCHEDULE, 200, 0, 120, 1)
+
+
+def test_posterior_refuses_upload_on_a_space(monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "someone/space")
+    with pytest.raises(gr.Error, match="only when the app runs locally"):
+        posterior.update_posterior("uploaded image", 0, None, *DEFAULT_SCHEDULE, 200, 0, 120, 1)
+
+
+RUN = ["digits-eps", "", "ddpm", 4, 0.0, "model default", "model default", "the model's own", *DEFAULT_SCHEDULE]
+
+
+def _run(request, *, steps=4, batch=4, model="digits-eps", sampler="ddpm"):
+    args = list(RUN)
+    args[0], args[2], args[3] = model, sampler, steps
+    return list(sampling.run(*args, "leading", 0, batch, request=request, progress=no_progress))
+
+
+def test_run_streams_then_frames_step_without_the_model():
+    request = FakeRequest("handlers-run")
+    outputs = _run(request)
+    picture, status, slider, figure, finals = outputs[-1]
+    assert isinstance(picture, Image.Image) and "Frame 4 of 4" in status
+    assert slider.maximum == 4 and len(figure.data) == 7
+    first, text = sampling.show_frame(1, request=request)
+    assert "Frame 1 of 4" in text and first.tobytes() != picture.tobytes()
+    new, _, text = sampling.step_frame(4, 1, request=request)
+    assert new == 4 and "Frame 4 of 4" in text  # clamped at the end
+    gif, mp4 = sampling.export(request=request)
+    assert gif.endswith(".gif") and mp4.endswith(".mp4")
+
+
+def test_run_on_points_and_branch():
+    request = FakeRequest("handlers-branch")
+    _run(request, model="moons-v", batch=64, steps=6)
+    outputs = list(
+        sampling.branch(
+            3,
+            "ddim",
+            0.0,
+            "model default",
+            "off",
+            "the model's own",
+            *DEFAULT_SCHEDULE,
+            request=request,
+            progress=no_progress,
+        )
+    )
+    assert "Frame 6 of 6" in outputs[-1][1]
+
+
+@pytest.mark.parametrize(
+    ("position", "value", "field"),
+    [(3, 50.5, "steps"), (3, 0, "steps"), (4, math.nan, "η"), (2, "euler", "sampler"), (0, "../etc", "folder")],
+)
+def test_run_refuses_bad_input(position, value, field):
+    args = list(RUN)
+    args[position] = value
+    with pytest.raises(gr.Error, match=field):
+        list(sampling.run(*args, "leading", 0, 4, request=FakeRequest("bad"), progress=no_progress))
+
+
+def test_run_refuses_huge_batch_and_frames_without_a_run():
+    with pytest.raises(gr.Error, match="batch"):
+        _run(FakeRequest("huge"), batch=65)
+    with pytest.raises(gr.Error, match="press Run"):
+        sampling.show_frame(1, request=FakeRequest("nobody"))
+
+
+def test_compare_shows_three_models():
+    figure, picture, summary, run_views = parameterizations.compare("digit", 4, 0, 500, request=FakeRequest("cmp"))
+    labels = {trace.name for trace in figure.data if trace.showlegend is not False}
+    assert {"digits-eps (ε-prediction)", "digits-x0 (x₀-prediction)", "digits-v (v-prediction)"} <= labels
+    assert isinstance(picture, Image.Image) and run_views is None
+    with pytest.raises(gr.Error, match="t must be"):
+        parameterizations.compare("digit", 4, 0, 1001, request=FakeRequest("cmp"))
+
+
+def test_restore_reads_query_parameters():
+    request = FakeRequest()
+    request.query_params = {"tab": "sampling", "schedule": "cosine", "t": "300", "seed": "3", "frame": "5"}
+    tab, family, t, model, seed, frame, large = restore.restore(request)
+    assert family == "squaredcos_cap_v2" and t == 300 and seed == 3 and frame == 5
