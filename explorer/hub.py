@@ -90,10 +90,14 @@ def check_revision(revision: str | None) -> str | None:
 
 
 def bundled_names() -> tuple[str, ...]:
-    """Names of the bundled checkpoints: folders under `pretrained/` that hold a config.json."""
+    """Names of the bundled denoisers: folders under `pretrained/` with a config.json and a scheduler_config.json.
+
+    (Other folders there, such as a classifier used to measure sample quality, are not denoisers.)
+    """
     if not PRETRAINED_DIR.is_dir():
         return ()
-    return tuple(sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file()))
+    folders = (p for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
+    return tuple(sorted(p.name for p in folders if (p / "scheduler_config.json").is_file()))
 
 
 def _is_local(ref: str | os.PathLike[str]) -> bool:

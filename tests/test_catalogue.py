@@ -88,6 +88,9 @@ def test_bundled_entries_are_read_from_their_folders(tmp_path):
     (tmp_path / "still-training").mkdir()  # no weights yet: skipped
     (tmp_path / "still-training" / "config.json").write_text("{}")
     (tmp_path / "catalogue.json").write_text("{}")  # files beside the folders are ignored
+    classifier = tmp_path / "digits-classifier"  # weights but no scheduler: not a denoiser, skipped
+    _bundled_folder(tmp_path, classifier.name, "epsilon", None)
+    (classifier / "scheduler_config.json").unlink()
     entries = catalogue(tmp_path)
     bundled = [entry for entry in entries if entry.source is Source.BUNDLED]
     assert [entry.name for entry in bundled] == ["plain-eps", "tiny-v"]

@@ -410,6 +410,7 @@ def test_bundled_checkpoints_load_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(hub_module, "PRETRAINED_DIR", tmp_path)
     tiny_unet().save_pretrained(tmp_path / "tiny-x0", safe_serialization=True)
     DDPMScheduler(prediction_type="sample").save_pretrained(tmp_path / "tiny-x0")
+    write_json(tmp_path / "digits-classifier" / "config.json", {"_class_name": "DigitClassifier"})  # not a denoiser
     assert hub_module.bundled_names() == ("tiny-x0",)
     assert load("tiny-x0", device="cpu").prediction is Prediction.SAMPLE
     with pytest.raises(CheckpointError, match="tiny-x0") as caught:
