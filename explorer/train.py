@@ -1,0 +1,349 @@
+"""Train the bundled denoisers: `python -m explorer.train --data digits --prediction epsilon --steps N ...`.
+
+Training objective (DDPM, Ho et al. 2020, Algorithm 1, with the target chosen by the prediction type):
+
+    timestep ~ U{0, …, T−1}   (0-based; paper t = timestep + 1)
+    ε ~ N(0, I),  x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε        `explorer.posterior.q_sample`
+    target = ε | x₀ | v = √ᾱ_t ε − √(1−ᾱ_t) x₀       `explorer.parameterization.v_from_x0_eps`
+    loss = mean ‖model(x_t, timestep) − target‖²     plain MSE on the model's own target, unweighted
+
+AdamW with a linear warm-up to a constant learning rate, gradient norm clipped to 1, and an exponential
+moving average (EMA) of the weights, which is what gets saved. Because the learning rate is constant after
+warm-up, a run stopped early by `--max-minutes` after N steps is the same as a run with `--steps N`.
+
+A run writes, into `--out`: the EMA model (`config.json`, `diffusion_pytorch_model.safetensors`), the
+DDPMScheduler config it was trained with (`scheduler_config.json`), `training.json` (the recipe, steps,
+wall time, machine and the command) and a `README.md` model card. It saves every `--checkpoint-minutes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import random
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from explorer.data import Dataset, digits, points
+from explorer.mlp import PointDenoiserMLP
+from explorer.parameterization import Prediction, v_from_x0_eps
+from explorer.posterior import q_sample
+from explorer.schedules import Schedule
+from explorer.tensors import gather
+
+NUM_TRAIN_TIMESTEPS = 1000
+BETA_SCHEDULE = "linear"
+BETA_START = 1e-4
+BETA_END = 0.02
+POINT_POOL_SIZE = 200_000  # 2-D models train on a fixed pool of points drawn with the run's seed
+MAX_STEPS = 10_000_000
+MAX_BATCH_SIZE = 65_536
+
+# The digits UNet: small and fast enough for 1,000 samples × 1,000 DDPM steps on a CPU.
+DIGITS_UNET_CONFIG = {
+    "sample_size": 16,
+    "in_channels": 1,
+    "out_channels": 1,
+    "block_out_channels": (8, 16, 32),
+    "layers_per_block": 1,
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    "norm_num_groups": 4,
+}
+POINT_MLP_CONFIG = {"sample_dim": 2, "hidden_dim": 128, "num_hidden_layers": 3, "time_embed_dim": 64}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run's recipe (everything needed to reproduce it)."""
+
+    data: Dataset
+    prediction: Prediction
+    steps: int
+    seed: int
+    out: str
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    device: str | None = None
+    max_minutes: float | None = None
+    checkpoint_minutes: float = 5.0
+    log_every: int = 100
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports."""
+
+    steps: int  # optimiser steps taken
+    wall_seconds: float
+    first_loss: float  # mean loss over the first logging window
+    last_loss: float  # mean loss over the last logging window
+    out: Path
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """The requested device, else cuda, then mps, then cpu."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def training_schedule() -> Schedule:
+    """The schedule every bundled model shares: linear β from 1e-4 to 0.02 over T = 1000."""
+    return Schedule.from_name(BETA_SCHEDULE, NUM_TRAIN_TIMESTEPS, beta_start=BETA_START, beta_end=BETA_END)
+
+
+def scheduler_config(data: Dataset, prediction: Prediction) -> dict:
+    """The DDPMScheduler settings saved beside each model (clipping to [-1, 1] for digits only)."""
+    return {
+        "num_train_timesteps": NUM_TRAIN_TIMESTEPS,
+        "beta_schedule": BETA_SCHEDULE,
+        "beta_start": BETA_START,
+        "beta_end": BETA_END,
+        "prediction_type": prediction.value,
+        "variance_type": "fixed_small",
+        "clip_sample": data is Dataset.DIGITS,
+        "clip_sample_range": 1.0,
+    }
+
+
+def build_model(data: Dataset) -> nn.Module:
+    """A freshly initialised denoiser for `data` (a UNet2DModel for digits, the point MLP otherwise)."""
+    if data is Dataset.DIGITS:
+        from diffusers import UNet2DModel
+
+        return UNet2DModel(**DIGITS_UNET_CONFIG)
+    return PointDenoiserMLP(**POINT_MLP_CONFIG, num_train_timesteps=NUM_TRAIN_TIMESTEPS)
+
+
+def model_output(model: nn.Module, x_t: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    """Call either kind of model and return a plain tensor shaped like x_t."""
+    out = model(x_t, timestep)
+    return out.sample if hasattr(out, "sample") else out
+
+
+def training_target(
+    prediction: Prediction, schedule: Schedule, x0: torch.Tensor, noise: torch.Tensor, timestep: torch.Tensor
+) -> torch.Tensor:
+    """What the model should output at x_t made from (x0, noise, timestep): ε, x₀ or v. Shapes [B, ...]."""
+    if prediction is Prediction.EPSILON:
+        return noise
+    if prediction is Prediction.SAMPLE:
+        return x0
+    alpha_cumprod = gather(schedule.alphas_cumprod, timestep, x0).flatten()  # [B]
+    return v_from_x0_eps(x0, noise, alpha_cumprod)
+
+
+def training_data(data: Dataset, seed: int) -> torch.Tensor:
+    """The pool minibatches are drawn from: 4,000 training digits [N, 1, 16, 16] or 200,000 points [N, 2]."""
+    if data is Dataset.DIGITS:
+        return digits("train").images
+    return points(data, POINT_POOL_SIZE, seed)
+
+
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for ema_p, p in zip(ema.parameters(), model.parameters(), strict=True):
+            ema_p.lerp_(p, 1.0 - decay)
+
+
+def machine_description(device: torch.device) -> str:
+    """A short description of where a run happened, for the model card."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores shared, {threads} torch thread(s))"
+
+
+def save_checkpoint(ema: nn.Module, config: TrainConfig, *, steps: int, wall_seconds: float, device: torch.device):
+    """Write the EMA model, scheduler config, training.json and a model card into `config.out`."""
+    from diffusers import DDPMScheduler
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ema.save_pretrained(out, safe_serialization=True)
+    DDPMScheduler(**scheduler_config(config.data, config.prediction)).save_pretrained(out)
+    command = reproduce_command(config, steps)
+    record = {
+        "recipe": {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(config).items()},
+        "steps": steps,
+        "wall_seconds": round(wall_seconds, 1),
+        "machine": machine_description(device),
+        "torch": torch.__version__,
+        "parameters": sum(p.numel() for p in ema.parameters()),
+        "command": command,
+    }
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    try:  # the card is a convenience here: the quality script rewrites it; never lose a checkpoint over it
+        from explorer.quality import write_card
+
+        write_card(out)
+    except Exception as error:
+        print(f"warning: model card not written: {error!r}", flush=True)
+
+
+def reproduce_command(config: TrainConfig, steps: int) -> str:
+    """The command line that repeats this run for exactly `steps` steps."""
+    args = [
+        "python -m explorer.train",
+        f"--data {config.data.value}",
+        f"--prediction {config.prediction.value}",
+        f"--steps {steps}",
+        f"--seed {config.seed}",
+        f"--out {shlex.quote(config.out)}",
+        f"--batch-size {config.batch_size}",
+        f"--lr {config.lr:g}",
+    ]
+    return " ".join(args)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run one training job and save the EMA weights; logs step, loss and steps/s to stdout."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    schedule = training_schedule()
+    pool = training_data(config.data, config.seed).to(device)
+    model = build_model(config.data).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    warmup = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))
+    )
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    count = sum(p.numel() for p in model.parameters())
+    print(f"{config.data.value}/{config.prediction.value}: {count:,} parameters on {device}", flush=True)
+
+    start = last_save = window_start = time.perf_counter()
+    window: list[float] = []
+    first_loss = last_loss = math.nan
+    step = 0
+    while step < config.steps:
+        index = torch.randint(0, len(pool), (config.batch_size,), generator=generator)
+        x0 = pool[index.to(device)]  # [B, ...]
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        timestep = torch.randint(0, NUM_TRAIN_TIMESTEPS, (config.batch_size,), generator=generator).to(device)
+        x_t = q_sample(schedule, x0, timestep, noise)
+        target = training_target(config.prediction, schedule, x0, noise, timestep)
+        loss = torch.nn.functional.mse_loss(model_output(model, x_t, timestep), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        warmup.step()
+        step += 1
+        # EMA with a warm-up of its own, so early checkpoints are not dominated by the initial weights.
+        _ema_update(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
+        window.append(loss.item())
+
+        now = time.perf_counter()
+        if step % config.log_every == 0 or step == config.steps:
+            mean_loss = float(np.mean(window))
+            first_loss = mean_loss if math.isnan(first_loss) else first_loss
+            last_loss = mean_loss
+            rate = len(window) / max(now - window_start, 1e-9)
+            print(f"step {step:>7d}  loss {mean_loss:.5f}  {rate:.2f} steps/s  elapsed {now - start:.0f}s", flush=True)
+            window, window_start = [], now
+        out_of_time = config.max_minutes is not None and now - start >= 60.0 * config.max_minutes
+        if out_of_time:
+            print(f"stopping at step {step}: --max-minutes {config.max_minutes} reached", flush=True)
+            break
+        if now - last_save >= 60.0 * config.checkpoint_minutes:
+            save_checkpoint(ema, config, steps=step, wall_seconds=now - start, device=device)
+            last_save = now
+            print(f"checkpoint at step {step} -> {config.out}", flush=True)
+
+    if window:
+        last_loss = float(np.mean(window))
+        first_loss = last_loss if math.isnan(first_loss) else first_loss
+    wall = time.perf_counter() - start
+    save_checkpoint(ema, config, steps=step, wall_seconds=wall, device=device)
+    print(f"done: {step} steps in {wall:.0f}s -> {config.out}", flush=True)
+    return TrainResult(steps=step, wall_seconds=wall, first_loss=first_loss, last_loss=last_loss, out=Path(config.out))
+
+
+def _bounded_int(name: str, low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in [{low}, {high}]; got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in [{low}, {high}]; got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0; got {text!r}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    """Parse the command line into a TrainConfig; bad values exit with a message naming the field and range."""
+    parser = argparse.ArgumentParser(prog="python -m explorer.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, choices=[m.value for m in Dataset])
+    parser.add_argument("--prediction", required=True, choices=[m.value for m in Prediction])
+    parser.add_argument("--steps", required=True, type=_bounded_int("--steps", 1, MAX_STEPS))
+    parser.add_argument("--seed", default=0, type=_bounded_int("--seed", 0, 2**31 - 1))
+    parser.add_argument("--out", required=True, help="output folder, e.g. pretrained/digits-eps")
+    parser.add_argument("--batch-size", default=128, type=_bounded_int("--batch-size", 1, MAX_BATCH_SIZE))
+    parser.add_argument("--lr", default=1e-3, type=_positive_float("--lr"))
+    parser.add_argument("--warmup-steps", default=200, type=_bounded_int("--warmup-steps", 0, MAX_STEPS))
+    parser.add_argument("--ema-decay", default=0.999, type=float)
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--max-minutes", default=None, type=_positive_float("--max-minutes"))
+    parser.add_argument("--checkpoint-minutes", default=5.0, type=_positive_float("--checkpoint-minutes"))
+    parser.add_argument("--log-every", default=100, type=_bounded_int("--log-every", 1, MAX_STEPS))
+    parser.add_argument("--threads", default=None, type=_bounded_int("--threads", 1, 1024))
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.ema_decay < 1.0:
+        parser.error(f"--ema-decay must be in [0, 1); got {args.ema_decay}")
+    values = vars(args)
+    values["data"], values["prediction"] = Dataset(args.data), Prediction(args.prediction)
+    return TrainConfig(**values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    train(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
