@@ -199,13 +199,14 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _check_betas(betas: Any) -> np.ndarray:
+def _check_betas(betas: Any, minimum: int = MIN_TIMESTEPS) -> np.ndarray:
     array = np.asarray(betas, dtype=np.float64) if not isinstance(betas, np.ndarray) else betas.astype(np.float64)
     if array.ndim != 1:
         raise ValueError(f"betas must be a 1-D array of length T; got shape {array.shape}")
     if array.size == 0:
         raise ValueError("betas must not be empty: give T ≥ 2 values in (0, 1)")
-    _check_num_timesteps(int(array.size))
+    if not minimum <= array.size <= MAX_TIMESTEPS:
+        raise ValueError(f"betas must hold T values, T in [{MIN_TIMESTEPS}, {MAX_TIMESTEPS}]; got {array.size}")
     if not np.all(np.isfinite(array)):
         bad = int(np.flatnonzero(~np.isfinite(array))[0])
         raise ValueError(f"betas must be finite; betas[{bad}] (t = {bad + 1}) is {array[bad]}")
@@ -244,7 +245,8 @@ class Schedule:
     posterior_mean_coef_xt: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        betas = _check_betas(self.betas)
+        # A respaced schedule (explicit `timesteps`) may keep a single step: a one-step sampler.
+        betas = _check_betas(self.betas, minimum=1 if self.timesteps is not None else MIN_TIMESTEPS)
         count = betas.size
         steps = np.arange(count) if self.timesteps is None else np.asarray(self.timesteps, dtype=np.int64)
         if steps.shape != (count,):
@@ -265,7 +267,8 @@ class Schedule:
         # Posterior q(x_{t−1} | x_t, x_0) = N(μ̃_t, β̃_t I), eq. 6–7. β̃_1 = 0 exactly, because ᾱ_0 = 1.
         posterior_variance = one_minus_prev / one_minus * betas
         # log β̃_1 = −inf, so clip it to log β̃_2 as the original DDPM code does (T ≥ 2 guarantees index 1).
-        posterior_log_variance_clipped = np.log(np.concatenate([posterior_variance[1:2], posterior_variance[1:]]))
+        first = posterior_variance[1:2] if count > 1 else betas[:1]
+        posterior_log_variance_clipped = np.log(np.concatenate([first, posterior_variance[1:]]))
 
         tables = {
             "betas": betas,
@@ -372,8 +375,8 @@ class Schedule:
         (ᾱ before the first kept step is 1), so the new schedule reproduces ᾱ at every kept step.
         """
         kept = np.unique(np.asarray(timesteps, dtype=np.int64))
-        if kept.size < MIN_TIMESTEPS:
-            raise ValueError(f"respace needs at least {MIN_TIMESTEPS} distinct timesteps; got {kept.size}")
+        if kept.size < 1:
+            raise ValueError("respace needs at least one timestep")
         if kept[0] < 0 or kept[-1] >= self.num_train_timesteps:
             raise ValueError(f"respaced timesteps must lie in [0, {self.num_train_timesteps - 1}]")
         alpha_bar = self.alphas_cumprod[kept]

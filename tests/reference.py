@@ -20,12 +20,9 @@ SCHEDULE_NAMES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
 
 def float32_scheduler(name: str, num_train_timesteps: int, zero_snr: bool, **config) -> DDPMScheduler:
+    config.setdefault("clip_sample", False)
     return DDPMScheduler(
-        num_train_timesteps=num_train_timesteps,
-        beta_schedule=name,
-        rescale_betas_zero_snr=zero_snr,
-        clip_sample=False,
-        **config,
+        num_train_timesteps=num_train_timesteps, beta_schedule=name, rescale_betas_zero_snr=zero_snr, **config
     )
 
 
@@ -86,10 +83,7 @@ def posterior_mean_coefficients(scheduler: DDPMScheduler) -> tuple[np.ndarray, n
 
 
 def ddim_scheduler(name: str, num_train_timesteps: int, zero_snr: bool, **config) -> DDIMScheduler:
+    config.setdefault("clip_sample", False)
     return DDIMScheduler(
-        num_train_timesteps=num_train_timesteps,
-        beta_schedule=name,
-        rescale_betas_zero_snr=zero_snr,
-        clip_sample=False,
-        **config,
+        num_train_timesteps=num_train_timesteps, beta_schedule=name, rescale_betas_zero_snr=zero_snr, **config
     )
