@@ -1,28 +1,66 @@
 """Reverse-process explorer: the maths, models and samplers behind the app (importable without gradio).
 
 Index convention: arrays are 0-based; index i holds paper step t = i + 1, which is also diffusers'
-0-based `timestep`.
+0-based `timestep`. `paper_t` and `timestep_of` are the only conversions.
 """
 
+from explorer.catalogue import CatalogueEntry, catalogue
+from explorer.checkpoint import CheckpointError, CheckpointProblem, ModuleDenoiser
 from explorer.denoiser import Denoiser, DenoiserOutput
+from explorer.device import pick_device
+from explorer.hub import clear_cache, load
+from explorer.oracle import OptimalDenoiser, ReverseMixture, mixture_density, true_reverse
 from explorer.parameterization import Prediction, convert
 from explorer.posterior import Posterior, VarianceType, q_posterior, q_posterior_sample, q_sample
-from explorer.schedules import BetaSchedule, Schedule, TimestepSpacing, inference_timesteps, paper_t, timestep_of
+from explorer.sampler import SamplerKind, SamplerSettings, Step, Trajectory, branch, iterate, sample
+from explorer.schedules import (
+    BetaSchedule,
+    Schedule,
+    TimestepSpacing,
+    inference_timesteps,
+    paper_t,
+    timestep_of,
+)
+from explorer.teacher import ModelForcing, TeacherForcing, teacher_force
+from explorer.trajectory import CompactTrajectory
 
 __all__ = [
     "BetaSchedule",
+    "CatalogueEntry",
+    "CheckpointError",
+    "CheckpointProblem",
+    "CompactTrajectory",
     "Denoiser",
     "DenoiserOutput",
+    "ModelForcing",
+    "ModuleDenoiser",
+    "OptimalDenoiser",
     "Posterior",
     "Prediction",
+    "ReverseMixture",
+    "SamplerKind",
+    "SamplerSettings",
     "Schedule",
+    "Step",
+    "TeacherForcing",
     "TimestepSpacing",
+    "Trajectory",
     "VarianceType",
+    "branch",
+    "catalogue",
+    "clear_cache",
     "convert",
     "inference_timesteps",
+    "iterate",
+    "load",
+    "mixture_density",
     "paper_t",
+    "pick_device",
     "q_posterior",
     "q_posterior_sample",
     "q_sample",
+    "sample",
+    "teacher_force",
     "timestep_of",
+    "true_reverse",
 ]
