@@ -1,0 +1,121 @@
+"""Benchmark the sampler: overhead against diffusers' DDIMPipeline, bundled-model runs, teacher forcing.
+
+    python scripts/bench_sampler.py [--repeats 5] [--skip-bundled]
+
+Prints a Markdown table. Timings are wall-clock medians of interleaved runs on this machine; nothing here
+is asserted by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
+
+import explorer
+from explorer.data import digits
+
+ROOT = Path(__file__).resolve().parent.parent
+CIFAR_CONFIG = ROOT / "tests" / "data" / "ddpm-cifar10-32.unet-config.json"
+CIFAR_SCHEDULER = ROOT / "tests" / "data" / "ddpm-cifar10-32.scheduler-config.json"
+MIB = 2**20
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def cifar_sized_folder(folder: Path) -> Path:
+    """A random-weight UNet with google/ddpm-cifar10-32's published config, saved as a checkpoint folder."""
+    config = {k: v for k, v in json.loads(CIFAR_CONFIG.read_text()).items() if not k.startswith("_")}
+    torch.manual_seed(0)
+    UNet2DModel(**config).save_pretrained(folder, safe_serialization=True)
+    (folder / "scheduler_config.json").write_text(CIFAR_SCHEDULER.read_text())
+    return folder
+
+
+def overhead_rows(repeats: int, device: str) -> list[tuple[str, str, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = cifar_sized_folder(Path(tmp) / "cifar")
+        denoiser = explorer.load(str(folder), allow_local=True, device=device)
+        scheduler = DDIMScheduler.from_pretrained(folder)
+        pipe = DDIMPipeline(unet=denoiser.module, scheduler=scheduler).to(device)
+        pipe.set_progress_bar_config(disable=True)
+
+        def ours() -> None:
+            explorer.sample(denoiser, sampler="ddim", num_inference_steps=20, batch_size=4, clip_sample=False)
+
+        def theirs() -> None:
+            pipe(batch_size=4, num_inference_steps=20, eta=0.0, generator=torch.Generator().manual_seed(0))
+
+        ours(), theirs()  # warm-up
+        pairs = [(timed(ours), timed(theirs)) for _ in range(repeats)]
+    ratios = [a / b for a, b in pairs]
+    return [
+        (
+            "explorer.sample, DDIM 20 steps, batch 4 (cifar10-sized UNet)",
+            f"{statistics.median(p[0] for p in pairs):.2f} s",
+            "",
+        ),
+        ("diffusers DDIMPipeline, same UNet and settings", f"{statistics.median(p[1] for p in pairs):.2f} s", ""),
+        (
+            "median ratio explorer / diffusers (target ≤ 1.05)",
+            f"{statistics.median(ratios):.3f}",
+            f"runs: {', '.join(f'{r:.3f}' for r in ratios)}",
+        ),
+    ]
+
+
+def bundled_rows(device: str) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, batch in (("digits-eps", 16), ("moons-eps", 2000)):
+        denoiser = explorer.load(name, device=device)
+        start = time.perf_counter()
+        run = explorer.sample(denoiser, num_inference_steps=1000, batch_size=batch, seed=0)
+        seconds = time.perf_counter() - start
+        compact = run.compact()
+        rows.append(
+            (
+                f"{name}: 1000-step DDPM, batch {batch}",
+                f"{seconds:.1f} s",
+                f"kept: {run.nbytes / MIB:.1f} MiB full, {compact.nbytes / MIB:.1f} MiB compact (budget 64 MiB)",
+            )
+        )
+    models = [explorer.load(n, device=device) for n in ("digits-eps", "digits-x0", "digits-v")]
+    x0 = digits("held_out").images[:16]
+    start = time.perf_counter()
+    explorer.teacher_force(models, x0=x0, timesteps=list(range(999, -1, -1)))
+    rows.append(
+        ("teacher forcing, three digits models × 1000 steps × 16 digits", f"{time.perf_counter() - start:.1f} s", "")
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-bundled", action="store_true")
+    args = parser.parse_args()
+    device = str(explorer.pick_device())
+    rows = overhead_rows(args.repeats, device)
+    if not args.skip_bundled:
+        rows += bundled_rows(device)
+    if device != "cuda":
+        rows.append(("CUDA: eager vs compiled, fp32 vs bf16", "not measured", "no CUDA device on this machine"))
+    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
+    print("| measurement | value | notes |\n|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
