@@ -37,7 +37,7 @@ def test_schedules_against_beta_and_at_the_ends():
     figure, *_ = schedules.update_schedules(*args)
     assert figure.layout.xaxis.type == "log"
     args[-2] = 4000  # beyond T: clamped to T = 1000
-    _, table, formulas, *_ = schedules.update_schedules(*args)
+    _, table, _formulas, *_ = schedules.update_schedules(*args)
     assert "t = 1000" in table
 
 
@@ -69,7 +69,7 @@ def test_t_sliders_follow_T():
 
 @pytest.mark.parametrize("source", ["digit", "moons", "ring"])
 def test_posterior_views(source):
-    picture, caption, numbers, product, reverse = posterior.update_posterior(
+    picture, _caption, numbers, product, reverse = posterior.update_posterior(
         source, 3, None, *DEFAULT_SCHEDULE, 200, 0, 120, 10
     )
     assert isinstance(picture, Image.Image)
@@ -111,7 +111,7 @@ def _run(request, *, steps=4, batch=4, model="digits-eps", sampler="ddpm"):
 def test_run_streams_then_frames_step_without_the_model():
     request = FakeRequest("handlers-run")
     outputs = _run(request)
-    picture, status, slider, figure, finals = outputs[-1]
+    picture, status, slider, figure, _finals = outputs[-1]
     assert isinstance(picture, Image.Image) and "Frame 4 of 4" in status
     assert slider.maximum == 4 and len(figure.data) == 7
     first, text = sampling.show_frame(1, request=request)
@@ -160,7 +160,7 @@ def test_run_refuses_huge_batch_and_frames_without_a_run():
 
 
 def test_compare_shows_three_models():
-    figure, picture, summary, run_views = parameterizations.compare("digit", 4, 0, 500, request=FakeRequest("cmp"))
+    figure, picture, _summary, run_views = parameterizations.compare("digit", 4, 0, 500, request=FakeRequest("cmp"))
     labels = {trace.name for trace in figure.data if trace.showlegend is not False}
     assert {"digits-eps (ε-prediction)", "digits-x0 (x₀-prediction)", "digits-v (v-prediction)"} <= labels
     assert isinstance(picture, Image.Image) and run_views is None
@@ -171,5 +171,5 @@ def test_compare_shows_three_models():
 def test_restore_reads_query_parameters():
     request = FakeRequest()
     request.query_params = {"tab": "sampling", "schedule": "cosine", "t": "300", "seed": "3", "frame": "5"}
-    tab, family, t, model, seed, frame, large = restore.restore(request)
+    _tab, family, t, _model, seed, frame, _large = restore.restore(request)
     assert family == "squaredcos_cap_v2" and t == 300 and seed == 3 and frame == 5
