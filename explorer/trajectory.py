@@ -1,5 +1,7 @@
 """The compact form of a recorded run that the UI keeps per session: fp16 views, stacked over steps.
 
+x_t stays float32, so a branch restarted from any frame continues exactly where the run was.
+
 A `Trajectory` holds ten float32 tensors per step. The UI needs six views (x_t, ε̂, x̂₀, v̂, μ, z), the
 per-sample σ and the final sample; the rest is derived: x_prev of step k is x_t of step k + 1,
 x̂₀ clipped is a clamp, and the model output is one of the three views. Views are stored after they were
@@ -20,7 +22,7 @@ VIEWS = ("x_t", "eps", "x0", "v", "mean", "noise")
 
 @dataclass(frozen=True)
 class CompactTrajectory:
-    """Stacked views [S, B, *shape] in float16, S = number of steps; index k is step k (timestep[k])."""
+    """Stacked views [S, B, *shape] in float16 (x_t in float32), S = number of steps; index k is step k."""
 
     denoiser_name: str
     prediction: Prediction
@@ -43,6 +45,7 @@ class CompactTrajectory:
     def from_trajectory(cls, trajectory) -> CompactTrajectory:  # explorer.sampler.Trajectory
         steps = trajectory.steps
         views = {name: torch.stack([getattr(s, name) for s in steps]).to(torch.float16) for name in VIEWS}
+        views["x_t"] = torch.stack([s.x_t for s in steps]).float()
         batch = steps[0].x_t.shape[0]
         std = torch.stack([s.std.reshape(batch, -1).mean(dim=1) for s in steps]).float()
         clipped = torch.stack([(s.x0 != s.x0_clipped).reshape(batch, -1).float().mean(dim=1) for s in steps])

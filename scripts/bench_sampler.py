@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,10 +20,12 @@ from pathlib import Path
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
 
-import explorer
-from explorer.data import digits
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import explorer  # noqa: E402
+from explorer.data import digits  # noqa: E402
+
 CIFAR_CONFIG = ROOT / "tests" / "data" / "ddpm-cifar10-32.unet-config.json"
 CIFAR_SCHEDULER = ROOT / "tests" / "data" / "ddpm-cifar10-32.scheduler-config.json"
 MIB = 2**20
