@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -199,7 +200,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    root = linalg.sqrtm(cov_a @ cov_b)
     if not np.isfinite(root).all():  # near-singular product: regularise, as the FID reference code does
         eye = np.eye(a.shape[1]) * 1e-6
         root = linalg.sqrtm((cov_a + eye) @ (cov_b + eye))
@@ -362,6 +363,11 @@ def _quality_lines(quality: dict) -> list[str]:
     ]
 
 
+def _load_note(record: dict) -> str:
+    load = record.get("load_average_1min")
+    return f", load average {load:g} at the end (other jobs shared the cores)" if load is not None else ""
+
+
 def render_card(folder: str | Path) -> str:
     """The model card (README.md) of a bundled model, from its training.json and (if measured) quality.json."""
     folder = Path(folder)
@@ -423,7 +429,7 @@ def render_card(folder: str | Path) -> str:
         lines += [
             f"{record['samples']:,} samples drawn with diffusers' `DDPMScheduler` ({record['steps']} steps, "
             f"seed {record['seed']}), measured by `{record['command']}` in {record['wall_seconds'] / 60:.1f} min "
-            f"on {record['machine']}:",
+            f"on {record['machine']}{_load_note(record)}:",
             "",
             *_quality_lines(record["quality"]),
         ]
@@ -482,6 +488,7 @@ def _run_evaluation(args: argparse.Namespace) -> int:
             "batch_size": args.batch_size,
             "wall_seconds": round(wall, 1),
             "machine": machine_description(torch.device("cpu")),
+            "load_average_1min": round(os.getloadavg()[0], 1),
             "passes": quality.passes,
             "quality": asdict(quality),
         }
@@ -512,6 +519,9 @@ def _run_train_classifier(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # no advice about `accelerate` in the measurements' output
     parser = argparse.ArgumentParser(prog="python -m explorer.quality", description=__doc__.splitlines()[0])
     parser.add_argument("--pretrained", default=str(PRETRAINED_DIR), help="folder of bundled models")
     parser.add_argument("--seed", type=int, default=0)

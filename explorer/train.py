@@ -178,7 +178,18 @@ def machine_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA)"
     threads = torch.get_num_threads()
-    return f"CPU ({platform.machine()}, {os.cpu_count()} cores shared, {threads} torch thread(s))"
+    return f"CPU ({cpu_model()}, {os.cpu_count()} cores shared, {threads} torch thread(s))"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def save_checkpoint(ema: nn.Module, config: TrainConfig, *, steps: int, wall_seconds: float, device: torch.device):
