@@ -71,62 +71,57 @@ def diagnostics_figure(numbers: dict[str, np.ndarray]) -> go.Figure:
     return figure
 
 
-SPACE_TITLES = {"epsilon": "ε", "sample": "x₀", "v_prediction": "v"}
+SPACE_SYMBOLS = {"eps": "ε", "x0": "x₀", "v": "v"}  # TeacherForcing field name → symbol
+PREDICTION_SYMBOLS = {"epsilon": "ε", "sample": "x₀", "v_prediction": "v"}
 
 
 def comparison_figure(result) -> go.Figure:
     """Teacher-forced errors per t in each space (one line per model), the true targets' RMS, and the KL terms.
 
-    `result` is a `TeacherForcing` (explorer.comparison).
+    `result` is an `explorer.teacher.TeacherForcing` computed from a known x₀ (so errors and KL exist).
     """
-    spaces = list(result.target_rms)
-    titles = [f"MSE in {SPACE_TITLES[s.value]} space" for s in spaces]
-    titles += ["RMS of each true target", "KL term per step (t ≥ 2)"]
+    spaces = list(SPACE_SYMBOLS)
+    titles = [f"MSE in {SPACE_SYMBOLS[s]} space (log)" for s in spaces]
+    titles += ["size of each target: RMS", "KL term L<sub>t−1</sub> per dim (log)"]
     figure = make_subplots(rows=1, cols=5, subplot_titles=titles, horizontal_spacing=0.05)
     t = (result.timesteps + 1).astype(np.float32)
+    mode = "lines+markers" if t.size <= 40 else "lines"
     for k, model in enumerate(result.models):
         colour = COLOURS[k % len(COLOURS)]
-        label = f"{model.name} ({SPACE_TITLES[model.prediction.value]}-prediction)"
-        for column, space in enumerate(spaces, start=1):
+        label = f"{model.name} ({PREDICTION_SYMBOLS[model.prediction.value]}-prediction)"
+        curves = [getattr(model, f"{s}_mse") for s in spaces] + [None, model.kl]
+        for column, values in enumerate(curves, start=1):
+            if values is None:
+                continue
             figure.add_trace(
                 go.Scatter(
                     x=t,
-                    y=model.mse[space].astype(np.float32),
+                    y=np.asarray(values, dtype=np.float32),
                     name=label,
                     legendgroup=label,
                     showlegend=column == 1,
+                    mode=mode,
+                    marker=dict(size=4),
                     line=dict(color=colour),
                 ),
                 row=1,
                 col=column,
             )
+    for k, (space, values) in enumerate(result.target_rms().items()):
         figure.add_trace(
             go.Scatter(
                 x=t,
-                y=model.kl.astype(np.float32),
-                name=label,
-                legendgroup=label,
-                showlegend=False,
-                line=dict(color=colour),
-            ),
-            row=1,
-            col=5,
-        )
-    for k, space in enumerate(spaces):
-        figure.add_trace(
-            go.Scatter(
-                x=t,
-                y=result.target_rms[space].astype(np.float32),
-                name=f"RMS of true {SPACE_TITLES[space.value]}",
+                y=np.asarray(values, dtype=np.float32),
+                name=f"RMS of true {SPACE_SYMBOLS[space]}",
                 line=dict(color="black", dash=("solid", "dash", "dot")[k]),
             ),
             row=1,
             col=4,
         )
     figure.update_yaxes(type="log")
-    figure.update_yaxes(type="linear", row=1, col=4)
+    figure.update_yaxes(type="linear", rangemode="tozero", row=1, col=4)
     figure.update_xaxes(title_text="t (paper step)")
     figure.update_layout(
-        height=360, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend_orientation="h"
+        height=380, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend_orientation="h"
     )
     return figure

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import gradio as gr
+import numpy as np
 import pytest
+import torch
 from app_fixtures import DEFAULT_SCHEDULE, FakeRequest, ensure_models, no_progress
 from PIL import Image
 
@@ -79,7 +81,14 @@ def test_posterior_views(source):
     if source == "digit":
         assert picture.size[0] > 9 * 16 * 6  # nine tiles, upscaled 6×
     else:
-        assert len(reverse.data) >= 2
+        heatmaps = [trace for trace in reverse.data if trace.type == "heatmap"]
+        assert len(heatmaps) >= 2 and "true reverse" in reverse.layout.annotations[0].text
+        assert all(np.isfinite(np.asarray(h.z)).all() and np.asarray(h.z).max() > 0 for h in heatmaps)
+
+
+def test_true_reverse_jumps_by_the_step_size():
+    *_, reverse = posterior.update_posterior("ring", 0, None, *DEFAULT_SCHEDULE, 100, 0, 0, 500)
+    assert "q(x<sub>1</sub> | x<sub>100</sub>)" in reverse.layout.annotations[0].text  # Δ clamped: s ≥ 1
 
 
 @pytest.mark.parametrize(("index", "field"), [(1001, "example"), (math.inf, "example"), (-1, "example")])
@@ -120,6 +129,20 @@ def test_run_streams_then_frames_step_without_the_model():
     assert new == 4 and "Frame 4 of 4" in text  # clamped at the end
     gif, mp4 = sampling.export(request=request)
     assert gif.endswith(".gif") and mp4.endswith(".mp4")
+
+
+def test_branch_with_unchanged_settings_restarts_exactly():
+    request = FakeRequest("handlers-exact-branch")
+    _run(request, steps=6, batch=3)
+    before = sampling.STORE.get(request.session_hash).compact
+    args = ["ddpm", 0.0, "model default", "model default", "the model's own", *DEFAULT_SCHEDULE]
+    list(sampling.branch(3, *args, request=request, progress=no_progress))
+    after = sampling.STORE.get(request.session_hash).compact
+    assert after is not before
+    assert torch.equal(after.x_t[:3], before.x_t[:3])  # frames 1..3 kept; frame 3 (index 2) is the restart state
+    # the sampler carries x_t in float64 on the CPU but records it in float32: later frames agree to rounding
+    torch.testing.assert_close(after.x_t, before.x_t, rtol=0, atol=1e-5)
+    torch.testing.assert_close(after.samples, before.samples, rtol=0, atol=1e-5)
 
 
 def test_run_on_points_and_branch():
@@ -164,8 +187,13 @@ def test_compare_shows_three_models():
     labels = {trace.name for trace in figure.data if trace.showlegend is not False}
     assert {"digits-eps (ε-prediction)", "digits-x0 (x₀-prediction)", "digits-v (v-prediction)"} <= labels
     assert isinstance(picture, Image.Image) and run_views is None
+    assert figure.layout.annotations[4].text.startswith("KL term")
     with pytest.raises(gr.Error, match="t must be"):
         parameterizations.compare("digit", 4, 0, 1001, request=FakeRequest("cmp"))
+    with pytest.raises(gr.Error, match="data must be"):
+        parameterizations.picture_at("uploaded image", 0, 10)
+    width, height = parameterizations.picture_at("moons", 0, 10).size
+    assert width >= 3 * 160 and height >= 4 * 160  # truth and three models, three 160-pixel scatter panels each
 
 
 def test_restore_reads_query_parameters():

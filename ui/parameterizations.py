@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import gradio as gr
 import numpy as np
 import torch
+from PIL import Image
 
-from explorer.comparison import SPACES, teacher_force
 from explorer.images import image_grid, labelled_row, scatter_frame
-from explorer.parameterization import Prediction, convert, v_from_x0_eps
-from explorer.plots_sampling import comparison_figure
-from explorer.posterior import q_sample
+from explorer.plots_sampling import SPACE_SYMBOLS, comparison_figure
+from explorer.teacher import TeacherForcing, teacher_force
 from explorer.validation import check_choice, check_int, check_seed
 from ui.common import slider_events, user_errors
 from ui.models import load_model
@@ -19,10 +20,22 @@ from ui.sampling import STORE, _session
 
 SUFFIXES = ("eps", "x0", "v")
 EXAMPLES = 8
+DIGIT_STRIDE = 37  # spread the pictured digits over the held-out set
+POINTS = 256
 INTRO = """### ε, x₀ or v: the same information, different targets
 Three bundled models were trained on the same data, each predicting a different quantity. Here they see the same
-x<sub>t</sub> (same x₀, same noise) at each t, and each prediction is converted into all three spaces. Where each
-model's error is small tells where its parameterization is easy to learn. t is the paper's step, 1..T."""
+x<sub>t</sub> (same x₀, same noise) at each t (**teacher forcing**: no sampling, so errors do not accumulate), and
+each prediction is converted into all three spaces. Where a model's error is small tells where its
+parameterization is easy to learn; the black curves show how large each target is, and the last panel the per-step
+KL term of the training bound (nats per dimension). t is the paper's step, 1..T."""
+
+
+class DataChoice(StrEnum):
+    """Data sets with three bundled models (ε, x₀, v)."""
+
+    DIGIT = Source.DIGIT.value
+    MOONS = Source.MOONS.value
+    RING = Source.RING.value
 
 
 def models_for(data: Source) -> list:
@@ -34,34 +47,23 @@ def models_for(data: Source) -> list:
         raise ValueError(f"the comparison needs the bundled models {', '.join(names)}: {error}") from None
 
 
-def _show(batch: torch.Tensor, half_range: float):
+def _show(batch: torch.Tensor, half_range: float) -> Image.Image:
     if batch.ndim == 2:
         return scatter_frame(batch, size=160, extent=3.5 * half_range)
     return image_grid(batch[:4] / half_range, columns=4, scale=4)
 
 
-def side_by_side(denoisers: list, x0: torch.Tensor, t: int, seed: int):
-    """Rows: the truth, then each model; columns: ε, x₀, v at paper step t (same x_t for all)."""
-    schedule = denoisers[0].schedule
-    i = t - 1
-    abar = float(schedule.alphas_cumprod[i])
-    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    x_t = q_sample(schedule, x0, i, noise=eps)
-    truth = {Prediction.EPSILON: eps, Prediction.SAMPLE: x0, Prediction.V_PREDICTION: v_from_x0_eps(x0, eps, abar)}
-    rows = [("truth", truth)]
-    for model in denoisers:
-        with torch.no_grad():
-            output = model(x_t.to(model.device, model.dtype), i).cpu().float()
-        rows.append((model.name, {s: convert(output, model.prediction, s, x_t, abar) for s in SPACES}))
-    ranges = {Prediction.EPSILON: 3.0, Prediction.SAMPLE: 1.0, Prediction.V_PREDICTION: 3.0}
-    symbols = {Prediction.EPSILON: "ε (±3)", Prediction.SAMPLE: "x₀", Prediction.V_PREDICTION: "v (±3)"}
+def side_by_side(result: TeacherForcing, k: int) -> Image.Image:
+    """Rows: the truth, then each model; columns: ε, x₀, v at step index k (the same x_t for every row)."""
+    ranges = {"eps": 3.0, "x0": 1.0, "v": 3.0}
+    symbols = {name: SPACE_SYMBOLS[name] + (" (±3)" if ranges[name] > 1 else "") for name in SUFFIXES}
+    rows = [("truth", {name: getattr(result, name)[k] for name in SUFFIXES})]
+    rows += [(m.name, {name: getattr(m, name)[k] for name in SUFFIXES}) for m in result.models]
     pictures = [
-        labelled_row([(f"{name}: {symbols[s]}", _show(values[s], ranges[s])) for s in SPACES]) for name, values in rows
+        labelled_row([(f"{row}: {symbols[name]}", _show(values[name], ranges[name])) for name in SUFFIXES])
+        for row, values in rows
     ]
-    width, height = max(p.width for p in pictures), sum(p.height for p in pictures)
-    from PIL import Image
-
-    canvas = Image.new("RGB", (width, height), "white")
+    canvas = Image.new("RGB", (max(p.width for p in pictures), sum(p.height for p in pictures)), "white")
     top = 0
     for picture in pictures:
         canvas.paste(picture, (0, top))
@@ -86,37 +88,48 @@ def trajectory_views(request: gr.Request | None):
     return labelled_row(rows)
 
 
-@user_errors
-def compare(data: str, steps: float, seed: float, t: float, request: gr.Request = None):
-    """Teacher-force the three bundled models of `data`: figure, side-by-side picture, summary, run views."""
-    source = check_choice("data", data, Source)
-    if source is Source.UPLOAD:
-        raise ValueError("data must be one of digit, moons, ring")
-    count = check_int("number of steps compared", steps, 2, 100)
+def _forced(data: str, seed: float, *, t: float | None = None, count: int = 1) -> TeacherForcing:
+    """Teacher forcing of the three models of `data`: at paper step t, or at `count` evenly spaced steps."""
+    source = Source(check_choice("data", data, DataChoice).value)
     chosen_seed = check_seed(seed)
     denoisers = models_for(source)
     T = denoisers[0].schedule.num_train_timesteps
-    chosen = check_int("t", t, 1, T)
-    if source is Source.DIGIT:
-        x0 = torch.cat([choose_x0(source, k, None) for k in range(EXAMPLES)])
+    if t is not None:
+        timesteps = np.array([check_int("t", t, 1, T) - 1])
     else:
-        x0 = point_set(source)[:256]
-    timesteps = np.unique(np.round(np.linspace(0, T - 1, count)).astype(int))
-    result = teacher_force(denoisers, x0, timesteps, seed=chosen_seed)
+        timesteps = np.unique(np.round(np.linspace(0, T - 1, count)).astype(np.int64))
+    if source is Source.DIGIT:
+        x0 = torch.cat([choose_x0(source, DIGIT_STRIDE * k, None) for k in range(EXAMPLES)])
+    else:
+        x0 = point_set(source)[:POINTS]
+    return teacher_force(denoisers, x0=x0, timesteps=timesteps, seed=chosen_seed)
+
+
+@user_errors
+def picture_at(data: str, seed: float, t: float) -> Image.Image:
+    """Only the side-by-side picture at paper step t (what moving the t slider recomputes)."""
+    return side_by_side(_forced(data, seed, t=t), 0)
+
+
+@user_errors
+def compare(data: str, steps: float, seed: float, t: float, request: gr.Request = None):
+    """Teacher-force the three bundled models of `data`: figure, side-by-side picture, summary, run views."""
+    count = check_int("number of steps compared", steps, 2, 100)
+    picture = side_by_side(_forced(data, seed, t=t), 0)
+    result = _forced(data, seed, count=count)
     best = []
-    for space in SPACES:
-        middle = [np.nanmean(m.mse[space]) for m in result.models]
-        best.append(f"{space.value}: **{result.models[int(np.nanargmin(middle))].name}**")
-    summary = "Lowest mean error per space — " + " · ".join(best)
-    picture = side_by_side(denoisers, x0, chosen, chosen_seed)
+    for name in SUFFIXES:
+        means = [np.nanmean(getattr(m, f"{name}_mse")) for m in result.models]
+        best.append(f"{SPACE_SYMBOLS[name]}: **{result.models[int(np.nanargmin(means))].name}**")
+    summary = f"Lowest mean squared error over the {len(result.timesteps)} t shown, per space — " + " · ".join(best)
     return comparison_figure(result), picture, summary, trajectory_views(request)
 
 
 def build() -> dict:
     gr.Markdown(INTRO)
     with gr.Row():
-        data = gr.Radio([s.value for s in Source if s is not Source.UPLOAD], value="digit", label="data")
-        steps = gr.Slider(2, 100, value=20, step=1, label="number of t compared")
+        data = gr.Radio([c.value for c in DataChoice], value=DataChoice.DIGIT.value, label="data")
+        steps = gr.Slider(2, 100, value=20, step=1, label="number of t compared", elem_id="cmp_steps")
         seed = gr.Slider(0, 1000, value=0, step=1, label="seed")
         t = gr.Slider(1, 1000, value=500, step=1, label="t for the pictures (paper step)", elem_id="cmp_t")
         button = gr.Button("Compare the three models", variant="primary", elem_id="compare")
@@ -135,7 +148,7 @@ def build() -> dict:
         )
     inputs, outputs = [data, steps, seed, t], [figure, picture, summary, run_views]
     gr.on(
-        triggers=[button.click, data.change, *slider_events(t)],
+        triggers=[button.click, data.change],
         fn=compare,
         inputs=inputs,
         outputs=outputs,
@@ -143,5 +156,16 @@ def build() -> dict:
         concurrency_id="model",
         concurrency_limit=2,
         trigger_mode="always_last",
+    )
+    gr.on(
+        triggers=slider_events(t),
+        fn=picture_at,
+        inputs=[data, seed, t],
+        outputs=[picture],
+        api_name="compare_picture",
+        concurrency_id="model",
+        concurrency_limit=2,
+        trigger_mode="always_last",
+        show_progress="hidden",
     )
     return {"inputs": inputs, "outputs": outputs}

@@ -12,6 +12,7 @@ from PIL import Image
 
 from explorer import Schedule, convert, q_posterior, q_sample
 from explorer.images import image_grid, scatter_frame
+from explorer.oracle import mixture_density, true_reverse
 from explorer.plots_posterior import (
     DensityPanel,
     gaussian_product,
@@ -83,13 +84,6 @@ def choose_x0(source: Source, index: int, upload: np.ndarray | None) -> torch.Te
     return data[index % len(data)].unsqueeze(0)
 
 
-def _step_schedule(schedule: Schedule, t: int, step: int) -> tuple[Schedule, int]:
-    """The schedule whose last step jumps from paper t to t − step, and that step's index."""
-    kept = np.arange(t - 1, -1, -step)[::-1]
-    respaced = schedule.respace(kept)
-    return respaced, respaced.num_train_timesteps - 1
-
-
 def _model_x0(source: Source, schedule: Schedule, t: int, x_t: torch.Tensor) -> torch.Tensor | None:
     """The bundled ε-model's x̂₀ at the model step whose ᾱ is nearest ᾱ_t of `schedule` (None: no model)."""
     model = optional_model(f"{source.dataset}-eps")
@@ -106,43 +100,37 @@ def _model_x0(source: Source, schedule: Schedule, t: int, x_t: torch.Tensor) -> 
 
 
 def reverse_figure(source: Source, schedule: Schedule, t: int, step: int, x0: torch.Tensor, x_t: torch.Tensor):
-    """Heatmaps of q(x_{t−Δ}|x_t) (exact mixture), q(x_{t−Δ}|x_t,x₀) and p_θ(x_{t−Δ}|x_t) for one 2-D point."""
+    """Heatmaps of q(x_s|x_t) (exact mixture), q(x_s|x_t,x₀) and p_θ(x_s|x_t), s = t − Δ, for one 2-D point."""
     if t < 2:
         return message_figure("At t = 1 the step goes straight to x₀ (β̃₁ = 0): pick t ≥ 2.")
-    try:
-        from explorer.oracle import mixture_density, true_reverse
-    except ImportError:
-        return message_figure("The exact reverse needs explorer.oracle, which is not installed yet.")
-    step = min(step, t - 1)
-    jumped, index = _step_schedule(schedule, t, step)
+    step = min(step, t - 1)  # s = t − Δ ≥ 1 (paper); a jump to x₀ itself would be point masses
+    i, s = t - 1, t - 1 - step  # 0-based
     data = point_set(source).to(torch.float64)
     x_t64, x0_64 = x_t.to(torch.float64), x0.to(torch.float64)
-    mixture = true_reverse(data, jumped, x_t64, index)
-    given_x0 = q_posterior(jumped, x0_64, x_t64, index)
-    sigma = float(given_x0.variance.sqrt().max())
+    mixture = true_reverse(data, schedule, x_t64, i, prev_timestep=s)
+    jump = schedule.respace([s, i])  # its step 1 is the jump t → s, as in the oracle
+    given_x0 = q_posterior(jump, x0_64, x_t64, 1)
     weights = mixture.weights[0]
-    means = mixture.means[0][weights > 1e-4 * weights.max()]  # [K, 2] that matter
+    means = mixture.means[0][weights > 1e-4 * weights.max()]  # [K, 2]: the components that matter
     centres = torch.cat([means, given_x0.mean, x0_64, x_t64]).numpy()
-    spread = 4 * max(sigma, float(np.sqrt(np.max(np.asarray(mixture.variance, dtype=np.float64)))), 0.02)
+    spread = 4 * max(float(np.sqrt(mixture.variance)), 0.02)
     low, high = centres.min(axis=0) - spread, centres.max(axis=0) + spread
     xs, ys = np.linspace(low[0], high[0], GRID), np.linspace(low[1], high[1], GRID)
-    grid = torch.from_numpy(np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2))  # [G, 2], row-major in y
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # [G, 2], row-major in y
     panels = [
         DensityPanel(
             f"true reverse q(x<sub>{t - step}</sub> | x<sub>{t}</sub>): a mixture",
-            mixture_density(mixture, grid)[0].reshape(GRID, GRID).numpy(),
+            mixture_density(mixture, torch.from_numpy(grid))[0].reshape(GRID, GRID).numpy(),
         ),
         DensityPanel(
-            f"q(x<sub>{t - step}</sub> | x<sub>{t}</sub>, x₀): Gaussian",
-            isotropic_density(grid.numpy(), given_x0.mean[0].numpy(), float(given_x0.variance.max())).reshape(
-                GRID, GRID
-            ),
+            f"q(x<sub>{t - step}</sub> | x<sub>{t}</sub>, x₀): one Gaussian",
+            isotropic_density(grid, given_x0.mean[0].numpy(), mixture.variance).reshape(GRID, GRID),
         ),
     ]
     x0_hat = _model_x0(source, schedule, t, x_t)
     if x0_hat is not None:
-        model_step = q_posterior(jumped, x0_hat, x_t64, index)
-        density = isotropic_density(grid.numpy(), model_step.mean[0].numpy(), float(model_step.variance.max()))
+        model_step = q_posterior(jump, x0_hat, x_t64, 1)
+        density = isotropic_density(grid, model_step.mean[0].numpy(), mixture.variance)
         panels.append(DensityPanel(f"model p<sub>θ</sub> ({source.value}-eps, DDPM step)", density.reshape(GRID, GRID)))
     return reverse_density_figure(xs, ys, panels, x_t=x_t64[0].numpy(), x0=x0_64[0].numpy(), data=data.numpy()[::2])
 
@@ -191,9 +179,7 @@ def update_posterior(
             f"x₀ | x<sub>{chosen}</sub> | weight·x₀ | weight·x<sub>{chosen}</sub> | μ̃ = their sum | "
             f"{POSTERIOR_SAMPLES} samples of x<sub>{chosen - 1}</sub> ~ N(μ̃, β̃). All on the same [−1, 1] grey scale."
         )
-        figure_2d = message_figure(
-            "The exact reverse q(x<sub>t−1</sub> | x<sub>t</sub>) is drawn for 2-D data: pick moons or ring."
-        )
+        figure_2d = message_figure(NOT_2D)
     c0, ct = schedule.posterior_mean_coef_x0[i], schedule.posterior_mean_coef_xt[i]
     numbers = (
         f"**t = {chosen}:** μ̃ = {c0:.4g}·x₀ + {ct:.4g}·x<sub>t</sub>; β̃<sub>t</sub> = "
@@ -222,13 +208,13 @@ def build(schedule_inputs: list) -> dict:
         t = gr.Slider(1, 1000, value=200, step=1, label="t (paper step, 1..T)", elem_id="post_t")
         seed = gr.Slider(0, 1000, value=0, step=1, label="seed")
         pixel = gr.Slider(0, 255, value=120, step=1, label="pixel for the 1-D view (2-D data: even = x, odd = y)")
-        step = gr.Slider(1, MAX_STEP, value=1, step=1, label="step size Δ (2-D: from t to t − Δ)")
+        step = gr.Slider(1, MAX_STEP, value=1, step=1, label="step size Δ (2-D: from t to t − Δ)", elem_id="post_step")
     picture = gr.Image(label="x₀, x_t and the posterior", format="png", type="pil", interactive=False)
     caption = gr.Markdown()
     numbers = gr.Markdown()
     with gr.Row():
         product = gr.Plot(label="product of Gaussians")
-        reverse = gr.Plot(label="reverse densities (2-D data)")
+        reverse = gr.Plot(label="reverse densities (2-D data)", elem_id="reverse_plot")
     inputs = [source, index, upload, *schedule_inputs, t, seed, pixel, step]
     outputs = [picture, caption, numbers, product, reverse]
     gr.on(

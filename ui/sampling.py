@@ -249,24 +249,28 @@ def _finish(trajectory: Any, model_name: str, request: gr.Request | None) -> tup
     return frame_picture(compact, last), frame_text(compact, last), slider, figure, finals
 
 
+OWN_VIEW = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}  # the model's raw output among the views
+STEP_VIEWS = ("x_t", "eps", "x0", "v", "mean", "noise", "x0_clipped", "x_prev")
+
+
 def _trajectory_from(stored: StoredRun, until: int) -> Any:
-    """A Trajectory holding steps 0..until of a compact run (what `sampler.branch` reads and keeps)."""
+    """A Trajectory holding steps 0..until of a compact run: what `sampler.branch` keeps and restarts from.
+
+    The compact run keeps x_t in float32, so step `until` restarts from the recorded state itself (the sampler
+    carries it in float64 on the CPU: an unchanged branch matches the run to ~1e-6); the other views stay fp16.
+    """
     compact = stored.compact
     steps = []
     for k in range(until + 1):
-        views = {name: compact.view(name, k) for name in ("x_t", "eps", "x0", "v", "mean", "noise")}
-        batch = views["x_t"].shape[0]
-        std = compact.std[k].reshape(batch, *([1] * (views["x_t"].ndim - 1)))
-        own = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}[compact.prediction.value]
+        views = {name: compact.view(name, k) for name in STEP_VIEWS}
+        std = compact.std[k].reshape(-1, *([1] * (views["x_t"].ndim - 1)))
         steps.append(
             sampling.Step(
                 index=k,
                 timestep=int(compact.timesteps[k]),
                 prev_timestep=int(compact.prev_timesteps[k]),
-                model_output=views[own],
-                x0_clipped=compact.view("x0_clipped", k),
+                model_output=views[OWN_VIEW[compact.prediction.value]],
                 std=std,
-                x_prev=compact.view("x_prev", k),
                 **views,
             )
         )
