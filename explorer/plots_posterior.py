@@ -172,12 +172,13 @@ def reverse_density_figure(
     figure.update_xaxes(range=[float(xs[0]), float(xs[-1])], constrain="domain")
     figure.update_yaxes(range=[float(ys[0]), float(ys[-1])])
     figure.update_layout(
-        height=380,
-        margin=dict(l=40, r=20, t=60, b=30),
+        height=420,
+        margin=dict(l=40, r=20, t=60, b=50),
         font=FONT,
         template="plotly_white",
-        legend=dict(orientation="h", y=-0.08),
+        legend=dict(orientation="h", y=-0.12),
     )
+    figure.update_annotations(font_size=14)
     return figure
 
 

@@ -9,6 +9,8 @@ from plotly.subplots import make_subplots
 from explorer.plots import COLOURS, FONT
 from explorer.schedules import Schedule
 
+LEGEND_BELOW = dict(orientation="h", y=-0.3, yanchor="top")  # under the x-axis titles
+
 
 def run_diagnostics(compact, schedule: Schedule) -> dict[str, np.ndarray]:
     """Per-step numbers of a `CompactTrajectory` (float64 [S] each, S = steps, k-th = step k)."""
@@ -66,7 +68,7 @@ def diagnostics_figure(numbers: dict[str, np.ndarray]) -> go.Figure:
     add("clipped", "fraction clipped", 3, "#ff7f0e", "dash")
     figure.update_xaxes(title_text="t (paper step; sampling runs right to left)", autorange="reversed")
     figure.update_layout(
-        height=330, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend_orientation="h"
+        height=380, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend=LEGEND_BELOW
     )
     return figure
 
@@ -118,10 +120,10 @@ def comparison_figure(result) -> go.Figure:
             row=1,
             col=4,
         )
-    figure.update_yaxes(type="log")
+    figure.update_yaxes(type="log", exponentformat="power")
     figure.update_yaxes(type="linear", rangemode="tozero", row=1, col=4)
     figure.update_xaxes(title_text="t (paper step)")
     figure.update_layout(
-        height=380, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend_orientation="h"
+        height=420, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend=LEGEND_BELOW
     )
     return figure

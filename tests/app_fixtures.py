@@ -12,6 +12,16 @@ import explorer.hub as hub
 NAMES = [f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v")]
 PREDICTIONS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 DEFAULT_SCHEDULE = ["linear", 1000, 1e-4, 0.02, 0.008, False]  # schedule 1's controls
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright cannot download browsers here
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @functools.cache

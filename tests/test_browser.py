@@ -1,23 +1,16 @@
-"""The page in Debian's Chromium through Playwright: loads cleanly, updates, runs, steps, compares."""
+"""The page in Debian's Chromium through Playwright: loads cleanly, updates, runs, steps, compares, embeds."""
 
 from __future__ import annotations
 
+import http.server
+import threading
 from pathlib import Path
 
 import pytest
-from app_fixtures import ensure_models, free_port
+from app_fixtures import CHROMIUM, CHROMIUM_ARGS, ensure_models, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
-ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+VIEWPORT = {"width": 1400, "height": 1000}
 
 pytestmark = [
     pytest.mark.browser,
@@ -26,10 +19,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def page():
+def app_url():
     ensure_models()
-    from playwright.sync_api import sync_playwright
-
     import app
 
     port = free_port()
@@ -37,34 +28,70 @@ def page():
         prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, head=app.sampling.KEYBOARD_JS
     )
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.errors = []
-        tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
-        tab.on("pageerror", lambda e: tab.errors.append(str(e)))
-        tab.goto(f"http://127.0.0.1:{port}/")
-        tab.wait_for_selector("#schedule_plot .js-plotly-plot", timeout=60_000)
-        yield tab
-        browser.close()
+    yield f"http://127.0.0.1:{port}/"
     app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _watch(tab) -> list[str]:
+    errors: list[str] = []
+    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    tab = browser.new_page(viewport=VIEWPORT)
+    tab.errors = _watch(tab)
+    tab.goto(app_url)
+    tab.wait_for_selector("#schedule_plot .js-plotly-plot", timeout=60_000)
+    yield tab
+    tab.close()
+
+
+def _set_number(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(value)
+    box.press("Enter")
 
 
 def test_page_loads_and_schedule_updates(page):
     assert page.errors == []
     before = page.locator("#schedule_table").inner_text()
-    page.locator("#sched_t input[type=number]").fill("123")
-    page.locator("#sched_t input[type=number]").press("Enter")
+    _set_number(page, "sched_t", "123")
     page.wait_for_selector("#schedule_table:has-text('t = 123')", timeout=30_000)
     assert page.locator("#schedule_table").inner_text() != before
+    marker = page.locator("#schedule_plot").inner_text()
+    _set_number(page, "T1", "400")  # schedule 1's T: the plot's legend follows
+    page.wait_for_selector("#schedule_plot:has-text('T=400')", timeout=30_000)
+    assert page.locator("#schedule_plot").inner_text() != marker
     page.screenshot(path=str(SHOTS / "schedules.png"), full_page=True)
+
+
+def test_posterior_draws_the_true_reverse_on_2d_data(page):
+    page.get_by_role("tab", name="Posterior").click()
+    page.locator("#post_source").get_by_text("moons", exact=True).click()
+    _set_number(page, "post_t", "300")
+    _set_number(page, "post_step", "200")
+    page.wait_for_selector("#reverse_plot:has-text('x100 | x300')", timeout=60_000)
+    assert page.locator("#reverse_plot .hm image").count() >= 2  # heatmaps drawn as images by plotly.js
+    page.screenshot(path=str(SHOTS / "posterior.png"), full_page=True)
 
 
 def test_run_streams_and_stepping_changes_the_frame(page):
     page.get_by_role("tab", name="Reverse sampling").click()
-    for elem, value in (("#steps", "6"), ("#batch", "4")):
-        page.locator(f"{elem} input[type=number]").fill(value)
-        page.locator(f"{elem} input[type=number]").press("Enter")
+    _set_number(page, "steps", "6")
+    _set_number(page, "batch", "4")
     page.click("#run")
     page.wait_for_selector("#frame_text:has-text('Frame 6 of 6')", timeout=180_000)
     first = page.locator("#frame img").get_attribute("src")
@@ -78,10 +105,41 @@ def test_run_streams_and_stepping_changes_the_frame(page):
 
 def test_comparison_shows_three_models(page):
     page.get_by_role("tab", name="Parameterizations").click()
+    _set_number(page, "cmp_steps", "6")
     page.click("#compare")
     page.wait_for_selector("#comparison_summary:has-text('digits-')", timeout=180_000)
     legend = page.locator("#comparison_plot").inner_text()
-    for name in ("digits-eps", "digits-x0", "digits-v"):
+    for name in ("digits-eps", "digits-x0", "digits-v", "KL term"):
         assert name in legend
+    assert page.locator("#comparison_picture img").count() == 1
     page.screenshot(path=str(SHOTS / "parameterizations.png"), full_page=True)
     assert page.errors == []
+
+
+def test_the_app_renders_inside_an_iframe(browser, app_url):
+    html = f'<!doctype html><title>embed</title><iframe src="{app_url}" width="1300" height="900"></iframe>'.encode()
+
+    class Embed(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Embed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tab = browser.new_page(viewport=VIEWPORT)
+    errors = _watch(tab)
+    try:
+        tab.goto(f"http://127.0.0.1:{server.server_port}/")
+        inner = tab.frame_locator("iframe")
+        inner.locator("#schedule_plot .js-plotly-plot").wait_for(timeout=60_000)
+        assert "Reverse-diffusion explorer" in inner.locator("body").inner_text()
+        tab.screenshot(path=str(SHOTS / "iframe.png"))
+        assert errors == []
+    finally:
+        tab.close()
+        server.shutdown()

@@ -20,7 +20,7 @@ from ui.sampling import STORE, _session
 
 SUFFIXES = ("eps", "x0", "v")
 EXAMPLES = 8
-DIGIT_STRIDE = 37  # spread the pictured digits over the held-out set
+DIGIT_STRIDE = 101  # the held-out digits are sorted by class, 100 each: one example of 0, 1, 2, …
 POINTS = 256
 INTRO = """### ε, x₀ or v: the same information, different targets
 Three bundled models were trained on the same data, each predicting a different quantity. Here they see the same
@@ -135,17 +135,13 @@ def build() -> dict:
         button = gr.Button("Compare the three models", variant="primary", elem_id="compare")
     figure = gr.Plot(label="teacher-forced errors", elem_id="comparison_plot")
     summary = gr.Markdown(elem_id="comparison_summary")
-    with gr.Row():
-        picture = gr.Image(
-            label="same x_t: truth and each model, in each space",
-            format="png",
-            type="pil",
-            interactive=False,
-            elem_id="comparison_picture",
-        )
-        run_views = gr.Image(
-            label="your last run (Reverse sampling tab) as x̂₀, ε̂, v̂", format="png", type="pil", interactive=False
-        )
+    gr.Markdown(
+        "**The same x<sub>t</sub> at the chosen t, seen in each space**: first row the truth, then each model's "
+        "prediction converted to ε, x₀ and v (grey = 0; ε and v are shown on ±3)."
+    )
+    picture = gr.Image(show_label=False, format="png", type="pil", interactive=False, elem_id="comparison_picture")
+    gr.Markdown("**Your last run** (Reverse sampling tab) seen as x̂₀, ε̂ and v̂ over ten of its frames.")
+    run_views = gr.Image(show_label=False, format="png", type="pil", interactive=False, elem_id="comparison_run")
     inputs, outputs = [data, steps, seed, t], [figure, picture, summary, run_views]
     gr.on(
         triggers=[button.click, data.change],

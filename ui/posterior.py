@@ -32,6 +32,11 @@ POSTERIOR_SAMPLES = 4
 GRID = 90
 MAX_STEP = 500
 NOT_2D = "The exact reverse q(x<sub>t−1</sub> | x<sub>t</sub>) is drawn for 2-D data: pick moons or ring."
+REVERSE_CAPTION = """For moons and ring the data set is 1,000 points, so the reverse step has an exact answer.
+**Left**: the true q(x<sub>t−Δ</sub> | x<sub>t</sub>), a mixture of one Gaussian per data point, weighted by how
+likely that point is to have produced x<sub>t</sub> (×). **Middle**: the single Gaussian we get when x₀ (★) is known.
+**Right**: the Gaussian step of the bundled ε-model. Raise the step size Δ to see the mixture split into modes that
+one Gaussian cannot follow; at Δ = 1 all three are nearly the same."""
 INTRO = """### Why is q(x<sub>t−1</sub> | x<sub>t</sub>, x₀) easy while q(x<sub>t−1</sub> | x<sub>t</sub>) is not?
 Given the clean x₀, the step back is a Gaussian we can write down: its mean μ̃ mixes x₀ and x<sub>t</sub>.
 Without x₀, the step back averages over every x₀ that could have produced x<sub>t</sub>: a mixture, which a
@@ -131,7 +136,8 @@ def reverse_figure(source: Source, schedule: Schedule, t: int, step: int, x0: to
     if x0_hat is not None:
         model_step = q_posterior(jump, x0_hat, x_t64, 1)
         density = isotropic_density(grid, model_step.mean[0].numpy(), mixture.variance)
-        panels.append(DensityPanel(f"model p<sub>θ</sub> ({source.value}-eps, DDPM step)", density.reshape(GRID, GRID)))
+        title = f"model p<sub>θ</sub>(x<sub>{t - step}</sub> | x<sub>{t}</sub>), {source.value}-eps"
+        panels.append(DensityPanel(title, density.reshape(GRID, GRID)))
     return reverse_density_figure(xs, ys, panels, x_t=x_t64[0].numpy(), x0=x0_64[0].numpy(), data=data.numpy()[::2])
 
 
@@ -212,9 +218,9 @@ def build(schedule_inputs: list) -> dict:
     picture = gr.Image(label="x₀, x_t and the posterior", format="png", type="pil", interactive=False)
     caption = gr.Markdown()
     numbers = gr.Markdown()
-    with gr.Row():
-        product = gr.Plot(label="product of Gaussians")
-        reverse = gr.Plot(label="reverse densities (2-D data)", elem_id="reverse_plot")
+    product = gr.Plot(label="product of Gaussians")
+    reverse = gr.Plot(label="reverse densities (2-D data)", elem_id="reverse_plot")
+    gr.Markdown(REVERSE_CAPTION)
     inputs = [source, index, upload, *schedule_inputs, t, seed, pixel, step]
     outputs = [picture, caption, numbers, product, reverse]
     gr.on(

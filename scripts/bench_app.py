@@ -1,0 +1,187 @@
+"""Benchmark the app on this machine and print a Markdown table (copy it into docs/benchmarks.md).
+
+    python scripts/bench_app.py [--skip-browser] [--steps 1000] [--batch 16]
+
+Measures: the Schedules handler (median of 10 calls) and its figure's JSON size for T = 1000 and 4000; the
+per-session memory of a stored run on digits-eps (the compact run's bytes, process RSS before and after); and,
+in Chromium through Playwright, the latency of 50 next-frame steps, from the click until the frame image's src
+changes. Uses the bundled checkpoints in pretrained/ (offline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # app_fixtures: the Chromium path and flags the browser tests use
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+SCHEDULE = ["linear", 1000, 1e-4, 0.02, 0.008, False]
+MIB = 1 << 20
+# Resolves with the milliseconds from the click on "Next ▶" until the frame image's src changes.
+NEXT_FRAME_JS = """
+async () => {
+  const src = () => document.querySelector('#frame img')?.getAttribute('src');
+  const before = src();
+  const start = performance.now();
+  document.getElementById('next_frame').click();
+  return await new Promise((resolve) => {
+    const check = () => (src() !== before ? resolve(performance.now() - start) : setTimeout(check, 1));
+    check();
+  });
+}
+"""
+
+
+def rss_bytes() -> int:
+    """This process's resident set size after a collection and a heap trim."""
+    gc.collect()
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) * 1024
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_schedules(T: int, repeats: int = 10) -> tuple[float, int]:
+    """Median handler time (ms) and figure JSON size (bytes) with all three schedules at T."""
+    from ui import schedules
+
+    args = [*SCHEDULE[:1], T, *SCHEDULE[2:], True, "squaredcos_cap_v2", T, 1e-4, 0.02, 0.008, False]
+    args += [True, "linear", T, 1e-4, 0.02, 0.008, True, "t", T // 2, 50]
+    times, figure = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        figure, *_ = schedules.update_schedules(*args)
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times), len(figure.to_json())
+
+
+class Request:
+    """What the handlers read from gr.Request when called directly."""
+
+    def __init__(self, session_hash: str) -> None:
+        self.session_hash = session_hash
+        self.query_params: dict[str, str] = {}
+
+
+def run_args(steps: int) -> list:
+    return ["digits-eps", "", "ddpm", steps, 0.0, "model default", "model default", "the model's own", *SCHEDULE]
+
+
+def bench_memory(steps: int, batch: int) -> dict[str, float]:
+    """RSS before and after one stored run of `steps` steps at `batch`, and the run's compact bytes."""
+    from ui import sampling
+
+    def quiet(*args, **kwargs) -> None:
+        pass
+
+    list(sampling.run(*run_args(2), "leading", 0, batch, request=Request("warm-up"), progress=quiet))
+    sampling.STORE.drop("warm-up")
+    before = rss_bytes()
+    start = time.perf_counter()
+    list(sampling.run(*run_args(steps), "leading", 0, batch, request=Request("bench"), progress=quiet))
+    seconds = time.perf_counter() - start
+    after = rss_bytes()
+    stored = sampling.STORE.get("bench")
+    return {"nbytes": stored.compact.nbytes, "before": before, "after": after, "seconds": seconds}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def bench_browser(count: int = 50, steps: int = 60) -> list[float]:
+    """Milliseconds per next-frame step in Chromium, after a `steps`-step run at batch 4 on digits-eps."""
+    from app_fixtures import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    import app
+
+    port = free_port()
+    app.demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, head=app.sampling.KEYBOARD_JS
+    )
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#schedule_plot .js-plotly-plot", timeout=120_000)
+            page.get_by_role("tab", name="Reverse sampling").click()
+            for elem, value in (("#steps", str(steps)), ("#batch", "4")):
+                page.locator(f"{elem} input[type=number]").fill(value)
+                page.locator(f"{elem} input[type=number]").press("Enter")
+            page.click("#run")
+            page.wait_for_selector(f"#frame_text:has-text('Frame {steps} of {steps}')", timeout=300_000)
+            page.locator("#frame_slider input[type=number]").fill("1")
+            page.locator("#frame_slider input[type=number]").press("Enter")
+            page.wait_for_selector(f"#frame_text:has-text('Frame 1 of {steps}')", timeout=60_000)
+            page.evaluate(NEXT_FRAME_JS)  # warm-up step, not counted
+            latencies = [page.evaluate(NEXT_FRAME_JS) for _ in range(count)]
+            browser.close()
+    finally:
+        app.demo.close()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-browser", action="store_true")
+    parser.add_argument("--steps", type=int, default=1000, help="steps of the run whose memory is measured")
+    parser.add_argument("--batch", type=int, default=16)
+    options = parser.parse_args()
+    import torch
+
+    rows = []
+    for T in (1000, 4000):
+        median, size = bench_schedules(T)
+        rows.append(
+            (f"Schedules handler, 3 schedules, T = {T}", f"{median:.0f} ms median of 10; figure {size / 1024:.0f} KiB")
+        )
+    memory = bench_memory(options.steps, options.batch)
+    rows.append(
+        (
+            f"stored run, digits-eps, {options.steps} steps × batch {options.batch}",
+            f"compact run {memory['nbytes'] / MIB:.1f} MiB; RSS {memory['before'] / MIB:.0f} → "
+            f"{memory['after'] / MIB:.0f} MiB (+{(memory['after'] - memory['before']) / MIB:.1f}); "
+            f"run took {memory['seconds']:.0f} s",
+        )
+    )
+    if not options.skip_browser:
+        latencies = bench_browser()
+        rows.append(
+            (
+                f"next-frame step in Chromium ({len(latencies)} steps, click → new image src)",
+                f"p50 {percentile(latencies, 0.5):.0f} ms, p95 {percentile(latencies, 0.95):.0f} ms",
+            )
+        )
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}\n"
+    )
+    print("| measurement | result |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
