@@ -1,0 +1,287 @@
+"""Load test: many simulated users through gradio_client against `python app.py` on 127.0.0.1 (a benchmark, not CI).
+
+    python scripts/load_test.py --users 30 --seconds 300
+
+Each user is one gradio_client session that, with a short think time, changes schedules, looks at posteriors,
+runs bundled models and steps through the frames of its last run. The server is started here (or given with
+--url) and its resident memory is sampled throughout. Prints a Markdown table: requests served, errors, fast
+"queue full" answers, p50/p95 latency per kind, and server memory at start, peak and after the users stop.
+Bounded in time (--seconds, plus a drain limit) and in count (--max-requests); never leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEDULE = ["linear", 1000, 1e-4, 0.02, 0.008, False]
+SCHEDULES = [*SCHEDULE, True, "squaredcos_cap_v2", 1000, 1e-4, 0.02, 0.008, False]
+SCHEDULES += [False, "linear", 1000, 1e-4, 0.02, 0.008, False, "t", 500, 50]
+FAMILIES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+MODELS = ("digits-eps", "digits-x0", "moons-eps", "moons-x0")
+KINDS = {"schedules": 0.35, "posterior": 0.25, "run": 0.15, "frames": 0.25}
+RUN_STEPS = 10
+CALL_TIMEOUT = 120.0
+DRAIN_SECONDS = 150.0  # after the deadline, wait at most this long for calls in flight
+
+
+@dataclass
+class Tally:
+    """Latencies (seconds) and outcomes of one kind of request."""
+
+    ok: list[float] = field(default_factory=list)
+    queue_full: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rss_of(pid: int) -> int:
+    """Resident memory of a process and its children, in bytes (0 once it is gone)."""
+    total = 0
+    for candidate in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{candidate}/status") as status:
+                total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            return [int(child) for child in listing.read().split()]
+    except OSError:
+        return []
+
+
+class MemoryProbe(threading.Thread):
+    """Samples a process's RSS twice a second."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.samples, self.stopped = pid, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.samples.append((time.monotonic(), rss_of(self.pid)))
+            self.stopped.wait(0.5)
+
+
+def start_server(port: int) -> subprocess.Popen:
+    """`python app.py` on 127.0.0.1:port, offline; returns once it answers."""
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    env.update({"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"})
+    env.pop("SPACE_ID", None)
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"app.py exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+            return server
+        except OSError:
+            time.sleep(1)
+    server.terminate()
+    raise RuntimeError("app.py did not answer within 180 s")
+
+
+class User(threading.Thread):
+    """One simulated person: a gradio_client session issuing a random mix of requests until the deadline."""
+
+    def __init__(self, url: str, seed: int, deadline: float, budget: list[int], tallies: dict, lock) -> None:
+        super().__init__(daemon=True)
+        self.url, self.random, self.deadline = url, random.Random(seed), deadline
+        self.budget, self.tallies, self.lock = budget, tallies, lock
+        self.frames = 0  # frames in this session's last run (0: no run yet)
+
+    def _take(self) -> bool:
+        with self.lock:
+            if self.budget[0] <= 0:
+                return False
+            self.budget[0] -= 1
+            return True
+
+    def _request(self, client) -> tuple[str, list, str]:
+        pick = self.random.random
+        kind = self.random.choices(list(KINDS), weights=list(KINDS.values()))[0]
+        if kind == "frames" and not self.frames:
+            kind = "run"
+        if kind == "schedules":
+            args = list(SCHEDULES)
+            args[0], args[1] = self.random.choice(FAMILIES), self.random.randint(50, 2000)
+            args[-2], args[-1] = self.random.randint(1, 1000), self.random.randint(1, 100)  # slider maxima
+            return kind, args, "/schedules"
+        if kind == "posterior":
+            source = self.random.choice(("digit", "digit", "moons", "ring"))
+            step = self.random.randint(1, 20)
+            return (
+                kind,
+                [source, self.random.randint(0, 99), None, *SCHEDULE, self.random.randint(2, 1000), 0, 120, step],
+                "/posterior",
+            )
+        if kind == "run":
+            model, sampler = self.random.choice(MODELS), self.random.choice(("ddim", "ddpm"))
+            args = [model, "", sampler, RUN_STEPS, 0.0, "model default", "model default", "the model's own"]
+            return (
+                kind,
+                [*args, *SCHEDULE, "trailing", self.random.randint(0, 999), 4 if model[0] == "d" else 64],
+                "/run",
+            )
+        if pick() < 0.5:
+            return kind, [self.random.randint(1, self.frames)], "/frame"
+        return kind, [self.random.randint(1, self.frames), self.random.choice((-1, 1))], "/next_frame"
+
+    def run(self) -> None:
+        from gradio_client import Client
+
+        try:
+            client = Client(self.url, verbose=False)
+        except Exception as error:  # the page itself did not load: count it
+            with self.lock:
+                self.tallies["connect"].errors.append(repr(error)[:200])
+            return
+        while time.monotonic() < self.deadline and self._take():
+            kind, args, api_name = self._request(client)
+            started = time.monotonic()
+            try:
+                client.submit(*args, api_name=api_name).result(timeout=CALL_TIMEOUT)
+            except Exception as error:
+                elapsed = time.monotonic() - started
+                text = f"{type(error).__name__}: {error}"
+                with self.lock:
+                    if "queue" in text.lower() and "full" in text.lower():
+                        self.tallies[kind].queue_full.append(elapsed)
+                    else:
+                        self.tallies[kind].errors.append(f"{api_name} {text[:200]}")
+            else:
+                with self.lock:
+                    self.tallies[kind].ok.append(time.monotonic() - started)
+                if kind == "run":
+                    self.frames = RUN_STEPS
+            time.sleep(self.random.uniform(0.2, 1.0))  # think time
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
+
+
+def report(tallies: dict, memory: dict, args: argparse.Namespace, wall: float) -> str:
+    """The Markdown table for docs/hardening.md."""
+    lines = [
+        f"Load test: {args.users} users × {args.seconds:.0f} s (wall {wall:.0f} s), think time 0.2–1.0 s, "
+        f"runs of {RUN_STEPS} steps on bundled models; server `python app.py` on 127.0.0.1.",
+        "",
+        "| kind | served | errors | queue full (max s) | p50 ms | p95 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    everything = Tally()
+    for kind in [*KINDS, "connect"]:
+        tally = tallies.get(kind) or Tally()
+        if kind == "connect" and not tally.errors:
+            continue
+        everything.ok += tally.ok
+        everything.errors += tally.errors
+        everything.queue_full += tally.queue_full
+        lines.append(_row(kind, tally))
+    lines.append(_row("**all**", everything))
+    mib = 1 << 20
+    lines += [
+        "",
+        f"Server memory (RSS): start {memory['start'] / mib:.0f} MiB, peak {memory['peak'] / mib:.0f} MiB, "
+        f"after the users stopped {memory['after'] / mib:.0f} MiB (their runs stay in the session store until "
+        "their time to live passes: API clients never close a tab).",
+    ]
+    if everything.errors:
+        lines += ["", "First errors:", *[f"- `{error}`" for error in everything.errors[:10]]]
+    return "\n".join(lines)
+
+
+def _row(kind: str, tally: Tally) -> str:
+    full = f"{len(tally.queue_full)} ({max(tally.queue_full):.2f})" if tally.queue_full else "0"
+    ms = [1000 * v for v in tally.ok]
+    p50, p95 = percentile(ms, 50), percentile(ms, 95)
+    top = max(ms) if ms else float("nan")
+    return f"| {kind} | {len(tally.ok)} | {len(tally.errors)} | {full} | {p50:.0f} | {p95:.0f} | {top:.0f} |"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=300)
+    parser.add_argument("--max-requests", type=int, default=20_000, help="stop after this many requests in all")
+    parser.add_argument("--url", help="an already running server on 127.0.0.1 (its memory is not measured)")
+    parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    args = parser.parse_args()
+    if not 1 <= args.users <= 200 or not 1 <= args.seconds <= 1800:
+        parser.error("--users must be in [1, 200] and --seconds in [1, 1800]")
+    server, url = None, args.url
+    if url is None:
+        port = free_port()
+        server, url = start_server(port), f"http://127.0.0.1:{port}/"
+    elif not url.startswith(("http://127.0.0.1", "http://localhost")):
+        parser.error("--url must be on 127.0.0.1")
+    probe = MemoryProbe(server.pid if server else os.getpid())
+    probe.start()
+    time.sleep(1.0)
+    start_rss = rss_of(probe.pid)
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    lock, budget = threading.Lock(), [args.max_requests]
+    began = time.monotonic()
+    deadline = began + args.seconds
+    users = [User(url, seed, deadline, budget, tallies, lock) for seed in range(args.users)]
+    try:
+        for user in users:
+            user.start()
+            time.sleep(0.05)  # a lecture hall arrives within a couple of seconds
+        for user in users:
+            user.join(max(0.0, deadline + DRAIN_SECONDS - time.monotonic()))
+        wall = time.monotonic() - began
+        time.sleep(10)  # let the server settle once everyone stopped
+        after = rss_of(probe.pid)
+        probe.stopped.set()
+        memory = {"start": start_rss, "peak": max(s for _, s in probe.samples), "after": after}
+        print(report(tallies, memory, args, wall))
+        if args.json:
+            raw = {kind: vars(tally) for kind, tally in tallies.items()}
+            args.json.write_text(json.dumps({"memory": memory, "tallies": raw, "wall": wall}, indent=1))
+        stuck = sum(user.is_alive() for user in users)
+        if stuck:
+            print(f"\n{stuck} users still waiting after the drain limit")
+        return 1 if stuck or any(t.errors for t in tallies.values()) else 0
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
