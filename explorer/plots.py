@@ -183,8 +183,8 @@ def schedule_figure(
     title = {XAxis.T: "t (paper step, 1..T)", XAxis.T_OVER_T: "t/T", XAxis.BETA: "β<sub>t</sub>"}[axis]
     figure.update_xaxes(title_text=title, title_standoff=4)
     if axis is XAxis.BETA:
-        figure.update_xaxes(type="log")
-    figure.update_yaxes(type="log", row=1, col=1)
+        figure.update_xaxes(type="log", exponentformat="power")
+    figure.update_yaxes(type="log", exponentformat="power", row=1, col=1)
     figure.update_layout(
         height=620,
         margin=dict(l=50, r=20, t=50, b=40),

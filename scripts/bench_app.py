@@ -1,11 +1,12 @@
 """Benchmark the app on this machine and print a Markdown table (copy it into docs/benchmarks.md).
 
-    python scripts/bench_app.py [--skip-browser] [--steps 1000] [--batch 16]
+    python scripts/bench_app.py [--skip-startup] [--skip-browser] [--steps 1000] [--batch 16]
 
-Measures: the Schedules handler (median of 10 calls) and its figure's JSON size for T = 1000 and 4000; the
-per-session memory of a stored run on digits-eps (the compact run's bytes, process RSS before and after); and,
-in Chromium through Playwright, the latency of 50 next-frame steps, from the click until the frame image's src
-changes. Uses the bundled checkpoints in pretrained/ (offline).
+Measures: startup (`import app`, and `python app.py` until the first page is served); the Schedules handler
+(median of 10 calls) and its figure's JSON size for T = 1000 and 4000; the per-session memory of a stored run on
+digits-eps (the compact run's bytes, process RSS before and after); and, in Chromium through Playwright, the
+latency of 50 next-frame steps, from the click until the frame image's src changes.
+Uses the bundled checkpoints in pretrained/ (offline).
 """
 
 from __future__ import annotations
@@ -143,15 +144,48 @@ def bench_browser(count: int = 50, steps: int = 60) -> list[float]:
     return latencies
 
 
+def bench_startup(timeout: float = 300) -> tuple[float, float]:
+    """Seconds for `import app` alone, and from `python app.py` to the first page served (HTTP 200)."""
+    import subprocess
+    import urllib.request
+
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(free_port())}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env, check=True, capture_output=True)
+    imported = time.perf_counter() - start
+    url = f"http://{env['GRADIO_SERVER_NAME']}:{env['GRADIO_SERVER_PORT']}/"
+    start = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        while time.perf_counter() - start < timeout:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200 and b"gradio" in response.read().lower():
+                        return imported, time.perf_counter() - start
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"python app.py served nothing on {url} within {timeout:.0f} s")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-browser", action="store_true")
+    parser.add_argument("--skip-startup", action="store_true")
     parser.add_argument("--steps", type=int, default=1000, help="steps of the run whose memory is measured")
     parser.add_argument("--batch", type=int, default=16)
     options = parser.parse_args()
     import torch
 
     rows = []
+    if not options.skip_startup:
+        imported, served = bench_startup()
+        rows.append(("startup: `import app` in a fresh process", f"{imported:.1f} s"))
+        rows.append(("startup: `python app.py` until the first page is served", f"{served:.1f} s"))
     for T in (1000, 4000):
         median, size = bench_schedules(T)
         rows.append(

@@ -67,3 +67,18 @@ def test_session_store_caps_bytes_and_expires():
     assert store.get("a") is None and store.get("b") == "B"
     now[0] = 11
     assert store.get("b") is None and len(store) == 0
+
+
+def test_comparison_figure_has_every_space_the_target_sizes_and_kl():
+    from explorer.oracle import OptimalDenoiser
+    from explorer.plots_sampling import comparison_figure
+    from explorer.teacher import teacher_force
+
+    schedule = Schedule.from_name("linear", 100)
+    data = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    models = [OptimalDenoiser(data, schedule, p, name=p) for p in ("epsilon", "sample", "v_prediction")]
+    figure = comparison_figure(teacher_force(models, x0=data[:8], timesteps=[0, 50, 99]))
+    titles = [a.text for a in figure.layout.annotations]
+    assert titles[:3] == [f"MSE in {s} space (log)" for s in ("ε", "x₀", "v")] and titles[4].startswith("KL term")
+    assert len(figure.data) == 3 * 4 + 3  # per model: three spaces and the KL; then the three target sizes
+    assert {t.name for t in figure.data if t.showlegend is not False} >= {"epsilon (ε-prediction)", "RMS of true v"}
