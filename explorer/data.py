@@ -35,6 +35,17 @@ RING_RADIUS = math.sqrt(2.0)  # points on a circle of radius √2 have unit std 
 RING_STD = 0.1
 
 
+def _parse_enum(cls: type[StrEnum], value: object, field: str):
+    """The member of `cls` named by `value` (case-insensitive); ValueError naming `field` and the choices."""
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(str(value).strip().lower())
+    except ValueError:
+        valid = ", ".join(m.value for m in cls)
+        raise ValueError(f"{field} must be one of {valid}; got {value!r}") from None
+
+
 class Split(StrEnum):
     """Which part of the fixed digits split."""
 
@@ -43,13 +54,7 @@ class Split(StrEnum):
 
     @classmethod
     def parse(cls, value: str | Split) -> Split:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"split must be one of {valid}; got {value!r}") from None
+        return _parse_enum(cls, value, "split")
 
 
 class Dataset(StrEnum):
@@ -61,13 +66,7 @@ class Dataset(StrEnum):
 
     @classmethod
     def parse(cls, value: str | Dataset) -> Dataset:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"data must be one of {valid}; got {value!r}") from None
+        return _parse_enum(cls, value, "data")
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

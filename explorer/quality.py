@@ -43,6 +43,7 @@ from torch import nn
 
 from explorer.data import NUM_CLASSES, Dataset, digits, points
 from explorer.mlp import PointDenoiserMLP
+from explorer.train import reproduce_command
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 CLASSIFIER_NAME = "digits-classifier"
@@ -329,15 +330,6 @@ _DATA_TEXT = {
 }
 
 
-def _command(recipe: dict, steps: int) -> str:
-    out = recipe["out"]
-    return (
-        f"python -m explorer.train --data {recipe['data']} --prediction {recipe['prediction']} --steps {steps} "
-        f"--seed {recipe['seed']} --out {out} --batch-size {recipe['batch_size']} --lr {recipe['lr']:g} "
-        f"--warmup-steps {recipe['warmup_steps']} --ema-decay {recipe['ema_decay']:g}"
-    )
-
-
 def _quality_lines(quality: dict) -> list[str]:
     if "mean_confidence" in quality:
         fractions = ", ".join(f"{d}: {100 * f:.1f} %" for d, f in enumerate(quality["class_fractions"]))
@@ -361,6 +353,15 @@ def _quality_lines(quality: dict) -> list[str]:
         f"| {quality['baseline_energy']:.5f} |",
         f"| **ratio** (target ≤ {ENERGY_RATIO_LIMIT:g}) | **{quality['ratio']:.2f}** |",
     ]
+
+
+def _loss_text(recipe: dict) -> str:
+    if recipe.get("loss_weighting", "uniform") == "uniform":
+        return "plain (unweighted) MSE on the model's own target"
+    return (
+        f"MSE on the model's own target with min-SNR-γ weighting (γ = {recipe['snr_gamma']:g}: every step "
+        "weighted as min(SNR_t, γ)·‖x₀ − x̂₀‖²), because plain MSE on x₀ gave blurred 2-D samples"
+    )
 
 
 def _load_note(record: dict) -> str:
@@ -411,13 +412,13 @@ def render_card(folder: str | Path) -> str:
         "## Training",
         "",
         f"{training['steps']:,} steps of AdamW (lr {recipe['lr']:g}, {recipe['warmup_steps']} warm-up steps, then "
-        f"constant; gradient norm clipped to 1), batch {recipe['batch_size']}, seed {recipe['seed']}. Loss: plain "
-        "MSE on the model's own target (ε, x₀ or v), uniform timesteps, no weighting. Saved weights are an EMA "
+        f"constant; gradient norm clipped to 1), batch {recipe['batch_size']}, seed {recipe['seed']}. "
+        f"Loss: {_loss_text(recipe)}. Timesteps uniform in 0..T−1. Saved weights are an EMA "
         f"(decay {recipe['ema_decay']:g}). Wall time {training['wall_seconds'] / 60:.1f} min on "
         f"{training['machine']}, torch {training['torch']}. Reproduce with:",
         "",
         "```bash",
-        _command(recipe, training["steps"]),
+        reproduce_command(recipe, training["steps"]),
         "```",
         "",
         "## Measured quality",

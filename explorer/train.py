@@ -5,7 +5,11 @@ Training objective (DDPM, Ho et al. 2020, Algorithm 1, with the target chosen by
     timestep ~ U{0, …, T−1}   (0-based; paper t = timestep + 1)
     ε ~ N(0, I),  x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε        `explorer.posterior.q_sample`
     target = ε | x₀ | v = √ᾱ_t ε − √(1−ᾱ_t) x₀       `explorer.parameterization.v_from_x0_eps`
-    loss = mean ‖model(x_t, timestep) − target‖²     plain MSE on the model's own target, unweighted
+    loss = mean w_t ‖model(x_t, timestep) − target‖²  MSE on the model's own target
+    w_t = 1 (`--loss-weighting uniform`, the default), or min-SNR-γ (Hang et al. 2023): the weight that turns
+          each target's MSE into min(SNR_t, γ) · ‖x₀ − x̂₀‖², i.e. min(SNR, γ) for x₀, min(SNR, γ)/SNR for ε,
+          min(SNR, γ)/(SNR + 1) for v. The bundled x₀-prediction models use it: with plain MSE on x₀ the
+          low-noise steps carry almost no weight and 2-D samples came out blurred (energy ratio 12 on moons).
 
 AdamW with a linear warm-up to a constant learning rate, gradient norm clipped to 1, and an exponential
 moving average (EMA) of the weights, which is what gets saved. Because the learning rate is constant after
@@ -30,6 +34,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +70,13 @@ DIGITS_UNET_CONFIG = {
 POINT_MLP_CONFIG = {"sample_dim": 2, "hidden_dim": 128, "num_hidden_layers": 3, "time_embed_dim": 64}
 
 
+class LossWeighting(StrEnum):
+    """How the per-timestep MSE is weighted."""
+
+    UNIFORM = "uniform"
+    MIN_SNR = "min_snr"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run's recipe (everything needed to reproduce it)."""
@@ -83,6 +95,8 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     log_every: int = 100
     threads: int | None = None
+    loss_weighting: LossWeighting = LossWeighting.UNIFORM
+    snr_gamma: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +174,29 @@ def training_target(
     return v_from_x0_eps(x0, noise, alpha_cumprod)
 
 
+def loss_weights(
+    weighting: LossWeighting, prediction: Prediction, schedule: Schedule, timestep: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """Per-sample loss weights [B] for 0-based timesteps [B] (all ones for uniform weighting)."""
+    if weighting is LossWeighting.UNIFORM:
+        return torch.ones(timestep.shape, dtype=torch.float32, device=timestep.device)
+    snr = torch.from_numpy(schedule.snr[timestep.cpu().numpy()]).to(timestep.device)  # [B] float64
+    clipped = snr.clamp(max=gamma)
+    if prediction is Prediction.SAMPLE:
+        weight = clipped
+    elif prediction is Prediction.EPSILON:
+        weight = clipped / snr
+    else:
+        weight = clipped / (snr + 1.0)
+    return weight.float()
+
+
+def weighted_mse(output: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """mean_b weights[b] · mean_i (output − target)²[b, i]; output, target [B, ...], weights [B]."""
+    per_sample = (output - target).pow(2).flatten(1).mean(dim=1)  # [B]
+    return (weights * per_sample).mean()
+
+
 def training_data(data: Dataset, seed: int) -> torch.Tensor:
     """The pool minibatches are drawn from: 4,000 training digits [N, 1, 16, 16] or 200,000 points [N, 2]."""
     if data is Dataset.DIGITS:
@@ -200,15 +237,15 @@ def save_checkpoint(ema: nn.Module, config: TrainConfig, *, steps: int, wall_sec
     out.mkdir(parents=True, exist_ok=True)
     ema.save_pretrained(out, safe_serialization=True)
     DDPMScheduler(**scheduler_config(config.data, config.prediction)).save_pretrained(out)
-    command = reproduce_command(config, steps)
+    recipe = {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(config).items()}
     record = {
-        "recipe": {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(config).items()},
+        "recipe": recipe,
         "steps": steps,
         "wall_seconds": round(wall_seconds, 1),
         "machine": machine_description(device),
         "torch": torch.__version__,
         "parameters": sum(p.numel() for p in ema.parameters()),
-        "command": command,
+        "command": reproduce_command(recipe, steps),
     }
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     try:  # the card is a convenience here: the quality script rewrites it; never lose a checkpoint over it
@@ -219,19 +256,16 @@ def save_checkpoint(ema: nn.Module, config: TrainConfig, *, steps: int, wall_sec
         print(f"warning: model card not written: {error!r}", flush=True)
 
 
-def reproduce_command(config: TrainConfig, steps: int) -> str:
-    """The command line that repeats this run for exactly `steps` steps."""
-    args = [
-        "python -m explorer.train",
-        f"--data {config.data.value}",
-        f"--prediction {config.prediction.value}",
-        f"--steps {steps}",
-        f"--seed {config.seed}",
-        f"--out {shlex.quote(config.out)}",
-        f"--batch-size {config.batch_size}",
-        f"--lr {config.lr:g}",
-    ]
-    return " ".join(args)
+def reproduce_command(recipe: dict, steps: int) -> str:
+    """The command line that repeats a run (its recipe as saved in training.json) for exactly `steps` steps."""
+    command = (
+        f"python -m explorer.train --data {recipe['data']} --prediction {recipe['prediction']} --steps {steps} "
+        f"--seed {recipe['seed']} --out {shlex.quote(recipe['out'])} --batch-size {recipe['batch_size']} "
+        f"--lr {recipe['lr']:g} --warmup-steps {recipe['warmup_steps']} --ema-decay {recipe['ema_decay']:g}"
+    )
+    if recipe.get("loss_weighting", LossWeighting.UNIFORM) != LossWeighting.UNIFORM:
+        command += f" --loss-weighting {recipe['loss_weighting']} --snr-gamma {recipe['snr_gamma']:g}"
+    return command
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -263,7 +297,8 @@ def train(config: TrainConfig) -> TrainResult:
         timestep = torch.randint(0, NUM_TRAIN_TIMESTEPS, (config.batch_size,), generator=generator).to(device)
         x_t = q_sample(schedule, x0, timestep, noise)
         target = training_target(config.prediction, schedule, x0, noise, timestep)
-        loss = torch.nn.functional.mse_loss(model_output(model, x_t, timestep), target)
+        weights = loss_weights(config.loss_weighting, config.prediction, schedule, timestep, config.snr_gamma)
+        loss = weighted_mse(model_output(model, x_t, timestep), target, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -343,11 +378,14 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser.add_argument("--checkpoint-minutes", default=5.0, type=_positive_float("--checkpoint-minutes"))
     parser.add_argument("--log-every", default=100, type=_bounded_int("--log-every", 1, MAX_STEPS))
     parser.add_argument("--threads", default=None, type=_bounded_int("--threads", 1, 1024))
+    parser.add_argument("--loss-weighting", default="uniform", choices=[m.value for m in LossWeighting])
+    parser.add_argument("--snr-gamma", default=5.0, type=_positive_float("--snr-gamma"))
     args = parser.parse_args(argv)
     if not 0.0 <= args.ema_decay < 1.0:
         parser.error(f"--ema-decay must be in [0, 1); got {args.ema_decay}")
     values = vars(args)
     values["data"], values["prediction"] = Dataset(args.data), Prediction(args.prediction)
+    values["loss_weighting"] = LossWeighting(args.loss_weighting)
     return TrainConfig(**values)
 
 

@@ -8,11 +8,13 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from explorer.data import Dataset
 from explorer.mlp import PointDenoiserMLP
-from explorer.parameterization import Prediction, x0_from_v
+from explorer.parameterization import Prediction, convert, x0_from_v
 from explorer.posterior import q_sample
 from explorer.train import (
+    LossWeighting,
     TrainConfig,
     build_model,
+    loss_weights,
     model_output,
     parse_args,
     pick_device,
@@ -21,6 +23,7 @@ from explorer.train import (
     training_data,
     training_schedule,
     training_target,
+    weighted_mse,
 )
 
 
@@ -130,3 +133,22 @@ def test_a_digits_run_writes_a_unet_with_clipping(tmp_path):
     assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.clip_sample is True
     with torch.no_grad():
         assert model(torch.zeros(2, 1, 16, 16), torch.tensor([0, 999])).sample.shape == (2, 1, 16, 16)
+
+
+@pytest.mark.parametrize("prediction", list(Prediction))
+def test_min_snr_weights_turn_every_target_into_the_same_x0_loss(prediction):
+    schedule = training_schedule()
+    generator = torch.Generator().manual_seed(1)
+    x0, noise = torch.randn(16, 2, generator=generator), torch.randn(16, 2, generator=generator)
+    timestep = torch.randint(0, 1000, (16,), generator=generator)
+    x_t = q_sample(schedule, x0, timestep, noise)
+    target = training_target(prediction, schedule, x0, noise, timestep)
+    output = target + 0.1 * torch.randn(target.shape, generator=generator)  # an imperfect prediction
+    alpha_cumprod = torch.from_numpy(schedule.alphas_cumprod[timestep.numpy()])
+    x0_error = (convert(output, prediction, Prediction.SAMPLE, x_t, alpha_cumprod) - x0).pow(2).mean(dim=1)
+    snr = torch.from_numpy(schedule.snr[timestep.numpy()])
+    expected = (snr.clamp(max=5.0) * x0_error).mean()
+    weights = loss_weights(LossWeighting.MIN_SNR, prediction, schedule, timestep, gamma=5.0)
+    torch.testing.assert_close(weighted_mse(output, target, weights).double(), expected, rtol=1e-3, atol=1e-6)
+    uniform = loss_weights(LossWeighting.UNIFORM, prediction, schedule, timestep, gamma=5.0)
+    torch.testing.assert_close(weighted_mse(output, target, uniform), torch.nn.functional.mse_loss(output, target))
