@@ -86,18 +86,18 @@ class MemoryProbe(threading.Thread):
             self.stopped.wait(0.5)
 
 
-def start_server(port: int) -> subprocess.Popen:
-    """`python app.py` on 127.0.0.1:port, offline; returns once it answers."""
+def start_server(port: int, log: Path) -> subprocess.Popen:
+    """`python app.py` on 127.0.0.1:port, offline, its output in `log`; returns once it answers."""
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
     env.update({"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"})
     env.pop("SPACE_ID", None)
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"app.py exited: {server.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"app.py exited: {log.read_text()[-2000:]}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
             return server
@@ -237,13 +237,14 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=20_000, help="stop after this many requests in all")
     parser.add_argument("--url", help="an already running server on 127.0.0.1 (its memory is not measured)")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--server-log", type=Path, default=Path("/tmp/load_test_server.log"), help="app.py output")
     args = parser.parse_args()
     if not 1 <= args.users <= 200 or not 1 <= args.seconds <= 1800:
         parser.error("--users must be in [1, 200] and --seconds in [1, 1800]")
     server, url = None, args.url
     if url is None:
         port = free_port()
-        server, url = start_server(port), f"http://127.0.0.1:{port}/"
+        server, url = start_server(port, args.server_log), f"http://127.0.0.1:{port}/"
     elif not url.startswith(("http://127.0.0.1", "http://localhost")):
         parser.error("--url must be on 127.0.0.1")
     probe = MemoryProbe(server.pid if server else os.getpid())
@@ -271,6 +272,8 @@ def main() -> int:
             raw = {kind: vars(tally) for kind, tally in tallies.items()}
             args.json.write_text(json.dumps({"memory": memory, "tallies": raw, "wall": wall}, indent=1))
         stuck = sum(user.is_alive() for user in users)
+        if server is not None:
+            print(f"\nServer log: {args.server_log}")
         if stuck:
             print(f"\n{stuck} users still waiting after the drain limit")
         return 1 if stuck or any(t.errors for t in tallies.values()) else 0
