@@ -14,11 +14,13 @@ from explorer.quality import (
     ENERGY_RATIO_LIMIT,
     MODEL_NAMES,
     PRETRAINED_DIR,
+    ddpm_sample,
     energy_distance,
     evaluate,
     frechet_distance,
     load_classifier,
     load_model,
+    main,
     nearest_distance,
     render_card,
     sample_shape,
@@ -130,3 +132,29 @@ def test_digits_model_reproduces_its_confidence(name):
     quality = evaluate(folder, samples=64, steps=1000, seed=1, batch_size=64)
     assert abs(quality.mean_confidence - card["mean_confidence"]) <= CONFIDENCE_TOLERANCE
     assert quality.mean_confidence >= CONFIDENCE_TARGET - CONFIDENCE_TOLERANCE
+
+
+# --- sampling and the command line ----------------------------------------------------------------------
+
+
+def test_sampling_is_chunked_seeded_and_cached(tmp_path):
+    folder = PRETRAINED_DIR / "moons-eps"
+    first = ddpm_sample(folder, 6, steps=5, seed=3, batch_size=3, cache=tmp_path)
+    assert first.shape == (6, 2) and torch.isfinite(first).all()
+    assert len(list(tmp_path.glob("*.npy"))) == 2
+    torch.testing.assert_close(ddpm_sample(folder, 3, steps=5, seed=3, batch_size=3), first[:3])
+    torch.testing.assert_close(ddpm_sample(folder, 6, steps=5, seed=3, batch_size=3, cache=tmp_path), first)
+    assert not torch.equal(ddpm_sample(folder, 3, steps=5, seed=4, batch_size=3), first[:3])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "moons-eps.bin"], "--model must be one of"),
+        (["--model", "moons-eps", "--samples", "1"], r"--samples must be an integer in \[2, "),
+        (["--model", "moons-eps", "--steps", "1001"], r"--steps must be an integer in \[1, 1000\]"),
+    ],
+)
+def test_command_line_refuses_bad_values(argv, message):
+    with pytest.raises(ValueError, match=message):
+        main(argv)
