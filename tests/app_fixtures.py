@@ -10,6 +10,7 @@ from pathlib import Path
 import explorer.hub as hub
 
 NAMES = [f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v")]
+CHECKPOINT_FILES = ("config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors")
 PREDICTIONS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 DEFAULT_SCHEDULE = ["linear", 1000, 1e-4, 0.02, 0.008, False]  # schedule 1's controls
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright cannot download browsers here
@@ -27,7 +28,7 @@ CHROMIUM_ARGS = [
 @functools.cache
 def ensure_models() -> Path:
     """Point `explorer.hub` at a folder holding all nine bundled names (real ones when present)."""
-    if all((hub.PRETRAINED_DIR / name / "config.json").is_file() for name in NAMES):
+    if all((hub.PRETRAINED_DIR / name / file).is_file() for name in NAMES for file in CHECKPOINT_FILES):
         return hub.PRETRAINED_DIR
     from diffusers import DDPMScheduler
 
