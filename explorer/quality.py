@@ -303,10 +303,10 @@ def evaluate(
     batch_size: int = 250,
     cache: str | Path | None = None,
     pretrained: Path = PRETRAINED_DIR,
+    log_every: int = 0,
 ) -> DigitsQuality | PointsQuality:
-    """Draw `samples` samples from the model in `folder` and score them."""
+    """Draw `samples` samples from the model in `folder` and score them (progress every `log_every` steps)."""
     data = dataset_of(folder)
-    log_every = 100 if samples >= 250 else 0
     x = ddpm_sample(folder, samples, steps=steps, seed=seed, batch_size=batch_size, cache=cache, log_every=log_every)
     if data is Dataset.DIGITS:
         return digits_quality(x, load_classifier(pretrained), seed=seed)
@@ -482,6 +482,7 @@ def _run_evaluation(args: argparse.Namespace) -> int:
         batch_size=_checked_int("--batch-size", args.batch_size, 1, MAX_SAMPLES),
         cache=args.cache,
         pretrained=Path(args.pretrained),
+        log_every=100,
     )
     wall = time.perf_counter() - start
     print(json.dumps(asdict(quality), indent=2))
