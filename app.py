@@ -14,6 +14,7 @@ from ui import parameterizations, posterior, restore, sampling, schedules
 
 TITLE = "Reverse-diffusion explorer"
 QUEUE_SIZE = 32
+MAX_FILE_SIZE = "5mb"  # uploads (a local x₀ image) beyond this are refused by Gradio with HTTP 413
 CSS = """
 .presentation { font-size: 150% !important; }
 .presentation .prose, .presentation label, .presentation span { font-size: 120% !important; }
@@ -56,6 +57,8 @@ with gr.Blocks(title=TITLE) as demo:
         api_visibility="private",
     ).then(posterior.update_posterior, posterior_view["inputs"], posterior_view["outputs"], api_visibility="private")
 
+    demo.unload(sampling.forget_session)
+
 demo.queue(max_size=QUEUE_SIZE)
 
 
@@ -66,4 +69,5 @@ if __name__ == "__main__":
         theme=THEME,
         css=CSS,
         head=sampling.KEYBOARD_JS,
+        max_file_size=MAX_FILE_SIZE,
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers import UNet2DModel  # at import time: diffusers' lazy first import is not thread-safe
 
 from explorer.denoiser import Denoiser, DenoiserOutput
 from explorer.parameterization import Prediction
@@ -290,8 +291,6 @@ def _module_class(class_name: str) -> type:
         from explorer.mlp import PointDenoiserMLP
 
         return PointDenoiserMLP
-    from diffusers import UNet2DModel
-
     return UNet2DModel
 
 

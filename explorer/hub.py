@@ -19,7 +19,10 @@ import re
 from enum import StrEnum
 from pathlib import Path
 
+import httpx2
+import huggingface_hub
 import torch
+from huggingface_hub.utils._http import hf_request_event_hook
 
 from explorer.checkpoint import (
     CheckpointError,
@@ -31,6 +34,20 @@ from explorer.checkpoint import (
 )
 from explorer.device import pick_device, weight_dtype
 from explorer.model_cache import ModelCache
+
+HUB_TIMEOUT_SECONDS = 10.0
+
+
+def _bounded_client() -> httpx2.Client:
+    """huggingface_hub's own client with a timeout: its default waits forever on a Hub that never answers."""
+    return httpx2.Client(
+        event_hooks={"request": [hf_request_event_hook]},
+        follow_redirects=True,
+        timeout=httpx2.Timeout(HUB_TIMEOUT_SECONDS),
+    )
+
+
+huggingface_hub.set_client_factory(_bounded_client)
 
 PRETRAINED_DIR = Path(__file__).parent.parent / "pretrained"
 MAX_REPO_ID_LENGTH = 96
@@ -54,9 +71,10 @@ class Source(StrEnum):
 
 
 def _invalid(ref: object, why: str) -> CheckpointError:
+    shown = repr(ref) if len(repr(ref)) <= 80 else repr(ref)[:80] + "…"
     return CheckpointError(
         CheckpointProblem.INVALID_REF,
-        f"{ref!r} is not a bundled checkpoint name or a Hub model id of the form owner/name ({why}).",
+        f"{shown} is not a bundled checkpoint name or a Hub model id of the form owner/name ({why}).",
     )
 
 

@@ -36,7 +36,8 @@ from explorer.posterior import VarianceType, q_posterior, reverse_log_variance
 from explorer.schedules import Schedule, TimestepSpacing, inference_timesteps
 from explorer.tensors import append_dims
 
-MAX_BATCH_SIZE = 1024
+MAX_BATCH_SIZE = 4096
+MAX_BATCH_ELEMENTS = 2**22  # numbers in one [B, *shape] tensor: 16 MiB in float32
 MAX_SEED = 2**63 - 1
 
 
@@ -189,7 +190,8 @@ def resolve_settings(
         if visited[-1] < 0 or visited[0] > total - 1:
             raise ValueError(f"timesteps must lie in [0, {total - 1}]")
     _check_number("eta", eta, 0.0, 1.0)
-    _check_number("batch_size", batch_size, 1, MAX_BATCH_SIZE, integer=True)
+    per_sample = math.prod(denoiser.sample_shape)
+    _check_number("batch_size", batch_size, 1, min(MAX_BATCH_SIZE, MAX_BATCH_ELEMENTS // per_sample), integer=True)
     _check_number("seed", seed, 0, MAX_SEED, integer=True)
     _check_number("clip_range", clip_range, 1e-3, 1e3)
     variance = denoiser.variance_type if variance is None else VarianceType.parse(variance)
@@ -309,7 +311,7 @@ def _run(
         if progress is not None:
             progress(k + 1, n)
         yield step
-        x_t = parts["x_prev"]
+        x_t = cpu["x_prev"].to(device=device, dtype=dtype)  # carry exactly what was recorded (float32)
 
 
 def iterate(denoiser: Denoiser, *, progress: Callable[[int, int], None] | None = None, **options) -> Iterator[Step]:

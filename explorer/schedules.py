@@ -182,8 +182,8 @@ def inference_timesteps(
         steps = np.linspace(0, total - 1, num_inference_steps).round()[::-1]
     elif spacing is TimestepSpacing.LEADING:
         steps = (np.arange(num_inference_steps) * (total // num_inference_steps)).round()[::-1] + steps_offset
-    else:
-        steps = np.round(np.arange(total, 0, -total / num_inference_steps)) - 1
+    else:  # diffusers: np.round(np.arange(T, 0, -T / n)) − 1, in integers so float rounding adds no step
+        steps = np.round(np.arange(num_inference_steps, 0, -1) * total / num_inference_steps) - 1
     steps = steps.astype(np.int64)
     if steps.min() < 0 or steps.max() > total - 1:
         raise ValueError(f"steps_offset={steps_offset} moves timesteps outside [0, {total - 1}]")

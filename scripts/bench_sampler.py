@@ -109,15 +109,16 @@ def main() -> None:
     parser.add_argument("--skip-bundled", action="store_true")
     args = parser.parse_args()
     device = str(explorer.pick_device())
-    rows = overhead_rows(args.repeats, device)
-    if not args.skip_bundled:
-        rows += bundled_rows(device)
-    if device != "cuda":
-        rows.append(("CUDA: eager vs compiled, fp32 vs bf16", "not measured", "no CUDA device on this machine"))
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
-    print("| measurement | value | notes |\n|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print("| measurement | value | notes |\n|---|---|---|", flush=True)
+    groups = [lambda: overhead_rows(args.repeats, device)]
+    if not args.skip_bundled:
+        groups.append(lambda: bundled_rows(device))
+    if device != "cuda":
+        groups.append(lambda: [("CUDA: eager vs compiled, fp32 vs bf16", "not measured", "no CUDA device here")])
+    for group in groups:
+        for row in group():
+            print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":

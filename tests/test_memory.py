@@ -152,10 +152,6 @@ def server() -> Iterator[httpx.Client]:
         app.demo.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py registers no demo.unload handler: a closed tab's run stays in ui.sampling.STORE for 30 minutes",
-)
 def test_closing_a_tab_frees_its_run(server):
     from ui import sampling
 

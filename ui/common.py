@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import gradio as gr
+import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ERROR_SECONDS = 8
 
 
+OUT_OF_MEMORY = "the GPU ran out of memory during this run (its memory was freed): try fewer steps or a smaller batch"
+
+
+def _out_of_memory() -> gr.Error:
+    """Free what the failed run held, then the message; raised `from None` so no traceback keeps tensors alive."""
+    gc.collect()
+    torch.cuda.empty_cache()  # a no-op when CUDA was never initialised
+    return gr.Error(OUT_OF_MEMORY, duration=ERROR_SECONDS)
+
+
 def user_errors(handler: F) -> F:
-    """Answer a handler's `ValueError` (bad input, named field and range) with a `gr.Error` the user sees."""
+    """Answer bad input (`ValueError`, naming the field and range), a non-finite model output
+    (`FloatingPointError`, naming the step) and GPU out-of-memory with a `gr.Error` the user sees."""
     if inspect.isgeneratorfunction(handler):
 
         @functools.wraps(handler)
         def generator(*args: Any, **kwargs: Any):
             try:
                 yield from handler(*args, **kwargs)
-            except ValueError as error:
+            except (ValueError, FloatingPointError) as error:
                 raise gr.Error(str(error), duration=ERROR_SECONDS) from error
+            except torch.OutOfMemoryError:
+                raise _out_of_memory() from None
 
         return generator  # type: ignore[return-value]
 
@@ -32,8 +47,10 @@ def user_errors(handler: F) -> F:
     def wrapper(*args: Any, **kwargs: Any):
         try:
             return handler(*args, **kwargs)
-        except ValueError as error:
+        except (ValueError, FloatingPointError) as error:
             raise gr.Error(str(error), duration=ERROR_SECONDS) from error
+        except torch.OutOfMemoryError:
+            raise _out_of_memory() from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -165,6 +165,11 @@ def frame_text(compact: Any, index: int) -> str:
     )
 
 
+def forget_session(request: gr.Request) -> None:
+    """Drop a closed tab's stored run at once (API clients never close: the store's time to live frees theirs)."""
+    STORE.drop(_session(request))
+
+
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "anonymous"
 
