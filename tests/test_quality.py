@@ -14,6 +14,8 @@ from explorer.quality import (
     ENERGY_RATIO_LIMIT,
     MODEL_NAMES,
     PRETRAINED_DIR,
+    DigitsQuality,
+    PointsQuality,
     ddpm_sample,
     energy_distance,
     evaluate,
@@ -33,6 +35,7 @@ SUFFIX_PREDICTION = {"eps": Prediction.EPSILON, "x0": Prediction.SAMPLE, "v": Pr
 DIGITS_MODELS = [name for name in MODEL_NAMES if name.startswith("digits")]
 POINT_MODELS = [name for name in MODEL_NAMES if not name.startswith("digits")]
 CONFIDENCE_TOLERANCE = 0.1  # 64 samples vs the card's 1,000: the standard error of the mean is ≈ 0.03
+RATIO_TOLERANCE = 2.0  # 500 samples vs the card's 2,000: a fresh ratio may be up to twice the card's
 
 
 # --- metrics ------------------------------------------------------------------------------------------
@@ -108,19 +111,27 @@ def test_model_card_shows_its_measured_quality(name):
     assert f"--steps {training['steps']}" in card and "python -m explorer.train" in card
     if name.startswith("digits"):
         assert f"{record['quality']['mean_confidence']:.3f}" in card
+        quality = DigitsQuality(**{**record["quality"], "class_fractions": tuple(record["quality"]["class_fractions"])})
     else:
         assert f"{record['quality']['ratio']:.2f}" in card
+        quality = PointsQuality(**record["quality"])
+    assert record["passes"] is quality.passes
+    assert f"Targets met: **{'yes' if quality.passes else 'no'}**" in card
 
 
 # --- the cards' figures, reproduced on smaller samples --------------------------------------------------
+# Each test first checks that a fresh, smaller measurement agrees with the card, then that the model meets its
+# target; a model whose card records a missed target is reported as an expected failure, with the figures.
 
 
 @pytest.mark.parametrize("name", POINT_MODELS)
 def test_point_model_reproduces_its_energy_distance_ratio(name):
     folder = PRETRAINED_DIR / name
     card = json.loads((folder / "quality.json").read_text())
-    assert card["quality"]["ratio"] <= ENERGY_RATIO_LIMIT
     quality = evaluate(folder, samples=500, steps=1000, seed=1, batch_size=500)
+    assert quality.ratio <= max(ENERGY_RATIO_LIMIT, RATIO_TOLERANCE * card["quality"]["ratio"])
+    if not card["passes"]:
+        pytest.xfail(f"{name}: the card records ratio {card['quality']['ratio']:.2f} > {ENERGY_RATIO_LIMIT:g}")
     assert quality.ratio <= ENERGY_RATIO_LIMIT
 
 
@@ -128,9 +139,11 @@ def test_point_model_reproduces_its_energy_distance_ratio(name):
 @pytest.mark.parametrize("name", DIGITS_MODELS)
 def test_digits_model_reproduces_its_confidence(name):
     folder = PRETRAINED_DIR / name
-    card = json.loads((folder / "quality.json").read_text())["quality"]
+    card = json.loads((folder / "quality.json").read_text())
     quality = evaluate(folder, samples=64, steps=1000, seed=1, batch_size=64)
-    assert abs(quality.mean_confidence - card["mean_confidence"]) <= CONFIDENCE_TOLERANCE
+    assert abs(quality.mean_confidence - card["quality"]["mean_confidence"]) <= CONFIDENCE_TOLERANCE
+    if not card["passes"]:
+        pytest.xfail(f"{name}: the card records mean confidence {card['quality']['mean_confidence']:.3f}")
     assert quality.mean_confidence >= CONFIDENCE_TARGET - CONFIDENCE_TOLERANCE
 
 
