@@ -145,6 +145,18 @@ def sample_shape(model: nn.Module) -> tuple[int, ...]:
     return (config.in_channels, *size)
 
 
+def chunk_paths(
+    folder: str | Path, n: int, *, steps: int, seed: int, batch_size: int, cache: str | Path | None
+) -> list[Path | None]:
+    """Where each chunk of a sampling run is cached (named by the weights' hash and the settings); None without."""
+    count = math.ceil(n / batch_size)
+    if cache is None:
+        return [None] * count
+    weights = hashlib.sha1((Path(folder) / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:10]
+    tag = f"{Path(folder).name}-{weights}-steps{steps}-seed{seed}-batch{batch_size}"
+    return [Path(cache) / f"{tag}-chunk{k}.npy" for k in range(count)]
+
+
 @torch.inference_mode()
 def ddpm_sample(
     folder: str | Path,
@@ -169,12 +181,11 @@ def ddpm_sample(
     if not 1 <= steps <= scheduler.config.num_train_timesteps:
         raise ValueError(f"steps must be in [1, {scheduler.config.num_train_timesteps}]; got {steps}")
     scheduler.set_timesteps(steps)
-    weights = hashlib.sha1((Path(folder) / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:10]
-    tag = f"{Path(folder).name}-{weights}-steps{steps}-seed{seed}-batch{batch_size}"
+    paths = chunk_paths(folder, n, steps=steps, seed=seed, batch_size=batch_size, cache=cache)
     chunks = []
     for k, start in enumerate(range(0, n, batch_size)):
         size = min(batch_size, n - start)
-        path = Path(cache) / f"{tag}-chunk{k}.npy" if cache else None
+        path = paths[k]
         if path is not None and path.exists() and np.load(path).shape[0] == size:
             chunks.append(torch.from_numpy(np.load(path)))
             continue
@@ -373,6 +384,16 @@ def _loss_text(recipe: dict) -> str:
     )
 
 
+def _reuse_note(record: dict) -> str:
+    reused = record.get("chunks_reused", 0)
+    if not reused:
+        return ""
+    return (
+        f"; {reused} of its {record['chunks']} chunks of {record['batch_size']} samples were drawn earlier by the "
+        "same command with fewer samples (`--cache`), so that time excludes them"
+    )
+
+
 def _load_note(record: dict) -> str:
     load = record.get("load_average_1min")
     return f", load average {load:g} at the end (other jobs shared the cores)" if load is not None else ""
@@ -439,7 +460,7 @@ def render_card(folder: str | Path) -> str:
         lines += [
             f"{record['samples']:,} samples drawn with diffusers' `DDPMScheduler` ({record['steps']} steps, "
             f"seed {record['seed']}), measured by `{record['command']}` in {record['wall_seconds'] / 60:.1f} min "
-            f"on {record['machine']}{_load_note(record)}:",
+            f"on {record['machine']}{_load_note(record)}{_reuse_note(record)}:",
             "",
             *_quality_lines(record["quality"]),
             "",
@@ -474,13 +495,16 @@ def _run_evaluation(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(_checked_int("--threads", args.threads, 1, 1024))
     folder = Path(args.pretrained) / args.model
+    batch_size = _checked_int("--batch-size", args.batch_size, 1, MAX_SAMPLES)
+    paths = chunk_paths(folder, args.samples, steps=args.steps, seed=args.seed, batch_size=batch_size, cache=args.cache)
+    reused = sum(path is not None and path.exists() for path in paths)
     start = time.perf_counter()
     quality = evaluate(
         folder,
         samples=args.samples,
         steps=args.steps,
         seed=args.seed,
-        batch_size=_checked_int("--batch-size", args.batch_size, 1, MAX_SAMPLES),
+        batch_size=batch_size,
         cache=args.cache,
         pretrained=Path(args.pretrained),
         log_every=100,
@@ -497,8 +521,12 @@ def _run_evaluation(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "sampler": "diffusers.DDPMScheduler",
             "command": f"python -m explorer.quality --model {args.model} --samples {args.samples} "
-            f"--steps {args.steps} --seed {args.seed} --batch-size {args.batch_size} --write-card",
+            f"--steps {args.steps} --seed {args.seed} --batch-size {args.batch_size}"
+            + (f" --cache {args.cache}" if args.cache else "")
+            + " --write-card",
             "batch_size": args.batch_size,
+            "chunks": len(paths),
+            "chunks_reused": reused,
             "wall_seconds": round(wall, 1),
             "machine": machine_description(torch.device("cpu")),
             "load_average_1min": round(os.getloadavg()[0], 1),
