@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from explorer.modes import parse_mode
+
 DIGIT_SIZE = 16
 HELD_OUT_PER_CLASS = 100
 SPLIT_SEED = 0
@@ -35,17 +37,6 @@ RING_RADIUS = math.sqrt(2.0)  # points on a circle of radius √2 have unit std 
 RING_STD = 0.1
 
 
-def _parse_enum(cls: type[StrEnum], value: object, field: str):
-    """The member of `cls` named by `value` (case-insensitive); ValueError naming `field` and the choices."""
-    if isinstance(value, cls):
-        return value
-    try:
-        return cls(str(value).strip().lower())
-    except ValueError:
-        valid = ", ".join(m.value for m in cls)
-        raise ValueError(f"{field} must be one of {valid}; got {value!r}") from None
-
-
 class Split(StrEnum):
     """Which part of the fixed digits split."""
 
@@ -54,7 +45,7 @@ class Split(StrEnum):
 
     @classmethod
     def parse(cls, value: str | Split) -> Split:
-        return _parse_enum(cls, value, "split")
+        return parse_mode(cls, value, "split")
 
 
 class Dataset(StrEnum):
@@ -66,7 +57,7 @@ class Dataset(StrEnum):
 
     @classmethod
     def parse(cls, value: str | Dataset) -> Dataset:
-        return _parse_enum(cls, value, "data")
+        return parse_mode(cls, value, "data")
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

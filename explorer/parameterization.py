@@ -22,6 +22,7 @@ from enum import StrEnum
 
 import torch
 
+from explorer.modes import parse_mode
 from explorer.tensors import append_dims
 
 
@@ -35,13 +36,7 @@ class Prediction(StrEnum):
     @classmethod
     def parse(cls, value: str | Prediction) -> Prediction:
         """Parse a prediction type; unknown names raise ValueError listing the valid ones."""
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"prediction type must be one of {valid}; got {value!r}") from None
+        return parse_mode(cls, value, "prediction type")
 
     @property
     def symbol(self) -> str:

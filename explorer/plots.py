@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.modes import parse_mode
 from explorer.schedules import Schedule
 
 MAX_POINTS = 500
@@ -32,13 +33,7 @@ class XAxis(StrEnum):
 
     @classmethod
     def parse(cls, value: str | XAxis) -> XAxis:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip())
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"x axis must be one of {valid}; got {value!r}") from None
+        return parse_mode(cls, value, "x axis", casefold=False)
 
 
 @dataclass(frozen=True)

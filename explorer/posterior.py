@@ -22,6 +22,7 @@ from enum import StrEnum
 
 import torch
 
+from explorer.modes import parse_mode
 from explorer.schedules import Schedule
 from explorer.tensors import TimestepLike, gather
 
@@ -35,13 +36,7 @@ class VarianceType(StrEnum):
 
     @classmethod
     def parse(cls, value: str | VarianceType) -> VarianceType:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"variance must be one of {valid}; got {value!r}") from None
+        return parse_mode(cls, value, "variance")
 
 
 @dataclass(frozen=True)

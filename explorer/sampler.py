@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from explorer.denoiser import Denoiser
+from explorer.modes import parse_mode
 from explorer.noise import initial_noise, step_noise
 from explorer.parameterization import Prediction, convert
 from explorer.posterior import VarianceType, q_posterior, reverse_log_variance
@@ -49,12 +50,7 @@ class SamplerKind(StrEnum):
 
     @classmethod
     def parse(cls, value: str | SamplerKind) -> SamplerKind:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise ValueError(f"sampler must be one of {', '.join(m.value for m in cls)}; got {value!r}") from None
+        return parse_mode(cls, value, "sampler")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from explorer.modes import parse_mode
+
 MIN_TIMESTEPS = 2
 MAX_TIMESTEPS = 10_000
 COSINE_MAX_BETA = 0.999
@@ -59,16 +61,7 @@ class BetaSchedule(StrEnum):
     @classmethod
     def parse(cls, value: str | BetaSchedule) -> BetaSchedule:
         """Parse a schedule name; `cosine` is an alias of `squaredcos_cap_v2`."""
-        if isinstance(value, cls):
-            return value
-        name = str(value).strip().lower()
-        if name == "cosine":
-            return cls.SQUAREDCOS_CAP_V2
-        try:
-            return cls(name)
-        except ValueError:
-            valid = ", ".join([m.value for m in cls] + ["cosine"])
-            raise ValueError(f"schedule name must be one of {valid}; got {value!r}") from None
+        return parse_mode(cls, value, "schedule name", aliases={"cosine": cls.SQUAREDCOS_CAP_V2})
 
 
 class TimestepSpacing(StrEnum):
@@ -80,13 +73,7 @@ class TimestepSpacing(StrEnum):
 
     @classmethod
     def parse(cls, value: str | TimestepSpacing) -> TimestepSpacing:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"timestep spacing must be one of {valid}; got {value!r}") from None
+        return parse_mode(cls, value, "timestep spacing")
 
 
 # --- β schedules as pure functions: (T, parameters) -> float64 [T] ------------------------------
