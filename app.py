@@ -11,6 +11,7 @@ import os
 import gradio as gr
 
 from ui import parameterizations, posterior, restore, sampling, schedules
+from ui.common import MODEL_WORK, VIEW_WORK
 
 TITLE = "Reverse-diffusion explorer"
 QUEUE_SIZE = 32
@@ -37,6 +38,7 @@ with gr.Blocks(title=TITLE) as demo:
         with gr.Tab("Parameterizations", id="parameterizations"):
             parameterizations.build()
 
+    url_frame = gr.State(None)  # frame=N in the URL: run on load, then show frame N
     demo.load(
         restore.restore,
         None,
@@ -46,7 +48,8 @@ with gr.Blocks(title=TITLE) as demo:
             schedule_view["t"],
             sampling_view["model"],
             sampling_view["seed"],
-            sampling_view["frame"],
+            sampling_view["steps"],
+            url_frame,
             large,
         ],
         api_visibility="private",
@@ -55,7 +58,21 @@ with gr.Blocks(title=TITLE) as demo:
         schedule_view["inputs"],
         schedule_view["outputs"],
         api_visibility="private",
-    ).then(posterior.update_posterior, posterior_view["inputs"], posterior_view["outputs"], api_visibility="private")
+        **VIEW_WORK,
+    ).then(
+        posterior.update_posterior,
+        posterior_view["inputs"],
+        posterior_view["outputs"],
+        api_visibility="private",
+        **VIEW_WORK,
+    ).then(
+        sampling.open_frame,
+        [url_frame, *sampling_view["run_inputs"]],
+        sampling_view["outputs"],
+        api_visibility="private",
+        show_progress="hidden",
+        **MODEL_WORK,
+    )
 
     demo.unload(sampling.forget_session)
 

@@ -66,3 +66,20 @@ def test_run_then_frames_and_compare(client):
         client.predict(*run_args[:3], 2.5, *run_args[4:], *DEFAULT_SCHEDULE, "trailing", 0, 2, api_name="/run")
     figure, _, summary, _ = client.predict("ring", 3, 0, 10, api_name="/compare")
     assert figure["type"] == "plotly" and "ring-" in summary
+
+
+def test_model_work_and_views_each_share_one_bounded_queue():
+    """Model work shares two workers, the schedule and posterior views four; frame stepping is never held up."""
+    ensure_models()
+    import app
+
+    queues: dict[str, set[tuple[object, object]]] = {}
+    for block_fn in app.demo.fns.values():
+        if block_fn.fn is not None:
+            queues.setdefault(block_fn.fn.__name__, set()).add((block_fn.concurrency_id, block_fn.concurrency_limit))
+    for name in ("run", "branch", "open_frame", "compare", "picture_at", "export"):
+        assert queues[name] == {("model", 2)}, name
+    for name in ("update_schedules", "update_posterior", "rescale_t_sliders"):
+        assert queues[name] == {("views", 4)}, name
+    for name in ("show_frame", "step_frame", "tick"):
+        assert {limit for _id, limit in queues[name]} == {None}, name

@@ -198,6 +198,27 @@ def test_compare_shows_three_models():
 
 def test_restore_reads_query_parameters():
     request = FakeRequest()
-    request.query_params = {"tab": "sampling", "schedule": "cosine", "t": "300", "seed": "3", "frame": "5"}
-    _tab, family, t, _model, seed, frame, _large = restore.restore(request)
-    assert family == "squaredcos_cap_v2" and t == 300 and seed == 3 and frame == 5
+    request.query_params = {
+        "tab": "sampling",
+        "schedule": "cosine",
+        "t": "300",
+        "seed": "3",
+        "steps": "8",
+        "frame": "5",
+    }
+    _tab, family, t, _model, seed, steps, frame, _large = restore.restore(request)
+    assert family == "squaredcos_cap_v2" and t == 300 and seed == 3 and steps == 8 and frame == 5
+
+
+def test_a_url_frame_runs_the_model_and_shows_that_frame():
+    request = FakeRequest("url-frame")
+    args = ["digits-eps", "", "ddim", 6, 0.0, "model default", "model default", "the model's own"]
+    args += [*DEFAULT_SCHEDULE, "leading", 3, 2]
+    *_streamed, last = sampling.open_frame(4, *args, request=request, progress=no_progress)
+    picture, text, slider, _plot, _finals = last
+    assert "Frame 4 of 6" in text and slider.value == 4 and slider.maximum == 6
+    assert picture.size == sampling.frame_picture(sampling.STORE.get("url-frame").compact, 3).size
+    *_, beyond = sampling.open_frame(50, *args, request=request, progress=no_progress)
+    assert "Frame 6 of 6" in beyond[1]  # past the end: the last frame
+    skipped = list(sampling.open_frame(None, *args, request=FakeRequest("no-frame"), progress=no_progress))
+    assert len(skipped) == 1 and sampling.STORE.get("no-frame") is None  # no frame= in the URL: no run

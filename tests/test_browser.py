@@ -143,3 +143,22 @@ def test_the_app_renders_inside_an_iframe(browser, app_url):
     finally:
         tab.close()
         server.shutdown()
+
+
+def test_a_talk_url_restores_the_view_and_opens_a_frame(browser, app_url):
+    """?tab=…&schedule=…&t=…&model=…&seed=…&steps=…&frame=… restores the view and shows that frame of a run."""
+    tab = browser.new_page(viewport=VIEWPORT)
+    errors = _watch(tab)
+    try:
+        tab.goto(f"{app_url}?tab=sampling&schedule=cosine&t=250&model=moons-eps&seed=3&steps=8&frame=5&present=1")
+        tab.wait_for_selector("#frame_text:has-text('Frame 5 of 8')", timeout=120_000)
+        assert tab.locator("#frame img").count() == 1
+        assert tab.locator("#model input").input_value() == "moons-eps"
+        assert tab.locator("#seed input[type=number]").input_value() == "3"
+        assert tab.locator("body.presentation").count() == 1
+        tab.get_by_role("tab", name="Schedules").click()
+        assert tab.locator("#sched_t input[type=number]").input_value() == "250"
+        assert "squaredcos" in tab.locator("#schedule_plot").inner_text()
+        assert errors == []
+    finally:
+        tab.close()

@@ -81,17 +81,6 @@ GRADIO_FILE = (
     "gradio 6.31 refuses a FileData outside its upload folder, or a URL, without a message (upstream; no file is read)"
 )
 GRADIO_ECHO = "gradio 6.31 Dropdown/Radio.preprocess echoes the whole refused value (10,000 characters) (upstream)"
-UNUSED = (
-    "a control the request does not use (schedule 3 while hidden; schedule 1 while the run uses the model's own) "
-    "is not validated, so NaN, 2.5 or a non-boolean there is accepted: validate every argument"
-)
-UNUSED_POSITIONS = {
-    "schedules": range(14, 20),
-    "update_schedules": range(14, 20),
-    "update_schedules_1": range(14, 20),
-    "run": range(9, 14),
-    "branch": range(7, 12),
-}
 MAX_MESSAGE = 1_000  # a clear message is short: no echo of a 10,000-character input, no traceback
 CONFIG = app.demo.get_config_file()
 COMPONENTS = {component["id"]: component for component in CONFIG["components"]}
@@ -144,8 +133,6 @@ def known_fault(name: str, position: int, component: dict[str, Any], kind: str) 
         return GRADIO_FILE
     if kind == "long-10k" and not (kind_of == "textbox" or props.get("allow_custom_value")):
         return GRADIO_ECHO
-    if position in UNUSED_POSITIONS.get(name, ()) and (kind in ("nan", "non-integer") or kind_of == "checkbox"):
-        return UNUSED
     return None
 
 

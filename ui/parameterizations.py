@@ -13,7 +13,7 @@ from explorer.images import image_grid, labelled_row, scatter_frame
 from explorer.plots_sampling import SPACE_SYMBOLS, comparison_figure
 from explorer.teacher import TeacherForcing, teacher_force
 from explorer.validation import check_choice, check_int, check_seed
-from ui.common import slider_events, user_errors
+from ui.common import MODEL_WORK, slider_events, user_errors
 from ui.models import load_model
 from ui.posterior import Source, choose_x0, point_set
 from ui.sampling import STORE, _session
@@ -149,8 +149,7 @@ def build() -> dict:
         inputs=inputs,
         outputs=outputs,
         api_name="compare",
-        concurrency_id="model",
-        concurrency_limit=2,
+        **MODEL_WORK,
         trigger_mode="always_last",
     )
     gr.on(
@@ -159,8 +158,7 @@ def build() -> dict:
         inputs=[data, seed, t],
         outputs=[picture],
         api_name="compare_picture",
-        concurrency_id="model",
-        concurrency_limit=2,
+        **MODEL_WORK,
         trigger_mode="always_last",
         show_progress="hidden",
     )

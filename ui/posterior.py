@@ -23,7 +23,7 @@ from explorer.plots_posterior import (
 )
 from explorer.schedules import MAX_TIMESTEPS
 from explorer.validation import check_choice, check_int, check_seed
-from ui.common import example_digit, running_on_space, slider_events, user_errors
+from ui.common import VIEW_WORK, example_digit, running_on_space, slider_events, user_errors
 from ui.models import optional_model
 from ui.schedules import parse_schedule
 
@@ -229,7 +229,7 @@ def build(schedule_inputs: list) -> dict:
         inputs=inputs,
         outputs=outputs,
         trigger_mode="always_last",
-        concurrency_limit=None,
+        **VIEW_WORK,
         api_name="posterior",
         show_progress="hidden",
     )

@@ -1,4 +1,7 @@
-"""Restore a view from the URL for talks: ?tab=sampling&schedule=cosine&t=300&model=…&seed=3&frame=5."""
+"""Restore a view from the URL for talks: ?tab=sampling&schedule=cosine&t=300&model=…&seed=3&steps=50&frame=5.
+
+frame=N runs the model with the restored controls when the page opens and shows frame N of that run.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import gradio as gr
 
 from explorer import BetaSchedule
 from explorer.validation import check_choice, check_int, check_seed
+from ui.sampling import MAX_STEPS
 
 TABS = ("schedules", "posterior", "sampling", "parameterizations")
 
@@ -17,7 +21,10 @@ def _tab(value: str) -> gr.Tabs:
 
 
 def restore(request: gr.Request):
-    """Tab, schedule 1 family, t, model, seed, frame from the URL; absent or bad values change nothing."""
+    """Tab, schedule 1 family, t, model, seed, steps, frame, presentation from the URL.
+
+    Absent or bad values change nothing (a bad one shows a warning).
+    """
     params = dict(request.query_params) if request is not None else {}
 
     def read(key: str, parse):
@@ -34,6 +41,7 @@ def restore(request: gr.Request):
     t = read("t", lambda v: check_int("t", v, 1, 10_000))
     model = read("model", str.strip)  # checked as a Hub id or bundled name when a run starts
     seed = read("seed", check_seed)
-    frame = read("frame", lambda v: check_int("frame", v, 1, 10_000))
+    steps = read("steps", lambda v: check_int("steps", v, 1, MAX_STEPS))
+    frame = read("frame", lambda v: check_int("frame", v, 1, MAX_STEPS))
     large = read("present", lambda v: v.lower() in ("1", "true", "yes"))
-    return tab, family, t, model, seed, frame, large
+    return tab, family, t, model, seed, steps, frame, large

@@ -20,7 +20,7 @@ from explorer.plots_sampling import diagnostics_figure, run_diagnostics
 from explorer.schedules import TimestepSpacing
 from explorer.session_store import SessionStore, StoredRun
 from explorer.validation import check_choice, check_float, check_int, check_seed
-from ui.common import on_gpu, running_on_space, slider_events, user_errors
+from ui.common import MODEL_WORK, on_gpu, running_on_space, slider_events, user_errors
 from ui.models import DEFAULT_MODEL, bundled_models, load_model
 from ui.schedules import parse_schedule
 
@@ -99,6 +99,35 @@ def resolve_model(choice: str, typed: str) -> Any:
     return load_model(ref, allow_local=not running_on_space())
 
 
+@dataclass(frozen=True)
+class StepSettings:
+    """Validated settings a branch may change: None means the checkpoint's own (or the stored run's)."""
+
+    sampler: str
+    eta: float
+    variance: str | None
+    clip_sample: bool | None
+    schedule: Any  # Schedule | None
+
+
+def parse_step_settings(
+    sampler: str, eta: float, variance: str, clip: str, schedule_choice: str, schedule_controls: tuple
+) -> StepSettings:
+    """Check the controls a run and a branch share. The schedule controls are checked even when unused."""
+    kind = check_choice("sampler", sampler, sampling.SamplerKind)
+    which = check_choice("sampling schedule", schedule_choice, ScheduleChoice)
+    schedule = parse_schedule(1, *schedule_controls)
+    variance_choice = check_choice("variance", variance, VarianceChoice)
+    clipping = check_choice("clipping", clip, Toggle)
+    return StepSettings(
+        sampler=kind.value,
+        eta=check_float("η", eta, 0, 1),
+        variance=None if variance_choice is VarianceChoice.MODEL else variance_choice.value,
+        clip_sample=None if clipping is Toggle.MODEL else clipping is Toggle.ON,
+        schedule=schedule if which is ScheduleChoice.SCHEDULE_1 else None,
+    )
+
+
 def parse_options(
     denoiser: Any,
     sampler: str,
@@ -113,23 +142,15 @@ def parse_options(
     batch: float,
 ) -> RunOptions:
     """Check every run control; the schedule's T bounds the step count."""
-    kind = check_choice("sampler", sampler, sampling.SamplerKind)
-    which = check_choice("sampling schedule", schedule_choice, ScheduleChoice)
-    schedule = parse_schedule(1, *schedule_controls) if which is ScheduleChoice.SCHEDULE_1 else None
-    T = (schedule or denoiser.schedule).num_train_timesteps
+    shared = parse_step_settings(sampler, eta, variance, clip, schedule_choice, schedule_controls)
+    T = (shared.schedule or denoiser.schedule).num_train_timesteps
     is_image = len(denoiser.sample_shape) == 3
-    variance_choice = check_choice("variance", variance, VarianceChoice)
-    clipping = check_choice("clipping", clip, Toggle)
     return RunOptions(
-        sampler=kind.value,
         num_inference_steps=check_int("steps", steps, 1, min(T, MAX_STEPS)),
-        eta=check_float("η", eta, 0, 1),
-        variance=None if variance_choice is VarianceChoice.MODEL else variance_choice.value,
-        clip_sample=None if clipping is Toggle.MODEL else clipping is Toggle.ON,
-        schedule=schedule,
         spacing=check_choice("spacing", spacing, TimestepSpacing).value,
         seed=check_seed(seed),
         batch_size=check_int("batch", batch, 1, MAX_IMAGE_BATCH if is_image else MAX_POINT_BATCH),
+        **vars(shared),
     )
 
 
@@ -304,17 +325,10 @@ def branch(
     stored = stored_run(request)
     index = check_int("frame", frame, 1, len(stored.compact)) - 1
     denoiser = load_model(stored.model, allow_local=not running_on_space())
-    kind = check_choice("sampler", sampler, sampling.SamplerKind)
-    which = check_choice("sampling schedule", schedule_choice, ScheduleChoice)
-    changes: dict[str, Any] = {"sampler": kind.value, "eta": check_float("η", eta, 0, 1)}
-    variance_choice = check_choice("variance", variance, VarianceChoice)
-    if variance_choice is not VarianceChoice.MODEL:
-        changes["variance"] = variance_choice.value
-    clipping = check_choice("clipping", clip, Toggle)
-    if clipping is not Toggle.MODEL:
-        changes["clip_sample"] = clipping is Toggle.ON
-    if which is ScheduleChoice.SCHEDULE_1:
-        changes["schedule"] = parse_schedule(1, family, T, beta_start, beta_end, offset, zero_snr)
+    shared = parse_step_settings(
+        sampler, eta, variance, clip, schedule_choice, (family, T, beta_start, beta_end, offset, zero_snr)
+    )
+    changes = {name: value for name, value in vars(shared).items() if value is not None}
     base = _trajectory_from(stored, index)
     yield gr.skip(), f"branching from frame {index + 1}…", gr.skip(), gr.skip(), gr.skip()
     with torch.no_grad():
@@ -322,6 +336,22 @@ def branch(
             base, denoiser, index, progress=lambda done, total: progress((done, total), desc="branch"), **changes
         )
     yield _finish(trajectory, stored.model, request)
+
+
+@user_errors
+def open_frame(target: int | None, *run_args: Any, request: gr.Request = None, progress: gr.Progress = gr.Progress()):  # noqa: B008
+    """A talk's URL with frame=N: run with the restored controls (`run_args` as for `run`), then show frame N.
+
+    N beyond the run shows its last frame. Without frame= in the URL (`target` None) nothing happens.
+    """
+    if target is None:
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return
+    yield from run(*run_args, request=request, progress=progress)
+    compact = stored_run(request).compact
+    index = min(check_int("frame", target, 1, MAX_STEPS), len(compact)) - 1
+    slider = gr.Slider(minimum=1, maximum=len(compact), value=index + 1, step=1, interactive=True)
+    yield frame_picture(compact, index), frame_text(compact, index), slider, gr.skip(), gr.skip()
 
 
 @user_errors
@@ -428,21 +458,21 @@ def build(schedule_inputs: list) -> dict:
 
     schedule_controls = list(schedule_inputs)
     outputs = [picture, status, frame, diagnostics, finals]
+    run_inputs = [model, typed, sampler, steps, eta, variance, clip, schedule_choice]
+    run_inputs += [*schedule_controls, spacing, seed, batch]
     run_event = run_button.click(
         run,
-        [model, typed, sampler, steps, eta, variance, clip, schedule_choice, *schedule_controls, spacing, seed, batch],
+        run_inputs,
         outputs,
         api_name="run",
-        concurrency_id="model",
-        concurrency_limit=2,
+        **MODEL_WORK,
     )
     branch_event = branch_button.click(
         branch,
         [frame, sampler, eta, variance, clip, schedule_choice, *schedule_controls],
         outputs,
         api_name="branch",
-        concurrency_id="model",
-        concurrency_limit=2,
+        **MODEL_WORK,
     )
     stop_button.click(None, cancels=[run_event, branch_event], api_visibility="private")
     gr.on(
@@ -473,8 +503,16 @@ def build(schedule_inputs: list) -> dict:
         show_progress="hidden",
         concurrency_limit=None,
     )
-    export_button.click(export, None, [gif, mp4], api_name="export", concurrency_id="model", concurrency_limit=2)
-    return {"model": model, "seed": seed, "frame": frame, "steps": steps, "batch": batch}
+    export_button.click(export, None, [gif, mp4], api_name="export", **MODEL_WORK)
+    return {
+        "model": model,
+        "seed": seed,
+        "frame": frame,
+        "steps": steps,
+        "batch": batch,
+        "run_inputs": run_inputs,
+        "outputs": outputs,
+    }
 
 
 KEYBOARD_JS = """

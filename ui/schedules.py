@@ -14,7 +14,7 @@ from explorer.images import image_grid
 from explorer.plots import LabelledSchedule, XAxis, schedule_figure
 from explorer.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS
 from explorer.validation import check_bool, check_choice, check_float, check_int
-from ui.common import example_digit, slider_events, user_errors
+from ui.common import VIEW_WORK, example_digit, slider_events, user_errors
 
 SLIDER_MAX_T = 4000
 STRIP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -132,12 +132,16 @@ def update_schedules(
 
 
 def schedule_view(slots: list[tuple], *, x_axis: str, t: float, num_steps: float) -> ScheduleView:
-    """Validate every control, then build the view (t and the step count are clamped to schedule 1's T)."""
+    """Validate every control, hidden schedules' too, then build the view.
+
+    t and the step count are clamped to schedule 1's T.
+    """
     axis = check_choice("x axis", x_axis, XAxis)
     schedules: list[Schedule] = []
     for slot, (shown, *values) in enumerate(slots, start=1):
+        schedule = parse_schedule(slot, *values)
         if check_bool(f"show schedule {slot}", shown):
-            schedules.append(parse_schedule(slot, *values))
+            schedules.append(schedule)
     first = schedules[0]
     T = first.num_train_timesteps
     chosen = min(check_int("t", t, 1, MAX_TIMESTEPS), T)
@@ -213,7 +217,7 @@ def build() -> dict[str, gr.components.Component]:
         inputs=inputs,
         outputs=outputs,
         trigger_mode="always_last",
-        concurrency_limit=None,
+        **VIEW_WORK,
         api_name="schedules",
         show_progress="hidden",
     )
@@ -223,6 +227,6 @@ def build() -> dict[str, gr.components.Component]:
         [T1, t, num_steps],
         [t, num_steps],
         api_visibility="private",
-        concurrency_limit=None,
-    ).then(update_schedules, inputs, outputs, api_visibility="private", concurrency_limit=None)
+        **VIEW_WORK,
+    ).then(update_schedules, inputs, outputs, api_visibility="private", **VIEW_WORK)
     return {"inputs": inputs, "outputs": outputs, "t": t, "family1": controls[0], "T1": T1}
