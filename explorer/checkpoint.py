@@ -12,13 +12,13 @@ or a [B] tensor.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import UNet2DModel  # at import time: diffusers' lazy first import is not thread-safe
 
 from explorer.denoiser import Denoiser, DenoiserOutput
 from explorer.parameterization import Prediction
@@ -286,12 +286,22 @@ def variance_type_of(scheduler: dict[str, Any], learned_variance: bool, name: st
     return VarianceType.parse(value.removesuffix("_log"))
 
 
-def _module_class(class_name: str) -> type:
-    if class_name == "PointDenoiserMLP":
-        from explorer.mlp import PointDenoiserMLP
+_IMPORT_LOCK = threading.Lock()
 
-        return PointDenoiserMLP
-    return UNet2DModel
+
+def _module_class(class_name: str) -> type:
+    """The model class for a config's `_class_name`, imported on first use (diffusers takes seconds to import).
+
+    Under a lock: diffusers' lazy first import is not thread-safe (two first loads at once raised ImportError).
+    """
+    with _IMPORT_LOCK:
+        if class_name == "PointDenoiserMLP":
+            from explorer.mlp import PointDenoiserMLP
+
+            return PointDenoiserMLP
+        from diffusers import UNet2DModel
+
+        return UNet2DModel
 
 
 def load_folder(

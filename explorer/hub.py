@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
 
@@ -35,13 +39,49 @@ from explorer.checkpoint import (
 from explorer.device import pick_device, weight_dtype
 from explorer.model_cache import ModelCache
 
-HUB_TIMEOUT_SECONDS = 10.0
+HUB_TIMEOUT_SECONDS = 10.0  # one request
+HUB_BUDGET_SECONDS = 15.0  # one metadata fetch, retries and backoff included
+_DEADLINE: ContextVar[float | None] = ContextVar("hub_deadline", default=None)
+
+
+class HubDeadlineExceeded(TimeoutError):
+    """The Hub did not answer within HUB_BUDGET_SECONDS. Not an httpx error, so huggingface_hub never retries it."""
+
+
+@contextmanager
+def hub_deadline(seconds: float | None = None) -> Iterator[None]:
+    """Bound every Hub request made by this thread inside the block, retries included, to `seconds` in all.
+
+    `seconds` None means HUB_BUDGET_SECONDS.
+    """
+    token = _DEADLINE.set(time.monotonic() + (HUB_BUDGET_SECONDS if seconds is None else seconds))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _enforce_deadline(request: httpx2.Request) -> None:
+    """Request hook: refuse a request once the deadline has passed, else shorten its timeout to what is left.
+
+    huggingface_hub retries timeouts five times with backoff (about 80 s for one silent request); this hook is
+    what keeps a silent Hub within the budget. Requests from worker threads (file downloads) have no deadline
+    and keep the per-request timeout.
+    """
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise HubDeadlineExceeded("no answer from the Hub within the time allowed")
+    seconds = min(HUB_TIMEOUT_SECONDS, left)
+    request.extensions["timeout"] = {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
 
 
 def _bounded_client() -> httpx2.Client:
     """huggingface_hub's own client with a timeout: its default waits forever on a Hub that never answers."""
     return httpx2.Client(
-        event_hooks={"request": [hf_request_event_hook]},
+        event_hooks={"request": [hf_request_event_hook, _enforce_deadline]},
         follow_redirects=True,
         timeout=httpx2.Timeout(HUB_TIMEOUT_SECONDS),
     )
@@ -223,7 +263,11 @@ def _snapshot(repo_id: str, revision: str | None, patterns: list[str]) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+        try:
+            with hub_deadline():
+                return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+        except HubDeadlineExceeded:  # a silent Hub: what the cache holds, as when offline
+            return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
     except Exception as error:
         mapped = hub_error(error, repo_id, revision)
         if mapped is None:
@@ -238,7 +282,8 @@ def _remote_pickles(repo_id: str, revision: str, prefix: str) -> tuple[str, ...]
     if constants.HF_HUB_OFFLINE:
         return ()
     try:
-        files = HfApi().list_repo_files(repo_id, revision=revision)
+        with hub_deadline():
+            files = HfApi().list_repo_files(repo_id, revision=revision)
     except Exception:
         return ()
     return tuple(

@@ -2,7 +2,9 @@
 diffusers or gradio is first imported, so they are set here before anything imports them."""
 
 import os
+import socket
 import tempfile
+from collections.abc import Iterator
 
 _HF_HOME = tempfile.mkdtemp(prefix="explorer-hf-home-")
 os.environ["HF_HOME"] = _HF_HOME
@@ -22,3 +24,17 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 def hf_home() -> str:
     """The offline Hugging Face home every test shares (its hub cache is `hf_home/hub`)."""
     return _HF_HOME
+
+
+@pytest.fixture
+def silent_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A 'Hub' on 127.0.0.1 that accepts connections and never answers; online mode pointed at it."""
+    import huggingface_hub.constants as constants
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)  # the kernel completes handshakes; nobody ever reads or answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", url)
+        yield url

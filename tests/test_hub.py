@@ -12,6 +12,8 @@ import os
 import pathlib
 import pickle
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -433,6 +435,36 @@ def test_uncached_revision_offline_says_offline(cifar_unet):
     assert caught.value.problem is CheckpointProblem.OFFLINE
 
 
+def test_a_silent_hub_falls_back_to_the_cache_within_the_budget(cifar_unet, silent_hub, monkeypatch):
+    """The Hub accepts connections and never answers: a cached checkpoint still loads, in about the budget."""
+    monkeypatch.setattr(hub_module, "HUB_BUDGET_SECONDS", 2.0)
+    started = time.monotonic()
+    denoiser = load("google/ddpm-cifar10-32", device="cpu")
+    assert denoiser.sample_shape == (3, 32, 32)
+    assert time.monotonic() - started < 2.0 + 8.0  # budget, one backoff sleep, loading the weights
+
+
+def test_a_silent_hub_without_a_cache_says_offline(silent_hub, monkeypatch):
+    monkeypatch.setattr(hub_module, "HUB_BUDGET_SECONDS", 1.0)
+    started = time.monotonic()
+    with pytest.raises(CheckpointError, match="cannot be reached") as caught:
+        load("explorer-test/silent-and-uncached", device="cpu")
+    assert caught.value.problem is CheckpointProblem.OFFLINE
+    assert time.monotonic() - started < 1.0 + 8.0  # budget and at most one backoff sleep
+
+
+def test_the_deadline_shortens_each_request_and_then_refuses():
+    request = httpx2.Request("GET", "http://127.0.0.1:9/x")
+    with hub_module.hub_deadline(3.0):
+        hub_module._enforce_deadline(request)
+    assert 0 < request.extensions["timeout"]["read"] <= 3.0
+    with hub_module.hub_deadline(0.0), pytest.raises(hub_module.HubDeadlineExceeded):
+        hub_module._enforce_deadline(request)
+    untouched = httpx2.Request("GET", "http://127.0.0.1:9/x")
+    hub_module._enforce_deadline(untouched)  # outside a deadline: the client's own timeout stands
+    assert untouched.extensions.get("timeout") is None
+
+
 @pytest.mark.parametrize(
     ("name", "files", "reason"),
     [
@@ -593,3 +625,33 @@ def test_device_and_dtype_are_parsed_at_the_edge():
     assert weight_dtype(None) == torch.float32 and weight_dtype("bfloat16") == torch.bfloat16
     with pytest.raises(ValueError, match="dtype"):
         weight_dtype("int8")
+
+
+def test_first_loads_from_many_threads_at_once_all_succeed(hf_home):
+    """In a fresh process (diffusers not yet imported), eight threads load models at once: none may fail.
+
+    diffusers' lazy first import is not thread-safe; the load test saw "cannot import name 'UNet2DModel'".
+    """
+    code = """
+import threading
+import explorer
+names = ["digits-eps", "moons-eps", "digits-x0", "ring-v"] * 2
+errors = []
+def load(name):
+    try:
+        explorer.load(name, device="cpu")
+    except Exception as error:
+        errors.append(repr(error))
+threads = [threading.Thread(target=load, args=(name,)) for name in names]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+assert "diffusers" in __import__("sys").modules
+print("errors:", errors)
+"""
+    env = {**os.environ, "HF_HOME": hf_home, "HF_HUB_OFFLINE": "1"}
+    root = Path(__file__).parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "errors: []" in result.stdout, result.stdout
