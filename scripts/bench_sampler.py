@@ -1,6 +1,9 @@
 """Benchmark the sampler: overhead against diffusers' DDIMPipeline, bundled-model runs, teacher forcing.
 
-    python scripts/bench_sampler.py [--repeats 5] [--skip-bundled]
+    python scripts/bench_sampler.py [--repeats 5] [--skip-bundled] [--skip-overhead] [--accelerator-rows]
+
+On CUDA it adds eager vs compiled and fp32 vs bf16 rows (batch 1 and 16) against the same diffusers pipeline;
+--accelerator-rows forces them on any device.
 
 Prints a Markdown table. Timings are wall-clock medians of interleaved runs on this machine; nothing here
 is asserted by the tests.
@@ -90,7 +93,8 @@ def bundled_rows(device: str) -> list[tuple[str, str, str]]:
             (
                 f"{name}: 1000-step DDPM, batch {batch}",
                 f"{seconds:.1f} s",
-                f"kept: {run.nbytes / MIB:.1f} MiB full, {compact.nbytes / MIB:.1f} MiB compact (budget 64 MiB)",
+                f"kept: {run.nbytes / MIB:.1f} MiB full, {compact.nbytes / MIB:.1f} MiB compact"
+                + (" (budget for digits at batch 16: 64 MiB)" if name.startswith("digits") else ""),
             )
         )
     models = [explorer.load(n, device=device) for n in ("digits-eps", "digits-x0", "digits-v")]
@@ -103,18 +107,88 @@ def bundled_rows(device: str) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _synced(fn: Callable[[], object], device: str) -> Callable[[], object]:
+    """`fn`, then wait for the device: CUDA work is asynchronous, and a timing must include all of it."""
+
+    def run() -> object:
+        out = fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    return run
+
+
+@torch.no_grad()
+def ddim_loop(unet: UNet2DModel, scheduler: DDIMScheduler, batch: int, steps: int) -> torch.Tensor:
+    """DDIMPipeline's denoising loop, without its final conversion to numpy (which refuses bfloat16)."""
+    size = unet.config.sample_size
+    image = torch.randn(
+        (batch, unet.config.in_channels, size, size), generator=torch.Generator().manual_seed(0), dtype=unet.dtype
+    ).to(unet.device)
+    scheduler.set_timesteps(steps)
+    for t in scheduler.timesteps:
+        image = scheduler.step(unet(image, t).sample, t, image, eta=0.0).prev_sample
+    return image
+
+
+def accelerator_rows(repeats: int, device: str, steps: int = 20) -> list[tuple[str, str, str]]:
+    """Eager vs compiled, fp32 vs bf16, batch 1 and 16: explorer.sample against diffusers' DDIM loop, same UNet.
+
+    Compiled means `torch.compile` of the UNet's forward (both sides share the module, so both get it).
+    """
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = cifar_sized_folder(Path(tmp) / "cifar")
+        for dtype in ("float32", "bfloat16"):
+            for compiled in (False, True):
+                explorer.clear_cache()
+                denoiser = explorer.load(str(folder), allow_local=True, device=device, dtype=dtype)
+                if compiled:
+                    denoiser.module.forward = torch.compile(denoiser.module.forward)
+                scheduler = DDIMScheduler.from_pretrained(folder)
+                for batch in (1, 16):
+                    ours = _synced(
+                        lambda b=batch, d=denoiser: explorer.sample(
+                            d, sampler="ddim", num_inference_steps=steps, batch_size=b, clip_sample=False
+                        ),
+                        device,
+                    )
+                    theirs = _synced(lambda b=batch, u=denoiser.module, s=scheduler: ddim_loop(u, s, b, steps), device)
+                    ours(), theirs()  # warm-up (and compilation)
+                    pairs = [(timed(ours), timed(theirs)) for _ in range(repeats)]
+                    mine = statistics.median(a for a, _ in pairs)
+                    ratio = statistics.median(a / b for a, b in pairs)
+                    label = f"{device} {dtype} {'compiled' if compiled else 'eager'}, batch {batch}"
+                    rows.append(
+                        (
+                            f"{label}: explorer.sample vs diffusers' DDIM loop, {steps} steps",
+                            f"{mine * 1000:.0f} ms",
+                            f"ratio {ratio:.3f}; diffusers {statistics.median(b for _, b in pairs) * 1000:.0f} ms",
+                        )
+                    )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-bundled", action="store_true")
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument(
+        "--accelerator-rows", action="store_true", help="eager/compiled × fp32/bf16 rows even without CUDA (slow)"
+    )
+    parser.add_argument("--accelerator-steps", type=int, default=20, help="DDIM steps of those rows")
     args = parser.parse_args()
     device = str(explorer.pick_device())
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
     print("| measurement | value | notes |\n|---|---|---|", flush=True)
-    groups = [lambda: overhead_rows(args.repeats, device)]
+    groups = [] if args.skip_overhead else [lambda: overhead_rows(args.repeats, device)]
     if not args.skip_bundled:
         groups.append(lambda: bundled_rows(device))
-    if device != "cuda":
+    if device == "cuda" or args.accelerator_rows:
+        groups.append(lambda: accelerator_rows(args.repeats, device, args.accelerator_steps))
+    else:
         groups.append(lambda: [("CUDA: eager vs compiled, fp32 vs bf16", "not measured", "no CUDA device here")])
     for group in groups:
         for row in group():
