@@ -36,6 +36,7 @@ GOOD: dict[str, list[Any]] = {
     "posterior": POSTERIOR,
     "update_posterior": POSTERIOR,
     "run": RUN,
+    "open_frame": [None, *RUN],  # its first input is a State: the server's, whatever the client sends
     "branch": [1, "ddim", 0.0, "model default", "model default", "the model's own", *DEFAULT_SCHEDULE],
     "frame": [1],
     "previous_frame": [2, -1],

@@ -128,30 +128,34 @@ def parse_step_settings(
     )
 
 
-def parse_options(
-    denoiser: Any,
+def parse_run(
+    model: str,
+    typed: str,
     sampler: str,
     steps: float,
     eta: float,
     variance: str,
     clip: str,
     schedule_choice: str,
-    schedule_controls: tuple,
-    spacing: str,
-    seed: float,
-    batch: float,
-) -> RunOptions:
-    """Check every run control; the schedule's T bounds the step count."""
+    *rest: Any,
+) -> tuple[Any, RunOptions]:
+    """The model and the checked options of a run, from the Run controls in `run`'s order.
+
+    `rest` is schedule 1's six controls, then spacing, seed and batch. The schedule's T bounds the step count.
+    """
+    *schedule_controls, spacing, seed, batch = rest
+    denoiser = resolve_model(model, typed)
     shared = parse_step_settings(sampler, eta, variance, clip, schedule_choice, schedule_controls)
-    T = (shared.schedule or denoiser.schedule).num_train_timesteps
+    T_max = (shared.schedule or denoiser.schedule).num_train_timesteps
     is_image = len(denoiser.sample_shape) == 3
-    return RunOptions(
-        num_inference_steps=check_int("steps", steps, 1, min(T, MAX_STEPS)),
+    options = RunOptions(
+        num_inference_steps=check_int("steps", steps, 1, min(T_max, MAX_STEPS)),
         spacing=check_choice("spacing", spacing, TimestepSpacing).value,
         seed=check_seed(seed),
         batch_size=check_int("batch", batch, 1, MAX_IMAGE_BATCH if is_image else MAX_POINT_BATCH),
         **vars(shared),
     )
+    return denoiser, options
 
 
 # --- pictures of one frame --------------------------------------------------------------------
@@ -230,20 +234,10 @@ def run(
 ):
     """Sample with streamed frames; at the end the run is kept for this session and the stepper shows it."""
     ref = (typed or "").strip() or model
-    denoiser = resolve_model(model, typed)
-    options = parse_options(
-        denoiser,
-        sampler,
-        steps,
-        eta,
-        variance,
-        clip,
-        schedule_choice,
-        (family, T, beta_start, beta_end, offset, zero_snr),
-        spacing,
-        seed,
-        batch,
-    )
+    denoiser, options = parse_run(
+        model, typed, sampler, steps, eta, variance, clip, schedule_choice,
+        family, T, beta_start, beta_end, offset, zero_snr, spacing, seed, batch,
+    )  # fmt: skip
     settings = sampling.resolve_settings(denoiser, **vars(options))
     total = settings.num_inference_steps
     recorded = []
@@ -345,6 +339,7 @@ def open_frame(target: int | None, *run_args: Any, request: gr.Request = None, p
     N beyond the run shows its last frame. Without frame= in the URL (`target` None) nothing happens.
     """
     if target is None:
+        parse_run(*run_args)  # every argument is checked, used or not
         yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return
     yield from run(*run_args, request=request, progress=progress)
