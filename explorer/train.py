@@ -249,7 +249,7 @@ def save_checkpoint(ema: nn.Module, config: TrainConfig, *, steps: int, wall_sec
     }
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     try:  # the card is a convenience here: the quality script rewrites it; never lose a checkpoint over it
-        from explorer.quality import write_card
+        from explorer.model_card import write_card
 
         write_card(out)
     except Exception as error:

@@ -1,4 +1,4 @@
-"""explorer.quality: the metrics, the bundled checkpoints, and their model cards' figures reproduced."""
+"""explorer.quality, .metrics, .classifier and .model_card: the bundled checkpoints and their cards' figures."""
 
 import json
 
@@ -7,26 +7,21 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
+from explorer.classifier import load_classifier
 from explorer.data import digits, ring, two_moons
-from explorer.parameterization import Prediction
-from explorer.quality import (
+from explorer.hub import PRETRAINED_DIR
+from explorer.metrics import (
     CONFIDENCE_TARGET,
     ENERGY_RATIO_LIMIT,
-    MODEL_NAMES,
-    PRETRAINED_DIR,
     DigitsQuality,
     PointsQuality,
-    ddpm_sample,
     energy_distance,
-    evaluate,
     frechet_distance,
-    load_classifier,
-    load_model,
-    main,
     nearest_distance,
-    render_card,
-    sample_shape,
 )
+from explorer.model_card import render_card
+from explorer.parameterization import Prediction
+from explorer.quality import MODEL_NAMES, ddpm_sample, evaluate, load_model, main, sample_shape
 from explorer.schedules import Schedule
 from explorer.train import training_schedule
 
