@@ -23,7 +23,10 @@ def test_public_api_names() -> None:
 
 
 def test_no_pickle_loading_or_remote_code_in_the_sources() -> None:
-    forbidden = ("pickle.load", "weights_only=False", "trust_remote_code=True", "allow_pickle=True", "share=True")
+    # Each pattern is spelled as two halves, so that this file does not itself contain what it looks for.
+    halves = [("pickle", ".load"), ("weights_only", "=False"), ("trust_remote_code", "=True")]
+    halves += [("allow_pickle", "=True"), ("share", "=True")]
+    forbidden = ["".join(pair) for pair in halves]
     for path in [*ROOT.glob("explorer/*.py"), *ROOT.glob("ui/*.py"), ROOT / "app.py"]:
         text = path.read_text()
         for pattern in forbidden:
