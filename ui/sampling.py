@@ -336,7 +336,9 @@ def branch(
 def open_frame(target: int | None, *run_args: Any, request: gr.Request = None, progress: gr.Progress = gr.Progress()):  # noqa: B008
     """A talk's URL with frame=N: run with the restored controls (`run_args` as for `run`), then show frame N.
 
-    N beyond the run shows its last frame. Without frame= in the URL (`target` None) nothing happens.
+    N beyond the run shows its last frame. Without frame= in the URL (`target` None) nothing runs and nothing is
+    shown, but the controls are still checked (which loads the chosen model into the shared cache once, so the
+    first Run does not wait for it).
     """
     if target is None:
         parse_run(*run_args)  # every argument is checked, used or not
