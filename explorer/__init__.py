@@ -4,16 +4,12 @@ Index convention: arrays are 0-based; index i holds paper step t = i + 1, which 
 0-based `timestep`. `paper_t` and `timestep_of` are the only conversions.
 """
 
-from explorer.catalogue import CatalogueEntry, catalogue
-from explorer.checkpoint import CheckpointError, CheckpointProblem, ModuleDenoiser
-from explorer.denoiser import Denoiser, DenoiserOutput
-from explorer.device import pick_device
-from explorer.hub import clear_cache, load
-from explorer.oracle import OptimalDenoiser, ReverseMixture, mixture_density, true_reverse
-from explorer.parameterization import Prediction, convert
-from explorer.posterior import Posterior, VarianceType, q_posterior, q_posterior_sample, q_sample
-from explorer.sampler import SamplerKind, SamplerSettings, Step, Trajectory, branch, iterate, sample
-from explorer.schedules import (
+from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
+from explorer.diffusion.oracle import OptimalDenoiser, ReverseMixture, mixture_density, true_reverse
+from explorer.diffusion.parameterization import Prediction, convert
+from explorer.diffusion.posterior import Posterior, VarianceType, q_posterior, q_posterior_sample, q_sample
+from explorer.diffusion.sampler import SamplerKind, SamplerSettings, Step, Trajectory, branch, iterate, sample
+from explorer.diffusion.schedules import (
     BetaSchedule,
     Schedule,
     TimestepSpacing,
@@ -21,8 +17,12 @@ from explorer.schedules import (
     paper_t,
     timestep_of,
 )
-from explorer.teacher import ModelForcing, TeacherForcing, teacher_force
-from explorer.trajectory import CompactTrajectory
+from explorer.diffusion.teacher import ModelForcing, TeacherForcing, teacher_force
+from explorer.diffusion.trajectory import CompactTrajectory
+from explorer.models.catalogue import CatalogueEntry, catalogue
+from explorer.models.checkpoint import CheckpointError, CheckpointProblem, ModuleDenoiser
+from explorer.models.device import pick_device
+from explorer.models.loader import clear_cache, load
 
 __all__ = [
     "BetaSchedule",

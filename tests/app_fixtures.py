@@ -7,7 +7,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-import explorer.hub as hub
+import explorer.models.refs as refs
 
 NAMES = [f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v")]
 CHECKPOINT_FILES = ("config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors")
@@ -27,14 +27,14 @@ CHROMIUM_ARGS = [
 
 @functools.cache
 def ensure_models() -> Path:
-    """Point `explorer.hub` at a folder holding all nine bundled names (real ones when present)."""
-    if all((hub.PRETRAINED_DIR / name / file).is_file() for name in NAMES for file in CHECKPOINT_FILES):
-        return hub.PRETRAINED_DIR
+    """Point `explorer.models.refs` at a folder holding all nine bundled names (real ones when present)."""
+    if all((refs.PRETRAINED_DIR / name / file).is_file() for name in NAMES for file in CHECKPOINT_FILES):
+        return refs.PRETRAINED_DIR
     from diffusers import DDPMScheduler
 
     from explorer.data import Dataset
-    from explorer.parameterization import Prediction
-    from explorer.train import build_model, scheduler_config
+    from explorer.diffusion.parameterization import Prediction
+    from tools.train import build_model, scheduler_config
 
     folder = Path(tempfile.mkdtemp(prefix="explorer-test-models-"))
     for name in NAMES:
@@ -42,7 +42,7 @@ def ensure_models() -> Path:
         out = folder / name
         build_model(Dataset(data)).save_pretrained(out, safe_serialization=True)
         DDPMScheduler(**scheduler_config(Dataset(data), Prediction(PREDICTIONS[suffix]))).save_pretrained(out)
-    hub.PRETRAINED_DIR = folder
+    refs.PRETRAINED_DIR = folder
     return folder
 
 

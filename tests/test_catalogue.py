@@ -11,8 +11,9 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from explorer import Prediction
-from explorer.catalogue import HUB_ENTRIES, CatalogueEntry, Source, catalogue, count_parameters, read_model_card
-from explorer.hub import PRETRAINED_DIR, clear_cache, load
+from explorer.models.catalogue import HUB_ENTRIES, CatalogueEntry, Source, catalogue, count_parameters, read_model_card
+from explorer.models.loader import clear_cache, load
+from explorer.models.refs import PRETRAINED_DIR
 
 DATA = Path(__file__).parent / "data"
 CIFAR_CONFIG = json.loads((DATA / "ddpm-cifar10-32.unet-config.json").read_text())

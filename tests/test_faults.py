@@ -18,7 +18,7 @@ import pytest
 import torch
 from app_fixtures import DEFAULT_SCHEDULE, FakeRequest, ensure_models, no_progress
 
-from explorer.checkpoint import ModuleDenoiser
+from explorer.models.checkpoint import ModuleDenoiser
 
 RUN = ["digits-eps", "", "ddim", 3, 0.0, "model default", "model default", "the model's own"]
 RUN += [*DEFAULT_SCHEDULE, "trailing", 0, 2]
@@ -126,7 +126,7 @@ def test_hub_offline_gives_the_offline_message_at_once():
 
 
 def test_silent_hub_gives_the_offline_message_within_a_bounded_time(silent_hub):
-    from explorer import hub
+    from explorer.models import loader as hub
 
     outcome: dict[str, Any] = {}
 

@@ -27,11 +27,14 @@ from diffusers import DDPMScheduler, UNet2DModel
 from huggingface_hub import constants, errors
 
 from explorer import Prediction, Schedule, VarianceType
-from explorer import hub as hub_module
-from explorer.checkpoint import CheckpointError, CheckpointProblem, variance_type_of
-from explorer.device import pick_device, weight_dtype
-from explorer.hub import check_repo_id, clear_cache, hub_error, load
-from explorer.model_cache import ModelCache
+from explorer.models import hub as hub_module
+from explorer.models import refs as refs_module
+from explorer.models.cache import ModelCache
+from explorer.models.checkpoint import CheckpointError, CheckpointProblem, variance_type_of
+from explorer.models.device import pick_device, weight_dtype
+from explorer.models.hub import hub_error
+from explorer.models.loader import clear_cache, load
+from explorer.models.refs import check_repo_id
 
 DATA = Path(__file__).parent / "data"
 TINY_UNET = {
@@ -188,11 +191,11 @@ def test_weights_load_in_the_requested_dtype(pipeline_unet):
 
 
 def test_point_mlp_loads_bundled_and_from_the_hub(tmp_path, monkeypatch):
-    from explorer.mlp import PointDenoiserMLP
+    from explorer.models.mlp import PointDenoiserMLP
 
     torch.manual_seed(3)
     mlp = PointDenoiserMLP(hidden_dim=32, num_hidden_layers=2, time_embed_dim=16).eval()
-    monkeypatch.setattr(hub_module, "PRETRAINED_DIR", tmp_path)
+    monkeypatch.setattr(refs_module, "PRETRAINED_DIR", tmp_path)
     for folder in (tmp_path / "moons-x0", cache_repo("explorer-test/moons-x0")):
         mlp.save_pretrained(folder, safe_serialization=True)
         DDPMScheduler(prediction_type="sample", beta_schedule="squaredcos_cap_v2", clip_sample=False).save_pretrained(
@@ -409,11 +412,11 @@ def test_local_folders_only_when_allowed_and_not_on_a_space(tmp_path, monkeypatc
 
 
 def test_bundled_checkpoints_load_by_name(tmp_path, monkeypatch):
-    monkeypatch.setattr(hub_module, "PRETRAINED_DIR", tmp_path)
+    monkeypatch.setattr(refs_module, "PRETRAINED_DIR", tmp_path)
     tiny_unet().save_pretrained(tmp_path / "tiny-x0", safe_serialization=True)
     DDPMScheduler(prediction_type="sample").save_pretrained(tmp_path / "tiny-x0")
     write_json(tmp_path / "digits-classifier" / "config.json", {"_class_name": "DigitClassifier"})  # not a denoiser
-    assert hub_module.bundled_names() == ("tiny-x0",)
+    assert refs_module.bundled_names() == ("tiny-x0",)
     assert load("tiny-x0", device="cpu").prediction is Prediction.SAMPLE
     with pytest.raises(CheckpointError, match="tiny-x0") as caught:
         load("no-such-model", device="cpu")

@@ -17,7 +17,7 @@ import torch
 from app_fixtures import DEFAULT_SCHEDULE, FakeRequest, ensure_models, free_port, no_progress
 from raw_gradio import call_api, new_session
 
-from explorer.session_store import MIB, SessionStore
+from ui.state import MIB, SessionStore
 
 RUN = ["digits-eps", "", "ddim", 3, 0.0, "model default", "model default", "the model's own"]
 RUN += [*DEFAULT_SCHEDULE, "trailing", 0, 2]

@@ -1,11 +1,11 @@
-"""explorer.mlp: the 2-D point denoiser and its diffusers folder format."""
+"""explorer.models.mlp: the 2-D point denoiser and its diffusers folder format."""
 
 import json
 
 import pytest
 import torch
 
-from explorer.mlp import PointDenoiserMLP, timestep_embedding
+from explorer.models.mlp import PointDenoiserMLP, timestep_embedding
 
 
 @pytest.fixture

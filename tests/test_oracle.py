@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from explorer import Schedule
-from explorer.oracle import OptimalDenoiser, mixture_density, posterior_weights, true_reverse
-from explorer.sampler import sample
+from explorer.diffusion.oracle import OptimalDenoiser, mixture_density, posterior_weights, true_reverse
+from explorer.diffusion.sampler import sample
 
 SCHEDULE = Schedule.from_name("linear", 1000)
 DATA = torch.tensor([[-1.0, 0.5], [0.8, 0.9], [0.2, -1.2], [1.5, -0.3]], dtype=torch.float64)

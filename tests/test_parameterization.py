@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explorer import Prediction, Schedule, convert
-from explorer.parameterization import v_from_x0_eps
+from explorer.diffusion.parameterization import v_from_x0_eps
 
 PAIRS = list(itertools.permutations(Prediction, 2))
 

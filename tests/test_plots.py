@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from explorer import Schedule
-from explorer.formulas import step_formulas
-from explorer.images import image_grid, scatter_frame
-from explorer.plots import LabelledSchedule, schedule_figure, thin
-from explorer.plots_posterior import gaussian_product
-from explorer.session_store import SessionStore
+from explorer.figures.formulas import step_formulas
+from explorer.figures.images import image_grid, scatter_frame
+from explorer.figures.posterior import gaussian_product
+from explorer.figures.schedules import LabelledSchedule, schedule_figure, thin
 from explorer.validation import check_float, check_int
+from ui.state import SessionStore
 
 
 def test_thin_keeps_ends_and_the_chosen_step():
@@ -70,9 +70,9 @@ def test_session_store_caps_bytes_and_expires():
 
 
 def test_comparison_figure_has_every_space_the_target_sizes_and_kl():
-    from explorer.oracle import OptimalDenoiser
-    from explorer.plots_sampling import comparison_figure
-    from explorer.teacher import teacher_force
+    from explorer.diffusion.oracle import OptimalDenoiser
+    from explorer.diffusion.teacher import teacher_force
+    from explorer.figures.sampling import comparison_figure
 
     schedule = Schedule.from_name("linear", 100)
     data = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from explorer import Schedule, q_posterior, q_posterior_sample, q_sample
-from explorer.posterior import VarianceType, reverse_log_variance
+from explorer.diffusion.posterior import VarianceType, reverse_log_variance
 
 
 @pytest.mark.parametrize("shape", [(5, 2), (4, 1, 6, 6), (3, 2, 2, 2, 2)])

@@ -1,4 +1,4 @@
-"""explorer.quality, .metrics, .classifier and .model_card: the bundled checkpoints and their cards' figures."""
+"""tools.quality, .metrics, .classifier and .model_card: the bundled checkpoints and their cards' figures."""
 
 import json
 
@@ -7,10 +7,12 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from explorer.classifier import load_classifier
 from explorer.data import digits, ring, two_moons
-from explorer.hub import PRETRAINED_DIR
-from explorer.metrics import (
+from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.schedules import Schedule
+from explorer.models.refs import PRETRAINED_DIR
+from tools.classifier import load_classifier
+from tools.metrics import (
     CONFIDENCE_TARGET,
     ENERGY_RATIO_LIMIT,
     DigitsQuality,
@@ -19,11 +21,9 @@ from explorer.metrics import (
     frechet_distance,
     nearest_distance,
 )
-from explorer.model_card import render_card
-from explorer.parameterization import Prediction
-from explorer.quality import MODEL_NAMES, ddpm_sample, evaluate, load_model, main, sample_shape
-from explorer.schedules import Schedule
-from explorer.train import training_schedule
+from tools.model_card import render_card
+from tools.quality import MODEL_NAMES, ddpm_sample, evaluate, load_model, main, sample_shape
+from tools.train import training_schedule
 
 MAX_FOLDER_BYTES = 8 * 1024 * 1024
 SUFFIX_PREDICTION = {"eps": Prediction.EPSILON, "x0": Prediction.SAMPLE, "v": Prediction.V_PREDICTION}
@@ -103,7 +103,7 @@ def test_model_card_shows_its_measured_quality(name):
     assert card == render_card(folder)  # the card is what the quality script writes, not hand-edited
     record = json.loads((folder / "quality.json").read_text())
     training = json.loads((folder / "training.json").read_text())
-    assert f"--steps {training['steps']}" in card and "python -m explorer.train" in card
+    assert f"--steps {training['steps']}" in card and "python -m tools.train" in card
     if name.startswith("digits"):
         assert f"{record['quality']['mean_confidence']:.3f}" in card
         quality = DigitsQuality(**{**record["quality"], "class_fractions": tuple(record["quality"]["class_fractions"])})

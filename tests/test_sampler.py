@@ -11,7 +11,7 @@ from diffusers.schedulers import scheduling_ddpm
 from tiny_models import TinyUNetDenoiser
 
 from explorer import Schedule
-from explorer.sampler import branch, iterate, resolve_settings, sample
+from explorer.diffusion.sampler import branch, iterate, resolve_settings, sample
 
 PREDICTIONS = ("epsilon", "sample", "v_prediction")
 
@@ -228,7 +228,7 @@ def test_compact_form_keeps_the_views_and_fits_the_budget() -> None:
 
 
 def test_a_1000_step_batch_16_digits_run_fits_64_mib_in_compact_form() -> None:
-    from explorer.oracle import OptimalDenoiser
+    from explorer.diffusion.oracle import OptimalDenoiser
 
     digits_shaped = OptimalDenoiser(torch.rand(8, 1, 16, 16) * 2 - 1, Schedule.from_name("linear", 1000))
     run = sample(digits_shaped, num_inference_steps=1000, batch_size=16)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explorer import Schedule, TimestepSpacing, inference_timesteps, paper_t, timestep_of
-from explorer.schedules import MAX_TIMESTEPS, BetaSchedule
+from explorer.diffusion.schedules import MAX_TIMESTEPS, BetaSchedule
 
 SIZES = (2, 10, 1000, 4000)
 CASES = [(n, T, z) for n in reference.SCHEDULE_NAMES for T in SIZES for z in (False, True)]
@@ -286,7 +286,7 @@ def test_enum_parsing_lists_valid_names() -> None:
 
 
 def test_timestep_lookup_refuses_out_of_range() -> None:
-    from explorer.tensors import gather
+    from explorer.diffusion.tensors import gather
 
     s = Schedule.from_name("linear", 10)
     with pytest.raises(ValueError, match=r"\[0, 9\]"):

@@ -8,10 +8,10 @@ import torch
 from tiny_models import TinyUNetDenoiser
 
 from explorer import Denoiser, DenoiserOutput, Prediction, Schedule
-from explorer.oracle import OptimalDenoiser
-from explorer.parameterization import v_from_x0_eps
-from explorer.sampler import sample
-from explorer.teacher import teacher_force
+from explorer.diffusion.oracle import OptimalDenoiser
+from explorer.diffusion.parameterization import v_from_x0_eps
+from explorer.diffusion.sampler import sample
+from explorer.diffusion.teacher import teacher_force
 
 SCHEDULE = Schedule.from_name("linear", 1000)
 
@@ -24,7 +24,7 @@ class TruthDenoiser(Denoiser):
         self.name, self.schedule, self.sample_shape = f"truth-{prediction}", SCHEDULE, tuple(x0.shape[1:])
 
     def predict(self, x_t, timestep) -> DenoiserOutput:
-        from explorer.parameterization import convert
+        from explorer.diffusion.parameterization import convert
 
         t = torch.as_tensor(timestep).expand(x_t.shape[0])
         batch = self.x0.repeat(x_t.shape[0] // self.x0.shape[0], *([1] * (self.x0.ndim - 1)))

@@ -1,4 +1,4 @@
-"""explorer.train: targets, the command line, and tiny real training runs."""
+"""tools.train: targets, the command line, and tiny real training runs."""
 
 import json
 
@@ -7,10 +7,10 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from explorer.data import Dataset
-from explorer.mlp import PointDenoiserMLP
-from explorer.parameterization import Prediction, convert, x0_from_v
-from explorer.posterior import q_sample
-from explorer.train import (
+from explorer.diffusion.parameterization import Prediction, convert, x0_from_v
+from explorer.diffusion.posterior import q_sample
+from explorer.models.mlp import PointDenoiserMLP
+from tools.train import (
     LossWeighting,
     TrainConfig,
     build_model,

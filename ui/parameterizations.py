@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from explorer.images import image_grid, labelled_row, scatter_frame
-from explorer.plots_sampling import SPACE_SYMBOLS, comparison_figure
-from explorer.teacher import TeacherForcing, teacher_force
+from explorer.diffusion.teacher import TeacherForcing, teacher_force
+from explorer.figures.images import image_grid, labelled_row, scatter_frame
+from explorer.figures.sampling import SPACE_SYMBOLS, comparison_figure
 from explorer.validation import check_choice, check_int, check_seed
 from ui.common import MODEL_WORK, slider_events, user_errors
 from ui.models import load_model

@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from explorer import Schedule, convert, q_posterior, q_sample
-from explorer.images import image_grid, scatter_frame
-from explorer.oracle import mixture_density, true_reverse
-from explorer.plots_posterior import (
+from explorer.diffusion.oracle import mixture_density, true_reverse
+from explorer.diffusion.schedules import MAX_TIMESTEPS
+from explorer.figures.images import image_grid, scatter_frame
+from explorer.figures.posterior import (
     DensityPanel,
     gaussian_product,
     gaussian_product_figure,
@@ -21,7 +22,6 @@ from explorer.plots_posterior import (
     message_figure,
     reverse_density_figure,
 )
-from explorer.schedules import MAX_TIMESTEPS
 from explorer.validation import check_choice, check_int, check_seed
 from ui.common import VIEW_WORK, example_digit, running_on_space, slider_events, user_errors
 from ui.models import optional_model

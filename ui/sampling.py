@@ -14,15 +14,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from explorer import sampler as sampling
-from explorer.images import export_gif, export_mp4, image_grid, labelled_row, scatter_frame
-from explorer.plots_sampling import diagnostics_figure, run_diagnostics
-from explorer.schedules import TimestepSpacing
-from explorer.session_store import SessionStore, StoredRun
+from explorer.diffusion import sampler as sampling
+from explorer.diffusion.schedules import TimestepSpacing
+from explorer.figures.images import export_gif, export_mp4, image_grid, labelled_row, scatter_frame
+from explorer.figures.sampling import diagnostics_figure, run_diagnostics
 from explorer.validation import check_choice, check_float, check_int, check_seed
 from ui.common import MODEL_WORK, on_gpu, running_on_space, slider_events, user_errors
 from ui.models import DEFAULT_MODEL, bundled_models, load_model
 from ui.schedules import parse_schedule
+from ui.state import SessionStore, StoredRun
 
 STORE = SessionStore()
 MAX_STEPS = 1000
@@ -66,7 +66,7 @@ class ScheduleChoice(StrEnum):
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Validated keyword arguments for `explorer.sampler.sample` and `branch`."""
+    """Validated keyword arguments for `explorer.diffusion.sampler.sample` and `branch`."""
 
     sampler: str
     num_inference_steps: int
@@ -83,7 +83,7 @@ def model_choices() -> list[str]:
     """Bundled checkpoints first (the default is one of them), then the Hub catalogue."""
     names = bundled_models()
     try:
-        from explorer.catalogue import catalogue
+        from explorer.models.catalogue import catalogue
 
         names += [entry.name for entry in catalogue() if entry.name not in names]
     except Exception:  # the catalogue is optional: the bundled list alone still works offline

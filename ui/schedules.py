@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from explorer import BetaSchedule, Schedule, TimestepSpacing, inference_timesteps, q_sample
-from explorer.formulas import spacing_table, step_formulas, step_table
-from explorer.images import image_grid
-from explorer.plots import LabelledSchedule, XAxis, schedule_figure
-from explorer.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS
+from explorer.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS
+from explorer.figures.formulas import spacing_table, step_formulas, step_table
+from explorer.figures.images import image_grid
+from explorer.figures.schedules import LabelledSchedule, XAxis, schedule_figure
 from explorer.validation import check_bool, check_choice, check_float, check_int
 from ui.common import VIEW_WORK, example_digit, slider_events, user_errors
 

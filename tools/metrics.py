@@ -1,6 +1,6 @@
 """Sample-quality metrics of the bundled models (pure functions) and the targets they must meet.
 
-digits  confidence        mean top-class probability of the metric classifier (`explorer.classifier`),
+digits  confidence        mean top-class probability of the metric classifier (`tools.classifier`),
                           beside the same on the 1,000 held-out real digits; class fractions of the samples
         Fréchet distance  between Gaussians fitted to the classifier's penultimate features of two sets
         novelty           mean pixel L2 distance from each sample to its nearest training digit
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from explorer.classifier import DigitClassifier
 from explorer.data import NUM_CLASSES, Dataset, digits, points
+from tools.classifier import DigitClassifier
 
 ENERGY_RATIO_LIMIT = 3.0
 CONFIDENCE_TARGET = 0.85

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from explorer.checkpoint import CheckpointError, read_layout, sample_shape_of
-from explorer.hub import PRETRAINED_DIR, Source
-from explorer.parameterization import Prediction
+from explorer.diffusion.parameterization import Prediction
+from explorer.models import refs
+from explorer.models.checkpoint import CheckpointError, read_layout, sample_shape_of
+from explorer.models.refs import Source
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def bundled_entry(folder: Path) -> CatalogueEntry | None:
 
 def catalogue(pretrained_dir: Path | None = None) -> tuple[CatalogueEntry, ...]:
     """Every checkpoint the app offers: bundled ones (sorted by name) first, then the Hub table."""
-    root = PRETRAINED_DIR if pretrained_dir is None else pretrained_dir
+    root = refs.PRETRAINED_DIR if pretrained_dir is None else pretrained_dir
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     bundled = tuple(entry for entry in map(bundled_entry, folders) if entry is not None)
     return bundled + HUB_ENTRIES

@@ -29,13 +29,13 @@ from enum import StrEnum
 import numpy as np
 import torch
 
-from explorer.denoiser import Denoiser
+from explorer.diffusion.denoiser import Denoiser
+from explorer.diffusion.noise import initial_noise, step_noise
+from explorer.diffusion.parameterization import Prediction, convert
+from explorer.diffusion.posterior import VarianceType, q_posterior, reverse_log_variance
+from explorer.diffusion.schedules import Schedule, TimestepSpacing, inference_timesteps
+from explorer.diffusion.tensors import append_dims
 from explorer.modes import parse_mode
-from explorer.noise import initial_noise, step_noise
-from explorer.parameterization import Prediction, convert
-from explorer.posterior import VarianceType, q_posterior, reverse_log_variance
-from explorer.schedules import Schedule, TimestepSpacing, inference_timesteps
-from explorer.tensors import append_dims
 
 MAX_BATCH_SIZE = 4096
 MAX_BATCH_ELEMENTS = 2**22  # numbers in one [B, *shape] tensor: 16 MiB in float32
@@ -134,8 +134,8 @@ class Trajectory(Sequence[Step]):
         return sum(step.nbytes for step in self.steps)
 
     def compact(self):
-        """The fp16 form the UI keeps per session (see `explorer.trajectory.CompactTrajectory`)."""
-        from explorer.trajectory import CompactTrajectory
+        """The fp16 form the UI keeps per session (see `explorer.diffusion.trajectory.CompactTrajectory`)."""
+        from explorer.diffusion.trajectory import CompactTrajectory
 
         return CompactTrajectory.from_trajectory(self)
 

@@ -1,7 +1,7 @@
 """Model cards (README.md) of the bundled models, rendered from their training.json and quality.json.
 
-A card is never edited by hand: `python -m explorer.train` writes it after training, and
-`python -m explorer.quality --write-card` after measuring; the tests check each card equals `render_card`.
+A card is never edited by hand: `python -m tools.train` writes it after training, and
+`python -m tools.quality --write-card` after measuring; the tests check each card equals `render_card`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from explorer.data import Dataset
-from explorer.metrics import BASELINE_PAIRS, CONFIDENCE_TARGET, ENERGY_RATIO_LIMIT, MAX_CLASS_FRACTION
-from explorer.train import reproduce_command
+from tools.metrics import BASELINE_PAIRS, CONFIDENCE_TARGET, ENERGY_RATIO_LIMIT, MAX_CLASS_FRACTION
+from tools.train import reproduce_command
 
 _DATA_TEXT = {
     Dataset.DIGITS: (
@@ -154,7 +154,7 @@ def render_card(folder: str | Path) -> str:
             f"Targets met: **{'yes' if record['passes'] else 'no'}** ({_TARGETS[data is Dataset.DIGITS]}).",
         ]
     else:
-        lines.append("Not measured yet: run `python -m explorer.quality --model NAME --write-card`.")
+        lines.append("Not measured yet: run `python -m tools.quality --model NAME --write-card`.")
     return "\n".join(lines) + "\n"
 
 

@@ -1,10 +1,10 @@
-"""Train the bundled denoisers: `python -m explorer.train --data digits --prediction epsilon --steps N ...`.
+"""Train the bundled denoisers: `python -m tools.train --data digits --prediction epsilon --steps N ...`.
 
 Training objective (DDPM, Ho et al. 2020, Algorithm 1, with the target chosen by the prediction type):
 
     timestep ~ U{0, …, T−1}   (0-based; paper t = timestep + 1)
-    ε ~ N(0, I),  x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε        `explorer.posterior.q_sample`
-    target = ε | x₀ | v = √ᾱ_t ε − √(1−ᾱ_t) x₀       `explorer.parameterization.v_from_x0_eps`
+    ε ~ N(0, I),  x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε        `explorer.diffusion.posterior.q_sample`
+    target = ε | x₀ | v = √ᾱ_t ε − √(1−ᾱ_t) x₀       `explorer.diffusion.parameterization.v_from_x0_eps`
     loss = mean w_t ‖model(x_t, timestep) − target‖²  MSE on the model's own target
     w_t = 1 (`--loss-weighting uniform`, the default), or min-SNR-γ (Hang et al. 2023): the weight that turns
           each target's MSE into min(SNR_t, γ) · ‖x₀ − x̂₀‖², i.e. min(SNR, γ) for x₀, min(SNR, γ)/SNR for ε,
@@ -42,11 +42,11 @@ import torch
 from torch import nn
 
 from explorer.data import Dataset, digits, points
-from explorer.mlp import PointDenoiserMLP
-from explorer.parameterization import Prediction, v_from_x0_eps
-from explorer.posterior import q_sample
-from explorer.schedules import Schedule
-from explorer.tensors import gather
+from explorer.diffusion.parameterization import Prediction, v_from_x0_eps
+from explorer.diffusion.posterior import q_sample
+from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.tensors import gather
+from explorer.models.mlp import PointDenoiserMLP
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_SCHEDULE = "linear"
@@ -249,7 +249,7 @@ def save_checkpoint(ema: nn.Module, config: TrainConfig, *, steps: int, wall_sec
     }
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     try:  # the card is a convenience here: the quality script rewrites it; never lose a checkpoint over it
-        from explorer.model_card import write_card
+        from tools.model_card import write_card
 
         write_card(out)
     except Exception as error:
@@ -259,7 +259,7 @@ def save_checkpoint(ema: nn.Module, config: TrainConfig, *, steps: int, wall_sec
 def reproduce_command(recipe: dict, steps: int) -> str:
     """The command line that repeats a run (its recipe as saved in training.json) for exactly `steps` steps."""
     command = (
-        f"python -m explorer.train --data {recipe['data']} --prediction {recipe['prediction']} --steps {steps} "
+        f"python -m tools.train --data {recipe['data']} --prediction {recipe['prediction']} --steps {steps} "
         f"--seed {recipe['seed']} --out {shlex.quote(recipe['out'])} --batch-size {recipe['batch_size']} "
         f"--lr {recipe['lr']:g} --warmup-steps {recipe['warmup_steps']} --ema-decay {recipe['ema_decay']:g}"
     )
@@ -363,7 +363,7 @@ def _positive_float(name: str):
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """Parse the command line into a TrainConfig; bad values exit with a message naming the field and range."""
-    parser = argparse.ArgumentParser(prog="python -m explorer.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, choices=[m.value for m in Dataset])
     parser.add_argument("--prediction", required=True, choices=[m.value for m in Prediction])
     parser.add_argument("--steps", required=True, type=_bounded_int("--steps", 1, MAX_STEPS))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from explorer.parameterization import Prediction
+from explorer.diffusion.parameterization import Prediction
 
 VIEWS = ("x_t", "eps", "x0", "v", "mean", "noise")
 
@@ -42,7 +42,7 @@ class CompactTrajectory:
     seed: int
 
     @classmethod
-    def from_trajectory(cls, trajectory) -> CompactTrajectory:  # explorer.sampler.Trajectory
+    def from_trajectory(cls, trajectory) -> CompactTrajectory:  # explorer.diffusion.sampler.Trajectory
         steps = trajectory.steps
         views = {name: torch.stack([getattr(s, name) for s in steps]).to(torch.float16) for name in VIEWS}
         views["x_t"] = torch.stack([s.x_t for s in steps]).float()

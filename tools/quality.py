@@ -1,7 +1,7 @@
 """Measure the bundled models' quality and write it into their model cards.
 
-    python -m explorer.quality train-classifier            # the digits classifier the metrics use
-    python -m explorer.quality --model digits-eps [--samples 1000 --steps 1000 --seed 0] [--write-card]
+    python -m tools.quality train-classifier            # the digits classifier the metrics use
+    python -m tools.quality --model digits-eps [--samples 1000 --steps 1000 --seed 0] [--write-card]
 
 Samples are drawn with diffusers' own `DDPMScheduler` (an implementation nobody here wrote), loaded from the
 model folder's `scheduler_config.json`, with `set_timesteps(steps)` and the ancestral `step()` loop.
@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from explorer.classifier import CLASSIFIER_NAME, PRETRAINED_DIR, load_classifier, train_classifier
 from explorer.data import Dataset, digits
-from explorer.metrics import DigitsQuality, PointsQuality, digits_quality, points_quality
-from explorer.mlp import PointDenoiserMLP
-from explorer.model_card import write_card
+from explorer.models.mlp import PointDenoiserMLP
+from tools.classifier import CLASSIFIER_NAME, PRETRAINED_DIR, load_classifier, train_classifier
+from tools.metrics import DigitsQuality, PointsQuality, digits_quality, points_quality
+from tools.model_card import write_card
 
 MODEL_NAMES = tuple(f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v"))
 MAX_SAMPLES = 100_000
@@ -197,14 +197,14 @@ def _run_evaluation(args: argparse.Namespace) -> int:
     print(json.dumps(asdict(quality), indent=2))
     print(f"{args.model}: {'PASS' if quality.passes else 'FAIL'} in {wall:.0f}s", flush=True)
     if args.write_card:
-        from explorer.train import machine_description
+        from tools.train import machine_description
 
         record = {
             "samples": args.samples,
             "steps": args.steps,
             "seed": args.seed,
             "sampler": "diffusers.DDPMScheduler",
-            "command": f"python -m explorer.quality --model {args.model} --samples {args.samples} "
+            "command": f"python -m tools.quality --model {args.model} --samples {args.samples} "
             f"--steps {args.steps} --seed {args.seed} --batch-size {args.batch_size}"
             + (f" --cache {args.cache}" if args.cache else "")
             + " --write-card",
@@ -232,11 +232,11 @@ def _run_train_classifier(args: argparse.Namespace) -> int:
     out = Path(args.pretrained) / CLASSIFIER_NAME
     model.save_pretrained(out, safe_serialization=True)
     (out / "README.md").write_text(
-        "# digits-classifier\n\nThe metric classifier of `explorer.quality`: a small CNN (`DigitClassifier`: "
+        "# digits-classifier\n\nThe metric classifier of `tools.quality`: a small CNN (`DigitClassifier`: "
         "conv 32, conv 64, fc 128 (the feature layer), fc 10) trained on the 4,000 training digits of "
         f"`explorer.data.digits('train')` for {args.epochs} epochs (AdamW, one-cycle lr 2e-3, ±1-pixel shifts), "
         f"seed {args.seed}. Accuracy on the 1,000 held-out digits: {accuracy:.4f}.\n\n"
-        f"Reproduce: `python -m explorer.quality train-classifier --epochs {args.epochs} --seed {args.seed}`\n"
+        f"Reproduce: `python -m tools.quality train-classifier --epochs {args.epochs} --seed {args.seed}`\n"
     )
     print(f"saved {out}", flush=True)
     return 0
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # no advice about `accelerate` in the measurements' output
-    parser = argparse.ArgumentParser(prog="python -m explorer.quality", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.quality", description=__doc__.splitlines()[0])
     parser.add_argument("--pretrained", default=str(PRETRAINED_DIR), help="folder of bundled models")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)

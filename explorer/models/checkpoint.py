@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from explorer.denoiser import Denoiser, DenoiserOutput
-from explorer.parameterization import Prediction
-from explorer.posterior import VarianceType
-from explorer.schedules import Schedule
-from explorer.tensors import TimestepLike, as_timesteps
+from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
+from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.posterior import VarianceType
+from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.tensors import TimestepLike, as_timesteps
 
 
 class CheckpointProblem(StrEnum):
@@ -296,7 +296,7 @@ def _module_class(class_name: str) -> type:
     """
     with _IMPORT_LOCK:
         if class_name == "PointDenoiserMLP":
-            from explorer.mlp import PointDenoiserMLP
+            from explorer.models.mlp import PointDenoiserMLP
 
             return PointDenoiserMLP
         from diffusers import UNet2DModel

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-from explorer.denoiser import Denoiser, DenoiserOutput
-from explorer.parameterization import Prediction, convert
-from explorer.posterior import VarianceType
-from explorer.schedules import Schedule
-from explorer.tensors import TimestepLike, as_timesteps, gather
+from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
+from explorer.diffusion.parameterization import Prediction, convert
+from explorer.diffusion.posterior import VarianceType
+from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.tensors import TimestepLike, as_timesteps, gather
 
 MAX_ORACLE_POINTS = 100_000
 

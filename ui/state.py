@@ -1,6 +1,6 @@
 """Bounded per-session storage: each session keeps its latest run, under a byte cap and a time to live.
 
-Models are shared by the whole process (see `explorer.hub`); only per-user results live here. An entry
+Models are shared by the whole process (see `explorer.models.hub`); only per-user results live here. An entry
 larger than the per-session cap is refused; when the total passes the global cap, the least recently used
 sessions are dropped first. Expired entries are dropped on every access.
 """
@@ -21,8 +21,8 @@ MIB = 1 << 20
 class StoredRun:
     """What a session keeps of one run: the compact trajectory, the settings it ran with, the model's name."""
 
-    compact: Any  # explorer.trajectory.CompactTrajectory
-    settings: Any  # explorer.sampler.SamplerSettings
+    compact: Any  # explorer.diffusion.trajectory.CompactTrajectory
+    settings: Any  # explorer.diffusion.sampler.SamplerSettings
     model: str
     nbytes: int
 

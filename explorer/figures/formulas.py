@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from explorer.schedules import Schedule
+from explorer.diffusion.schedules import Schedule
 
 
 def number(value: float) -> str:

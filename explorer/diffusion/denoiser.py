@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from explorer.parameterization import Prediction
-from explorer.posterior import VarianceType
-from explorer.schedules import Schedule
-from explorer.tensors import TimestepLike
+from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.posterior import VarianceType
+from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.tensors import TimestepLike
 
 
 @dataclass(frozen=True)

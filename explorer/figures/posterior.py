@@ -17,8 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.plots import FONT
-from explorer.schedules import Schedule
+from explorer.diffusion.schedules import Schedule
+from explorer.figures.schedules import FONT
 
 CURVE_POINTS = 600
 

@@ -22,8 +22,8 @@ from enum import StrEnum
 
 import torch
 
+from explorer.diffusion.tensors import append_dims
 from explorer.modes import parse_mode
-from explorer.tensors import append_dims
 
 
 class Prediction(StrEnum):

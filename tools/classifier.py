@@ -1,8 +1,8 @@
 """The digits classifier behind the quality metrics: a small CNN trained on the real training digits.
 
 Its top-class confidence scores samples, and its penultimate features (128-d) are the feature space of the
-Fréchet distance (`explorer.metrics`). Shipped in `pretrained/digits-classifier/` (safetensors);
-`python -m explorer.quality train-classifier` reproduces it.
+Fréchet distance (`tools.metrics`). Shipped in `pretrained/digits-classifier/` (safetensors);
+`python -m tools.quality train-classifier` reproduces it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from explorer.data import digits
-from explorer.hub import PRETRAINED_DIR
+from explorer.models.refs import PRETRAINED_DIR
 
 CLASSIFIER_NAME = "digits-classifier"
 

@@ -1,6 +1,6 @@
 """The forward marginal q(x_t | x_0) and the forward-process posterior q(x_{t−1} | x_t, x_0).
 
-Notation (Ho et al. 2020, eqs. 4, 6, 7; tables named as in `explorer.schedules`):
+Notation (Ho et al. 2020, eqs. 4, 6, 7; tables named as in `explorer.diffusion.schedules`):
 
     code name                  symbol                                   equation
     q_sample                   x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε,  ε ~ N(0, I)     eq. 4
@@ -22,9 +22,9 @@ from enum import StrEnum
 
 import torch
 
+from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.tensors import TimestepLike, gather
 from explorer.modes import parse_mode
-from explorer.schedules import Schedule
-from explorer.tensors import TimestepLike, gather
 
 
 class VarianceType(StrEnum):

@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.plots import COLOURS, FONT
-from explorer.schedules import Schedule
+from explorer.diffusion.schedules import Schedule
+from explorer.figures.schedules import COLOURS, FONT
 
 LEGEND_BELOW = dict(orientation="h", y=-0.3, yanchor="top")  # under the x-axis titles
 
@@ -80,7 +80,7 @@ PREDICTION_SYMBOLS = {"epsilon": "ε", "sample": "x₀", "v_prediction": "v"}
 def comparison_figure(result) -> go.Figure:
     """Teacher-forced errors per t in each space (one line per model), the true targets' RMS, and the KL terms.
 
-    `result` is an `explorer.teacher.TeacherForcing` computed from a known x₀ (so errors and KL exist).
+    `result` is an `explorer.diffusion.teacher.TeacherForcing` computed from a known x₀ (so errors and KL exist).
     """
     spaces = list(SPACE_SYMBOLS)
     titles = [f"MSE in {SPACE_SYMBOLS[s]} space (log)" for s in spaces]

@@ -15,8 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.diffusion.schedules import Schedule
 from explorer.modes import parse_mode
-from explorer.schedules import Schedule
 
 MAX_POINTS = 500
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")

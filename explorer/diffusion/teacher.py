@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from explorer.denoiser import Denoiser
-from explorer.noise import step_noise
-from explorer.parameterization import Prediction, convert, v_from_x0_eps
-from explorer.posterior import VarianceType, q_posterior, q_sample, reverse_log_variance
-from explorer.schedules import Schedule, inference_timesteps
+from explorer.diffusion.denoiser import Denoiser
+from explorer.diffusion.noise import step_noise
+from explorer.diffusion.parameterization import Prediction, convert, v_from_x0_eps
+from explorer.diffusion.posterior import VarianceType, q_posterior, q_sample, reverse_log_variance
+from explorer.diffusion.schedules import Schedule, inference_timesteps
 
 DEFAULT_POINTS = 100
 MAX_CHUNK = 256
@@ -97,7 +97,7 @@ def teacher_force(
     denoisers: Sequence[Denoiser],
     *,
     x0: torch.Tensor | None = None,
-    trajectory=None,  # explorer.sampler.Trajectory
+    trajectory=None,  # explorer.diffusion.sampler.Trajectory
     timesteps: Sequence[int] | np.ndarray | None = None,
     seed: int = 0,
     schedule: Schedule | None = None,
