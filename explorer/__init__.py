@@ -1,37 +1,43 @@
 """Reverse-process explorer: the maths, models and samplers behind the app (importable without gradio).
 
-Index convention: arrays are 0-based; index i holds paper step t = i + 1, which is also diffusers'
-0-based `timestep`. `paper_t` and `timestep_of` are the only conversions.
+    explorer.diffusion   schedules, the forward posterior, ε/x₀/v conversions, the sampler and its records,
+                         teacher forcing, the exact oracle, seeded noise, the index convention, the step views
+    explorer.models      checkpoints, references, Hub downloads, loading, the catalogue, the model cache
+    explorer.figures     Plotly figures, formulas and pictures from explorer data
+    explorer.data        the small data sets of the bundled models
+    explorer.validation  the one parser for values that arrive from outside
+
+Index convention (`explorer.diffusion.indexing`, the only place that converts): arrays are 0-based; index i holds
+paper step t = i + 1, which is also diffusers' 0-based `timestep`; frame k + 1 shows step k of a run.
 """
 
-from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
+from explorer.diffusion.denoiser import Denoiser, DenoiserOutput, FunctionDenoiser, as_denoiser, wrap
+from explorer.diffusion.indexing import frame_of, paper_t, position_of, timestep_of
 from explorer.diffusion.oracle import OptimalDenoiser, ReverseMixture, mixture_density, true_reverse
 from explorer.diffusion.parameterization import Prediction, convert
 from explorer.diffusion.posterior import Posterior, VarianceType, q_posterior, q_posterior_sample, q_sample
-from explorer.diffusion.sampler import SamplerKind, SamplerSettings, Step, Trajectory, branch, iterate, sample
-from explorer.diffusion.schedules import (
-    BetaSchedule,
-    Schedule,
-    TimestepSpacing,
-    inference_timesteps,
-    paper_t,
-    timestep_of,
-)
+from explorer.diffusion.sampler import branch, iterate, sample
+from explorer.diffusion.schedules import BetaSchedule, Schedule, TimestepSpacing, inference_timesteps
+from explorer.diffusion.settings import SamplerKind, SamplerSettings, resolve_settings
 from explorer.diffusion.teacher import ModelForcing, TeacherForcing, teacher_force
-from explorer.diffusion.trajectory import CompactTrajectory
+from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, Step, Trajectory
+from explorer.diffusion.views import STEP_VIEWS, StepView
 from explorer.models.catalogue import CatalogueEntry, catalogue
 from explorer.models.checkpoint import CheckpointError, CheckpointProblem, ModuleDenoiser
 from explorer.models.device import pick_device
 from explorer.models.loader import clear_cache, load
 
 __all__ = [
+    "STEP_VIEWS",
     "BetaSchedule",
     "CatalogueEntry",
     "CheckpointError",
     "CheckpointProblem",
+    "CompactRecorder",
     "CompactTrajectory",
     "Denoiser",
     "DenoiserOutput",
+    "FunctionDenoiser",
     "ModelForcing",
     "ModuleDenoiser",
     "OptimalDenoiser",
@@ -42,25 +48,31 @@ __all__ = [
     "SamplerSettings",
     "Schedule",
     "Step",
+    "StepView",
     "TeacherForcing",
     "TimestepSpacing",
     "Trajectory",
     "VarianceType",
+    "as_denoiser",
     "branch",
     "catalogue",
     "clear_cache",
     "convert",
+    "frame_of",
     "inference_timesteps",
     "iterate",
     "load",
     "mixture_density",
     "paper_t",
     "pick_device",
+    "position_of",
     "q_posterior",
     "q_posterior_sample",
     "q_sample",
+    "resolve_settings",
     "sample",
     "teacher_force",
     "timestep_of",
     "true_reverse",
+    "wrap",
 ]

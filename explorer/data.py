@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explorer.modes import parse_mode
+from explorer.validation import parse_mode
 
 DIGIT_SIZE = 16
 HELD_OUT_PER_CLASS = 100
@@ -44,8 +44,8 @@ class Split(StrEnum):
     HELD_OUT = "held_out"
 
     @classmethod
-    def parse(cls, value: str | Split) -> Split:
-        return parse_mode(cls, value, "split")
+    def parse(cls, value: str | Split, field: str = "split") -> Split:
+        return parse_mode(cls, value, field)
 
 
 class Dataset(StrEnum):
@@ -56,8 +56,8 @@ class Dataset(StrEnum):
     RING = "ring"
 
     @classmethod
-    def parse(cls, value: str | Dataset) -> Dataset:
-        return parse_mode(cls, value, "data")
+    def parse(cls, value: str | Dataset, field: str = "data") -> Dataset:
+        return parse_mode(cls, value, field)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""Checks for values that arrive from a UI or an API client: pure, and each failure names the field.
+"""The one parser at the edge: modes (`str` enums) and numbers from a UI or an API client, naming the field.
 
 A slider can deliver NaN, 50.5 for an integer, or a value beyond its range through the API; a dropdown can
 deliver any string. Each check returns the parsed value or raises `ValueError` with a message that names
@@ -8,11 +8,29 @@ the field and the allowed range, which the app shows as it is.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, TypeVar
 
 E = TypeVar("E", bound=StrEnum)
+
+
+def parse_mode(
+    cls: type[E], value: object, field: str, *, aliases: Mapping[str, E] | None = None, casefold: bool = True
+) -> E:
+    """The member of `cls` named by `value` (trimmed, case-insensitive unless `casefold=False`, or an alias);
+    an unknown value raises ValueError naming `field` and every valid choice."""
+    if isinstance(value, cls):
+        return value
+    text = str(value).strip()
+    text = text.lower() if casefold else text
+    if aliases and text in aliases:
+        return aliases[text]
+    try:
+        return cls(text)
+    except ValueError:
+        valid = ", ".join([m.value for m in cls] + list(aliases or ()))
+        raise ValueError(f"{field} must be one of {valid}; got {value!r}") from None
 
 
 def check_int(field: str, value: Any, low: int, high: int) -> int:
@@ -68,22 +86,10 @@ def check_bool(field: str, value: Any) -> bool:
     raise ValueError(f"{field} must be true or false; got {value!r}")
 
 
-def check_choice(field: str, value: Any, enum: type[E], parse: Callable[[Any], E] | None = None) -> E:
-    """A member of a `StrEnum`, parsed by its own `parse` when it has one."""
-    parser = parse or getattr(enum, "parse", None) or enum
-    try:
-        return parser(value)
-    except (TypeError, ValueError):
-        valid = ", ".join(member.value for member in enum)
-        raise ValueError(f"{field} must be one of {valid}; got {value!r}") from None
-
-
-def check_option(field: str, value: Any, options: Iterable[str]) -> str:
-    """One of a fixed list of strings (a dropdown whose choices are not an enum)."""
-    choices = list(options)
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{field} must be one of {', '.join(choices)}; got {value!r}")
-    return value
+def check_choice(field: str, value: Any, enum: type[E]) -> E:
+    """A member of a `StrEnum`, through its own `parse` (which knows its aliases) when it has one."""
+    parse = getattr(enum, "parse", None)
+    return parse(value, field) if parse is not None else parse_mode(enum, value, field)
 
 
 def check_seed(value: Any) -> int:

@@ -193,10 +193,10 @@ def test_nan_output_stops_the_run_naming_the_step() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(num_inference_steps=0), r"num_inference_steps must be an integer in \[1, 1000\]"),
+        (dict(num_inference_steps=0), r"num_inference_steps must be a whole number in \[1, 1000\]"),
         (dict(num_inference_steps=1001), r"\[1, 1000\]"),
         (dict(num_inference_steps=10.5), "num_inference_steps"),
-        (dict(eta=float("nan")), r"eta must be a number in \[0, 1\]"),
+        (dict(eta=float("nan")), r"eta must be a finite number in \[0, 1\]"),
         (dict(eta=1.5), "eta"),
         (dict(batch_size=0), "batch_size"),
         (dict(batch_size=10**6), "batch_size"),
@@ -223,7 +223,7 @@ def test_compact_form_keeps_the_views_and_fits_the_budget() -> None:
         for name in ("x_t", "x0", "eps", "v", "mean", "noise", "x0_clipped", "x_prev"):
             torch.testing.assert_close(compact.view(name, k), getattr(trajectory[k], name), rtol=2e-3, atol=2e-3)
     assert compact.clipped_fraction.shape == (30, 4) and float(compact.clipped_fraction[0].max()) > 0
-    with pytest.raises(ValueError, match="frame"):
+    with pytest.raises(ValueError, match="step must be"):
         compact.view("x_t", 30)
 
 
@@ -234,3 +234,77 @@ def test_a_1000_step_batch_16_digits_run_fits_64_mib_in_compact_form() -> None:
     run = sample(digits_shaped, num_inference_steps=1000, batch_size=16)
     compact = run.compact()
     assert len(compact) == 1000 and compact.nbytes < 64 * 2**20 < run.nbytes
+
+
+# --- the denoiser contract and the one sampler entry --------------------------------------------------------
+
+
+class PlainNetwork:
+    """What a user writes around their own network: no base class, just the four attributes and a call."""
+
+    def __init__(self, unet) -> None:
+        self.unet = unet
+        self.prediction = "epsilon"
+        self.schedule = SHORT
+        self.sample_shape = (1, 8, 8)
+        self.name = "mine"
+
+    def __call__(self, x_t: torch.Tensor, timestep) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.unet(x_t.float(), timestep).sample * 3.0
+
+
+def test_a_user_written_wrapper_and_a_plain_object_sample_like_a_denoiser() -> None:
+    from explorer import wrap
+
+    reference_model = TinyUNetDenoiser("epsilon", schedule=SHORT)
+    expected = sample(reference_model, num_inference_steps=5, batch_size=2, seed=4)
+    plain = PlainNetwork(reference_model.unet)
+    wrapped = wrap(plain, prediction="epsilon", schedule=SHORT, sample_shape=(1, 8, 8), name="mine")
+    for model in (wrapped, plain):  # the one-line wrapper, and the duck-typed object as it is
+        run = sample(model, num_inference_steps=5, batch_size=2, seed=4)
+        assert run.denoiser_name == "mine" and len(run) == 5
+        torch.testing.assert_close(run.samples, expected.samples, rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match=r"needs \.schedule"):
+        sample(object.__new__(type("Partial", (), {"prediction": "epsilon", "sample_shape": (2,), "name": "p"})))
+    with pytest.raises(ValueError, match="shaped like x_t"):
+        sample(wrap(lambda x, t: x[:, :1], prediction="sample", schedule=SHORT, sample_shape=(2,)), batch_size=2)
+
+
+def test_settings_are_checked_once_and_the_same_object_drives_every_entry() -> None:
+    from explorer import CompactRecorder
+
+    denoiser = TinyUNetDenoiser("v_prediction", schedule=SHORT, clip_sample=True)
+    settings = resolve_settings(denoiser, sampler="ddim", num_inference_steps=7, eta=0.5, batch_size=3, seed=2)
+    run = sample(denoiser, settings)
+    assert run.settings is settings and run.timesteps.tolist() == list(settings.timesteps)
+    recorder = CompactRecorder(denoiser.name, denoiser.prediction, settings)
+    for step in iterate(denoiser, settings):
+        recorder.add(step)
+    compact = recorder.finish()
+    from_run = run.compact()
+    assert compact.nbytes == from_run.nbytes
+    for name in ("x_t", "x0", "eps", "v", "mean", "noise", "std", "samples"):
+        assert torch.equal(getattr(compact, name), getattr(from_run, name)), name
+    with pytest.raises(ValueError, match="not both"):
+        sample(denoiser, settings, num_inference_steps=3)
+    with pytest.raises(ValueError, match="stopped after 2 of 7"):
+        partial = CompactRecorder(denoiser.name, denoiser.prediction, settings)
+        for step, _ in zip(iterate(denoiser, settings), range(2), strict=False):
+            partial.add(step)
+        partial.finish()
+
+
+def test_a_compact_run_turns_back_into_a_trajectory_and_branches_directly() -> None:
+    from explorer.diffusion.trajectory import compact_nbytes
+
+    denoiser = TinyUNetDenoiser("sample", schedule=SHORT)
+    run = sample(denoiser, num_inference_steps=8, batch_size=2, seed=1)
+    compact = run.compact()
+    assert compact.nbytes == compact_nbytes(8, 2, (1, 8, 8))  # what a run will need is known before it starts
+    head = compact.to_trajectory(4)
+    assert len(head) == 5 and head.settings is run.settings
+    assert torch.equal(head[4].x_t, run[4].x_t)  # the restart state is the recorded float32 state itself
+    torch.testing.assert_close(head[2].model_output, run[2].model_output, rtol=2e-3, atol=2e-3)
+    rerun = branch(head, denoiser, 4)
+    torch.testing.assert_close(rerun.samples, run.samples, rtol=0, atol=1e-5)

@@ -4,12 +4,21 @@ A denoiser is called as `denoiser(x_t, timestep) -> output`: x_t is [B, *sample_
 diffusers' 0-based index (an int or a [B] tensor; paper t = timestep + 1), and output is [B, *sample_shape]
 in the denoiser's own `prediction` space (ε, x₀ or v). `predict` also returns the variance channels of
 learned-variance models.
+
+Three ways to bring a network:
+- subclass `Denoiser`: set `name`, `prediction`, `schedule`, `sample_shape` and implement `predict`;
+  every other attribute has a default (no clipping, `fixed_small` variance, CPU, float32);
+- `wrap(fn, prediction=..., schedule=..., sample_shape=...)`: a plain callable `fn(x_t, timestep) -> output`;
+- any object with `.prediction`, `.schedule`, `.sample_shape`, `.name` that is callable as above: the sampler
+  and teacher forcing accept it as it is (`as_denoiser`), reading the optional attributes when present.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -61,3 +70,94 @@ class Denoiser(ABC):
             f"{type(self).__name__}(name={self.name!r}, prediction={self.prediction.value}, "
             f"sample_shape={self.sample_shape}, T={self.schedule.num_train_timesteps})"
         )
+
+
+class FunctionDenoiser(Denoiser):
+    """A plain callable `fn(x_t, timestep) -> output` ([B, *sample_shape] in the `prediction` space) as a denoiser."""
+
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor, TimestepLike], torch.Tensor],
+        *,
+        prediction: str | Prediction,
+        schedule: Schedule,
+        sample_shape: tuple[int, ...],
+        name: str = "wrapped",
+        clip_sample: bool = False,
+        variance_type: str | VarianceType = VarianceType.FIXED_SMALL,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"wrap needs a callable fn(x_t, timestep); got {type(fn).__name__}")
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be an explorer Schedule; got {type(schedule).__name__}")
+        shape = tuple(int(size) for size in sample_shape)
+        if not shape or any(size < 1 for size in shape):
+            raise ValueError(f"sample_shape must be a non-empty tuple of positive sizes; got {sample_shape!r}")
+        self.fn = fn
+        self.name = str(name)
+        self.prediction = Prediction.parse(prediction)
+        self.schedule = schedule
+        self.sample_shape = shape
+        self.clip_sample = bool(clip_sample)
+        self.variance_type = VarianceType.parse(variance_type)
+        self._device = torch.device(device)
+        self._dtype = dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    def predict(self, x_t: torch.Tensor, timestep: TimestepLike) -> DenoiserOutput:
+        output = self.fn(x_t, timestep)
+        if not isinstance(output, torch.Tensor) or output.shape != x_t.shape:
+            got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ValueError(f"{self.name}: fn must return a tensor shaped like x_t {tuple(x_t.shape)}; got {got}")
+        return DenoiserOutput(prediction=output)
+
+
+def wrap(
+    fn: Callable[[torch.Tensor, TimestepLike], torch.Tensor],
+    *,
+    prediction: str | Prediction,
+    schedule: Schedule,
+    sample_shape: tuple[int, ...],
+    **options: Any,
+) -> FunctionDenoiser:
+    """A denoiser from a plain callable. `options`: name, clip_sample, variance_type, device, dtype."""
+    return FunctionDenoiser(fn, prediction=prediction, schedule=schedule, sample_shape=sample_shape, **options)
+
+
+REQUIRED = ("prediction", "schedule", "sample_shape", "name")
+OPTIONAL = ("clip_sample", "variance_type", "device", "dtype")
+
+
+def as_denoiser(model: Any) -> Denoiser:
+    """`model` itself when it is a `Denoiser`; else the duck-typed object DESIGN.md describes, wrapped.
+
+    The object must be callable as `model(x_t, timestep)` and have `.prediction`, `.schedule`, `.sample_shape`
+    and `.name`; `.clip_sample`, `.variance_type`, `.device` and `.dtype` are read when present.
+    """
+    if isinstance(model, Denoiser):
+        return model
+    missing = [name for name in REQUIRED if not hasattr(model, name)]
+    if missing or not callable(model):
+        needs = ", ".join(f".{name}" for name in missing) + (" and a __call__" if not callable(model) else "")
+        raise TypeError(
+            f"{type(model).__name__} is not a denoiser: it needs {needs.lstrip(', ')} "
+            "(or use explorer.wrap(fn, prediction=..., schedule=..., sample_shape=...))"
+        )
+    options = {name: getattr(model, name) for name in OPTIONAL if hasattr(model, name)}
+    return wrap(
+        model,
+        prediction=model.prediction,
+        schedule=model.schedule,
+        sample_shape=model.sample_shape,
+        name=model.name,
+        **options,
+    )

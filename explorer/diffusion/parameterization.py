@@ -23,7 +23,7 @@ from enum import StrEnum
 import torch
 
 from explorer.diffusion.tensors import append_dims
-from explorer.modes import parse_mode
+from explorer.validation import parse_mode
 
 
 class Prediction(StrEnum):
@@ -34,14 +34,9 @@ class Prediction(StrEnum):
     V_PREDICTION = "v_prediction"
 
     @classmethod
-    def parse(cls, value: str | Prediction) -> Prediction:
+    def parse(cls, value: str | Prediction, field: str = "prediction type") -> Prediction:
         """Parse a prediction type; unknown names raise ValueError listing the valid ones."""
-        return parse_mode(cls, value, "prediction type")
-
-    @property
-    def symbol(self) -> str:
-        """The quantity's symbol, for labels."""
-        return {"epsilon": "ε", "sample": "x₀", "v_prediction": "v"}[self.value]
+        return parse_mode(cls, value, field)
 
 
 AlphaBar = float | torch.Tensor

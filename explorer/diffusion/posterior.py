@@ -24,7 +24,7 @@ import torch
 
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import TimestepLike, gather
-from explorer.modes import parse_mode
+from explorer.validation import parse_mode
 
 
 class VarianceType(StrEnum):
@@ -35,8 +35,8 @@ class VarianceType(StrEnum):
     LEARNED_RANGE = "learned_range"
 
     @classmethod
-    def parse(cls, value: str | VarianceType) -> VarianceType:
-        return parse_mode(cls, value, "variance")
+    def parse(cls, value: str | VarianceType, field: str = "variance") -> VarianceType:
+        return parse_mode(cls, value, field)
 
 
 @dataclass(frozen=True)

@@ -22,195 +22,22 @@ steps, DDIM and the full 1000-step chain share one formula. The model is always 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from explorer.diffusion.denoiser import Denoiser
+from explorer.diffusion.denoiser import Denoiser, as_denoiser
+from explorer.diffusion.indexing import frame_of, paper_t
 from explorer.diffusion.noise import initial_noise, step_noise
 from explorer.diffusion.parameterization import Prediction, convert
-from explorer.diffusion.posterior import VarianceType, q_posterior, reverse_log_variance
-from explorer.diffusion.schedules import Schedule, TimestepSpacing, inference_timesteps
+from explorer.diffusion.posterior import q_posterior, reverse_log_variance
+from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.settings import END_OF_RUN, SamplerKind, SamplerSettings, resolve_settings
 from explorer.diffusion.tensors import append_dims
-from explorer.modes import parse_mode
-
-MAX_BATCH_SIZE = 4096
-MAX_BATCH_ELEMENTS = 2**22  # numbers in one [B, *shape] tensor: 16 MiB in float32
-MAX_SEED = 2**63 - 1
-
-
-class SamplerKind(StrEnum):
-    """The reverse update: DDPM ancestral sampling, or DDIM (η = 0 deterministic, η = 1 DDPM-like)."""
-
-    DDPM = "ddpm"
-    DDIM = "ddim"
-
-    @classmethod
-    def parse(cls, value: str | SamplerKind) -> SamplerKind:
-        return parse_mode(cls, value, "sampler")
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """Everything that determines a run besides the denoiser. timesteps: visiting order, descending."""
-
-    sampler: SamplerKind
-    timesteps: tuple[int, ...]
-    eta: float
-    variance: VarianceType
-    clip_sample: bool
-    clip_range: float
-    seed: int
-    batch_size: int
-    schedule: Schedule = field(repr=False)
-    spacing: TimestepSpacing = TimestepSpacing.LEADING
-
-    @property
-    def num_inference_steps(self) -> int:
-        return len(self.timesteps)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One reverse step k, as CPU tensors [B, *shape] (std broadcastable: [B, 1, ..., 1] or [B, *shape]).
-
-    x_prev == mean + std * noise holds exactly; timestep and prev_timestep are 0-based (−1 = the end).
-    """
-
-    index: int
-    timestep: int
-    prev_timestep: int
-    x_t: torch.Tensor
-    model_output: torch.Tensor
-    eps: torch.Tensor
-    x0: torch.Tensor
-    x0_clipped: torch.Tensor
-    v: torch.Tensor
-    mean: torch.Tensor
-    std: torch.Tensor
-    noise: torch.Tensor
-    x_prev: torch.Tensor
-
-    @property
-    def nbytes(self) -> int:
-        tensors = (self.x_t, self.model_output, self.eps, self.x0, self.x0_clipped, self.v)
-        tensors += (self.mean, self.std, self.noise, self.x_prev)
-        return sum(t.numel() * t.element_size() for t in tensors)
-
-
-@dataclass(frozen=True)
-class Trajectory(Sequence[Step]):
-    """A recorded run: steps[k] goes from timesteps[k] to timesteps[k+1]; samples is the final x_0 [B, *shape]."""
-
-    denoiser_name: str
-    prediction: Prediction
-    settings: SamplerSettings
-    steps: tuple[Step, ...]
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    def __getitem__(self, index):  # type: ignore[override]
-        return self.steps[index]
-
-    @property
-    def x_T(self) -> torch.Tensor:
-        return self.steps[0].x_t
-
-    @property
-    def samples(self) -> torch.Tensor:
-        return self.steps[-1].x_prev
-
-    @property
-    def timesteps(self) -> np.ndarray:
-        return np.array([s.timestep for s in self.steps], dtype=np.int64)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the recorded tensors (x_prev shares no storage with the next x_t)."""
-        return sum(step.nbytes for step in self.steps)
-
-    def compact(self):
-        """The fp16 form the UI keeps per session (see `explorer.diffusion.trajectory.CompactTrajectory`)."""
-        from explorer.diffusion.trajectory import CompactTrajectory
-
-        return CompactTrajectory.from_trajectory(self)
-
-
-# --- settings ----------------------------------------------------------------------------------
-
-
-def _check_number(name: str, value: float, low: float, high: float, integer: bool = False) -> None:
-    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and low <= value <= high and (not integer or float(value).is_integer())
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} in [{low:g}, {high:g}]; got {value!r}")
-
-
-def resolve_settings(
-    denoiser: Denoiser,
-    *,
-    sampler: str | SamplerKind = SamplerKind.DDPM,
-    num_inference_steps: int | None = None,
-    eta: float = 0.0,
-    variance: str | VarianceType | None = None,
-    batch_size: int = 1,
-    seed: int = 0,
-    clip_sample: bool | None = None,
-    schedule: Schedule | None = None,
-    spacing: str | TimestepSpacing = TimestepSpacing.LEADING,
-    clip_range: float = 1.0,
-    timesteps: Sequence[int] | None = None,
-) -> SamplerSettings:
-    """Validate the arguments of `sample` and fill each None with the checkpoint's own setting."""
-    kind = SamplerKind.parse(sampler)
-    spacing = TimestepSpacing.parse(spacing)
-    schedule = denoiser.schedule if schedule is None else schedule
-    total = schedule.num_train_timesteps
-    if total != denoiser.schedule.num_train_timesteps:
-        raise ValueError(
-            f"schedule must have the model's T = {denoiser.schedule.num_train_timesteps} steps; got T = {total}"
-        )
-    if timesteps is None:
-        steps = total if num_inference_steps is None else num_inference_steps
-        _check_number("num_inference_steps", steps, 1, total, integer=True)
-        visited = inference_timesteps(total, int(steps), spacing)
-    else:
-        visited = np.asarray(timesteps, dtype=np.int64)
-        if visited.ndim != 1 or visited.size == 0 or np.any(np.diff(visited) >= 0):
-            raise ValueError("timesteps must be a non-empty, strictly descending sequence")
-        if visited[-1] < 0 or visited[0] > total - 1:
-            raise ValueError(f"timesteps must lie in [0, {total - 1}]")
-    _check_number("eta", eta, 0.0, 1.0)
-    per_sample = math.prod(denoiser.sample_shape)
-    _check_number("batch_size", batch_size, 1, min(MAX_BATCH_SIZE, MAX_BATCH_ELEMENTS // per_sample), integer=True)
-    _check_number("seed", seed, 0, MAX_SEED, integer=True)
-    _check_number("clip_range", clip_range, 1e-3, 1e3)
-    variance = denoiser.variance_type if variance is None else VarianceType.parse(variance)
-    if variance is VarianceType.LEARNED_RANGE and not denoiser.learned_variance:
-        raise ValueError(f"variance 'learned_range' needs a learned-variance model; {denoiser.name} is not one")
-    if denoiser.prediction is Prediction.EPSILON and schedule.alphas_cumprod[visited[0]] == 0.0:
-        raise ValueError(
-            "x̂₀ is undefined at t = T for an ε-prediction model when ᾱ_T = 0 (zero terminal SNR): start below "
-            "T (spacing 'leading'), use a schedule without zero terminal SNR, or use a v-prediction model"
-        )
-    return SamplerSettings(
-        sampler=kind,
-        timesteps=tuple(int(t) for t in visited),
-        eta=float(eta),
-        variance=variance,
-        clip_sample=denoiser.clip_sample if clip_sample is None else bool(clip_sample),
-        clip_range=float(clip_range),
-        seed=int(seed),
-        batch_size=int(batch_size),
-        schedule=schedule,
-        spacing=spacing,
-    )
-
+from explorer.diffusion.trajectory import Step, Trajectory
+from explorer.validation import check_int
 
 # --- one step ----------------------------------------------------------------------------------
 
@@ -239,8 +66,9 @@ def reverse_step(
     x0 = convert(model_output, prediction, Prediction.SAMPLE, x_t, a_t)
     v = convert(model_output, prediction, Prediction.V_PREDICTION, x_t, a_t)
     if not (torch.isfinite(x0).all() and torch.isfinite(eps).all()):
-        t = settings.timesteps[index] + 1
-        raise FloatingPointError(f"the model's output is not finite (NaN or inf) at step {index + 1} of {n} (t = {t})")
+        t = paper_t(settings.timesteps[index])
+        where = f"step {frame_of(index)} of {n} (t = {t})"
+        raise FloatingPointError(f"the model's output is not finite (NaN or inf) at {where}")
     x0_clipped = x0.clamp(-settings.clip_range, settings.clip_range) if settings.clip_sample else x0
 
     if settings.sampler is SamplerKind.DDPM:
@@ -298,68 +126,65 @@ def _run(
         step = Step(
             index=k,
             timestep=t,
-            prev_timestep=settings.timesteps[k + 1] if k + 1 < n else -1,
+            prev_timestep=settings.timesteps[k + 1] if k < n - 1 else END_OF_RUN,
             x_t=x_t.to("cpu", torch.float32),
             model_output=model_output.to("cpu", torch.float32),
             noise=noise.to("cpu", torch.float32),
             **cpu,
         )
         if progress is not None:
-            progress(k + 1, n)
+            progress(frame_of(k), n)
         yield step
         x_t = cpu["x_prev"].to(device=device, dtype=dtype)  # carry exactly what was recorded (float32)
 
 
-def iterate(denoiser: Denoiser, *, progress: Callable[[int, int], None] | None = None, **options) -> Iterator[Step]:
-    """Yield each `Step` as it is computed (stop any time). Options as for `sample`."""
-    settings = resolve_settings(denoiser, **options)
+def _settings_for(denoiser: Denoiser, settings: SamplerSettings | None, options: dict) -> SamplerSettings:
+    if settings is None:
+        return resolve_settings(denoiser, **options)
+    if options:
+        raise ValueError(f"give either settings or keyword options, not both; got settings and {', '.join(options)}")
+    if not isinstance(settings, SamplerSettings):
+        raise TypeError(f"settings must be a SamplerSettings (from resolve_settings); got {type(settings).__name__}")
+    return settings
+
+
+def iterate(
+    denoiser: Denoiser,
+    settings: SamplerSettings | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    **options,
+) -> Iterator[Step]:
+    """Yield each `Step` as it is computed (stop any time): with checked `settings`, or with the keyword options
+    of `resolve_settings` (the same as `sample`'s)."""
+    denoiser = as_denoiser(denoiser)
+    settings = _settings_for(denoiser, settings, options)
     shape = (settings.batch_size, *denoiser.sample_shape)
     return _run(denoiser, settings, initial_noise(settings.seed, shape), 0, progress)
 
 
 def sample(
     denoiser: Denoiser,
+    settings: SamplerSettings | None = None,
     *,
-    sampler: str | SamplerKind = "ddpm",
-    num_inference_steps: int | None = None,
-    eta: float = 0.0,
-    variance: str | VarianceType | None = None,
-    batch_size: int = 1,
-    seed: int = 0,
-    clip_sample: bool | None = None,
-    schedule: Schedule | None = None,
-    spacing: str | TimestepSpacing = "leading",
-    clip_range: float = 1.0,
-    timesteps: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    **options,
 ) -> Trajectory:
-    """Run the reverse process and record every step. None means the checkpoint's own setting.
+    """Run the reverse process and record every step.
 
-    x_T and the noise of step k depend on (seed, k) only: the same seed gives the same x_T and per-step
-    noise for every model. num_inference_steps ∈ [1, T] (default T); eta ∈ [0, 1] (DDIM only).
+    Options are `resolve_settings`' keywords (sampler, num_inference_steps, eta, variance, batch_size, seed,
+    clip_sample, schedule, spacing, clip_range, timesteps); None means the checkpoint's own setting. x_T and the
+    noise of step k depend on (seed, k) only: the same seed gives the same x_T and noise for every model.
     """
-    settings = resolve_settings(
-        denoiser,
-        sampler=sampler,
-        num_inference_steps=num_inference_steps,
-        eta=eta,
-        variance=variance,
-        batch_size=batch_size,
-        seed=seed,
-        clip_sample=clip_sample,
-        schedule=schedule,
-        spacing=spacing,
-        clip_range=clip_range,
-        timesteps=timesteps,
-    )
-    shape = (settings.batch_size, *denoiser.sample_shape)
-    steps = tuple(_run(denoiser, settings, initial_noise(settings.seed, shape), 0, progress))
+    denoiser = as_denoiser(denoiser)
+    settings = _settings_for(denoiser, settings, options)
+    steps = tuple(iterate(denoiser, settings, progress=progress))
     return Trajectory(denoiser.name, denoiser.prediction, settings, steps)
 
 
 def branch_timesteps(start: int, count: int) -> tuple[int, ...]:
     """`count` evenly spaced timesteps from `start` down to 0 (descending, distinct)."""
-    _check_number("remaining steps", count, 1, start + 1, integer=True)
+    check_int("remaining steps", count, 1, start + 1)
     return tuple(int(t) for t in np.unique(np.round(np.linspace(0, start, int(count))).astype(np.int64))[::-1])
 
 
@@ -378,7 +203,8 @@ def branch(
     `changes` may set sampler, eta, variance, clip_sample, clip_range or schedule; `remaining_steps` resamples
     the timesteps from t_k down to 0 on an even grid.
     """
-    _check_number("from_index", from_index, 0, len(trajectory) - 1, integer=True)
+    denoiser = as_denoiser(denoiser)
+    check_int("from_index", from_index, 0, len(trajectory) - 1)
     allowed = {"sampler", "eta", "variance", "clip_sample", "clip_range", "schedule"}
     unknown = set(changes) - allowed
     if unknown:

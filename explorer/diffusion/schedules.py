@@ -18,7 +18,7 @@ Lin et al. 2023 for zero terminal SNR):
     posterior_mean_coef_xt[i]         √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)              eq. 7
 
 Index convention: every table is a float64 array of length T and index i holds paper step t = i + 1.
-Index i is also diffusers' 0-based `timestep`. `paper_t` and `timestep_of` are the only conversions.
+Index i is also diffusers' 0-based `timestep`; `explorer.diffusion.indexing` is the only place that converts.
 """
 
 from __future__ import annotations
@@ -31,23 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from explorer.modes import parse_mode
+from explorer.diffusion.indexing import paper_t
+from explorer.validation import parse_mode
 
 MIN_TIMESTEPS = 2
 MAX_TIMESTEPS = 10_000
 COSINE_MAX_BETA = 0.999
 DEFAULT_BETA_START = 1e-4
 DEFAULT_BETA_END = 0.02
-
-
-def paper_t(timestep: int) -> int:
-    """Paper step t (1..T) of diffusers' 0-based timestep / table index."""
-    return int(timestep) + 1
-
-
-def timestep_of(t: int) -> int:
-    """Diffusers' 0-based timestep / table index of paper step t (1..T)."""
-    return int(t) - 1
 
 
 class BetaSchedule(StrEnum):
@@ -59,9 +50,9 @@ class BetaSchedule(StrEnum):
     SIGMOID = "sigmoid"
 
     @classmethod
-    def parse(cls, value: str | BetaSchedule) -> BetaSchedule:
+    def parse(cls, value: str | BetaSchedule, field: str = "schedule name") -> BetaSchedule:
         """Parse a schedule name; `cosine` is an alias of `squaredcos_cap_v2`."""
-        return parse_mode(cls, value, "schedule name", aliases={"cosine": cls.SQUAREDCOS_CAP_V2})
+        return parse_mode(cls, value, field, aliases={"cosine": cls.SQUAREDCOS_CAP_V2})
 
 
 class TimestepSpacing(StrEnum):
@@ -72,8 +63,8 @@ class TimestepSpacing(StrEnum):
     LINSPACE = "linspace"
 
     @classmethod
-    def parse(cls, value: str | TimestepSpacing) -> TimestepSpacing:
-        return parse_mode(cls, value, "timestep spacing")
+    def parse(cls, value: str | TimestepSpacing, field: str = "timestep spacing") -> TimestepSpacing:
+        return parse_mode(cls, value, field)
 
 
 # --- β schedules as pure functions: (T, parameters) -> float64 [T] ------------------------------
@@ -196,13 +187,13 @@ def _check_betas(betas: Any, minimum: int = MIN_TIMESTEPS) -> np.ndarray:
         raise ValueError(f"betas must hold T values, T in [{MIN_TIMESTEPS}, {MAX_TIMESTEPS}]; got {array.size}")
     if not np.all(np.isfinite(array)):
         bad = int(np.flatnonzero(~np.isfinite(array))[0])
-        raise ValueError(f"betas must be finite; betas[{bad}] (t = {bad + 1}) is {array[bad]}")
+        raise ValueError(f"betas must be finite; betas[{bad}] (t = {paper_t(bad)}) is {array[bad]}")
     inner, last = array[:-1], array[-1]
     if np.any(inner <= 0) or np.any(inner >= 1) or not 0 < last <= 1:
         bad = int(np.flatnonzero((array <= 0) | (array > 1) | np.r_[inner >= 1, False])[0])
         raise ValueError(
             f"every beta must lie in (0, 1) (only the last may be exactly 1, for zero terminal SNR); "
-            f"betas[{bad}] (t = {bad + 1}) is {array[bad]}"
+            f"betas[{bad}] (t = {paper_t(bad)}) is {array[bad]}"
         )
     return array
 
@@ -354,6 +345,13 @@ class Schedule:
     def terminal_snr_is_zero(self) -> bool:
         """True when ᾱ_T = 0 exactly: x̂₀ from ε̂ is undefined at t = T."""
         return bool(self.alphas_cumprod[-1] == 0.0)
+
+    def nearest_timestep(self, alpha_cumprod: float) -> int:
+        """The 0-based timestep whose ᾱ is nearest `alpha_cumprod` in log space: where another schedule's noise
+        level falls on this one (ᾱ = 0 maps to the last step)."""
+        target = math.log(max(float(alpha_cumprod), 1e-300))
+        own = np.log(np.maximum(self.alphas_cumprod, 1e-300))
+        return int(np.argmin(np.abs(own - target)))
 
     def respace(self, timesteps: Sequence[int] | np.ndarray) -> Schedule:
         """The schedule that jumps between the kept 0-based `timesteps` (any order; sorted here).

@@ -1,23 +1,103 @@
-"""The compact form of a recorded run that the UI keeps per session: fp16 views, stacked over steps.
+"""Records of a run: each `Step` in full (float32), a `Trajectory` of them, and the compact form the UI keeps.
 
-x_t stays float32, so a branch restarted from any frame continues exactly where the run was.
-
-A `Trajectory` holds ten float32 tensors per step. The UI needs six views (x_t, ε̂, x̂₀, v̂, μ, z), the
-per-sample σ and the final sample; the rest is derived: x_prev of step k is x_t of step k + 1,
-x̂₀ clipped is a clamp, and the model output is one of the three views. Views are stored after they were
-computed in fp32 or better (re-deriving x̂₀ from an fp16 ε̂ at t = T is off by 0.6).
+A `Trajectory` holds ten float32 tensors per step. The compact form keeps the six views of
+`explorer.diffusion.views` (x_t, x̂₀, ε̂, v̂, μ, z) stacked over steps in float16, with x_t in float32 so that a
+branch restarted from any frame continues exactly where the run was, plus the per-sample σ and the final sample.
+The rest is derived: x_prev of step k is x_t of the next step, x̂₀ clipped is a clamp, and the model output is
+its own view. Views are stored after they were computed in fp32 or better (re-deriving x̂₀ from an fp16 ε̂ at
+t = T is off by 0.6). `CompactRecorder` writes each step into preallocated tensors as it arrives, so a run never
+holds its steps at full precision; `compact_nbytes` says what a run will need before it starts.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
 from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.settings import END_OF_RUN, SamplerSettings
+from explorer.diffusion.views import STEP_VIEWS, view_of
 
-VIEWS = ("x_t", "eps", "x0", "v", "mean", "noise")
+
+@dataclass(frozen=True)
+class Step:
+    """One reverse step k, as CPU tensors [B, *shape] (std broadcastable: [B, 1, ..., 1] or [B, *shape]).
+
+    x_prev == mean + std * noise holds exactly; timestep and prev_timestep are 0-based (−1 = the end).
+    """
+
+    index: int
+    timestep: int
+    prev_timestep: int
+    x_t: torch.Tensor
+    model_output: torch.Tensor
+    eps: torch.Tensor
+    x0: torch.Tensor
+    x0_clipped: torch.Tensor
+    v: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    noise: torch.Tensor
+    x_prev: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        tensors = (self.x_t, self.model_output, self.eps, self.x0, self.x0_clipped, self.v)
+        tensors += (self.mean, self.std, self.noise, self.x_prev)
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass(frozen=True)
+class Trajectory(Sequence[Step]):
+    """A recorded run: steps[k] goes from timesteps[k] to timesteps[k+1]; samples is the final x_0 [B, *shape]."""
+
+    denoiser_name: str
+    prediction: Prediction
+    settings: SamplerSettings
+    steps: tuple[Step, ...]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.steps[index]
+
+    @property
+    def x_T(self) -> torch.Tensor:
+        return self.steps[0].x_t
+
+    @property
+    def samples(self) -> torch.Tensor:
+        return self.steps[-1].x_prev
+
+    @property
+    def timesteps(self) -> np.ndarray:
+        return np.array([s.timestep for s in self.steps], dtype=np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the recorded tensors (x_prev shares no storage with the next x_t)."""
+        return sum(step.nbytes for step in self.steps)
+
+    def compact(self) -> CompactTrajectory:
+        """The fp16 form the UI keeps per session."""
+        return CompactTrajectory.from_trajectory(self)
+
+
+VIEWS = tuple(view.name for view in STEP_VIEWS)  # what the compact form stores per step
+DERIVED = ("x0_clipped", "x_prev")  # what it derives
+
+
+def compact_nbytes(num_steps: int, batch_size: int, sample_shape: tuple[int, ...]) -> int:
+    """Bytes a compact run of this size holds: x_t in float32, five views in float16, σ and clipped share
+    (float32 [S, B]), the final samples (float32) and two int64 timestep arrays."""
+    per_state = batch_size * math.prod(sample_shape)
+    views = num_steps * per_state * (4 + 2 * (len(VIEWS) - 1))
+    return views + num_steps * batch_size * 4 * 2 + per_state * 4 + num_steps * 8 * 2
 
 
 @dataclass(frozen=True)
@@ -26,6 +106,7 @@ class CompactTrajectory:
 
     denoiser_name: str
     prediction: Prediction
+    settings: SamplerSettings
     timesteps: np.ndarray  # int64 [S], 0-based, descending
     prev_timesteps: np.ndarray  # int64 [S], −1 for the final step
     x_t: torch.Tensor  # [S, B, *shape]
@@ -37,35 +118,28 @@ class CompactTrajectory:
     std: torch.Tensor  # float32 [S, B]: σ of each step and sample (its mean over pixels for learned variance)
     clipped_fraction: torch.Tensor  # float32 [S, B]: share of x̂₀ pixels the step clipped
     samples: torch.Tensor  # float32 [B, *shape]: the final x_0
-    clip_sample: bool
-    clip_range: float
-    seed: int
 
     @classmethod
-    def from_trajectory(cls, trajectory) -> CompactTrajectory:  # explorer.diffusion.sampler.Trajectory
-        steps = trajectory.steps
-        views = {name: torch.stack([getattr(s, name) for s in steps]).to(torch.float16) for name in VIEWS}
-        views["x_t"] = torch.stack([s.x_t for s in steps]).float()
-        batch = steps[0].x_t.shape[0]
-        std = torch.stack([s.std.reshape(batch, -1).mean(dim=1) for s in steps]).float()
-        clipped = torch.stack([(s.x0 != s.x0_clipped).reshape(batch, -1).float().mean(dim=1) for s in steps])
-        settings = trajectory.settings
-        return cls(
-            denoiser_name=trajectory.denoiser_name,
-            prediction=trajectory.prediction,
-            timesteps=np.array([s.timestep for s in steps], dtype=np.int64),
-            prev_timesteps=np.array([s.prev_timestep for s in steps], dtype=np.int64),
-            std=std,
-            clipped_fraction=clipped,
-            samples=trajectory.samples.float().clone(),
-            clip_sample=settings.clip_sample,
-            clip_range=settings.clip_range,
-            seed=settings.seed,
-            **views,
-        )
+    def from_trajectory(cls, trajectory: Trajectory) -> CompactTrajectory:
+        recorder = CompactRecorder(trajectory.denoiser_name, trajectory.prediction, trajectory.settings)
+        for step in trajectory.steps:
+            recorder.add(step)
+        return recorder.finish()
 
     def __len__(self) -> int:
         return int(self.timesteps.size)
+
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
+
+    @property
+    def clip_sample(self) -> bool:
+        return self.settings.clip_sample
+
+    @property
+    def clip_range(self) -> float:
+        return self.settings.clip_range
 
     @property
     def nbytes(self) -> int:
@@ -77,12 +151,90 @@ class CompactTrajectory:
     def view(self, name: str, index: int) -> torch.Tensor:
         """View `name` (x_t, eps, x0, v, mean, noise, x0_clipped or x_prev) at step `index`, float32 [B, *shape]."""
         if not 0 <= index < len(self):
-            raise ValueError(f"frame must be an integer in [0, {len(self) - 1}]; got {index}")
+            raise ValueError(f"step must be an integer in [0, {len(self) - 1}]; got {index}")
         if name == "x0_clipped":
             x0 = self.x0[index].float()
             return x0.clamp(-self.clip_range, self.clip_range) if self.clip_sample else x0
         if name == "x_prev":
             return self.samples.clone() if index == len(self) - 1 else self.x_t[index + 1].float()
         if name not in VIEWS:
-            raise ValueError(f"view must be one of {', '.join((*VIEWS, 'x0_clipped', 'x_prev'))}; got {name!r}")
+            raise ValueError(f"view must be one of {', '.join((*VIEWS, *DERIVED))}; got {name!r}")
         return getattr(self, name)[index].float()
+
+    def to_trajectory(self, until: int) -> Trajectory:
+        """Steps 0..until as a `Trajectory` (what `branch` keeps and restarts from).
+
+        x_t stays float32, so step `until` restarts from the recorded state itself; the other views come back
+        from float16.
+        """
+        if not 0 <= until < len(self):
+            raise ValueError(f"step must be an integer in [0, {len(self) - 1}]; got {until}")
+        own = view_of(self.prediction).name
+        steps = []
+        for k in range(until + 1):
+            views = {name: self.view(name, k) for name in (*VIEWS, *DERIVED)}
+            std = self.std[k].reshape(-1, *([1] * (views["x_t"].ndim - 1)))  # [B, 1, ..., 1]
+            steps.append(
+                Step(
+                    index=k,
+                    timestep=int(self.timesteps[k]),
+                    prev_timestep=int(self.prev_timesteps[k]),
+                    model_output=views[own],
+                    std=std,
+                    **views,
+                )
+            )
+        return Trajectory(self.denoiser_name, self.prediction, self.settings, tuple(steps))
+
+
+class CompactRecorder:
+    """Builds a `CompactTrajectory` step by step into preallocated tensors (never a full-precision copy)."""
+
+    def __init__(self, denoiser_name: str, prediction: Prediction, settings: SamplerSettings) -> None:
+        self.denoiser_name, self.prediction, self.settings = denoiser_name, prediction, settings
+        self.count = 0
+        self._views: dict[str, torch.Tensor] = {}
+        self._std: torch.Tensor | None = None
+        self._clipped: torch.Tensor | None = None
+        self._samples: torch.Tensor | None = None
+
+    def _allocate(self, like: torch.Tensor) -> None:
+        total = self.settings.num_inference_steps
+        for name in VIEWS:
+            dtype = torch.float32 if name == "x_t" else torch.float16
+            self._views[name] = torch.empty((total, *like.shape), dtype=dtype)  # [S, B, *shape]
+        self._std = torch.empty((total, like.shape[0]), dtype=torch.float32)
+        self._clipped = torch.empty((total, like.shape[0]), dtype=torch.float32)
+
+    def add(self, step: Step) -> None:
+        """Record the next step (steps arrive in order, k = 0, 1, …)."""
+        if step.index != self.count or self.count >= self.settings.num_inference_steps:
+            raise ValueError(f"expected step {self.count} of {self.settings.num_inference_steps}; got {step.index}")
+        if not self._views:
+            self._allocate(step.x_t)
+        for name in VIEWS:
+            self._views[name][self.count] = getattr(step, name)
+        batch = step.x_t.shape[0]
+        self._std[self.count] = step.std.reshape(batch, -1).mean(dim=1)
+        self._clipped[self.count] = (step.x0 != step.x0_clipped).reshape(batch, -1).float().mean(dim=1)
+        self._samples = step.x_prev
+        self.count += 1
+
+    def finish(self) -> CompactTrajectory:
+        """The complete run; ValueError if steps are missing (a stopped run is not kept)."""
+        total = self.settings.num_inference_steps
+        if self.count != total:
+            raise ValueError(f"the run stopped after {self.count} of {total} steps")
+        timesteps = np.asarray(self.settings.timesteps, dtype=np.int64)
+        prev = np.append(timesteps[1:], END_OF_RUN)
+        return CompactTrajectory(
+            denoiser_name=self.denoiser_name,
+            prediction=self.prediction,
+            settings=self.settings,
+            timesteps=timesteps,
+            prev_timesteps=prev,
+            std=self._std,
+            clipped_fraction=self._clipped,
+            samples=self._samples.float().clone(),
+            **self._views,
+        )

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.diffusion.schedules import Schedule
-from explorer.modes import parse_mode
+from explorer.validation import parse_mode
 
 MAX_POINTS = 500
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -32,8 +32,8 @@ class XAxis(StrEnum):
     BETA = "β_t"
 
     @classmethod
-    def parse(cls, value: str | XAxis) -> XAxis:
-        return parse_mode(cls, value, "x axis", casefold=False)
+    def parse(cls, value: str | XAxis, field: str = "x axis") -> XAxis:
+        return parse_mode(cls, value, field, casefold=False)
 
 
 @dataclass(frozen=True)

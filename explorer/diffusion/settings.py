@@ -1,0 +1,127 @@
+"""A run's settings, checked once: `resolve_settings` turns keyword options into a frozen `SamplerSettings`.
+
+Everything that determines a run besides the denoiser lives in `SamplerSettings`; the sampler, branching, the
+UI and the stored runs all carry that one object, so no option is parsed twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from explorer.diffusion.denoiser import Denoiser, as_denoiser
+from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.posterior import VarianceType
+from explorer.diffusion.schedules import Schedule, TimestepSpacing, inference_timesteps
+from explorer.validation import check_float, check_int, parse_mode
+
+MAX_BATCH_SIZE = 4096
+MAX_BATCH_ELEMENTS = 2**22  # numbers in one [B, *shape] tensor: 16 MiB in float32
+MAX_SEED = 2**63 - 1
+END_OF_RUN = -1  # prev_timestep of the final step: it lands on x₀ itself (ᾱ = 1)
+
+
+class SamplerKind(StrEnum):
+    """The reverse update: DDPM ancestral sampling, or DDIM (η = 0 deterministic, η = 1 DDPM-like)."""
+
+    DDPM = "ddpm"
+    DDIM = "ddim"
+
+    @classmethod
+    def parse(cls, value: str | SamplerKind, field: str = "sampler") -> SamplerKind:
+        return parse_mode(cls, value, field)
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Everything that determines a run besides the denoiser. timesteps: visiting order, descending."""
+
+    sampler: SamplerKind
+    timesteps: tuple[int, ...]
+    eta: float
+    variance: VarianceType
+    clip_sample: bool
+    clip_range: float
+    seed: int
+    batch_size: int
+    schedule: Schedule = field(repr=False)
+    spacing: TimestepSpacing = TimestepSpacing.LEADING
+
+    @property
+    def num_inference_steps(self) -> int:
+        return len(self.timesteps)
+
+
+def max_batch_size(sample_shape: tuple[int, ...]) -> int:
+    """The largest batch the sampler takes for samples of this shape (MAX_BATCH_ELEMENTS numbers per tensor)."""
+    return max(1, min(MAX_BATCH_SIZE, MAX_BATCH_ELEMENTS // math.prod(sample_shape)))
+
+
+def resolve_settings(
+    denoiser: Denoiser,
+    *,
+    sampler: str | SamplerKind = SamplerKind.DDPM,
+    num_inference_steps: int | None = None,
+    eta: float = 0.0,
+    variance: str | VarianceType | None = None,
+    batch_size: int = 1,
+    seed: int = 0,
+    clip_sample: bool | None = None,
+    schedule: Schedule | None = None,
+    spacing: str | TimestepSpacing = TimestepSpacing.LEADING,
+    clip_range: float = 1.0,
+    timesteps: Sequence[int] | None = None,
+) -> SamplerSettings:
+    """The one check of a run's options: each None becomes the checkpoint's own setting.
+
+    sampler: ddpm or ddim; num_inference_steps ∈ [1, T] (default T), visited with `spacing`, or explicit
+    descending 0-based `timesteps`; eta ∈ [0, 1] (DDIM only); variance: fixed_small, fixed_large or
+    learned_range; clip_sample and clip_range: clip x̂₀ to [−r, r]; schedule: follow another schedule with the
+    model's T; batch_size and seed.
+    """
+    denoiser = as_denoiser(denoiser)
+    kind = SamplerKind.parse(sampler)
+    spacing = TimestepSpacing.parse(spacing)
+    schedule = denoiser.schedule if schedule is None else schedule
+    total = schedule.num_train_timesteps
+    if total != denoiser.schedule.num_train_timesteps:
+        raise ValueError(
+            f"schedule must have the model's T = {denoiser.schedule.num_train_timesteps} steps; got T = {total}"
+        )
+    if timesteps is None:
+        steps = total if num_inference_steps is None else num_inference_steps
+        visited = inference_timesteps(total, check_int("num_inference_steps", steps, 1, total), spacing)
+    else:
+        visited = np.asarray(timesteps, dtype=np.int64)
+        if visited.ndim != 1 or visited.size == 0 or np.any(np.diff(visited) >= 0):
+            raise ValueError("timesteps must be a non-empty, strictly descending sequence")
+        if visited[-1] < 0 or visited[0] > total - 1:
+            raise ValueError(f"timesteps must lie in [0, {total - 1}]")
+    eta = check_float("eta", eta, 0.0, 1.0)
+    batch_size = check_int("batch_size", batch_size, 1, max_batch_size(denoiser.sample_shape))
+    seed = check_int("seed", seed, 0, MAX_SEED)
+    clip_range = check_float("clip_range", clip_range, 1e-3, 1e3)
+    variance = denoiser.variance_type if variance is None else VarianceType.parse(variance)
+    if variance is VarianceType.LEARNED_RANGE and not denoiser.learned_variance:
+        raise ValueError(f"variance 'learned_range' needs a learned-variance model; {denoiser.name} is not one")
+    if denoiser.prediction is Prediction.EPSILON and schedule.alphas_cumprod[visited[0]] == 0.0:
+        raise ValueError(
+            "x̂₀ is undefined at t = T for an ε-prediction model when ᾱ_T = 0 (zero terminal SNR): start below "
+            "T (spacing 'leading'), use a schedule without zero terminal SNR, or use a v-prediction model"
+        )
+    return SamplerSettings(
+        sampler=kind,
+        timesteps=tuple(int(t) for t in visited),
+        eta=float(eta),
+        variance=variance,
+        clip_sample=denoiser.clip_sample if clip_sample is None else bool(clip_sample),
+        clip_range=float(clip_range),
+        seed=int(seed),
+        batch_size=int(batch_size),
+        schedule=schedule,
+        spacing=spacing,
+    )
