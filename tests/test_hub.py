@@ -249,11 +249,14 @@ def test_safetensors_win_over_a_planted_pickle(tmp_path):
 
 
 class FakeHub:
-    """Stands in for the Hub when online: serves a source folder through `snapshot_download`'s filter."""
+    """Stands in for the Hub when online: serves a source folder through `snapshot_download`'s filter, and lists
+    its files with their sizes through `HfApi.model_info` (`sizes` overrides a file's listed size)."""
 
     def __init__(self, source: Path, destination: Path) -> None:
         self.source, self.destination, self.calls = source, destination, []
         self.sha = "c" * 40
+        self.sizes: dict[str, int] = {}
+        self.info_calls: list[tuple[str | None, bool]] = []
 
     def snapshot_download(self, repo_id: str, *, revision: str | None = None, allow_patterns=None) -> str:
         self.calls.append((revision, list(allow_patterns)))
@@ -266,12 +269,16 @@ class FakeHub:
         folder.mkdir(parents=True, exist_ok=True)
         return str(folder)
 
-    def list_repo_files(self, repo_id: str, revision: str | None = None) -> list[str]:
-        return [p.relative_to(self.source).as_posix() for p in self.source.rglob("*") if p.is_file()]
+    def model_info(self, repo_id: str, *, revision: str | None = None, files_metadata: bool = False, **_):
+        self.info_calls.append((revision, files_metadata))
+        files = sorted(p.relative_to(self.source).as_posix() for p in self.source.rglob("*") if p.is_file())
+        sizes = {name: self.sizes.get(name, (self.source / name).stat().st_size) for name in files}
+        siblings = [{"rfilename": name, **({"size": sizes[name]} if files_metadata else {})} for name in files]
+        return huggingface_hub.hf_api.ModelInfo(id=repo_id, sha=self.sha, siblings=siblings)
 
     def install(self, monkeypatch) -> None:
         monkeypatch.setattr(huggingface_hub, "snapshot_download", self.snapshot_download)
-        monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda _, *a, **k: self.list_repo_files(*a, **k))
+        monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda _, *a, **k: self.model_info(*a, **k))
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
 
@@ -288,6 +295,7 @@ def test_online_downloads_only_json_then_the_models_safetensors(tmp_path, monkey
     assert denoiser.sample_shape == (3, 16, 16)
     (configs_revision, config_patterns), (weights_revision, weight_patterns) = hub.calls
     assert configs_revision == "main" and weights_revision == hub.sha  # the weights come from the same commit
+    assert hub.info_calls == [(hub.sha, True)]  # names and sizes listed before any weights are downloaded
     assert all(p.endswith(".json") for p in config_patterns)
     assert all(p.startswith("unet/") and p.endswith((".safetensors", ".json")) for p in weight_patterns)
     downloaded = {p.name for p in (tmp_path / "snapshots").rglob("*") if p.is_file()}
@@ -408,7 +416,7 @@ def test_local_folders_only_when_allowed_and_not_on_a_space(tmp_path, monkeypatc
     assert denoiser.prediction is Prediction.SAMPLE and denoiser.name == "my-model"
     with pytest.raises(CheckpointError) as caught:
         load(str(tmp_path / "nothing-here"), device="cpu", allow_local=True)
-    assert caught.value.problem is CheckpointProblem.NOT_FOUND
+    assert caught.value.problem is CheckpointProblem.NOT_FOUND and str(tmp_path) not in str(caught.value)
 
 
 def test_bundled_checkpoints_load_by_name(tmp_path, monkeypatch):

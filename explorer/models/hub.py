@@ -1,4 +1,7 @@
-"""Hub downloads: configs first, checked, then safetensors weights only, each metadata fetch under a deadline.
+"""Hub downloads: configs first, checked, then the repo's file list (names and sizes), then safetensors weights only.
+
+Each metadata fetch runs under a deadline; no weight file is downloaded before the file list (and a shard
+index, downloaded alone) says it is a .safetensors file within the size limit.
 
 The only module that talks to the Hugging Face Hub. huggingface_hub's HTTP client is replaced by one with a
 timeout and a deadline hook on the first download (never on import: importing `explorer` changes no other
@@ -14,15 +17,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
-from explorer.models.checkpoint import CheckpointError, CheckpointProblem, read_layout, weights_variant
+from explorer.models.checkpoint import (
+    MAX_CONFIG_BYTES,
+    CheckpointError,
+    CheckpointProblem,
+    check_weight_size,
+    plan_weights,
+    read_json,
+    read_layout,
+)
 
 CONFIG_FILES = ("model_index.json", "config.json", "scheduler_config.json", "unet/config.json")
 REFUSED_MARKERS = ("text_encoder/config.json", "vae/config.json", "vqvae/config.json")  # to refuse before weights
 SCHEDULER_FILES = ("scheduler/scheduler_config.json",)
-WEIGHT_PATTERNS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.safetensors.index.json")
+WEIGHT_PATTERNS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*index*.json")  # cache only
 HUB_TIMEOUT_SECONDS = 10.0  # one request
 HUB_BUDGET_SECONDS = 15.0  # one metadata fetch, retries and backoff included
 _DEADLINE: ContextVar[float | None] = ContextVar("hub_deadline", default=None)
@@ -146,17 +158,22 @@ def hub_error(error: BaseException, repo_id: str, revision: str | None) -> Check
     return CheckpointError(problem, message)
 
 
-def _snapshot(repo_id: str, revision: str | None, patterns: list[str]) -> Path:
-    """Download (or find in the cache) the files of `repo_id` matching `patterns`; return the snapshot folder."""
+def _snapshot(repo_id: str, revision: str | None, patterns: list[str], *, cache_only: bool = False) -> Path:
+    """Download (or find in the cache) the files of `repo_id` matching `patterns`; return the snapshot folder.
+
+    `cache_only` never downloads: what the cache holds, as when offline.
+    """
     from huggingface_hub import snapshot_download
 
     _install_bounded_client()
     try:
-        try:
-            with hub_deadline():
-                return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
-        except HubDeadlineExceeded:  # a silent Hub: what the cache holds, as when offline
-            return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
+        if not cache_only:
+            try:
+                with hub_deadline():
+                    return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+            except HubDeadlineExceeded:  # a silent Hub: what the cache holds, as when offline
+                pass
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
     except Exception as error:
         mapped = hub_error(error, repo_id, revision)
         if mapped is None:
@@ -164,35 +181,57 @@ def _snapshot(repo_id: str, revision: str | None, patterns: list[str]) -> Path:
         raise mapped from error
 
 
-def _remote_pickles(repo_id: str, revision: str, prefix: str) -> tuple[str, ...]:
-    """Names of pickled files the repo lists under `prefix` (empty when offline): to say why it is refused."""
+def _repo_files(repo_id: str, revision: str | None) -> dict[str, int | None] | None:
+    """Every file of the repo at `revision` with its size in bytes; None when the Hub cannot be reached."""
     from huggingface_hub import HfApi, constants
 
     if constants.HF_HUB_OFFLINE:
-        return ()
+        return None
+    _install_bounded_client()
     try:
         with hub_deadline():
-            files = HfApi().list_repo_files(repo_id, revision=revision)
-    except Exception:
-        return ()
-    return tuple(
-        name.removeprefix(prefix) for name in files if name.startswith(prefix) and "/" not in name[len(prefix) :]
-    )
+            info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    except Exception as error:
+        mapped = hub_error(error, repo_id, revision)  # a silent Hub's HubDeadlineExceeded reads as OFFLINE
+        if mapped is None:
+            raise
+        if mapped.problem is CheckpointProblem.OFFLINE:
+            return None
+        raise mapped from error
+    if info.siblings is None:
+        return None
+    return {sibling.rfilename: sibling.size for sibling in info.siblings}
 
 
 def fetch_hub_checkpoint(repo_id: str, revision: str | None = None) -> Path:
-    """Download a Hub checkpoint's configs, check them, then its safetensors weights; return the local folder."""
+    """Download a Hub checkpoint's configs, check them, then its safetensors weights; return the local folder.
+
+    Before any weights are downloaded, the repo's file list decides what a load reads: a shard index is
+    downloaded alone and may name only .safetensors files the repo has, and the files' listed sizes must fit in
+    `max_weight_bytes()`. Only those files are downloaded. When the Hub cannot be reached, the cache is used as
+    it is; the loader checks the files on disk in every case.
+    """
     configs = _snapshot(repo_id, revision, [*CONFIG_FILES, *SCHEDULER_FILES, *REFUSED_MARKERS])
     layout = read_layout(configs, repo_id)  # refuses text-conditioned, latent and unknown models before any weights
     pinned = configs.name if re.fullmatch(r"[0-9a-f]{40}", configs.name) else revision
     prefix = "" if layout.model_folder == configs else f"{layout.model_folder.name}/"
-    folder = _snapshot(repo_id, pinned, [prefix + pattern for pattern in WEIGHT_PATTERNS])
-    try:
-        weights_variant(folder / prefix if prefix else folder, repo_id)
-    except CheckpointError as error:
-        if error.problem is not CheckpointProblem.MISSING_FILES:
-            raise
-        weights_variant(
-            folder / prefix if prefix else folder, repo_id, _remote_pickles(repo_id, pinned or "main", prefix)
-        )
-    return folder
+    listing = _repo_files(repo_id, pinned)
+    if listing is None:  # offline, or a silent Hub
+        return _snapshot(repo_id, pinned, [prefix + pattern for pattern in WEIGHT_PATTERNS], cache_only=True)
+    sizes = {
+        path.removeprefix(prefix): size
+        for path, size in listing.items()
+        if path.startswith(prefix) and "/" not in path.removeprefix(prefix)
+    }
+
+    def read_index(index: str) -> dict[str, Any]:
+        if (sizes.get(index) or 0) > MAX_CONFIG_BYTES:
+            raise CheckpointError(
+                CheckpointProblem.BROKEN_FILES, f"{repo_id!r} has a weight index larger than {MAX_CONFIG_BYTES} bytes."
+            )
+        folder = _snapshot(repo_id, pinned, [prefix + index])
+        return read_json(folder / prefix / index, repo_id)
+
+    plan = plan_weights(sizes, repo_id, read_index)
+    check_weight_size(sum(sizes[file] or 0 for file in plan.files), repo_id)
+    return _snapshot(repo_id, pinned, [prefix + file for file in (*plan.index_files, *plan.files)])

@@ -46,15 +46,46 @@ def load(
     key = (source, identifier, revision, str(target), str(precision))
 
     def loader() -> ModuleDenoiser:
+        if source is Source.LOCAL:
+            return load_local(Path(identifier), typed=str(ref), device=target, dtype=precision)
         if source is Source.HUB:
             folder, description = fetch_hub_checkpoint(identifier, revision), f"Hub checkpoint {identifier}"
-        elif source is Source.BUNDLED:
-            folder, description = refs.PRETRAINED_DIR / identifier, f"bundled checkpoint {identifier}"
         else:
-            folder, description = Path(identifier), f"local checkpoint {identifier}"
-            if not folder.is_dir():
-                raise CheckpointError(CheckpointProblem.NOT_FOUND, f"There is no checkpoint folder at {identifier!r}.")
-        name = folder.name if source is Source.LOCAL else identifier
-        return load_folder(folder, name=name, device=target, dtype=precision, description=description)
+            folder, description = refs.PRETRAINED_DIR / identifier, f"bundled checkpoint {identifier}"
+        return load_folder(folder, name=identifier, device=target, dtype=precision, description=description)
 
     return MODEL_CACHE.get_or_load(key, loader)
+
+
+# Refusals that are about the path rather than about a checkpoint found there: all read as `refs.LOCAL_UNLOADABLE`.
+_PATH_PROBLEMS = (CheckpointProblem.NOT_FOUND, CheckpointProblem.MISSING_FILES, CheckpointProblem.BROKEN_FILES)
+
+
+def load_local(folder: Path, *, typed: str, device: torch.device, dtype: torch.dtype) -> ModuleDenoiser:
+    """Load the checkpoint folder at `folder` (resolved; `typed` is what the user typed).
+
+    A path that is not a readable folder holding a checkpoint, or whose files link outside it, gets the one
+    message `refs.LOCAL_UNLOADABLE`; other refusals name the folder by the last part of what was typed, never by
+    its absolute path.
+    """
+    name = (Path(typed.strip()).name or typed.strip())[:60]
+    try:
+        if not folder.is_dir() or _links_outside(folder):
+            raise refs.local_unloadable()
+        return load_folder(folder, name=name, device=device, dtype=dtype, description=f"local checkpoint {name}")
+    except CheckpointError as error:
+        if error.problem in _PATH_PROBLEMS:
+            raise refs.local_unloadable() from None
+        raise
+    except (OSError, RuntimeError):  # unreadable folders and files, symlink loops
+        raise refs.local_unloadable() from None
+
+
+def _links_outside(folder: Path) -> bool:
+    """True when an entry of `folder`, or of its unet/ and scheduler/ folders, resolves to a path outside it."""
+    root = folder.resolve(strict=True)
+    entries = list(root.iterdir())
+    for component in ("unet", "scheduler"):
+        if (root / component).is_dir():
+            entries += list((root / component).iterdir())
+    return any(not entry.resolve().is_relative_to(root) for entry in entries)

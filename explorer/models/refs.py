@@ -4,12 +4,14 @@ A reference is one of
 - a bundled checkpoint's name: a folder under `pretrained/` at the repository root (e.g. "moons-eps");
 - a Hub model id "owner/name", with an optional pinned `revision`;
 - a local folder (a `Path`, or a string starting with "/", "./", "../" or "~"), accepted only with
-  `allow_local=True` and never when `SPACE_ID` is set (a hosted Space).
+  `allow_local=True` and never when `SPACE_ID` is set (a hosted Space); `local_folders_allowed` says when an app
+  should allow them. Every refusal of a local path reads the same (`LOCAL_UNLOADABLE`) and names no server path.
 Pure string checks, plus listing `pretrained/` for bundled names.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from enum import StrEnum
@@ -31,6 +33,43 @@ class Source(StrEnum):
     BUNDLED = "bundled"
     HUB = "hub"
     LOCAL = "local"
+
+
+LOCAL_UNLOADABLE = (
+    "That local folder cannot be loaded: give a folder on this machine, readable by the app, that holds a diffusers "
+    "checkpoint (config.json, scheduler_config.json and safetensors weights, all inside the folder)."
+)
+LOOPBACK_HOSTS = ("localhost",)  # and every address ipaddress calls loopback: 127.0.0.0/8, ::1
+
+
+def local_unloadable() -> CheckpointError:
+    """The one refusal for every local path that is not a loadable checkpoint folder, whatever the reason.
+
+    It says nothing about the file system (whether the path exists, is a file, is readable), so a caller
+    cannot probe the server's disk with it.
+    """
+    return CheckpointError(CheckpointProblem.NOT_FOUND, LOCAL_UNLOADABLE)
+
+
+def local_folders_allowed(server_name: str | None, flag: bool) -> bool:
+    """Whether the app may accept local folders: never on a hosted Space (SPACE_ID set); else when `flag` is set,
+    or when the server listens on loopback only (127.0.0.1, ::1, localhost), where nobody else can reach it.
+
+    0.0.0.0, a LAN address and None (address unknown) are not loopback.
+    """
+    if os.environ.get("SPACE_ID"):
+        return False
+    if flag is True:
+        return True
+    if not isinstance(server_name, str):
+        return False
+    host = server_name.strip().removeprefix("[").removesuffix("]").lower()
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _invalid(ref: object, why: str) -> CheckpointError:
@@ -104,7 +143,10 @@ def resolve_ref(
             )
         if revision is not None:
             raise _invalid(str(text), "a revision applies to Hub ids only")
-        return Source.LOCAL, str(Path(text).expanduser().resolve())
+        try:
+            return Source.LOCAL, str(Path(text).expanduser().resolve())
+        except (OSError, RuntimeError, ValueError):  # "~nobody", a symlink loop, a NUL byte
+            raise local_unloadable() from None
     if not text:
         raise _invalid(ref, "it is empty")
     if "/" not in text:
