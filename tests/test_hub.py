@@ -30,8 +30,9 @@ from explorer import Prediction, Schedule, VarianceType
 from explorer.models import hub as hub_module
 from explorer.models import refs as refs_module
 from explorer.models.cache import ModelCache
-from explorer.models.checkpoint import CheckpointError, CheckpointProblem, variance_type_of
+from explorer.models.checkpoint import variance_type_of
 from explorer.models.device import pick_device, weight_dtype
+from explorer.models.errors import CheckpointError, CheckpointProblem
 from explorer.models.hub import hub_error
 from explorer.models.loader import clear_cache, load
 from explorer.models.refs import check_repo_id

@@ -17,9 +17,10 @@ from safetensors.torch import save_file
 from test_hub import FakeHub, cache_repo, pickle_payload, tiny_unet, write_json
 
 from explorer.models import checkpoint as checkpoint_module
-from explorer.models.checkpoint import CheckpointError, CheckpointProblem, check_safetensors_file
+from explorer.models.errors import CheckpointError, CheckpointProblem
 from explorer.models.loader import clear_cache, load
 from explorer.models.refs import LOCAL_UNLOADABLE, local_folders_allowed
+from explorer.models.weights import check_safetensors_file, max_weight_bytes
 
 INDEX = "diffusion_pytorch_model.safetensors.index.json"
 INDEX_NAMES = [
@@ -276,7 +277,7 @@ def test_an_oversize_model_on_disk_is_refused(tmp_path, monkeypatch, diffusers_u
 def test_a_bad_size_limit_is_a_clear_error(value, monkeypatch):
     monkeypatch.setenv("EXPLORER_MAX_WEIGHT_BYTES", value)
     with pytest.raises(ValueError, match="EXPLORER_MAX_WEIGHT_BYTES"):
-        checkpoint_module.max_weight_bytes()
+        max_weight_bytes()
 
 
 # --- local folders -------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from safetensors import safe_open
 
 from explorer.diffusion.parameterization import Prediction
 from explorer.models import refs
-from explorer.models.checkpoint import CheckpointError, read_layout, sample_shape_of
+from explorer.models.checkpoint import read_layout, sample_shape_of
+from explorer.models.errors import CheckpointError
 from explorer.models.refs import Source
 
 

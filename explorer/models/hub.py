@@ -21,15 +21,9 @@ from typing import Any
 
 import httpx2
 
-from explorer.models.checkpoint import (
-    MAX_CONFIG_BYTES,
-    CheckpointError,
-    CheckpointProblem,
-    check_weight_size,
-    plan_weights,
-    read_json,
-    read_layout,
-)
+from explorer.models.checkpoint import read_layout
+from explorer.models.errors import MAX_CONFIG_BYTES, CheckpointError, CheckpointProblem, read_json
+from explorer.models.weights import check_weight_size, plan_weights
 
 CONFIG_FILES = ("model_index.json", "config.json", "scheduler_config.json", "unet/config.json")
 REFUSED_MARKERS = ("text_encoder/config.json", "vae/config.json", "vqvae/config.json")  # to refuse before weights

@@ -13,8 +13,9 @@ import torch
 
 from explorer.models import refs
 from explorer.models.cache import ModelCache
-from explorer.models.checkpoint import CheckpointError, CheckpointProblem, ModuleDenoiser, load_folder
+from explorer.models.checkpoint import ModuleDenoiser, load_folder
 from explorer.models.device import pick_device, weight_dtype
+from explorer.models.errors import CheckpointError, CheckpointProblem
 from explorer.models.hub import fetch_hub_checkpoint
 from explorer.models.refs import Source, resolve_ref
 

@@ -17,7 +17,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 
-from explorer.models.checkpoint import CheckpointError, CheckpointProblem
+from explorer.models.errors import CheckpointError, CheckpointProblem
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "pretrained"
 MAX_REPO_ID_LENGTH = 96
