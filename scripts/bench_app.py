@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT / "tests"))  # app_fixtures: the Chromium path and f
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-SCHEDULE = ["linear", 1000, 1e-4, 0.02, 0.008, False]
 MIB = 1 << 20
 # Resolves with the milliseconds from the click on "Next ▶" until the frame image's src changes.
 NEXT_FRAME_JS = """
@@ -63,13 +62,14 @@ def percentile(values: list[float], q: float) -> float:
 def bench_schedules(T: int, repeats: int = 10) -> tuple[float, int]:
     """Median handler time (ms) and figure JSON size (bytes) with all three schedules at T."""
     from ui import schedules
+    from ui.controls import ScheduleValues
 
-    args = [*SCHEDULE[:1], T, *SCHEDULE[2:], True, "squaredcos_cap_v2", T, 1e-4, 0.02, 0.008, False]
-    args += [True, "linear", T, 1e-4, 0.02, 0.008, True, "t", T // 2, 50]
+    view = schedules.ViewValues(show2=True, show3=True, t=T // 2, num_steps=50)
+    slots = (ScheduleValues(T=T), ScheduleValues("squaredcos_cap_v2", T=T), ScheduleValues(T=T, zero_snr=True))
     times, figure = [], None
     for _ in range(repeats):
         start = time.perf_counter()
-        figure, *_ = schedules.update_schedules(*args)
+        figure, *_ = schedules.update_schedules(view, *slots)
         times.append(1000 * (time.perf_counter() - start))
     return statistics.median(times), len(figure.to_json())
 
@@ -82,25 +82,27 @@ class Request:
         self.query_params: dict[str, str] = {}
 
 
-def run_args(steps: int) -> list:
-    return ["digits-eps", "", "ddpm", steps, 0.0, "model default", "model default", "the model's own", *SCHEDULE]
+def run_args(steps: int, batch: int) -> tuple:
+    from ui.controls import RunValues, ScheduleValues, StepValues
+
+    return RunValues(steps=steps, seed=0, batch=batch), StepValues(), ScheduleValues()
 
 
 def bench_memory(steps: int, batch: int) -> dict[str, float]:
     """RSS before and after one stored run of `steps` steps at `batch`, and the run's compact bytes."""
-    from ui import sampling
+    from ui import sampling, state
 
     def quiet(*args, **kwargs) -> None:
         pass
 
-    list(sampling.run(*run_args(2), "leading", 0, batch, request=Request("warm-up"), progress=quiet))
-    sampling.STORE.drop("warm-up")
+    list(sampling.run(*run_args(2, batch), request=Request("warm-up"), progress=quiet))
+    state.STORE.drop("warm-up")
     before = rss_bytes()
     start = time.perf_counter()
-    list(sampling.run(*run_args(steps), "leading", 0, batch, request=Request("bench"), progress=quiet))
+    list(sampling.run(*run_args(steps, batch), request=Request("bench"), progress=quiet))
     seconds = time.perf_counter() - start
     after = rss_bytes()
-    stored = sampling.STORE.get("bench")
+    stored = state.STORE.get("bench")
     return {"nbytes": stored.compact.nbytes, "before": before, "after": after, "seconds": seconds}
 
 
@@ -116,11 +118,10 @@ def bench_browser(count: int = 50, steps: int = 60) -> list[float]:
     from playwright.sync_api import sync_playwright
 
     import app
+    from ui.launch import launch
 
     port = free_port()
-    app.demo.launch(
-        prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, head=app.sampling.KEYBOARD_JS
-    )
+    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -27,9 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEDULE = ["linear", 1000, 1e-4, 0.02, 0.008, False]
-SCHEDULES = [*SCHEDULE, True, "squaredcos_cap_v2", 1000, 1e-4, 0.02, 0.008, False]
-SCHEDULES += [False, "linear", 1000, 1e-4, 0.02, 0.008, False, "t", 500, 50]
+sys.path.insert(0, str(ROOT / "tests"))  # app_fixtures: endpoint arguments by input name, from the page's config
 FAMILIES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 MODELS = ("digits-eps", "digits-x0", "moons-eps", "moons-x0")
 KINDS = {"schedules": 0.35, "posterior": 0.25, "run": 0.15, "frames": 0.25}
@@ -112,6 +110,8 @@ class User(threading.Thread):
 
     def __init__(self, url: str, seed: int, deadline: float, budget: list[int], tallies: dict, lock) -> None:
         super().__init__(daemon=True)
+        with urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=60) as answer:
+            self.config = json.load(answer)
         self.url, self.random, self.deadline = url, random.Random(seed), deadline
         self.budget, self.tallies, self.lock = budget, tallies, lock
         self.frames = 0  # frames in this session's last run (0: no run yet)
@@ -124,31 +124,25 @@ class User(threading.Thread):
             return True
 
     def _request(self, client) -> tuple[str, list, str]:
-        pick = self.random.random
+        from app_fixtures import api_arguments
+
+        pick, integer = self.random.random, self.random.randint
         kind = self.random.choices(list(KINDS), weights=list(KINDS.values()))[0]
         if kind == "frames" and not self.frames:
             kind = "run"
         if kind == "schedules":
-            args = list(SCHEDULES)
-            args[0], args[1] = self.random.choice(FAMILIES), self.random.randint(50, 2000)
-            args[-2], args[-1] = self.random.randint(1, 1000), self.random.randint(1, 100)  # slider maxima
-            return kind, args, "/schedules"
+            changes = {"family1": self.random.choice(FAMILIES), "T1": integer(50, 2000)}
+            changes |= {"sched_t": integer(1, 1000), "sched_steps": integer(1, 100)}  # slider maxima
+            return kind, api_arguments(self.config, "schedules", **changes), "/schedules"
         if kind == "posterior":
-            source = self.random.choice(("digit", "digit", "moons", "ring"))
-            step = self.random.randint(1, 20)
-            return (
-                kind,
-                [source, self.random.randint(0, 99), None, *SCHEDULE, self.random.randint(2, 1000), 0, 120, step],
-                "/posterior",
-            )
+            changes = {"post_source": self.random.choice(("digit", "digit", "moons", "ring"))}
+            changes |= {"post_index": integer(0, 99), "post_t": integer(2, 1000), "post_step": integer(1, 20)}
+            return kind, api_arguments(self.config, "posterior", **changes), "/posterior"
         if kind == "run":
             model, sampler = self.random.choice(MODELS), self.random.choice(("ddim", "ddpm"))
-            args = [model, "", sampler, RUN_STEPS, 0.0, "model default", "model default", "the model's own"]
-            return (
-                kind,
-                [*args, *SCHEDULE, "trailing", self.random.randint(0, 999), 4 if model[0] == "d" else 64],
-                "/run",
-            )
+            changes = {"model": model, "sampler": sampler, "steps": RUN_STEPS, "spacing": "trailing"}
+            changes |= {"seed": integer(0, 999), "batch": 4 if model[0] == "d" else 64}
+            return kind, api_arguments(self.config, "run", **changes), "/run"
         if pick() < 0.5:
             return kind, [self.random.randint(1, self.frames)], "/frame"
         return kind, [self.random.randint(1, self.frames), self.random.choice((-1, 1))], "/next_frame"

@@ -12,7 +12,6 @@ import explorer.models.refs as refs
 NAMES = [f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v")]
 CHECKPOINT_FILES = ("config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors")
 PREDICTIONS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
-DEFAULT_SCHEDULE = ["linear", 1000, 1e-4, 0.02, 0.008, False]  # schedule 1's controls
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright cannot download browsers here
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -62,3 +61,37 @@ class FakeRequest:
 
 def no_progress(*args, **kwargs) -> None:
     """A stand-in for `gr.Progress` when a handler is called directly."""
+
+
+def endpoint_inputs(config: dict, api_name: str) -> list[dict]:
+    """The input components of the event named `api_name`, in the order its API takes them."""
+    components = {component["id"]: component for component in config["components"]}
+    for dependency in config["dependencies"]:
+        if dependency.get("api_name") == api_name:
+            return [components[i] for i in dependency["inputs"]]
+    raise KeyError(f"no event named {api_name!r}")
+
+
+def input_name(component: dict) -> str:
+    """How a test names an input: its elem_id, else its label."""
+    props = component.get("props", {})
+    return props.get("elem_id") or props.get("label") or str(component["id"])
+
+
+def api_arguments(config: dict, api_name: str, **changes) -> list:
+    """Arguments for an endpoint in its order: each input's value on the page, with `changes` by name (elem_id or
+    label). A name that the endpoint does not take is an error, so a test cannot change nothing by mistake."""
+    inputs = endpoint_inputs(config, api_name)
+    names = [input_name(component) for component in inputs]
+    unknown = set(changes) - set(names)
+    if unknown:
+        raise KeyError(f"{api_name} takes no input named {', '.join(sorted(unknown))}; it takes {', '.join(names)}")
+    return [
+        changes.get(name, component.get("props", {}).get("value"))
+        for name, component in zip(names, inputs, strict=True)
+    ]
+
+
+def position(config: dict, api_name: str, name: str) -> int:
+    """Where the input called `name` sits among the endpoint's arguments."""
+    return [input_name(component) for component in endpoint_inputs(config, api_name)].index(name)

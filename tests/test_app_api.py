@@ -5,20 +5,24 @@ from __future__ import annotations
 import math
 
 import pytest
-from app_fixtures import DEFAULT_SCHEDULE, ensure_models, free_port
+from app_fixtures import api_arguments, ensure_models, free_port
 from gradio_client import Client
 
-SCHEDULE_ARGS = [*DEFAULT_SCHEDULE, True, "squaredcos_cap_v2", 1000, 1e-4, 0.02, 0.008, False]
-SCHEDULE_ARGS += [False, "linear", 1000, 1e-4, 0.02, 0.008, False, "t", 500, 50]
+ensure_models()
+import app  # noqa: E402 (after the bundled models exist: the model dropdown lists them)
+from ui.launch import launch  # noqa: E402
+
+CONFIG = app.demo.get_config_file()
+
+
+def arguments(api_name: str, **changes) -> list:
+    return api_arguments(CONFIG, api_name, **changes)
 
 
 @pytest.fixture(scope="module")
 def client():
-    ensure_models()
-    import app
-
     port = free_port()
-    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)
     try:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     finally:
@@ -31,30 +35,27 @@ def test_named_endpoints_are_public(client):
 
 
 def test_schedules_endpoint(client):
-    plot, table, *_ = client.predict(*SCHEDULE_ARGS, api_name="/schedules")
-    assert plot["type"] == "plotly" and "β_t" in table
+    plot, table, *_ = client.predict(*arguments("schedules", sched_t=123), api_name="/schedules")
+    assert plot["type"] == "plotly" and "β_t" in table and "t = 123" in table
 
 
-@pytest.mark.parametrize(("position", "value"), [(-2, math.nan), (-2, 50.5), (1, 1)])
-def test_schedules_endpoint_refuses_bad_input(client, position, value):
-    args = list(SCHEDULE_ARGS)
-    args[position] = value
+@pytest.mark.parametrize(("name", "value"), [("sched_t", math.nan), ("sched_t", 50.5), ("T1", 1)])
+def test_schedules_endpoint_refuses_bad_input(client, name, value):
     with pytest.raises(Exception):  # noqa: B017 (NaN is refused by the JSON layer or the handler)
-        client.predict(*args, api_name="/schedules")
+        client.predict(*arguments("schedules", **{name: value}), api_name="/schedules")
 
 
 def test_posterior_endpoint(client):
-    picture, _, numbers, product, _ = client.predict(
-        "digit", 3, None, *DEFAULT_SCHEDULE, 200, 0, 120, 1, api_name="/posterior"
-    )
-    assert picture.endswith(".png") and "β̃" in numbers and product["type"] == "plotly"
+    good = arguments("posterior", post_index=3, post_t=200)
+    picture, _, numbers, product, _ = client.predict(*good, api_name="/posterior")
+    assert picture.endswith(".png") and "β̃" in numbers and product["type"] == "plotly" and "t = 200" in numbers
     with pytest.raises(Exception):  # noqa: B017 (the slider or the handler names the field)
-        client.predict("digit", 3, None, *DEFAULT_SCHEDULE, 200, -1, 120, 1, api_name="/posterior")
+        client.predict(*arguments("posterior", post_seed=-1), api_name="/posterior")
 
 
 def test_run_then_frames_and_compare(client):
-    run_args = ["digits-eps", "", "ddim", 3, 0.0, "model default", "model default", "the model's own"]
-    outputs = client.predict(*run_args, *DEFAULT_SCHEDULE, "trailing", 0, 2, api_name="/run")
+    run = {"sampler": "ddim", "steps": 3, "spacing": "trailing", "batch": 2}
+    outputs = client.predict(*arguments("run", **run), api_name="/run")
     assert outputs[0].endswith(".png") and "Frame 3 of 3" in outputs[1]
     _picture, text = client.predict(1, api_name="/frame")
     assert "Frame 1 of 3" in text
@@ -63,16 +64,13 @@ def test_run_then_frames_and_compare(client):
     with pytest.raises(Exception):  # noqa: B017
         client.predict(4, api_name="/frame")
     with pytest.raises(Exception):  # noqa: B017
-        client.predict(*run_args[:3], 2.5, *run_args[4:], *DEFAULT_SCHEDULE, "trailing", 0, 2, api_name="/run")
+        client.predict(*arguments("run", **{**run, "steps": 2.5}), api_name="/run")
     figure, _, summary, _ = client.predict("ring", 3, 0, 10, api_name="/compare")
     assert figure["type"] == "plotly" and "ring-" in summary
 
 
 def test_model_work_and_views_each_share_one_bounded_queue():
     """Model work shares two workers, the schedule and posterior views four; frame stepping is never held up."""
-    ensure_models()
-    import app
-
     queues: dict[str, set[tuple[object, object]]] = {}
     for block_fn in app.demo.fns.values():
         if block_fn.fn is not None:

@@ -8,13 +8,21 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
-from app_fixtures import DEFAULT_SCHEDULE, FakeRequest, ensure_models, no_progress
+from app_fixtures import FakeRequest, ensure_models, no_progress
 from PIL import Image
 
-from ui import parameterizations, posterior, restore, sampling, schedules
+from ui import parameterizations, posterior, restore, sampling, schedules, state
+from ui.controls import RunValues, ScheduleValues, StepValues
+from ui.posterior import PosteriorValues
+from ui.schedules import ViewValues
 
-GOOD = [*DEFAULT_SCHEDULE, True, "squaredcos_cap_v2", 1000, 1e-4, 0.02, 0.008, False]
-GOOD += [False, "linear", 1000, 1e-4, 0.02, 0.008, True, "t", 500, 50]
+SLOTS = (ScheduleValues("linear"), ScheduleValues("squaredcos_cap_v2"), ScheduleValues("linear", zero_snr=True))
+
+
+def update_schedules(view: ViewValues = ViewValues(), **slot_changes: ScheduleValues):  # noqa: B008
+    """The Schedules handler with the page's defaults; `first=`, `second=`, `third=` replace a schedule."""
+    slots = [slot_changes.get(name, slot) for name, slot in zip(("first", "second", "third"), SLOTS, strict=True)]
+    return schedules.update_schedules(view, *slots)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,7 +31,7 @@ def models():
 
 
 def test_schedules_returns_figure_tables_and_strip():
-    figure, table, formulas, spacings, strip, caption = schedules.update_schedules(*GOOD)
+    figure, table, formulas, spacings, strip, caption = update_schedules()
     names = {trace.name for trace in figure.data}
     assert any(name.startswith("1: linear") for name in names)
     assert any(name.startswith("2: squaredcos_cap_v2") for name in names)
@@ -34,34 +42,35 @@ def test_schedules_returns_figure_tables_and_strip():
 
 
 def test_schedules_against_beta_and_at_the_ends():
-    args = list(GOOD)
-    args[-3], args[-2] = "β_t", 1
-    figure, *_ = schedules.update_schedules(*args)
+    figure, *_ = update_schedules(ViewValues(x_axis="β_t", t=1))
     assert figure.layout.xaxis.type == "log"
-    args[-2] = 4000  # beyond T: clamped to T = 1000
-    _, table, _formulas, *_ = schedules.update_schedules(*args)
+    _, table, _formulas, *_ = update_schedules(ViewValues(t=4000))  # beyond T: clamped to T = 1000
     assert "t = 1000" in table
 
 
 @pytest.mark.parametrize(
-    ("position", "value", "field"),
+    ("view", "first", "field"),
     [
-        (-2, math.nan, "t"),
-        (-2, 50.5, "t"),
-        (-1, 0, "sampling steps"),
-        (1, 1, "schedule 1 T"),
-        (2, 0.5, "schedule 1 β start must not exceed"),
-        (3, 1.5, "schedule 1 β end"),
-        (0, "quadratic", "schedule 1 family"),
-        (-3, "log t", "x axis"),
-        (5, "yes", "schedule 1 zero terminal SNR"),
+        (ViewValues(t=math.nan), ScheduleValues(), "t"),
+        (ViewValues(t=50.5), ScheduleValues(), "t"),
+        (ViewValues(num_steps=0), ScheduleValues(), "sampling steps"),
+        (ViewValues(), ScheduleValues(T=1), "schedule 1 T"),
+        (ViewValues(), ScheduleValues(beta_start=0.5), "schedule 1 β start must not exceed"),
+        (ViewValues(), ScheduleValues(beta_end=1.5), "schedule 1 β end"),
+        (ViewValues(), ScheduleValues(family="quadratic"), "schedule 1 family"),
+        (ViewValues(x_axis="log t"), ScheduleValues(), "x axis"),
+        (ViewValues(), ScheduleValues(zero_snr="yes"), "schedule 1 zero terminal SNR"),
+        (ViewValues(show3="no"), ScheduleValues(), "show schedule 3"),
     ],
 )
-def test_schedules_refuse_bad_input(position, value, field):
-    args = list(GOOD)
-    args[position] = value
+def test_schedules_refuse_bad_input(view, first, field):
     with pytest.raises(gr.Error, match=field):
-        schedules.update_schedules(*args)
+        update_schedules(view, first=first)
+
+
+def test_a_hidden_schedule_is_still_checked():
+    with pytest.raises(gr.Error, match="schedule 3 T"):
+        update_schedules(ViewValues(show3=False), third=ScheduleValues(T=0))
 
 
 def test_t_sliders_follow_T():
@@ -71,9 +80,8 @@ def test_t_sliders_follow_T():
 
 @pytest.mark.parametrize("source", ["digit", "moons", "ring"])
 def test_posterior_views(source):
-    picture, _caption, numbers, product, reverse = posterior.update_posterior(
-        source, 3, None, *DEFAULT_SCHEDULE, 200, 0, 120, 10
-    )
+    values = PosteriorValues(source=source, index=3, t=200, pixel=120, step=10)
+    picture, _caption, numbers, product, reverse = posterior.update_posterior(values, ScheduleValues())
     assert isinstance(picture, Image.Image)
     assert "β̃" in numbers
     names = [trace.name for trace in product.data]
@@ -87,34 +95,31 @@ def test_posterior_views(source):
 
 
 def test_true_reverse_jumps_by_the_step_size():
-    *_, reverse = posterior.update_posterior("ring", 0, None, *DEFAULT_SCHEDULE, 100, 0, 0, 500)
+    values = PosteriorValues(source="ring", t=100, pixel=0, step=500)
+    *_, reverse = posterior.update_posterior(values, ScheduleValues())
     assert "q(x<sub>1</sub> | x<sub>100</sub>)" in reverse.layout.annotations[0].text  # Δ clamped: s ≥ 1
 
 
 @pytest.mark.parametrize(("index", "field"), [(1001, "example"), (math.inf, "example"), (-1, "example")])
 def test_posterior_refuses_bad_input(index, field):
     with pytest.raises(gr.Error, match=field):
-        posterior.update_posterior("digit", index, None, *DEFAULT_SCHEDULE, 200, 0, 120, 1)
+        posterior.update_posterior(PosteriorValues(index=index), ScheduleValues())
 
 
 def test_posterior_refuses_missing_upload():
     with pytest.raises(gr.Error, match="no image was uploaded"):
-        posterior.update_posterior("uploaded image", 0, None, *DEFAULT_SCHEDULE, 200, 0, 120, 1)
+        posterior.update_posterior(PosteriorValues(source="uploaded image"), ScheduleValues())
 
 
 def test_posterior_refuses_upload_on_a_space(monkeypatch):
     monkeypatch.setenv("SPACE_ID", "someone/space")
     with pytest.raises(gr.Error, match="only when the app runs locally"):
-        posterior.update_posterior("uploaded image", 0, None, *DEFAULT_SCHEDULE, 200, 0, 120, 1)
+        posterior.update_posterior(PosteriorValues(source="uploaded image"), ScheduleValues())
 
 
-RUN = ["digits-eps", "", "ddpm", 4, 0.0, "model default", "model default", "the model's own", *DEFAULT_SCHEDULE]
-
-
-def _run(request, *, steps=4, batch=4, model="digits-eps", sampler="ddpm"):
-    args = list(RUN)
-    args[0], args[2], args[3] = model, sampler, steps
-    return list(sampling.run(*args, "leading", 0, batch, request=request, progress=no_progress))
+def _run(request, *, step: StepValues = StepValues(), **changes):  # noqa: B008
+    values = RunValues(**{"steps": 4, "batch": 4, "seed": 0, **changes})
+    return list(sampling.run(values, step, ScheduleValues(), request=request, progress=no_progress))
 
 
 def test_run_streams_then_frames_step_without_the_model():
@@ -134,10 +139,9 @@ def test_run_streams_then_frames_step_without_the_model():
 def test_branch_with_unchanged_settings_restarts_exactly():
     request = FakeRequest("handlers-exact-branch")
     _run(request, steps=6, batch=3)
-    before = sampling.STORE.get(request.session_hash).compact
-    args = ["ddpm", 0.0, "model default", "model default", "the model's own", *DEFAULT_SCHEDULE]
-    list(sampling.branch(3, *args, request=request, progress=no_progress))
-    after = sampling.STORE.get(request.session_hash).compact
+    before = state.STORE.get(request.session_hash).compact
+    list(sampling.branch(3, StepValues(), ScheduleValues(), request=request, progress=no_progress))
+    after = state.STORE.get(request.session_hash).compact
     assert after is not before
     assert torch.equal(after.x_t[:3], before.x_t[:3])  # frames 1..3 kept; frame 3 (index 2) is the restart state
     # the sampler carries x_t in float64 on the CPU but records it in float32: later frames agree to rounding
@@ -148,31 +152,35 @@ def test_branch_with_unchanged_settings_restarts_exactly():
 def test_run_on_points_and_branch():
     request = FakeRequest("handlers-branch")
     _run(request, model="moons-v", batch=64, steps=6)
-    outputs = list(
-        sampling.branch(
-            3,
-            "ddim",
-            0.0,
-            "model default",
-            "off",
-            "the model's own",
-            *DEFAULT_SCHEDULE,
-            request=request,
-            progress=no_progress,
-        )
-    )
+    changes = StepValues(sampler="ddim", clip="off")
+    outputs = list(sampling.branch(3, changes, ScheduleValues(), request=request, progress=no_progress))
     assert "Frame 6 of 6" in outputs[-1][1]
 
 
 @pytest.mark.parametrize(
-    ("position", "value", "field"),
-    [(3, 50.5, "steps"), (3, 0, "steps"), (4, math.nan, "η"), (2, "euler", "sampler"), (0, "../etc", "folder")],
+    ("changes", "field"),
+    [
+        ({"steps": 50.5}, "steps"),
+        ({"steps": 0}, "steps"),
+        ({"step": StepValues(eta=math.nan)}, "η"),
+        ({"step": StepValues(sampler="euler")}, "sampler"),
+        ({"model": "../etc"}, "folder"),
+        ({"spacing": "random"}, "spacing"),
+        ({"seed": -1}, "seed"),
+    ],
 )
-def test_run_refuses_bad_input(position, value, field):
-    args = list(RUN)
-    args[position] = value
+def test_run_refuses_bad_input(changes, field):
     with pytest.raises(gr.Error, match=field):
-        list(sampling.run(*args, "leading", 0, 4, request=FakeRequest("bad"), progress=no_progress))
+        _run(FakeRequest("bad"), **changes)
+
+
+def test_a_run_too_large_for_the_session_is_refused_before_it_starts_and_says_what_fits(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sampling, "iterate", lambda *a, **k: calls.append(1) or iter(()))
+    fits = r"would keep 219\.3 MiB .* at most 339 steps at batch 64 or batch 28 at 1000 steps would fit"
+    with pytest.raises(gr.Error, match=fits):
+        _run(FakeRequest("too-large"), steps=1000, batch=64)
+    assert calls == []  # refused before the model ran a single step
 
 
 def test_run_refuses_huge_batch_and_frames_without_a_run():
@@ -212,13 +220,13 @@ def test_restore_reads_query_parameters():
 
 def test_a_url_frame_runs_the_model_and_shows_that_frame():
     request = FakeRequest("url-frame")
-    args = ["digits-eps", "", "ddim", 6, 0.0, "model default", "model default", "the model's own"]
-    args += [*DEFAULT_SCHEDULE, "leading", 3, 2]
-    *_streamed, last = sampling.open_frame(4, *args, request=request, progress=no_progress)
+    values, step, schedule = RunValues(steps=6, seed=3, batch=2), StepValues(sampler="ddim"), ScheduleValues()
+    *_streamed, last = sampling.open_frame(4, values, step, schedule, request=request, progress=no_progress)
     picture, text, slider, _plot, _finals = last
     assert "Frame 4 of 6" in text and slider.value == 4 and slider.maximum == 6
-    assert picture.size == sampling.frame_picture(sampling.STORE.get("url-frame").compact, 3).size
-    *_, beyond = sampling.open_frame(50, *args, request=request, progress=no_progress)
+    assert picture.size == sampling.frame_picture(state.STORE.get("url-frame").compact, 3).size
+    *_, beyond = sampling.open_frame(50, values, step, schedule, request=request, progress=no_progress)
     assert "Frame 6 of 6" in beyond[1]  # past the end: the last frame
-    skipped = list(sampling.open_frame(None, *args, request=FakeRequest("no-frame"), progress=no_progress))
-    assert len(skipped) == 1 and sampling.STORE.get("no-frame") is None  # no frame= in the URL: no run
+    no_frame = FakeRequest("no-frame")
+    skipped = list(sampling.open_frame(None, values, step, schedule, request=no_frame, progress=no_progress))
+    assert len(skipped) == 1 and state.STORE.get("no-frame") is None  # no frame= in the URL: no run

@@ -22,11 +22,10 @@ pytestmark = [
 def app_url():
     ensure_models()
     import app
+    from ui.launch import launch
 
     port = free_port()
-    app.demo.launch(
-        prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, head=app.sampling.KEYBOARD_JS
-    )
+    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)  # exactly what `python app.py` runs
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield f"http://127.0.0.1:{port}/"
     app.demo.close()

@@ -16,12 +16,13 @@ from typing import Any
 import gradio as gr
 import pytest
 import torch
-from app_fixtures import DEFAULT_SCHEDULE, FakeRequest, ensure_models, no_progress
+from app_fixtures import FakeRequest, ensure_models, no_progress
 
 from explorer.models.checkpoint import ModuleDenoiser
+from ui.controls import RunValues, ScheduleValues, StepValues
+from ui.state import STORE
 
-RUN = ["digits-eps", "", "ddim", 3, 0.0, "model default", "model default", "the model's own"]
-RUN += [*DEFAULT_SCHEDULE, "trailing", 0, 2]
+RUN = RunValues(steps=3, spacing="trailing", seed=0, batch=2)
 NAN = float("nan")
 HUB_BOUND_SECONDS = 20.0  # the offline message must come within this, even when the Hub never answers
 
@@ -35,9 +36,9 @@ def run(session: str, *, typed: str = "") -> tuple:
     """Run the sampling handler to the end, as Gradio does; returns its last output."""
     from ui import sampling
 
-    args = list(RUN)
-    args[1] = typed
-    *_, last = sampling.run(*args, request=FakeRequest(session), progress=no_progress)
+    values = RunValues(**{**vars(RUN), "typed": typed})
+    step = StepValues(sampler="ddim")
+    *_, last = sampling.run(values, step, ScheduleValues(), request=FakeRequest(session), progress=no_progress)
     return last
 
 
@@ -79,10 +80,8 @@ def test_gpu_out_of_memory_answers_with_a_message(inject, monkeypatch):
 
 
 def test_gpu_out_of_memory_frees_the_run_and_the_next_request_succeeds(inject, monkeypatch):
-    from ui import sampling
-
     run("oom-next")
-    before = sampling.STORE.get("oom-next")
+    before = STORE.get("oom-next")
     with monkeypatch.context() as scoped:
         original = ModuleDenoiser.predict
         held = inject(2, oom)
@@ -95,9 +94,9 @@ def test_gpu_out_of_memory_frees_the_run_and_the_next_request_succeeds(inject, m
         scoped.setattr(ModuleDenoiser, "predict", original)
     gc.collect()
     assert all(ref() is None for ref in held), "tensors of the failed run are still referenced"
-    assert sampling.STORE.get("oom-next") is before, "the failed run replaced the session's last good run"
+    assert STORE.get("oom-next") is before, "the failed run replaced the session's last good run"
     _picture, text, *_ = run("oom-next")
-    assert "Frame 3 of 3" in text and sampling.STORE.get("oom-next") is not before
+    assert "Frame 3 of 3" in text and STORE.get("oom-next") is not before
 
 
 @pytest.mark.parametrize("value", [NAN, float("inf")], ids=["nan", "inf"])
@@ -108,14 +107,12 @@ def test_non_finite_model_output_stops_the_run_naming_the_step(inject, value):
 
 
 def test_non_finite_output_keeps_the_last_good_run(inject):
-    from ui import sampling
-
     run("nan-keeps")
-    before = sampling.STORE.get("nan-keeps")
+    before = STORE.get("nan-keeps")
     inject(2, lambda: NAN)
     with pytest.raises((gr.Error, FloatingPointError), match=r"step 2 of 3"):
         run("nan-keeps")
-    assert sampling.STORE.get("nan-keeps") is before
+    assert STORE.get("nan-keeps") is before
 
 
 def test_hub_offline_gives_the_offline_message_at_once():
@@ -151,9 +148,8 @@ def test_silent_hub_gives_the_offline_message_within_a_bounded_time(silent_hub):
 def test_valid_step_counts_give_a_schedule_view(T, steps):
     """Found by the load test: the Schedules view refused valid controls for some (T, steps) pairs."""
     from ui import schedules
+    from ui.schedules import ViewValues
 
-    args = [*DEFAULT_SCHEDULE, False, "linear", 1000, 1e-4, 0.02, 0.008, False]
-    args += [False, "linear", 1000, 1e-4, 0.02, 0.008, False, "t", 100, steps]
-    args[1] = T
-    _figure, table, *_ = schedules.update_schedules(*args)
+    view = ViewValues(show2=False, show3=False, t=100, num_steps=steps)
+    _figure, table, *_ = schedules.update_schedules(view, ScheduleValues(T=T), ScheduleValues(), ScheduleValues())
     assert "t = 100" in table

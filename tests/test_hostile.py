@@ -15,39 +15,41 @@ from typing import Any
 
 import httpx
 import pytest
-from app_fixtures import DEFAULT_SCHEDULE, ensure_models, free_port
+from app_fixtures import api_arguments, ensure_models, free_port
 from raw_gradio import Answer, call_api, call_page, dependencies, new_session
 
 ensure_models()
 import app  # noqa: E402 (after the bundled models exist: the model dropdown lists them)
+from ui import state  # noqa: E402
+from ui.launch import launch  # noqa: E402
 
-RUN = ["digits-eps", "", "ddim", 3, 0.0, "model default", "model default", "the model's own"]
-RUN += [*DEFAULT_SCHEDULE, "trailing", 0, 2]
-SCHEDULES = [*DEFAULT_SCHEDULE, True, "squaredcos_cap_v2", 1000, 1e-4, 0.02, 0.008, False]
-SCHEDULES += [False, "linear", 1000, 1e-4, 0.02, 0.008, False, "t", 500, 50]
-POSTERIOR = ["digit", 3, None, *DEFAULT_SCHEDULE, 200, 0, 120, 1]
-# Valid arguments per event (by api_name): each hostile row changes one of them. An event missing here fails
-# `test_every_event_has_valid_arguments`, so a new endpoint cannot slip past the table.
-GOOD: dict[str, list[Any]] = {
-    "schedules": SCHEDULES,
-    "update_schedules": SCHEDULES,
-    "update_schedules_1": SCHEDULES,
-    "rescale_t_sliders": [1000, 500, 50],
-    "posterior": POSTERIOR,
-    "update_posterior": POSTERIOR,
+CONFIG = app.demo.get_config_file()
+RUN = {"sampler": "ddim", "steps": 3, "spacing": "trailing", "batch": 2}
+BRANCH = {"sampler": "ddim", "frame_slider": 1}
+# Valid arguments per event (by api_name): the page's own values with these changes (by elem_id or label); each
+# hostile row changes one of them. An event missing here fails `test_every_event_has_valid_arguments`, so a new
+# endpoint cannot slip past the table.
+CHANGES: dict[str, dict[str, Any]] = {
+    "schedules": {},
+    "update_schedules": {},
+    "update_schedules_1": {},
+    "rescale_t_sliders": {},
+    "posterior": {"post_index": 3},
+    "update_posterior": {"post_index": 3},
     "run": RUN,
-    "open_frame": [None, *RUN],  # its first input is a State: the server's, whatever the client sends
-    "branch": [1, "ddim", 0.0, "model default", "model default", "the model's own", *DEFAULT_SCHEDULE],
-    "frame": [1],
-    "previous_frame": [2, -1],
-    "next_frame": [1, 1],
-    "tick": [1],
-    "toggle_play": [False],
-    "export": [],
-    "compare": ["ring", 3, 0, 10],
-    "compare_picture": ["ring", 0, 10],
-    "restore": [],
+    "open_frame": RUN,  # its url_frame input is a State: the server's, whatever the client sends
+    "branch": BRANCH,
+    "frame": {"frame_slider": 1},
+    "previous_frame": {"frame_slider": 2},
+    "next_frame": {"frame_slider": 1},
+    "tick": {"frame_slider": 1},
+    "toggle_play": {},
+    "export": {},
+    "compare": {"data": "ring", "cmp_steps": 3, "cmp_t": 10},
+    "compare_picture": {"data": "ring", "cmp_t": 10},
+    "restore": {},
 }
+GOOD = {name: api_arguments(CONFIG, name, **changes) for name, changes in CHANGES.items()}
 LONG = "a" * 10_000
 CONTROL = "\x00\x07\x1b[2J\r\n\u202edigits-eps"
 TEXT = {
@@ -83,7 +85,6 @@ GRADIO_FILE = (
 )
 GRADIO_ECHO = "gradio 6.31 Dropdown/Radio.preprocess echoes the whole refused value (10,000 characters) (upstream)"
 MAX_MESSAGE = 1_000  # a clear message is short: no echo of a 10,000-character input, no traceback
-CONFIG = app.demo.get_config_file()
 COMPONENTS = {component["id"]: component for component in CONFIG["components"]}
 EVENTS = [dep for dep in dependencies(CONFIG) if dep.get("api_name") in GOOD or dep["inputs"]]
 # The page route runs the same preprocessing and handler as the API route: it gets every row for events only it
@@ -157,25 +158,20 @@ def rows() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[dict[str, Any]]:
     """The app on 127.0.0.1 as on a hosted Space, with a bystander's and a hostile session's runs stored."""
-    from ui import sampling
-
     port = free_port()
-    limit = getattr(app, "MAX_FILE_SIZE", None)  # what app.py passes to launch(max_file_size=...)
-    app.demo.launch(
-        prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, max_file_size=limit
-    )
+    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)  # the app's own configuration
     with pytest.MonkeyPatch.context() as patch, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
         patch.setenv("SPACE_ID", "explorer/hardening-test")
         bystander, hostile = new_session(), new_session()
         for session in (bystander, hostile):
-            assert call_api(http, "run", RUN, session).ok
+            assert call_api(http, "run", GOOD["run"], session).ok
         try:
             yield {
                 "http": http,
                 "bystander": bystander,
                 "hostile": hostile,
-                "store": sampling.STORE,
-                "runs": {s: sampling.STORE.get(s) for s in (bystander, hostile)},
+                "store": state.STORE,
+                "runs": {s: state.STORE.get(s) for s in (bystander, hostile)},
             }
         finally:
             app.demo.close()
@@ -221,7 +217,7 @@ def test_others_are_unaffected(server):
     assert store.get(bystander) is server["runs"][bystander]
     answer = call_api(http, "frame", [2], bystander)
     assert answer.ok and "Frame 2 of 3" in answer.output[1]
-    assert call_api(http, "schedules", SCHEDULES, new_session()).ok
+    assert call_api(http, "schedules", GOOD["schedules"], new_session()).ok
 
 
 FILE_ROUTES = [

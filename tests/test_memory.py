@@ -14,13 +14,14 @@ from typing import Any
 import httpx
 import pytest
 import torch
-from app_fixtures import DEFAULT_SCHEDULE, FakeRequest, ensure_models, free_port, no_progress
+from app_fixtures import FakeRequest, api_arguments, ensure_models, free_port, no_progress
 from raw_gradio import call_api, new_session
 
+from ui import state
+from ui.controls import RunValues, ScheduleValues, StepValues
 from ui.state import MIB, SessionStore
 
-RUN = ["digits-eps", "", "ddim", 3, 0.0, "model default", "model default", "the model's own"]
-RUN += [*DEFAULT_SCHEDULE, "trailing", 0, 2]
+RUN = (RunValues(steps=3, spacing="trailing", seed=0, batch=2), StepValues(sampler="ddim"), ScheduleValues())
 STORE_CEILING = 1024 * MIB  # the stated ceiling for all sessions' runs together (docs/hardening.md)
 SESSIONS = 6  # API clients that run once and never come back
 SLACK = 24 * MIB  # allocator and interpreter noise allowed around a measurement
@@ -95,9 +96,7 @@ def test_dropping_sessions_returns_memory():
 
 
 def test_the_app_states_a_ceiling_for_all_sessions():
-    from ui import sampling
-
-    store = sampling.STORE
+    store = state.STORE
     assert store.max_bytes_per_session <= store.max_total_bytes <= STORE_CEILING
     assert 0 < store.time_to_live <= 3600
 
@@ -105,18 +104,15 @@ def test_the_app_states_a_ceiling_for_all_sessions():
 @pytest.fixture
 def small_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SessionStore, Clock]]:
     """The app's handlers on a store with a settable clock (the real one's caps, a 60 s time to live)."""
-    from ui import parameterizations, sampling
-
     ensure_models()
     clock = Clock()
     store = SessionStore(
-        max_bytes_per_session=sampling.STORE.max_bytes_per_session,
-        max_total_bytes=sampling.STORE.max_total_bytes,
+        max_bytes_per_session=state.STORE.max_bytes_per_session,
+        max_total_bytes=state.STORE.max_total_bytes,
         time_to_live=60,
         clock=clock,
     )
-    monkeypatch.setattr(sampling, "STORE", store)
-    monkeypatch.setattr(parameterizations, "STORE", store)
+    monkeypatch.setattr(state, "STORE", store)
     yield store, clock
 
 
@@ -142,9 +138,10 @@ def test_app_runs_from_many_api_sessions_expire(small_store):
 def server() -> Iterator[httpx.Client]:
     ensure_models()
     import app
+    from ui.launch import launch
 
     port = free_port()
-    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             yield http
@@ -153,17 +150,18 @@ def server() -> Iterator[httpx.Client]:
 
 
 def test_closing_a_tab_frees_its_run(server):
-    from ui import sampling
+    import app
 
     session = new_session()
-    assert call_api(server, "run", RUN, session).ok
-    assert sampling.STORE.get(session) is not None
+    run = api_arguments(app.demo.get_config_file(), "run", sampler="ddim", steps=3, spacing="trailing", batch=2)
+    assert call_api(server, "run", run, session).ok
+    assert state.STORE.get(session) is not None
     with server.stream("GET", f"/gradio_api/heartbeat/{session}") as beat:  # the tab's heartbeat
         next(beat.iter_lines())
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _held(sampling.STORE, session):
+    while time.monotonic() < deadline and _held(state.STORE, session):
         time.sleep(0.2)
-    assert not _held(sampling.STORE, session)
+    assert not _held(state.STORE, session)
 
 
 def _held(store: Any, session: str) -> bool:

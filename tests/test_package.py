@@ -31,3 +31,110 @@ def test_no_pickle_loading_or_remote_code_in_the_sources() -> None:
         text = path.read_text()
         for pattern in forbidden:
             assert pattern not in text, f"{path.name} contains {pattern}"
+
+
+# --- the architecture: what imports what, and how wide the handlers are ---------------------------------------
+
+VIEWS = ("schedules", "posterior", "sampling", "parameterizations")
+MAX_PARAMETERS = 8
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every project module `path` imports, at module level or inside a function."""
+    import ast
+
+    found: set[str] = set()
+    package = _module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module_name(path)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    paths = [*ROOT.glob("explorer/**/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("tools/*.py"), ROOT / "app.py"]
+    modules = {_module_name(path): path for path in paths}
+    return {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_circle_anywhere() -> None:
+    graph = _graph()
+    assert "explorer.diffusion.sampler" in graph and "ui.sampling" in graph  # the walk sees the tree
+    assert _cycle(graph) is None, " → ".join(_cycle(graph) or [])
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the check itself can fail
+
+
+def test_layers_point_one_way() -> None:
+    """diffusion needs nothing else of the project but validation; models and figures build on it; ui on all."""
+    for name, targets in _graph().items():
+        if name.startswith("explorer.diffusion"):
+            assert all(t.startswith(("explorer.diffusion", "explorer.validation")) for t in targets), (name, targets)
+        if name.startswith("explorer"):
+            assert not any(t.startswith(("ui", "app", "tools")) for t in targets), (name, targets)
+        if name.startswith("tools"):
+            assert not any(t.startswith(("ui", "app")) for t in targets), (name, targets)
+
+
+def test_no_view_imports_another_view() -> None:
+    graph = _graph()
+    for view in VIEWS:
+        others = {f"ui.{other}" for other in VIEWS if other != view}
+        assert not graph[f"ui.{view}"] & others, f"ui.{view} imports {graph[f'ui.{view}'] & others}"
+
+
+def test_no_handler_takes_more_than_eight_parameters() -> None:
+    import ast
+
+    for path in [*ROOT.glob("ui/*.py"), ROOT / "app.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                a = node.args
+                count = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + bool(a.vararg) + bool(a.kwarg)
+                count -= bool(a.args and a.args[0].arg in ("self", "cls"))
+                assert count <= MAX_PARAMETERS, f"{path.name}:{node.lineno} {node.name} takes {count} parameters"
+
+
+def test_importing_explorer_changes_no_other_library() -> None:
+    code = (
+        "import huggingface_hub.utils._http as http\n"
+        "before = http._GLOBAL_CLIENT_FACTORY\n"
+        "import sys, explorer, explorer.models.hub, explorer.models.loader\n"
+        "assert http._GLOBAL_CLIENT_FACTORY is before, 'importing explorer replaced the Hub client'\n"
+        "assert 'gradio' not in sys.modules and 'diffusers' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

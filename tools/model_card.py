@@ -7,11 +7,11 @@ A card is never edited by hand: `python -m tools.train` writes it after training
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from explorer.data import Dataset
 from tools.metrics import BASELINE_PAIRS, CONFIDENCE_TARGET, ENERGY_RATIO_LIMIT, MAX_CLASS_FRACTION
-from tools.train import reproduce_command
 
 _DATA_TEXT = {
     Dataset.DIGITS: (
@@ -163,3 +163,15 @@ def write_card(folder: str | Path) -> Path:
     path = Path(folder) / "README.md"
     path.write_text(render_card(folder))
     return path
+
+
+def reproduce_command(recipe: dict, steps: int) -> str:
+    """The command line that repeats a run (its recipe as saved in training.json) for exactly `steps` steps."""
+    command = (
+        f"python -m tools.train --data {recipe['data']} --prediction {recipe['prediction']} --steps {steps} "
+        f"--seed {recipe['seed']} --out {shlex.quote(recipe['out'])} --batch-size {recipe['batch_size']} "
+        f"--lr {recipe['lr']:g} --warmup-steps {recipe['warmup_steps']} --ema-decay {recipe['ema_decay']:g}"
+    )
+    if recipe.get("loss_weighting", "uniform") != "uniform":
+        command += f" --loss-weighting {recipe['loss_weighting']} --snr-gamma {recipe['snr_gamma']:g}"
+    return command

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from explorer.data import Dataset, digits
-from explorer.models.mlp import PointDenoiserMLP
+from explorer.models.checkpoint import load_folder, sample_shape_of
 from tools.classifier import CLASSIFIER_NAME, PRETRAINED_DIR, load_classifier, train_classifier
 from tools.metrics import DigitsQuality, PointsQuality, digits_quality, points_quality
 from tools.model_card import write_card
@@ -53,26 +53,14 @@ MAX_SAMPLES = 100_000
 
 
 def load_model(folder: str | Path) -> nn.Module:
-    """A bundled model from its folder: a UNet2DModel or a PointDenoiserMLP, by config.json's `_class_name`."""
+    """A bundled model's network from its folder, loaded as the app loads it (safetensors only, checked)."""
     folder = Path(folder)
-    class_name = json.loads((folder / "config.json").read_text()).get("_class_name")
-    if class_name == "UNet2DModel":
-        from diffusers import UNet2DModel
-
-        return UNet2DModel.from_pretrained(folder, use_safetensors=True).eval()
-    if class_name == "PointDenoiserMLP":
-        return PointDenoiserMLP.from_pretrained(folder, use_safetensors=True).eval()
-    raise ValueError(f"{folder}/config.json: _class_name must be UNet2DModel or PointDenoiserMLP; got {class_name!r}")
+    return load_folder(folder, name=folder.name, device=torch.device("cpu"), dtype=torch.float32).module
 
 
 def sample_shape(model: nn.Module) -> tuple[int, ...]:
     """Shape of one sample (no batch axis) the model works on."""
-    config = model.config
-    if "sample_dim" in config:
-        return (config.sample_dim,)
-    size = config.sample_size
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    return (config.in_channels, *size)
+    return sample_shape_of(dict(model.config))
 
 
 def chunk_paths(

@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import random
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -46,7 +45,9 @@ from explorer.diffusion.parameterization import Prediction, v_from_x0_eps
 from explorer.diffusion.posterior import q_sample
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import gather
+from explorer.models.device import pick_device
 from explorer.models.mlp import PointDenoiserMLP
+from tools.model_card import reproduce_command, write_card
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_SCHEDULE = "linear"
@@ -108,17 +109,6 @@ class TrainResult:
     first_loss: float  # mean loss over the first logging window
     last_loss: float  # mean loss over the last logging window
     out: Path
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """The requested device, else cuda, then mps, then cpu."""
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -249,23 +239,9 @@ def save_checkpoint(ema: nn.Module, config: TrainConfig, *, steps: int, wall_sec
     }
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     try:  # the card is a convenience here: the quality script rewrites it; never lose a checkpoint over it
-        from tools.model_card import write_card
-
         write_card(out)
     except Exception as error:
         print(f"warning: model card not written: {error!r}", flush=True)
-
-
-def reproduce_command(recipe: dict, steps: int) -> str:
-    """The command line that repeats a run (its recipe as saved in training.json) for exactly `steps` steps."""
-    command = (
-        f"python -m tools.train --data {recipe['data']} --prediction {recipe['prediction']} --steps {steps} "
-        f"--seed {recipe['seed']} --out {shlex.quote(recipe['out'])} --batch-size {recipe['batch_size']} "
-        f"--lr {recipe['lr']:g} --warmup-steps {recipe['warmup_steps']} --ema-decay {recipe['ema_decay']:g}"
-    )
-    if recipe.get("loss_weighting", LossWeighting.UNIFORM) != LossWeighting.UNIFORM:
-        command += f" --loss-weighting {recipe['loss_weighting']} --snr-gamma {recipe['snr_gamma']:g}"
-    return command
 
 
 def train(config: TrainConfig) -> TrainResult:

@@ -1,4 +1,4 @@
-"""What every view shares: turning `ValueError` into `gr.Error`, the GPU wrapper, and the local/hosted switch."""
+"""What every view shares: `ValueError` as `gr.Error`, the GPU wrapper, event queues, the local/hosted switch."""
 
 from __future__ import annotations
 
@@ -80,28 +80,3 @@ def slider_events(*sliders: gr.Slider) -> list:
     for slider in sliders:
         triggers += [slider.input, slider.release]
     return triggers
-
-
-@functools.cache
-def _digits() -> Any:
-    """The bundled 16×16 digits [N, 1, 16, 16] in [−1, 1], or None while `explorer.data` is unavailable."""
-    try:
-        from explorer import data
-    except ImportError:
-        return None
-    return data.digits("held_out").images
-
-
-def example_digit(index: int = 0) -> Any:
-    """One real digit [1, 1, 16, 16] in [−1, 1] (a drawn stand-in if the data module is missing)."""
-    import torch
-
-    digits = _digits()
-    if digits is not None:
-        return digits[index % len(digits)].unsqueeze(0).to(torch.float32)
-    from PIL import Image, ImageDraw
-
-    picture = Image.new("L", (16, 16), 0)
-    ImageDraw.Draw(picture).line([(3, 3), (12, 3), (6, 13)], fill=255, width=2)
-    pixels = torch.tensor(list(picture.getdata()), dtype=torch.float32).reshape(1, 1, 16, 16)
-    return pixels / 127.5 - 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from explorer.diffusion.denoiser import Denoiser
+from explorer.models.catalogue import catalogue
 from explorer.models.loader import load
 from explorer.models.refs import bundled_names
 
@@ -12,6 +13,13 @@ DEFAULT_MODEL = "digits-eps"
 def bundled_models() -> list[str]:
     """Names of the bundled checkpoints present on disk (empty while none are trained yet)."""
     return sorted(bundled_names())
+
+
+def model_choices() -> list[str]:
+    """Bundled checkpoints first (the default is one of them), then the Hub catalogue."""
+    names = bundled_models()
+    names += [entry.name for entry in catalogue() if entry.name not in names]
+    return names or [DEFAULT_MODEL]
 
 
 def load_model(ref: str, *, allow_local: bool = False) -> Denoiser:

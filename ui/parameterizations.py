@@ -9,16 +9,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from explorer.data import X0Source, choose_x0, point_set, spread_subset
+from explorer.diffusion.indexing import timestep_of
 from explorer.diffusion.teacher import TeacherForcing, teacher_force
+from explorer.diffusion.views import PREDICTION_VIEWS, X0
 from explorer.figures.images import image_grid, labelled_row, scatter_frame
-from explorer.figures.sampling import SPACE_SYMBOLS, comparison_figure
+from explorer.figures.sampling import comparison_figure
 from explorer.validation import check_choice, check_int, check_seed
+from ui import state
 from ui.common import MODEL_WORK, slider_events, user_errors
 from ui.models import load_model
-from ui.posterior import Source, choose_x0, point_set
-from ui.sampling import STORE, _session
 
-SUFFIXES = ("eps", "x0", "v")
+SUFFIXES = tuple(view.name for view in PREDICTION_VIEWS)  # bundled models are named <data>-<suffix>: eps, x0, v
 EXAMPLES = 8
 DIGIT_STRIDE = 101  # the held-out digits are sorted by class, 100 each: one example of 0, 1, 2, …
 POINTS = 256
@@ -33,14 +35,14 @@ KL term of the training bound (nats per dimension). t is the paper's step, 1..T.
 class DataChoice(StrEnum):
     """Data sets with three bundled models (ε, x₀, v)."""
 
-    DIGIT = Source.DIGIT.value
-    MOONS = Source.MOONS.value
-    RING = Source.RING.value
+    DIGIT = X0Source.DIGIT.value
+    MOONS = X0Source.MOONS.value
+    RING = X0Source.RING.value
 
 
-def models_for(data: Source) -> list:
+def models_for(data: X0Source) -> list:
     """The three bundled models of one data set, in the order ε, x₀, v."""
-    names = [f"{data.dataset}-{suffix}" for suffix in SUFFIXES]
+    names = [f"{data.dataset.value}-{suffix}" for suffix in SUFFIXES]
     try:
         return [load_model(name) for name in names]
     except ValueError as error:
@@ -55,12 +57,9 @@ def _show(batch: torch.Tensor, half_range: float) -> Image.Image:
 
 def side_by_side(result: TeacherForcing, k: int) -> Image.Image:
     """Rows: the truth, then each model; columns: ε, x₀, v at step index k (the same x_t for every row)."""
-    ranges = {"eps": 3.0, "x0": 1.0, "v": 3.0}
-    symbols = {name: SPACE_SYMBOLS[name] + (" (±3)" if ranges[name] > 1 else "") for name in SUFFIXES}
-    rows = [("truth", {name: getattr(result, name)[k] for name in SUFFIXES})]
-    rows += [(m.name, {name: getattr(m, name)[k] for name in SUFFIXES}) for m in result.models]
+    rows = [("truth", result)] + [(model.name, model) for model in result.models]
     pictures = [
-        labelled_row([(f"{row}: {symbols[name]}", _show(values[name], ranges[name])) for name in SUFFIXES])
+        labelled_row([(f"{row}: {v.title}", _show(getattr(values, v.name)[k], v.half_range)) for v in PREDICTION_VIEWS])
         for row, values in rows
     ]
     canvas = Image.new("RGB", (max(p.width for p in pictures), sum(p.height for p in pictures)), "white")
@@ -73,35 +72,36 @@ def side_by_side(result: TeacherForcing, k: int) -> Image.Image:
 
 def trajectory_views(request: gr.Request | None):
     """This session's run seen as x̂₀, ε̂ and v̂ over ten frames (first sample), or None without a run."""
-    stored = STORE.get(_session(request))
+    stored = state.STORE.get(state.session_of(request))
     if stored is None:
         return None
     compact = stored.compact
     frames = np.unique(np.round(np.linspace(0, len(compact) - 1, 10)).astype(int))
     rows = []
-    for name, title, scale in (("x0", "x̂₀", 1.0), ("eps", "ε̂ (±3)", 3.0), ("v", "v̂ (±3)", 3.0)):
-        batch = torch.stack([compact.view(name, int(k))[0] for k in frames])  # [F, *shape]
+    for view in (X0, *(v for v in PREDICTION_VIEWS if v is not X0)):
+        batch = torch.stack([compact.view(view.name, int(k))[0] for k in frames])  # [F, *shape]
         if batch.ndim == 2:
-            rows.append((title, scatter_frame(compact.view(name, int(frames[-1])), size=160, extent=3.5 * scale)))
+            last = compact.view(view.name, int(frames[-1]))
+            rows.append((view.title, scatter_frame(last, size=160, extent=3.5 * view.half_range)))
         else:
-            rows.append((title, image_grid(batch / scale, columns=len(frames), scale=4)))
+            rows.append((view.title, image_grid(batch / view.half_range, columns=len(frames), scale=4)))
     return labelled_row(rows)
 
 
 def _forced(data: str, seed: float, *, t: float | None = None, count: int = 1) -> TeacherForcing:
     """Teacher forcing of the three models of `data`: at paper step t, or at `count` evenly spaced steps."""
-    source = Source(check_choice("data", data, DataChoice).value)
+    source = X0Source(check_choice("data", data, DataChoice).value)
     chosen_seed = check_seed(seed)
     denoisers = models_for(source)
     T = denoisers[0].schedule.num_train_timesteps
     if t is not None:
-        timesteps = np.array([check_int("t", t, 1, T) - 1])
+        timesteps = np.array([timestep_of(check_int("t", t, 1, T))])
     else:
         timesteps = np.unique(np.round(np.linspace(0, T - 1, count)).astype(np.int64))
-    if source is Source.DIGIT:
-        x0 = torch.cat([choose_x0(source, DIGIT_STRIDE * k, None) for k in range(EXAMPLES)])
+    if source is X0Source.DIGIT:
+        x0 = torch.cat([choose_x0(source, DIGIT_STRIDE * k) for k in range(EXAMPLES)])
     else:
-        x0 = point_set(source)[:POINTS]
+        x0 = spread_subset(point_set(source.dataset), POINTS)  # both moons, not the first (upper) one only
     return teacher_force(denoisers, x0=x0, timesteps=timesteps, seed=chosen_seed)
 
 
@@ -118,9 +118,9 @@ def compare(data: str, steps: float, seed: float, t: float, request: gr.Request 
     picture = side_by_side(_forced(data, seed, t=t), 0)
     result = _forced(data, seed, count=count)
     best = []
-    for name in SUFFIXES:
-        means = [np.nanmean(getattr(m, f"{name}_mse")) for m in result.models]
-        best.append(f"{SPACE_SYMBOLS[name]}: **{result.models[int(np.nanargmin(means))].name}**")
+    for view in PREDICTION_VIEWS:
+        means = [np.nanmean(getattr(m, f"{view.name}_mse")) for m in result.models]
+        best.append(f"{view.symbol}: **{result.models[int(np.nanargmin(means))].name}**")
     summary = f"Lowest mean squared error over the {len(result.timesteps)} t shown, per space — " + " · ".join(best)
     return comparison_figure(result), picture, summary, trajectory_views(request)
 

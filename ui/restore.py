@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from explorer import BetaSchedule
+from explorer.diffusion.schedules import MAX_TIMESTEPS, BetaSchedule
 from explorer.validation import check_choice, check_int, check_seed
-from ui.sampling import MAX_STEPS
+from ui.controls import MAX_STEPS
 
 TABS = ("schedules", "posterior", "sampling", "parameterizations")
 
@@ -38,7 +38,7 @@ def restore(request: gr.Request):
 
     tab = read("tab", _tab)
     family = read("schedule", lambda v: check_choice("schedule", v, BetaSchedule).value)
-    t = read("t", lambda v: check_int("t", v, 1, 10_000))
+    t = read("t", lambda v: check_int("t", v, 1, MAX_TIMESTEPS))
     model = read("model", str.strip)  # checked as a Hub id or bundled name when a run starts
     seed = read("seed", check_seed)
     steps = read("steps", lambda v: check_int("steps", v, 1, MAX_STEPS))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -14,148 +13,37 @@ import numpy as np
 import torch
 from PIL import Image
 
-from explorer.diffusion import sampler as sampling
-from explorer.diffusion.schedules import TimestepSpacing
+from explorer.diffusion.indexing import frame_of, paper_t, position_of
+from explorer.diffusion.sampler import branch as branch_run
+from explorer.diffusion.sampler import iterate
+from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, Step
+from explorer.diffusion.views import STEP_VIEWS, X0, X_T
 from explorer.figures.images import export_gif, export_mp4, image_grid, labelled_row, scatter_frame
 from explorer.figures.sampling import diagnostics_figure, run_diagnostics
-from explorer.validation import check_choice, check_float, check_int, check_seed
+from explorer.validation import check_int
 from ui.common import MODEL_WORK, on_gpu, running_on_space, slider_events, user_errors
-from ui.models import DEFAULT_MODEL, bundled_models, load_model
-from ui.schedules import parse_schedule
-from ui.state import SessionStore, StoredRun
+from ui.controls import (
+    MAX_STEPS,
+    One,
+    RunControls,
+    RunValues,
+    ScheduleControls,
+    ScheduleValues,
+    StepValues,
+    bind,
+    event_inputs,
+    parse_run,
+)
+from ui.models import load_model
+from ui.state import keep_run, stored_run
 
-STORE = SessionStore()
-MAX_STEPS = 1000
-MAX_IMAGE_BATCH = 64
-MAX_POINT_BATCH = 1024
 STREAM_FRAMES = 40  # at most this many pictures are streamed while a run computes
 EXPORT_FRAMES = 120
 PANEL_PIXELS = 200
-VIEWS = (  # (view name in the compact trajectory, title, display half-range)
-    ("x_t", "x_t", 1.0),
-    ("x0", "x̂₀", 1.0),
-    ("eps", "ε̂ (±3)", 3.0),
-    ("v", "v̂ (±3)", 3.0),
-    ("mean", "μ", 1.0),
-    ("noise", "noise z (±3)", 3.0),
-)
 INTRO = """### Run a real model backwards, then step through every frame
 Each frame shows, for the whole batch, the state x<sub>t</sub> entering the step, the model's prediction in all three
 spaces (x̂₀, ε̂, v̂), the mean μ of the step and the noise z it adds: x<sub>t−1</sub> = μ + σ z. Scrubbing frames never
 calls the model. t is the paper's step, 1..T. Keyboard: ← and → step through frames."""
-
-
-class Toggle(StrEnum):
-    """A setting that defaults to the checkpoint's own value."""
-
-    MODEL = "model default"
-    ON = "on"
-    OFF = "off"
-
-
-class VarianceChoice(StrEnum):
-    MODEL = "model default"
-    FIXED_SMALL = "fixed_small"
-    FIXED_LARGE = "fixed_large"
-
-
-class ScheduleChoice(StrEnum):
-    MODEL = "the model's own"
-    SCHEDULE_1 = "schedule 1 (Schedules tab)"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Validated keyword arguments for `explorer.diffusion.sampler.sample` and `branch`."""
-
-    sampler: str
-    num_inference_steps: int
-    eta: float
-    variance: str | None
-    clip_sample: bool | None
-    schedule: Any  # Schedule | None
-    spacing: str
-    seed: int
-    batch_size: int
-
-
-def model_choices() -> list[str]:
-    """Bundled checkpoints first (the default is one of them), then the Hub catalogue."""
-    names = bundled_models()
-    try:
-        from explorer.models.catalogue import catalogue
-
-        names += [entry.name for entry in catalogue() if entry.name not in names]
-    except Exception:  # the catalogue is optional: the bundled list alone still works offline
-        pass
-    return names or [DEFAULT_MODEL]
-
-
-def resolve_model(choice: str, typed: str) -> Any:
-    """The typed repo id (or local folder, locally) when given, else the chosen catalogue entry."""
-    ref = (typed or "").strip() or choice
-    if not isinstance(ref, str) or not ref:
-        raise ValueError("model must be a catalogue name or a Hub repo id such as owner/name")
-    return load_model(ref, allow_local=not running_on_space())
-
-
-@dataclass(frozen=True)
-class StepSettings:
-    """Validated settings a branch may change: None means the checkpoint's own (or the stored run's)."""
-
-    sampler: str
-    eta: float
-    variance: str | None
-    clip_sample: bool | None
-    schedule: Any  # Schedule | None
-
-
-def parse_step_settings(
-    sampler: str, eta: float, variance: str, clip: str, schedule_choice: str, schedule_controls: tuple
-) -> StepSettings:
-    """Check the controls a run and a branch share. The schedule controls are checked even when unused."""
-    kind = check_choice("sampler", sampler, sampling.SamplerKind)
-    which = check_choice("sampling schedule", schedule_choice, ScheduleChoice)
-    schedule = parse_schedule(1, *schedule_controls)
-    variance_choice = check_choice("variance", variance, VarianceChoice)
-    clipping = check_choice("clipping", clip, Toggle)
-    return StepSettings(
-        sampler=kind.value,
-        eta=check_float("η", eta, 0, 1),
-        variance=None if variance_choice is VarianceChoice.MODEL else variance_choice.value,
-        clip_sample=None if clipping is Toggle.MODEL else clipping is Toggle.ON,
-        schedule=schedule if which is ScheduleChoice.SCHEDULE_1 else None,
-    )
-
-
-def parse_run(
-    model: str,
-    typed: str,
-    sampler: str,
-    steps: float,
-    eta: float,
-    variance: str,
-    clip: str,
-    schedule_choice: str,
-    *rest: Any,
-) -> tuple[Any, RunOptions]:
-    """The model and the checked options of a run, from the Run controls in `run`'s order.
-
-    `rest` is schedule 1's six controls, then spacing, seed and batch. The schedule's T bounds the step count.
-    """
-    *schedule_controls, spacing, seed, batch = rest
-    denoiser = resolve_model(model, typed)
-    shared = parse_step_settings(sampler, eta, variance, clip, schedule_choice, schedule_controls)
-    T_max = (shared.schedule or denoiser.schedule).num_train_timesteps
-    is_image = len(denoiser.sample_shape) == 3
-    options = RunOptions(
-        num_inference_steps=check_int("steps", steps, 1, min(T_max, MAX_STEPS)),
-        spacing=check_choice("spacing", spacing, TimestepSpacing).value,
-        seed=check_seed(seed),
-        batch_size=check_int("batch", batch, 1, MAX_IMAGE_BATCH if is_image else MAX_POINT_BATCH),
-        **vars(shared),
-    )
-    return denoiser, options
 
 
 # --- pictures of one frame --------------------------------------------------------------------
@@ -171,39 +59,47 @@ def _panel(batch: torch.Tensor, half_range: float) -> Image.Image:
     return image_grid(batch / half_range, columns=columns, scale=scale)
 
 
-def frame_picture(compact: Any, index: int) -> Image.Image:
-    """Frame `index` of a compact run: every view of the whole batch, side by side with titles."""
-    return labelled_row([(title, _panel(compact.view(name, index), scale)) for name, title, scale in VIEWS])
+def frame_picture(compact: CompactTrajectory, index: int) -> Image.Image:
+    """Step `index` of a compact run: every view of the whole batch, side by side with titles."""
+    return labelled_row([(view.title, _panel(compact.view(view.name, index), view.half_range)) for view in STEP_VIEWS])
 
 
-def frame_text(compact: Any, index: int) -> str:
-    """Per-frame diagnostics in one Markdown line."""
-    t, s = int(compact.timesteps[index]) + 1, int(compact.prev_timesteps[index]) + 1
+def frame_text(compact: CompactTrajectory, index: int) -> str:
+    """Per-frame diagnostics of step `index` in one Markdown line."""
+    t, s = paper_t(int(compact.timesteps[index])), paper_t(int(compact.prev_timesteps[index]))
     x_t, eps, x0 = (compact.view(name, index) for name in ("x_t", "eps", "x0"))
     rms = float(x_t.flatten(1).pow(2).mean(dim=1).sqrt().mean())
     clipped = float(compact.clipped_fraction[index].mean())
     return (
-        f"**Frame {index + 1} of {len(compact)}**: t = {t} → {s if s > 0 else '0 (data)'} · RMS of x<sub>t</sub> "
-        f"{rms:.3f} · std of ε̂ {float(eps.flatten(1).std(dim=1).mean()):.3f} (≈ 1 is healthy) · x̂₀ in "
-        f"[{float(x0.min()):.2f}, {float(x0.max()):.2f}] · clipped {100 * clipped:.1f}% "
+        f"**Frame {frame_of(index)} of {len(compact)}**: t = {t} → {s if s > 0 else '0 (data)'} · RMS of "
+        f"x<sub>t</sub> {rms:.3f} · std of ε̂ {float(eps.flatten(1).std(dim=1).mean()):.3f} (≈ 1 is healthy) · x̂₀ "
+        f"in [{float(x0.min()):.2f}, {float(x0.max()):.2f}] · clipped {100 * clipped:.1f}% "
         f"· σ {float(compact.std[index].mean()):.4f}"
     )
 
 
-def forget_session(request: gr.Request) -> None:
-    """Drop a closed tab's stored run at once (API clients never close: the store's time to live frees theirs)."""
-    STORE.drop(_session(request))
+def _frame_slider(compact: CompactTrajectory, index: int) -> gr.Slider:
+    return gr.Slider(minimum=1, maximum=len(compact), value=frame_of(index), step=1, interactive=True)
 
 
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "anonymous"
+def _streamed(step: Step, done: int, total: int) -> tuple:
+    views = [(view.title, _panel(getattr(step, view.name), view.half_range)) for view in STEP_VIEWS]
+    status = f"computing step {done} of {total} (t = {paper_t(step.timestep)})"
+    return labelled_row(views), status, gr.skip(), gr.skip(), gr.skip()
 
 
-def stored_run(request: gr.Request | None) -> StoredRun:
-    run = STORE.get(_session(request))
-    if run is None:
-        raise ValueError("there is no finished run in this session (runs are kept 30 minutes): press Run first")
-    return run
+def _finish(compact: CompactTrajectory, model: str, request: gr.Request | None) -> tuple:
+    """Keep the run for this session; show its last frame, the diagnostics and the final samples."""
+    keep_run(request, compact, model)
+    last = len(compact) - 1
+    figure = diagnostics_figure(run_diagnostics(compact, compact.settings.schedule))
+    finals = _panel(compact.samples, 1.0)
+    return frame_picture(compact, last), frame_text(compact, last), _frame_slider(compact, last), figure, finals
+
+
+def _frame_index(compact: CompactTrajectory, frame: Any) -> int:
+    """The run position of a frame number from the page (checked against the run's length)."""
+    return position_of(check_int("frame", frame, 1, len(compact)))
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -212,150 +108,78 @@ def stored_run(request: gr.Request | None) -> StoredRun:
 @on_gpu
 @user_errors
 def run(
-    model: str,
-    typed: str,
-    sampler: str,
-    steps: float,
-    eta: float,
-    variance: str,
-    clip: str,
-    schedule_choice: str,
-    family: str,
-    T: float,
-    beta_start: float,
-    beta_end: float,
-    offset: float,
-    zero_snr: bool,
-    spacing: str,
-    seed: float,
-    batch: float,
+    values: RunValues,
+    step: StepValues,
+    schedule: ScheduleValues,
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio finds the progress bar)
 ):
-    """Sample with streamed frames; at the end the run is kept for this session and the stepper shows it."""
-    ref = (typed or "").strip() or model
-    denoiser, options = parse_run(
-        model, typed, sampler, steps, eta, variance, clip, schedule_choice,
-        family, T, beta_start, beta_end, offset, zero_snr, spacing, seed, batch,
-    )  # fmt: skip
-    settings = sampling.resolve_settings(denoiser, **vars(options))
+    """Sample with streamed frames, recording compactly as it goes; at the end the run is kept for this session."""
+    denoiser, settings = parse_run(values, step, schedule)
+    recorder = CompactRecorder(denoiser.name, denoiser.prediction, settings)
     total = settings.num_inference_steps
-    recorded = []
     every = max(1, total // STREAM_FRAMES)
     with torch.no_grad():
-        for step in sampling.iterate(denoiser, **vars(options)):
-            recorded.append(step)
-            progress((len(recorded), total), desc="sampling", unit="steps")
-            if len(recorded) % every == 0 and len(recorded) < total:
-                yield _streamed(step, len(recorded), total)
-    trajectory = sampling.Trajectory(denoiser.name, denoiser.prediction, settings, tuple(recorded))
-    yield _finish(trajectory, ref, request)
-
-
-def _streamed(step: Any, done: int, total: int) -> tuple:
-    views = [(title, _panel(getattr(step, name), scale)) for name, title, scale in VIEWS]
-    status = f"computing step {done} of {total} (t = {step.timestep + 1})"
-    return labelled_row(views), status, gr.skip(), gr.skip(), gr.skip()
-
-
-def _finish(trajectory: Any, model_name: str, request: gr.Request | None) -> tuple:
-    """Keep the run for this session; show its last frame, the diagnostics and the final samples."""
-    compact = trajectory.compact()
-    STORE.put(_session(request), StoredRun(compact, trajectory.settings, model_name, compact.nbytes), compact.nbytes)
-    last = len(compact) - 1
-    figure = diagnostics_figure(run_diagnostics(compact, trajectory.settings.schedule))
-    finals = _panel(compact.samples, 1.0)
-    slider = gr.Slider(minimum=1, maximum=len(compact), value=last + 1, step=1, interactive=True)
-    return frame_picture(compact, last), frame_text(compact, last), slider, figure, finals
-
-
-OWN_VIEW = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}  # the model's raw output among the views
-STEP_VIEWS = ("x_t", "eps", "x0", "v", "mean", "noise", "x0_clipped", "x_prev")
-
-
-def _trajectory_from(stored: StoredRun, until: int) -> Any:
-    """A Trajectory holding steps 0..until of a compact run: what `sampler.branch` keeps and restarts from.
-
-    The compact run keeps x_t in float32, so step `until` restarts from the recorded state itself (the sampler
-    carries it in float64 on the CPU: an unchanged branch matches the run to ~1e-6); the other views stay fp16.
-    """
-    compact = stored.compact
-    steps = []
-    for k in range(until + 1):
-        views = {name: compact.view(name, k) for name in STEP_VIEWS}
-        std = compact.std[k].reshape(-1, *([1] * (views["x_t"].ndim - 1)))
-        steps.append(
-            sampling.Step(
-                index=k,
-                timestep=int(compact.timesteps[k]),
-                prev_timestep=int(compact.prev_timesteps[k]),
-                model_output=views[OWN_VIEW[compact.prediction.value]],
-                std=std,
-                **views,
-            )
-        )
-    return sampling.Trajectory(stored.model, compact.prediction, stored.settings, tuple(steps))
+        for record in iterate(denoiser, settings):
+            recorder.add(record)
+            progress((recorder.count, total), desc="sampling", unit="steps")
+            if recorder.count % every == 0 and recorder.count < total:
+                yield _streamed(record, recorder.count, total)
+    yield _finish(recorder.finish(), values.ref, request)
 
 
 @on_gpu
 @user_errors
 def branch(
     frame: float,
-    sampler: str,
-    eta: float,
-    variance: str,
-    clip: str,
-    schedule_choice: str,
-    family: str,
-    T: float,
-    beta_start: float,
-    beta_end: float,
-    offset: float,
-    zero_snr: bool,
+    step: StepValues,
+    schedule: ScheduleValues,
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio finds the progress bar)
 ):
     """Rerun the rest of the stored run from this frame with changed settings, on the same noise stream."""
     stored = stored_run(request)
-    index = check_int("frame", frame, 1, len(stored.compact)) - 1
+    index = _frame_index(stored.compact, frame)
     denoiser = load_model(stored.model, allow_local=not running_on_space())
-    shared = parse_step_settings(
-        sampler, eta, variance, clip, schedule_choice, (family, T, beta_start, beta_end, offset, zero_snr)
-    )
-    changes = {name: value for name, value in vars(shared).items() if value is not None}
-    base = _trajectory_from(stored, index)
-    yield gr.skip(), f"branching from frame {index + 1}…", gr.skip(), gr.skip(), gr.skip()
+    changes = step.parse(schedule)
+    base = stored.compact.to_trajectory(index)
+    yield gr.skip(), f"branching from frame {frame_of(index)}…", gr.skip(), gr.skip(), gr.skip()
     with torch.no_grad():
-        trajectory = sampling.branch(
+        trajectory = branch_run(
             base, denoiser, index, progress=lambda done, total: progress((done, total), desc="branch"), **changes
         )
-    yield _finish(trajectory, stored.model, request)
+    yield _finish(trajectory.compact(), stored.model, request)
 
 
 @user_errors
-def open_frame(target: int | None, *run_args: Any, request: gr.Request = None, progress: gr.Progress = gr.Progress()):  # noqa: B008
-    """A talk's URL with frame=N: run with the restored controls (`run_args` as for `run`), then show frame N.
+def open_frame(
+    target: int | None,
+    values: RunValues,
+    step: StepValues,
+    schedule: ScheduleValues,
+    request: gr.Request = None,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008
+):
+    """A talk's URL with frame=N: run with the restored controls, then show frame N (beyond the run: its last).
 
-    N beyond the run shows its last frame. Without frame= in the URL (`target` None) nothing runs and nothing is
-    shown, but the controls are still checked (which loads the chosen model into the shared cache once, so the
-    first Run does not wait for it).
+    Without frame= in the URL (`target` None) nothing runs and nothing is shown, but the controls are still
+    checked (which loads the chosen model into the shared cache once, so the first Run does not wait for it).
     """
     if target is None:
-        parse_run(*run_args)  # every argument is checked, used or not
+        parse_run(values, step, schedule)  # every argument is checked, used or not
         yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return
-    yield from run(*run_args, request=request, progress=progress)
+    yield from run(values, step, schedule, request=request, progress=progress)
     compact = stored_run(request).compact
-    index = min(check_int("frame", target, 1, MAX_STEPS), len(compact)) - 1
-    slider = gr.Slider(minimum=1, maximum=len(compact), value=index + 1, step=1, interactive=True)
-    yield frame_picture(compact, index), frame_text(compact, index), slider, gr.skip(), gr.skip()
+    index = min(position_of(check_int("frame", target, 1, MAX_STEPS)), len(compact) - 1)
+    yield frame_picture(compact, index), frame_text(compact, index), _frame_slider(compact, index), gr.skip(), gr.skip()
 
 
 @user_errors
 def show_frame(frame: float, request: gr.Request = None):
     """Frame `frame` (1..number of steps) of this session's run: picture and diagnostics; no model call."""
     compact = stored_run(request).compact
-    index = check_int("frame", frame, 1, len(compact)) - 1
+    index = _frame_index(compact, frame)
     return frame_picture(compact, index), frame_text(compact, index)
 
 
@@ -363,10 +187,10 @@ def show_frame(frame: float, request: gr.Request = None):
 def step_frame(frame: float, delta: float, request: gr.Request = None):
     """Move `delta` frames (clamped to the run) and show that frame; returns the new frame number too."""
     compact = stored_run(request).compact
-    current = check_int("frame", frame, 1, len(compact))
+    current = _frame_index(compact, frame)
     move = check_int("step", delta, -MAX_STEPS, MAX_STEPS)
-    new = min(max(current + move, 1), len(compact))
-    return new, frame_picture(compact, new - 1), frame_text(compact, new - 1)
+    index = min(max(current + move, 0), len(compact) - 1)
+    return frame_of(index), frame_picture(compact, index), frame_text(compact, index)
 
 
 @user_errors
@@ -375,8 +199,7 @@ def export(request: gr.Request = None):
     compact = stored_run(request).compact
     indices = np.unique(np.round(np.linspace(0, len(compact) - 1, min(EXPORT_FRAMES, len(compact)))).astype(int))
     frames = [
-        labelled_row([("x_t", _panel(compact.view("x_t", k), 1.0)), ("x̂₀", _panel(compact.view("x0", k), 1.0))])
-        for k in indices
+        labelled_row([(view.symbol, _panel(compact.view(view.name, k), 1.0)) for view in (X_T, X0)]) for k in indices
     ]
     frames.append(labelled_row([("x_0", _panel(compact.samples, 1.0)), ("final", _panel(compact.samples, 1.0))]))
     folder = Path(tempfile.mkdtemp(prefix="explorer-export-"))
@@ -394,44 +217,30 @@ def toggle_play(playing: bool):
 def tick(frame: float, request: gr.Request = None):
     """One timer tick while playing: the next frame, or stop at the last one."""
     compact = stored_run(request).compact
-    current = check_int("frame", frame, 1, len(compact))
-    if current >= len(compact):
-        return current, gr.skip(), gr.skip(), False, gr.Timer(active=False), gr.Button(value="▶ Play")
-    new = current + 1
-    return new, frame_picture(compact, new - 1), frame_text(compact, new - 1), True, gr.skip(), gr.skip()
+    current = _frame_index(compact, frame)
+    if current >= len(compact) - 1:
+        return frame_of(current), gr.skip(), gr.skip(), False, gr.Timer(active=False), gr.Button(value="▶ Play")
+    index = current + 1
+    return frame_of(index), frame_picture(compact, index), frame_text(compact, index), True, gr.skip(), gr.skip()
 
 
-def build(schedule_inputs: list) -> dict:
-    """Lay out the view; `schedule_inputs` are schedule 1's controls (a sampling schedule may differ)."""
+# --- layout -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplingTab:
+    """What the app needs from the Reverse sampling view: its controls, and the page-load event's parts."""
+
+    controls: RunControls
+    open_frame: Any  # the event function for a URL with frame=N
+    open_inputs: set
+    outputs: list
+
+
+def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
+    """Lay out the view; `schedule` is schedule 1's group (a run may follow it), `url_frame` the frame= of the URL."""
     gr.Markdown(INTRO)
-    choices = model_choices()
-    with gr.Row():
-        model = gr.Dropdown(
-            choices,
-            value=choices[0] if DEFAULT_MODEL not in choices else DEFAULT_MODEL,
-            label="model (bundled ones run offline)",
-            allow_custom_value=True,
-            elem_id="model",
-            scale=2,
-        )
-        typed = gr.Textbox(
-            label="or a Hub repo id" + ("" if running_on_space() else " / local folder"),
-            placeholder="google/ddpm-cifar10-32",
-            elem_id="typed_model",
-            scale=2,
-        )
-        sampler = gr.Radio([k.value for k in sampling.SamplerKind], value="ddpm", label="sampler")
-        steps = gr.Slider(1, MAX_STEPS, value=50, step=1, label="steps", elem_id="steps")
-        eta = gr.Slider(0, 1, value=0, step=0.05, label="η (DDIM)")
-    with gr.Row():
-        variance = gr.Dropdown([c.value for c in VarianceChoice], value=VarianceChoice.MODEL.value, label="variance")
-        clip = gr.Dropdown([c.value for c in Toggle], value=Toggle.MODEL.value, label="clip x̂₀ to [−1, 1]")
-        schedule_choice = gr.Dropdown(
-            [c.value for c in ScheduleChoice], value=ScheduleChoice.MODEL.value, label="sampling schedule"
-        )
-        spacing = gr.Dropdown([s.value for s in TimestepSpacing], value="leading", label="spacing")
-        seed = gr.Slider(0, 10_000, value=0, step=1, label="seed", elem_id="seed")
-        batch = gr.Slider(1, MAX_IMAGE_BATCH, value=16, step=1, label="batch (2-D models: points)", elem_id="batch")
+    controls = RunControls()
     with gr.Row():
         run_button = gr.Button("Run", variant="primary", elem_id="run")
         stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -453,23 +262,14 @@ def build(schedule_inputs: list) -> dict:
         gif = gr.File(label="GIF")
         mp4 = gr.File(label="MP4")
 
-    schedule_controls = list(schedule_inputs)
     outputs = [picture, status, frame, diagnostics, finals]
-    run_inputs = [model, typed, sampler, steps, eta, variance, clip, schedule_choice]
-    run_inputs += [*schedule_controls, spacing, seed, batch]
+    run_groups = (controls, controls.step, schedule)
     run_event = run_button.click(
-        run,
-        run_inputs,
-        outputs,
-        api_name="run",
-        **MODEL_WORK,
+        bind(run, *run_groups), event_inputs(*run_groups), outputs, api_name="run", **MODEL_WORK
     )
+    branch_groups = (One(frame), controls.step, schedule)
     branch_event = branch_button.click(
-        branch,
-        [frame, sampler, eta, variance, clip, schedule_choice, *schedule_controls],
-        outputs,
-        api_name="branch",
-        **MODEL_WORK,
+        bind(branch, *branch_groups), event_inputs(*branch_groups), outputs, api_name="branch", **MODEL_WORK
     )
     stop_button.click(None, cancels=[run_event, branch_event], api_visibility="private")
     gr.on(
@@ -501,25 +301,5 @@ def build(schedule_inputs: list) -> dict:
         concurrency_limit=None,
     )
     export_button.click(export, None, [gif, mp4], api_name="export", **MODEL_WORK)
-    return {
-        "model": model,
-        "seed": seed,
-        "frame": frame,
-        "steps": steps,
-        "batch": batch,
-        "run_inputs": run_inputs,
-        "outputs": outputs,
-    }
-
-
-KEYBOARD_JS = """
-<script>
-document.addEventListener('keydown', (event) => {
-  const tag = (event.target.tagName || '').toLowerCase();
-  if (tag === 'input' || tag === 'textarea' || event.target.isContentEditable) return;
-  const id = event.key === 'ArrowLeft' ? 'prev_frame' : event.key === 'ArrowRight' ? 'next_frame' : null;
-  const button = id && document.getElementById(id);
-  if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
-});
-</script>
-"""
+    open_groups = (One(url_frame), *run_groups)
+    return SamplingTab(controls, bind(open_frame, *open_groups), event_inputs(*open_groups), outputs)

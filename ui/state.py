@@ -1,6 +1,6 @@
-"""Bounded per-session storage: each session keeps its latest run, under a byte cap and a time to live.
+"""Per-session state: each session keeps its latest run, under a byte cap and a time to live.
 
-Models are shared by the whole process (see `explorer.models.hub`); only per-user results live here. An entry
+Models are shared by the whole process (see `explorer.models.loader`); only per-user results live here. An entry
 larger than the per-session cap is refused; when the total passes the global cap, the least recently used
 sessions are dropped first. Expired entries are dropped on every access.
 """
@@ -14,17 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import gradio as gr
+
+from explorer.diffusion.trajectory import CompactTrajectory
+
 MIB = 1 << 20
 
 
 @dataclass(frozen=True)
 class StoredRun:
-    """What a session keeps of one run: the compact trajectory, the settings it ran with, the model's name."""
+    """What a session keeps of one run: the compact record (with its settings) and the model reference to reload."""
 
-    compact: Any  # explorer.diffusion.trajectory.CompactTrajectory
-    settings: Any  # explorer.diffusion.sampler.SamplerSettings
+    compact: CompactTrajectory
     model: str
-    nbytes: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.compact.nbytes
 
 
 class SessionStore:
@@ -86,3 +92,30 @@ class SessionStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+STORE = SessionStore()
+NO_RUN = "there is no finished run in this session (runs are kept 30 minutes): press Run first"
+
+
+def session_of(request: Any | None) -> str:
+    """The session a request belongs to (Gradio's session hash; "anonymous" when called without one)."""
+    return getattr(request, "session_hash", None) or "anonymous"
+
+
+def keep_run(request: Any | None, compact: CompactTrajectory, model: str) -> None:
+    """Keep `compact` as this session's run (refused when it exceeds the per-session cap)."""
+    STORE.put(session_of(request), StoredRun(compact, model), compact.nbytes)
+
+
+def stored_run(request: Any | None) -> StoredRun:
+    """This session's run, or ValueError asking the user to press Run."""
+    run = STORE.get(session_of(request))
+    if run is None:
+        raise ValueError(NO_RUN)
+    return run
+
+
+def forget_session(request: gr.Request) -> None:
+    """Drop a closed tab's stored run at once (API clients never close: the store's time to live frees theirs)."""
+    STORE.drop(session_of(request))

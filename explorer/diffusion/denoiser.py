@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.parameterization import Prediction, convert
 from explorer.diffusion.posterior import VarianceType
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import TimestepLike
@@ -160,4 +160,19 @@ def as_denoiser(model: Any) -> Denoiser:
         sample_shape=model.sample_shape,
         name=model.name,
         **options,
+    )
+
+
+def x0_at_noise_level(denoiser: Denoiser, x_t: torch.Tensor, alpha_cumprod: float) -> torch.Tensor:
+    """The denoiser's x̂₀ for x_t ([B, *sample_shape]) at the noise level ᾱ of another schedule: the model runs at
+    its own timestep whose ᾱ is nearest (in log space). Returns float64 [B, *sample_shape] on the CPU."""
+    step = denoiser.schedule.nearest_timestep(alpha_cumprod)
+    with torch.no_grad():
+        output = denoiser(x_t.to(denoiser.device, denoiser.dtype), step).to("cpu", torch.float64)
+    return convert(
+        output,
+        denoiser.prediction,
+        Prediction.SAMPLE,
+        x_t.to(torch.float64),
+        float(denoiser.schedule.alphas_cumprod[step]),
     )

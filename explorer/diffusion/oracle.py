@@ -11,6 +11,10 @@ approximates has a closed form (Ho et al. 2020 eqs. 4 and 7 combined with Bayes'
     variance       β̃_t                                        shared by every component
     q(x_{t−1}|x_t) = Σ_n w_n(x_t) N(μ̃_t(x_n, x_t), β̃_t I)    the "intractable" reverse, exact here
 
+`reverse_densities` evaluates, on a grid around one 2-D point x_t, the true mixture q(x_s | x_t), the single
+Gaussian q(x_s | x_t, x₀) and a model's Gaussian step p_θ(x_s | x_t) = N(μ̃(x̂₀, x_t), β̃): what the Posterior
+view draws side by side.
+
 The denoiser trained with MSE converges to E[x₀ | x_t] of its training set; as t → 1 the weights
 collapse onto the nearest data point, which is why the exact optimum can only copy its data.
 """
@@ -20,11 +24,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
+from explorer.diffusion.indexing import previous_t
 from explorer.diffusion.parameterization import Prediction, convert
-from explorer.diffusion.posterior import VarianceType
+from explorer.diffusion.posterior import VarianceType, q_posterior
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import TimestepLike, as_timesteps, gather
 
@@ -121,9 +127,11 @@ def true_reverse(
     """
     total = schedule.num_train_timesteps
     t = int(as_timesteps(timestep, total))
-    s = t - 1 if prev_timestep is None else int(prev_timestep)
+    s = previous_t(t) if prev_timestep is None else int(prev_timestep)
     if not -1 <= s < t:
-        raise ValueError(f"prev_timestep must be an integer in [-1, {t - 1}] (below timestep {t}); got {prev_timestep}")
+        raise ValueError(
+            f"prev_timestep must be an integer in [-1, {previous_t(t)}] (below timestep {t}); got {prev_timestep}"
+        )
     points = _flatten(data)  # [N, D]
     x = _flatten(x_t)  # [B, D]
     a_t = float(schedule.alphas_cumprod[t])
@@ -146,3 +154,74 @@ def mixture_density(mixture: ReverseMixture, grid: torch.Tensor) -> torch.Tensor
     sq = ((grid.double()[None, None, :, :] - mixture.means[:, :, None, :]) ** 2).sum(-1)  # [B, N, G]
     log_components = -sq / (2 * var) - 0.5 * d * math.log(2 * math.pi * var)
     return torch.einsum("bn,bng->bg", mixture.weights, log_components.exp())
+
+
+DENSITY_GRID = 90  # points per axis of the density grid
+WEIGHT_FLOOR = 1e-4  # mixture components below this share of the largest weight do not shape the grid
+
+
+@dataclass(frozen=True)
+class ReverseDensities:
+    """Densities of x_s given one 2-D x_t on a regular grid: xs [G], ys [G]; each density float64 [G, G] (rows y).
+
+    true: the exact mixture q(x_s | x_t); given_x0: q(x_s | x_t, x₀); model: N(μ̃(x̂₀, x_t), β̃) when a model's
+    x̂₀ was given, else None. variance: β̃ of the jump t → s, shared by every Gaussian here.
+    """
+
+    xs: np.ndarray
+    ys: np.ndarray
+    true: np.ndarray
+    given_x0: np.ndarray
+    model: np.ndarray | None
+    variance: float
+
+
+def _isotropic(grid: torch.Tensor, mean: torch.Tensor, variance: float) -> torch.Tensor:
+    """N(x; mean, variance·I) at each row of grid [G, D]: float64 [G]."""
+    d = grid.shape[1]
+    squared = ((grid - mean[None, :]) ** 2).sum(dim=1)
+    return torch.exp(-0.5 * squared / variance) / (2 * math.pi * variance) ** (d / 2)
+
+
+def reverse_densities(
+    data: torch.Tensor,
+    schedule: Schedule,
+    x0: torch.Tensor,
+    x_t: torch.Tensor,
+    timestep: int,
+    prev_timestep: int,
+    *,
+    model_x0: torch.Tensor | None = None,
+    grid_points: int = DENSITY_GRID,
+) -> ReverseDensities:
+    """The three reverse densities of the jump timestep → prev_timestep (0-based, prev ≥ 0) for one point.
+
+    data: [N, 2]; x0, x_t and model_x0: [1, 2]. The grid covers every component that carries weight, μ̃, x₀ and
+    x_t, with four standard deviations to spare.
+    """
+    if not 0 <= prev_timestep < timestep:
+        raise ValueError(f"prev_timestep must be an integer in [0, {previous_t(timestep)}]; got {prev_timestep}")
+    x_t, x0 = x_t.to(torch.float64), x0.to(torch.float64)
+    mixture = true_reverse(data.to(torch.float64), schedule, x_t, timestep, prev_timestep=prev_timestep)
+    jump = schedule.respace([prev_timestep, timestep])  # its index 1 is the jump t → s, as in the oracle
+    given = q_posterior(jump, x0, x_t, 1).mean[0]  # [2]
+    weights = mixture.weights[0]
+    heavy = mixture.means[0][weights > WEIGHT_FLOOR * weights.max()]  # [K, 2]: the components that matter
+    centres = torch.cat([heavy, given[None], x0, x_t]).numpy()
+    spread = 4 * max(math.sqrt(mixture.variance), 0.02)
+    low, high = centres.min(axis=0) - spread, centres.max(axis=0) + spread
+    xs, ys = np.linspace(low[0], high[0], grid_points), np.linspace(low[1], high[1], grid_points)
+    grid = torch.from_numpy(np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2))  # [G², 2], row-major in y
+    shape = (grid_points, grid_points)
+    model = None
+    if model_x0 is not None:
+        model_mean = q_posterior(jump, model_x0.to(torch.float64), x_t, 1).mean[0]
+        model = _isotropic(grid, model_mean, mixture.variance).reshape(shape).numpy()
+    return ReverseDensities(
+        xs=xs,
+        ys=ys,
+        true=mixture_density(mixture, grid)[0].reshape(shape).numpy(),
+        given_x0=_isotropic(grid, given, mixture.variance).reshape(shape).numpy(),
+        model=model,
+        variance=mixture.variance,
+    )

@@ -40,7 +40,7 @@ X0 = StepView("x0", "x̂₀", 1.0, Prediction.SAMPLE)
 EPS = StepView("eps", "ε̂", 3.0, Prediction.EPSILON)
 V = StepView("v", "v̂", 3.0, Prediction.V_PREDICTION)
 MEAN = StepView("mean", "μ", 1.0)
-NOISE = StepView("noise", "z", 3.0)
+NOISE = StepView("noise", "noise z", 3.0)
 
 STEP_VIEWS: tuple[StepView, ...] = (X_T, X0, EPS, V, MEAN, NOISE)  # the order the frame grid shows them in
 PREDICTION_VIEWS: tuple[StepView, ...] = (EPS, X0, V)  # the three spaces, in the order ε, x₀, v

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from explorer.diffusion.indexing import paper_t, previous_t, timestep_of
 from explorer.diffusion.schedules import Schedule
 
 
@@ -27,7 +28,7 @@ def number(value: float) -> str:
 
 def step_formulas(schedule: Schedule, t: int) -> str:
     """Every quantity at paper step t, as display equations with the numbers substituted."""
-    i = t - 1
+    i, p = timestep_of(t), previous_t(t)
     s = schedule
     beta, alpha = s.betas[i], s.alphas[i]
     abar, abar_prev = s.alphas_cumprod[i], s.alphas_cumprod_prev[i]
@@ -42,11 +43,11 @@ def step_formulas(schedule: Schedule, t: int) -> str:
         rf"$$\mathrm{{SNR}}_{{{t}}} = \frac{{\bar\alpha_{{{t}}}}}{{1-\bar\alpha_{{{t}}}}} = "
         rf"\frac{{{n(abar)}}}{{{n(one_minus)}}} = {n(s.snr[i])}, \qquad "
         rf"\log \mathrm{{SNR}}_{{{t}}} = {n(s.log_snr[i])}$$",
-        rf"$$\tilde\beta_{{{t}}} = \frac{{1-\bar\alpha_{{{t - 1}}}}}{{1-\bar\alpha_{{{t}}}}}\,\beta_{{{t}}} = "
+        rf"$$\tilde\beta_{{{t}}} = \frac{{1-\bar\alpha_{{{p}}}}}{{1-\bar\alpha_{{{t}}}}}\,\beta_{{{t}}} = "
         rf"\frac{{{n(one_minus_prev)}}}{{{n(one_minus)}}} \cdot {n(beta)} = {n(s.posterior_variance[i])}$$",
-        rf"$$\tilde\mu_{{{t}}} = \underbrace{{\frac{{\sqrt{{\bar\alpha_{{{t - 1}}}}}\,\beta_{{{t}}}}}"
+        rf"$$\tilde\mu_{{{t}}} = \underbrace{{\frac{{\sqrt{{\bar\alpha_{{{p}}}}}\,\beta_{{{t}}}}}"
         rf"{{1-\bar\alpha_{{{t}}}}}}}_{{{n(s.posterior_mean_coef_x0[i])}}}\, x_0 + "
-        rf"\underbrace{{\frac{{\sqrt{{\alpha_{{{t}}}}}\,(1-\bar\alpha_{{{t - 1}}})}}{{1-\bar\alpha_{{{t}}}}}}}"
+        rf"\underbrace{{\frac{{\sqrt{{\alpha_{{{t}}}}}\,(1-\bar\alpha_{{{p}}})}}{{1-\bar\alpha_{{{t}}}}}}}"
         rf"_{{{n(s.posterior_mean_coef_xt[i])}}}\, x_{{{t}}}$$",
     ]
     if t == 1:
@@ -77,7 +78,7 @@ def step_table(schedules: Sequence[tuple[str, Schedule]], t: int) -> str:
             if t > schedule.num_train_timesteps:
                 cells.append("—")
             else:
-                cells.append(f"{float(getattr(schedule, attribute)[t - 1]):.5g}")
+                cells.append(f"{float(getattr(schedule, attribute)[timestep_of(t)]):.5g}")
         lines.append(f"| {symbol} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -90,5 +91,5 @@ def spacing_table(schedule: Schedule, visited: Mapping[str, np.ndarray]) -> str:
     ]
     for spacing, steps in visited.items():
         first, last = int(steps[0]), int(steps[-1])
-        lines.append(f"| {spacing} | {len(steps)} | {first + 1} | {schedule.snr[first]:.3g} | {last + 1} |")
+        lines.append(f"| {spacing} | {len(steps)} | {paper_t(first)} | {schedule.snr[first]:.3g} | {paper_t(last)} |")
     return "\n".join(lines)

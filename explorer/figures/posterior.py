@@ -17,6 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.diffusion.indexing import previous_t, timestep_of
 from explorer.diffusion.schedules import Schedule
 from explorer.figures.schedules import FONT
 
@@ -54,7 +55,7 @@ class GaussianProduct:
 
 def gaussian_product(schedule: Schedule, t: int, x0: float, x_t: float) -> GaussianProduct:
     """The likelihood, prior and posterior of x_{t−1} for one pixel at paper step t ≥ 1."""
-    i = t - 1
+    i = timestep_of(t)
     alpha, beta = schedule.alphas[i], schedule.betas[i]
     like_mean, like_var = (x_t / math.sqrt(alpha), beta / alpha) if alpha > 0 else (0.0, math.inf)
     prior_mean, prior_var = math.sqrt(schedule.alphas_cumprod_prev[i]) * x0, 1.0 - schedule.alphas_cumprod_prev[i]
@@ -79,10 +80,10 @@ def gaussian_product(schedule: Schedule, t: int, x0: float, x_t: float) -> Gauss
 
 def gaussian_product_figure(curves: GaussianProduct, t: int) -> go.Figure:
     """The 1-D view: likelihood × prior = posterior, each curve a density in y = x_{t−1}."""
-    figure = go.Figure()
+    figure, p = go.Figure(), previous_t(t)
     styles = (
-        (curves.likelihood, f"q(x<sub>{t}</sub> | x<sub>{t - 1}</sub>=y) as a function of y", "#1f77b4", "dot"),
-        (curves.prior, f"q(x<sub>{t - 1}</sub>=y | x₀)", "#2ca02c", "dash"),
+        (curves.likelihood, f"q(x<sub>{t}</sub> | x<sub>{p}</sub>=y) as a function of y", "#1f77b4", "dot"),
+        (curves.prior, f"q(x<sub>{p}</sub>=y | x₀)", "#2ca02c", "dash"),
         (curves.product, "likelihood × prior, normalised", "#ff7f0e", "solid"),
         (curves.posterior, f"N(μ̃={curves.mean:.3g}, β̃={curves.variance:.3g})", "black", "dashdot"),
     )
@@ -98,7 +99,7 @@ def gaussian_product_figure(curves: GaussianProduct, t: int) -> go.Figure:
         )
     figure.update_layout(
         title=f"One pixel at t = {t}: the posterior is the product of two Gaussians",
-        xaxis_title=f"y = x<sub>{t - 1}</sub>",
+        xaxis_title=f"y = x<sub>{p}</sub>",
         yaxis_title="density",
         height=360,
         margin=dict(l=50, r=20, t=50, b=40),

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.diffusion.indexing import paper_t
 from explorer.diffusion.schedules import Schedule
 from explorer.figures.schedules import COLOURS, FONT
 
@@ -20,7 +21,7 @@ def run_diagnostics(compact, schedule: Schedule) -> dict[str, np.ndarray]:
     eps = compact.eps.float().reshape(len(steps), batch, -1)
     x0 = compact.x0.float().reshape(len(steps), batch, -1)
     return {
-        "t": (steps + 1).astype(np.float64),
+        "t": paper_t(steps).astype(np.float64),
         "signal": schedule.sqrt_alphas_cumprod[steps],
         "noise": schedule.sqrt_one_minus_alphas_cumprod[steps],
         "x_t_rms": x_t.pow(2).mean(dim=2).sqrt().mean(dim=1).double().numpy(),
@@ -86,7 +87,7 @@ def comparison_figure(result) -> go.Figure:
     titles = [f"MSE in {SPACE_SYMBOLS[s]} space (log)" for s in spaces]
     titles += ["size of each target: RMS", "KL term L<sub>t−1</sub> per dim (log)"]
     figure = make_subplots(rows=1, cols=5, subplot_titles=titles, horizontal_spacing=0.05)
-    t = (result.timesteps + 1).astype(np.float32)
+    t = paper_t(result.timesteps).astype(np.float32)
     mode = "lines+markers" if t.size <= 40 else "lines"
     for k, model in enumerate(result.models):
         colour = COLOURS[k % len(COLOURS)]

@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.diffusion.indexing import paper_t, timestep_of
 from explorer.diffusion.schedules import Schedule
 from explorer.validation import parse_mode
 
@@ -63,7 +64,7 @@ def _finite(values: np.ndarray) -> np.ndarray:
 def _x_values(schedule: Schedule, axis: XAxis, index: np.ndarray) -> np.ndarray:
     if axis is XAxis.BETA:
         return _finite(schedule.betas[index])
-    t = (index + 1).astype(np.float32)
+    t = paper_t(index).astype(np.float32)
     return t / schedule.num_train_timesteps if axis is XAxis.T_OVER_T else t
 
 
@@ -111,7 +112,7 @@ def schedule_figure(
 
     for k, item in enumerate(schedules):
         s, label = item.schedule, item.label
-        index = thin(s.num_train_timesteps, keep=[t - 1])
+        index = thin(s.num_train_timesteps, keep=[timestep_of(t)])
         x = _x_values(s, axis, index)
         line(k, label, x, _finite(s.betas[index]), 1, first=True)
         keep = index[index > 0]  # β̃_1 = 0 has no place on a log axis
@@ -141,7 +142,7 @@ def schedule_figure(
                     xaxis="x4",
                     yaxis="y4",
                     hovertemplate="t = %{text}<br>log SNR %{y:.3g}<extra>" + spacing + "</extra>",
-                    text=(steps + 1).astype(str),
+                    text=paper_t(steps).astype(str),
                 )
             )
             traces.append(
@@ -155,14 +156,14 @@ def schedule_figure(
                     xaxis="x6",
                     yaxis="y6",
                     hovertemplate="t = %{text}<extra>" + spacing + "</extra>",
-                    text=(steps + 1).astype(str),
+                    text=paper_t(steps).astype(str),
                 )
             )
     figure.add_traces(traces)
 
     if schedules:
         first = schedules[0].schedule
-        position = _x_values(first, axis, np.array([min(t, first.num_train_timesteps) - 1]))[0]
+        position = _x_values(first, axis, np.array([timestep_of(min(t, first.num_train_timesteps))]))[0]
         for panel in range(1, 7):
             suffix = "" if panel == 1 else str(panel)
             figure.add_shape(

@@ -1,0 +1,354 @@
+"""Control groups: a set of components whose raw values read as one frozen dataclass, parsed in one place.
+
+A view builds its groups inside the Blocks context; an event names the groups it reads, and Gradio passes their
+inputs as a set (one dict {component: value}). `bind` turns a handler `handler(*values, request=…, progress=…)`,
+whose parameters are these dataclasses, into the function Gradio calls: no handler receives another view's
+components by position, and every handler can be called (and tested) with named values.
+
+    group             values              parsed by                 into
+    ScheduleControls  ScheduleValues      ScheduleValues.parse      a Schedule
+    RunControls       RunValues           parse_run (with the next)  (denoiser, SamplerSettings)
+    StepControls      StepValues          StepValues.parse          sampler options a run and a branch share
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import gradio as gr
+
+from explorer.diffusion.denoiser import Denoiser
+from explorer.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS, BetaSchedule, Schedule, TimestepSpacing
+from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_size, resolve_settings
+from explorer.diffusion.trajectory import compact_nbytes
+from explorer.validation import check_bool, check_choice, check_float, check_int, check_seed
+from ui import state
+from ui.common import running_on_space
+from ui.models import DEFAULT_MODEL, load_model, model_choices
+from ui.state import MIB
+
+V = TypeVar("V")
+MAX_STEPS = 1000
+MAX_IMAGE_BATCH = 64
+MAX_POINT_BATCH = 1024
+SLIDER_MAX_T = 4000
+FAMILIES = [
+    ("linear (DDPM)", "linear"),
+    ("scaled_linear (latent diffusion)", "scaled_linear"),
+    ("cosine (squaredcos_cap_v2)", "squaredcos_cap_v2"),
+    ("sigmoid", "sigmoid"),
+]
+
+
+class ControlGroup(Generic[V]):
+    """Components named by the fields of the dataclass `values` (built by the subclass), read back as one value."""
+
+    values: type[V]
+    components: dict[str, gr.components.Component]
+
+    @property
+    def inputs(self) -> set[gr.components.Component]:
+        return set(self.components.values())
+
+    def read(self, given: Mapping[gr.components.Component, Any]) -> V:
+        """This group's values out of the dict Gradio passes for a set of inputs."""
+        return self.values(**{name: given[component] for name, component in self.components.items()})
+
+
+class One(ControlGroup[Any]):
+    """A single component (or State) read as its plain value."""
+
+    def __init__(self, component: gr.components.Component) -> None:
+        self.component = component
+        self.components = {"value": component}
+
+    def read(self, given: Mapping[gr.components.Component, Any]) -> Any:
+        return given[self.component]
+
+
+def bind(handler: Callable[..., Any], *groups: ControlGroup[Any]) -> Callable[..., Any]:
+    """The function Gradio calls for `handler(*group values)`; pass `inputs=event_inputs(*groups)` with it.
+
+    The request, and the progress tracker of a streaming handler, pass through when the handler takes them.
+    """
+    parameters = inspect.signature(handler).parameters
+
+    def extras(request: gr.Request | None, progress: gr.Progress | None = None) -> dict[str, Any]:
+        given = {"request": request, "progress": progress}
+        return {name: value for name, value in given.items() if name in parameters}
+
+    if inspect.isgeneratorfunction(handler):
+
+        def event(given: dict, request: gr.Request = None, progress: gr.Progress = gr.Progress()):  # noqa: B008
+            yield from handler(*(group.read(given) for group in groups), **extras(request, progress))
+
+    else:
+
+        def event(given: dict, request: gr.Request = None):
+            return handler(*(group.read(given) for group in groups), **extras(request))
+
+    event.__name__, event.__qualname__, event.__doc__ = handler.__name__, handler.__qualname__, handler.__doc__
+    return event
+
+
+def event_inputs(*groups: ControlGroup[Any]) -> set[gr.components.Component]:
+    """Every component of the groups, as the set Gradio turns into one dict."""
+    return set().union(*(group.inputs for group in groups))
+
+
+# --- schedules ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleValues:
+    """Raw values of one schedule's controls."""
+
+    family: str = "linear"
+    T: float = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    cosine_offset: float = 0.008
+    zero_snr: bool = False
+
+    def parse(self, slot: int = 1) -> Schedule:
+        """The schedule these values describe, or ValueError naming the field of schedule `slot`."""
+        name = f"schedule {slot}"
+        kind = check_choice(f"{name} family", self.family, BetaSchedule)
+        count = check_int(f"{name} T", self.T, MIN_TIMESTEPS, MAX_TIMESTEPS)
+        start = check_float(f"{name} β start", self.beta_start, 0, 1, low_open=True, high_open=True)
+        end = check_float(f"{name} β end", self.beta_end, 0, 1, low_open=True, high_open=True)
+        if kind is not BetaSchedule.SQUAREDCOS_CAP_V2 and start > end:
+            raise ValueError(f"{name} β start must not exceed β end; got {start:g} > {end:g}")
+        offset = check_float(f"{name} cosine offset", self.cosine_offset, 0, 0.5)
+        rescale = check_bool(f"{name} zero terminal SNR", self.zero_snr)
+        return Schedule.from_name(
+            kind, count, beta_start=start, beta_end=end, rescale_zero_terminal_snr=rescale, cosine_offset=offset
+        )
+
+
+class ScheduleControls(ControlGroup[ScheduleValues]):
+    """One schedule's controls (family, T, β range, cosine offset, zero terminal SNR), laid out in a column."""
+
+    values = ScheduleValues
+
+    def __init__(self, slot: int, defaults: ScheduleValues) -> None:
+        self.slot = slot
+        family = gr.Dropdown(FAMILIES, value=defaults.family, label="family", elem_id=f"family{slot}")
+        T = gr.Slider(
+            MIN_TIMESTEPS, SLIDER_MAX_T, value=defaults.T, step=1, label="T (number of steps)", elem_id=f"T{slot}"
+        )
+        with gr.Row():
+            start = gr.Number(
+                defaults.beta_start, label="β start", step=1e-4, minimum=1e-6, maximum=0.999, elem_id=f"bs{slot}"
+            )
+            end = gr.Number(
+                defaults.beta_end, label="β end", step=1e-3, minimum=1e-6, maximum=0.999, elem_id=f"be{slot}"
+            )
+        self.components = {
+            "family": family,
+            "T": T,
+            "beta_start": start,
+            "beta_end": end,
+            "cosine_offset": gr.Slider(
+                0, 0.5, value=defaults.cosine_offset, step=0.001, label="cosine offset s", elem_id=f"off{slot}"
+            ),
+            "zero_snr": gr.Checkbox(
+                label="zero terminal SNR (rescale so ᾱ_T = 0)", value=defaults.zero_snr, elem_id=f"zsnr{slot}"
+            ),
+        }
+
+    @property
+    def T(self) -> gr.Slider:
+        return self.components["T"]
+
+    @property
+    def family(self) -> gr.Dropdown:
+        return self.components["family"]
+
+
+# --- runs ---------------------------------------------------------------------------------------------------
+
+
+class Toggle(StrEnum):
+    """A setting that defaults to the checkpoint's own value."""
+
+    MODEL = "model default"
+    ON = "on"
+    OFF = "off"
+
+
+class VarianceChoice(StrEnum):
+    MODEL = "model default"
+    FIXED_SMALL = "fixed_small"
+    FIXED_LARGE = "fixed_large"
+
+
+class ScheduleChoice(StrEnum):
+    MODEL = "the model's own"
+    SCHEDULE_1 = "schedule 1 (Schedules tab)"
+
+
+@dataclass(frozen=True)
+class StepValues:
+    """Raw values of the controls a run and a branch share: how each step is taken."""
+
+    sampler: str = "ddpm"
+    eta: float = 0.0
+    variance: str = VarianceChoice.MODEL.value
+    clip: str = Toggle.MODEL.value
+    schedule_choice: str = ScheduleChoice.MODEL.value
+
+    def parse(self, schedule: ScheduleValues) -> dict[str, Any]:
+        """Keyword options for the sampler; the schedule is checked even when unused. An option left at the
+        checkpoint's own setting is absent."""
+        kind = check_choice("sampler", self.sampler, SamplerKind)
+        which = check_choice("sampling schedule", self.schedule_choice, ScheduleChoice)
+        parsed = schedule.parse(1)
+        variance = check_choice("variance", self.variance, VarianceChoice)
+        clipping = check_choice("clipping", self.clip, Toggle)
+        options: dict[str, Any] = {"sampler": kind, "eta": check_float("η", self.eta, 0, 1)}
+        if variance is not VarianceChoice.MODEL:
+            options["variance"] = variance.value
+        if clipping is not Toggle.MODEL:
+            options["clip_sample"] = clipping is Toggle.ON
+        if which is ScheduleChoice.SCHEDULE_1:
+            options["schedule"] = parsed
+        return options
+
+
+@dataclass(frozen=True)
+class RunValues:
+    """Raw values of the controls only a new run reads: the model, the step count and spacing, seed and batch."""
+
+    model: str = DEFAULT_MODEL
+    typed: str = ""
+    steps: float = 50
+    spacing: str = "leading"
+    seed: float = 0
+    batch: float = 16
+
+    @property
+    def ref(self) -> str:
+        """The model reference: the typed repo id (or local folder) when given, else the chosen name."""
+        return (self.typed or "").strip() or self.model
+
+
+def resolve_model(values: RunValues) -> Denoiser:
+    """The model a run uses, loaded (or found in the shared cache)."""
+    if not isinstance(values.ref, str) or not values.ref:
+        raise ValueError("model must be a catalogue name or a Hub repo id such as owner/name")
+    return load_model(values.ref, allow_local=not running_on_space())
+
+
+def check_fits(steps: int, batch: int, sample_shape: tuple[int, ...]) -> None:
+    """Refuse, before it starts, a run whose record would not fit a session's budget; say what would fit."""
+    budget = state.STORE.max_bytes_per_session
+    needs = compact_nbytes(steps, batch, sample_shape)
+    if needs <= budget:
+        return
+    per_step = compact_nbytes(1, batch, sample_shape)
+    fitting_steps = max(0, budget // per_step - 1)
+    fitting_batch = next((b for b in range(batch, 0, -1) if compact_nbytes(steps, b, sample_shape) <= budget), 0)
+    options = [f"at most {fitting_steps} steps at batch {batch}"] if fitting_steps else []
+    options += [f"batch {fitting_batch} at {steps} steps"] if fitting_batch else []
+    raise ValueError(
+        f"this run would keep {needs / MIB:.1f} MiB but a session may keep at most {budget / MIB:.0f} MiB: "
+        + (" or ".join(options) if options else "use fewer steps and a smaller batch")
+        + " would fit"
+    )
+
+
+def parse_run(values: RunValues, step: StepValues, schedule: ScheduleValues) -> tuple[Denoiser, SamplerSettings]:
+    """The model and the checked settings of a run: every control checked here, once, before anything runs."""
+    denoiser = resolve_model(values)
+    options = step.parse(schedule)
+    total = (options.get("schedule") or denoiser.schedule).num_train_timesteps
+    steps = check_int("steps", values.steps, 1, min(total, MAX_STEPS))
+    is_image = len(denoiser.sample_shape) == 3
+    batch_limit = min(MAX_IMAGE_BATCH, max_batch_size(denoiser.sample_shape)) if is_image else MAX_POINT_BATCH
+    batch = check_int("batch", values.batch, 1, batch_limit)
+    check_fits(steps, batch, denoiser.sample_shape)
+    settings = resolve_settings(
+        denoiser,
+        num_inference_steps=steps,
+        spacing=check_choice("spacing", values.spacing, TimestepSpacing),
+        seed=check_seed(values.seed),
+        batch_size=batch,
+        **options,
+    )
+    return denoiser, settings
+
+
+class StepControls(ControlGroup[StepValues]):
+    """The controls of how each step is taken (laid out by `RunControls`, which builds them)."""
+
+    values = StepValues
+
+    def __init__(self, components: dict[str, gr.components.Component]) -> None:
+        self.components = components
+
+
+class RunControls(ControlGroup[RunValues]):
+    """The Run controls in two rows: model, sampler, steps, η; variance, clipping, schedule, spacing, seed, batch.
+
+    The step controls form their own group, `step`, which a branch reads without the run-only ones.
+    """
+
+    values = RunValues
+
+    def __init__(self, defaults: RunValues = RunValues(), step: StepValues = StepValues()) -> None:
+        choices = model_choices()
+        with gr.Row():
+            model = gr.Dropdown(
+                choices,
+                value=defaults.model if defaults.model in choices else choices[0],
+                label="model (bundled ones run offline)",
+                allow_custom_value=True,
+                elem_id="model",
+                scale=2,
+            )
+            typed = gr.Textbox(
+                label="or a Hub repo id" + ("" if running_on_space() else " / local folder"),
+                placeholder="google/ddpm-cifar10-32",
+                elem_id="typed_model",
+                scale=2,
+            )
+            sampler = gr.Radio([k.value for k in SamplerKind], value=step.sampler, label="sampler", elem_id="sampler")
+            steps = gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="steps", elem_id="steps")
+            eta = gr.Slider(0, 1, value=step.eta, step=0.05, label="η (DDIM)", elem_id="eta")
+        with gr.Row():
+            variance = gr.Dropdown(
+                [c.value for c in VarianceChoice], value=step.variance, label="variance", elem_id="variance"
+            )
+            clip = gr.Dropdown([c.value for c in Toggle], value=step.clip, label="clip x̂₀ to [−1, 1]", elem_id="clip")
+            schedule_choice = gr.Dropdown(
+                [c.value for c in ScheduleChoice],
+                value=step.schedule_choice,
+                label="sampling schedule",
+                elem_id="schedule_choice",
+            )
+            spacing = gr.Dropdown(
+                [s.value for s in TimestepSpacing], value=defaults.spacing, label="spacing", elem_id="spacing"
+            )
+            seed = gr.Slider(0, 10_000, value=defaults.seed, step=1, label="seed", elem_id="seed")
+            batch = gr.Slider(
+                1, MAX_IMAGE_BATCH, value=defaults.batch, step=1, label="batch (2-D models: points)", elem_id="batch"
+            )
+        self.components = {
+            "model": model,
+            "typed": typed,
+            "steps": steps,
+            "spacing": spacing,
+            "seed": seed,
+            "batch": batch,
+        }
+        self.step = StepControls(
+            {"sampler": sampler, "eta": eta, "variance": variance, "clip": clip, "schedule_choice": schedule_choice}
+        )
+
+    def __getitem__(self, name: str) -> gr.components.Component:
+        return self.components[name]

@@ -1,0 +1,61 @@
+"""The one launch configuration: `python app.py`, a Space and the browser tests all start the app through `launch`.
+
+Theme, CSS, the keyboard script, the upload cap and the queue are defined here once; Gradio 6 takes theme, css
+and head in `launch()`, not in `gr.Blocks()`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gradio as gr
+
+TITLE = "Reverse-diffusion explorer"
+QUEUE_SIZE = 32
+MAX_FILE_SIZE = "5mb"  # uploads (a local x₀ image) beyond this are refused by Gradio with HTTP 413
+CSS = """
+.presentation { font-size: 150% !important; }
+.presentation .prose, .presentation label, .presentation span { font-size: 120% !important; }
+footer { display: none !important; }
+"""
+# ← and → step through frames when the frame buttons are on screen and the focus is not in a text field.
+HEAD = """
+<script>
+document.addEventListener('keydown', (event) => {
+  const tag = (event.target.tagName || '').toLowerCase();
+  if (tag === 'input' || tag === 'textarea' || event.target.isContentEditable) return;
+  const id = event.key === 'ArrowLeft' ? 'prev_frame' : event.key === 'ArrowRight' ? 'next_frame' : null;
+  const button = id && document.getElementById(id);
+  if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+});
+</script>
+"""
+
+
+def theme() -> gr.themes.Base:
+    return gr.themes.Soft()
+
+
+def configure_queue(demo: gr.Blocks) -> gr.Blocks:
+    """The queue every launch uses (an explicit size: on ZeroGPU Gradio would otherwise force 1)."""
+    return demo.queue(max_size=QUEUE_SIZE)
+
+
+def launch_options(**overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for `demo.launch`: the server address from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
+    (127.0.0.1:7860 by default), the look, the keyboard script and the upload cap; `overrides` win."""
+    options: dict[str, Any] = {
+        "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        "theme": theme(),
+        "css": CSS,
+        "head": HEAD,
+        "max_file_size": MAX_FILE_SIZE,
+    }
+    return {**options, **overrides}
+
+
+def launch(demo: gr.Blocks, **overrides: Any) -> Any:
+    """Start `demo` with the one configuration (tests pass server_port, prevent_thread_lock and quiet)."""
+    return demo.launch(**launch_options(**overrides))
