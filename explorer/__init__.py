@@ -7,8 +7,8 @@
     explorer.data        the small data sets of the bundled models
     explorer.validation  the one parser for values that arrive from outside
 
-Index convention (`explorer.diffusion.indexing`, the only place that converts): arrays are 0-based; index i holds
-paper step t = i + 1, which is also diffusers' 0-based `timestep`; frame k + 1 shows step k of a run.
+The index convention (paper t, diffusers' timestep, frames) is stated and converted in one place:
+`explorer.diffusion.indexing`.
 """
 
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput, FunctionDenoiser, as_denoiser, wrap

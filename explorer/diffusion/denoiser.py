@@ -1,7 +1,7 @@
 """The denoiser contract every model satisfies: a trained network, a Hub checkpoint or the exact oracle.
 
 A denoiser is called as `denoiser(x_t, timestep) -> output`: x_t is [B, *sample_shape], timestep is
-diffusers' 0-based index (an int or a [B] tensor; paper t = timestep + 1), and output is [B, *sample_shape]
+diffusers' 0-based timestep (an int or a [B] tensor; see `indexing`), and output is [B, *sample_shape]
 in the denoiser's own `prediction` space (ε, x₀ or v). `predict` also returns the variance channels of
 learned-variance models.
 

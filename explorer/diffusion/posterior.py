@@ -11,7 +11,7 @@ Notation (Ho et al. 2020, eqs. 4, 6, 7; tables named as in `explorer.diffusion.s
     reverse variance choice    σ_t² ∈ {β̃_t ("fixed_small"), β_t ("fixed_large"),
                                exp(f log β_t + (1−f) log β̃_t) ("learned_range", Nichol & Dhariwal eq. 15)}
 
-`timestep` is diffusers' 0-based index i (paper t = i + 1): an int, or a [B] tensor of per-sample
+`timestep` is diffusers' 0-based timestep (see `indexing`): an int, or a [B] tensor of per-sample
 timesteps. Tensors are [B, ...] of any rank; results keep the shape and device of x₀ / x_t.
 """
 

@@ -3,7 +3,7 @@
 Notation (Ho et al. 2020, Algorithm 2 and eq. 7; Song et al. 2021, "DDIM", eq. 12):
 
     code name        symbol                  meaning
-    timesteps[k]     t_k                     0-based timestep visited at step k (descending; paper t = t_k + 1)
+    timesteps[k]     t_k                     0-based timestep visited at step k (descending)
     prev_timestep    s = t_{k+1}             the timestep the step lands on; −1 means x_0 (ᾱ = 1)
     x_t              x_t                     the state entering step k, [B, *shape]
     model_output     f_θ(x_t, t)             in the denoiser's own parameterization

@@ -17,8 +17,8 @@ Lin et al. 2023 for zero terminal SNR):
     posterior_mean_coef_x0[i]         √ᾱ_{t−1} β_t / (1 − ᾱ_t)                    eq. 7
     posterior_mean_coef_xt[i]         √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)              eq. 7
 
-Index convention: every table is a float64 array of length T and index i holds paper step t = i + 1.
-Index i is also diffusers' 0-based `timestep`; `explorer.diffusion.indexing` is the only place that converts.
+Every table is a float64 array of length T indexed by diffusers' 0-based timestep (see
+`explorer.diffusion.indexing` for how that relates to the paper's t).
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def _check_betas(betas: Any, minimum: int = MIN_TIMESTEPS) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Schedule:
-    """A noise schedule and every table derived from it: float64 arrays of length T, index i ↔ t = i + 1.
+    """A noise schedule and every table derived from it: float64 arrays of length T, indexed by timestep.
 
     `timesteps[i]` is the 0-based training timestep that index i stands for: `arange(T)` for a training
     schedule, the kept subset (ascending) for one made by `respace`.

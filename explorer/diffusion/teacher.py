@@ -25,6 +25,7 @@ from explorer.diffusion.noise import step_noise
 from explorer.diffusion.parameterization import Prediction, convert, v_from_x0_eps
 from explorer.diffusion.posterior import VarianceType, q_posterior, q_sample, reverse_log_variance
 from explorer.diffusion.schedules import Schedule, inference_timesteps
+from explorer.diffusion.views import PREDICTION_VIEWS
 
 DEFAULT_POINTS = 100
 MAX_CHUNK = 256
@@ -60,7 +61,7 @@ class TeacherForcing:
         """Root-mean-square size of each regression target per step ([S] each): what each network must output."""
         if self.eps is None:
             raise ValueError("target sizes need a known x₀")
-        return {name: _mean_over_samples(getattr(self, name) ** 2) ** 0.5 for name in ("eps", "x0", "v")}
+        return {view.name: _mean_over_samples(getattr(self, view.name) ** 2) ** 0.5 for view in PREDICTION_VIEWS}
 
 
 def _mean_over_samples(values: torch.Tensor) -> np.ndarray:

@@ -29,7 +29,7 @@ def append_dims(values: torch.Tensor, ndim: int) -> torch.Tensor:
 def as_timesteps(timestep: TimestepLike, num_train_timesteps: int) -> torch.Tensor:
     """Return 0-based timesteps as an int64 tensor (scalar or [B]) after checking they index the table.
 
-    `timestep` is diffusers' 0-based index i (paper step t = i + 1): one int for the whole batch, or a
+    `timestep` is diffusers' 0-based timestep (see `indexing`): one int for the whole batch, or a
     [B] tensor of per-sample timesteps.
     """
     steps = torch.as_tensor(np.asarray(timestep) if isinstance(timestep, np.ndarray) else timestep)
@@ -43,8 +43,7 @@ def as_timesteps(timestep: TimestepLike, num_train_timesteps: int) -> torch.Tens
         raise ValueError(f"timestep must be a scalar or a 1-D batch of timesteps, got shape {tuple(steps.shape)}")
     if steps.numel() and (int(steps.min()) < 0 or int(steps.max()) > num_train_timesteps - 1):
         raise ValueError(
-            f"timestep must lie in [0, {num_train_timesteps - 1}] (0-based, paper t = timestep + 1); "
-            f"got {steps.tolist()}"
+            f"timestep must lie in [0, {num_train_timesteps - 1}] (diffusers' 0-based timestep); got {steps.tolist()}"
         )
     return steps
 

@@ -21,11 +21,13 @@ from explorer.diffusion.parameterization import Prediction
 
 @dataclass(frozen=True)
 class StepView:
-    """One view of a step: its record field `name`, its `symbol`, and the range [−half_range, half_range] that is
-    drawn from black to white. `prediction` is set for the three prediction spaces."""
+    """One view of a step: its record field `name`, its `symbol` (a prediction wears a hat: ε̂), the `quantity`
+    it estimates (ε, for "ε-prediction" and "the true ε"), and the range [−half_range, half_range] drawn from black
+    to white. `prediction` is set for the three prediction spaces."""
 
     name: str
     symbol: str
+    quantity: str
     half_range: float
     prediction: Prediction | None = None
 
@@ -35,12 +37,12 @@ class StepView:
         return self.symbol if self.half_range == 1.0 else f"{self.symbol} (±{self.half_range:g})"
 
 
-X_T = StepView("x_t", "x_t", 1.0)
-X0 = StepView("x0", "x̂₀", 1.0, Prediction.SAMPLE)
-EPS = StepView("eps", "ε̂", 3.0, Prediction.EPSILON)
-V = StepView("v", "v̂", 3.0, Prediction.V_PREDICTION)
-MEAN = StepView("mean", "μ", 1.0)
-NOISE = StepView("noise", "noise z", 3.0)
+X_T = StepView("x_t", "x_t", "x_t", 1.0)
+X0 = StepView("x0", "x̂₀", "x₀", 1.0, Prediction.SAMPLE)
+EPS = StepView("eps", "ε̂", "ε", 3.0, Prediction.EPSILON)
+V = StepView("v", "v̂", "v", 3.0, Prediction.V_PREDICTION)
+MEAN = StepView("mean", "μ", "μ", 1.0)
+NOISE = StepView("noise", "noise z", "z", 3.0)
 
 STEP_VIEWS: tuple[StepView, ...] = (X_T, X0, EPS, V, MEAN, NOISE)  # the order the frame grid shows them in
 PREDICTION_VIEWS: tuple[StepView, ...] = (EPS, X0, V)  # the three spaces, in the order ε, x₀, v

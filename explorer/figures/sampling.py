@@ -8,6 +8,7 @@ from plotly.subplots import make_subplots
 
 from explorer.diffusion.indexing import paper_t
 from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.views import PREDICTION_VIEWS, view_of
 from explorer.figures.schedules import COLOURS, FONT
 
 LEGEND_BELOW = dict(orientation="h", y=-0.3, yanchor="top")  # under the x-axis titles
@@ -74,25 +75,20 @@ def diagnostics_figure(numbers: dict[str, np.ndarray]) -> go.Figure:
     return figure
 
 
-SPACE_SYMBOLS = {"eps": "ε", "x0": "x₀", "v": "v"}  # TeacherForcing field name → symbol
-PREDICTION_SYMBOLS = {"epsilon": "ε", "sample": "x₀", "v_prediction": "v"}
-
-
 def comparison_figure(result) -> go.Figure:
     """Teacher-forced errors per t in each space (one line per model), the true targets' RMS, and the KL terms.
 
     `result` is an `explorer.diffusion.teacher.TeacherForcing` computed from a known x₀ (so errors and KL exist).
     """
-    spaces = list(SPACE_SYMBOLS)
-    titles = [f"MSE in {SPACE_SYMBOLS[s]} space (log)" for s in spaces]
+    titles = [f"MSE in {view.quantity} space (log)" for view in PREDICTION_VIEWS]
     titles += ["size of each target: RMS", "KL term L<sub>t−1</sub> per dim (log)"]
     figure = make_subplots(rows=1, cols=5, subplot_titles=titles, horizontal_spacing=0.05)
     t = paper_t(result.timesteps).astype(np.float32)
     mode = "lines+markers" if t.size <= 40 else "lines"
     for k, model in enumerate(result.models):
         colour = COLOURS[k % len(COLOURS)]
-        label = f"{model.name} ({PREDICTION_SYMBOLS[model.prediction.value]}-prediction)"
-        curves = [getattr(model, f"{s}_mse") for s in spaces] + [None, model.kl]
+        label = f"{model.name} ({view_of(model.prediction).quantity}-prediction)"
+        curves = [getattr(model, f"{view.name}_mse") for view in PREDICTION_VIEWS] + [None, model.kl]
         for column, values in enumerate(curves, start=1):
             if values is None:
                 continue
@@ -110,12 +106,14 @@ def comparison_figure(result) -> go.Figure:
                 row=1,
                 col=column,
             )
-    for k, (space, values) in enumerate(result.target_rms().items()):
+    sizes = result.target_rms()
+    for k, view in enumerate(PREDICTION_VIEWS):
+        values = sizes[view.name]
         figure.add_trace(
             go.Scatter(
                 x=t,
                 y=np.asarray(values, dtype=np.float32),
-                name=f"RMS of true {SPACE_SYMBOLS[space]}",
+                name=f"RMS of true {view.quantity}",
                 line=dict(color="black", dash=("solid", "dash", "dot")[k]),
             ),
             row=1,

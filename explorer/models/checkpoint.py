@@ -7,7 +7,7 @@ an allowlist; text-conditioned and latent models are refused, pickled weights ar
 
 Before diffusers sees a folder, every weight file it would read is checked on disk (`weights.check_weights`).
 
-`ModuleDenoiser` takes diffusers' 0-based timestep (paper t = timestep + 1): an int for the whole batch
+`ModuleDenoiser` takes diffusers' 0-based timestep: an int for the whole batch
 or a [B] tensor.
 """
 

@@ -1,7 +1,7 @@
 """The project's small denoiser for 2-D point clouds: an MLP with a sinusoidal time embedding.
 
     input   x_t       [B, 2]   a noisy point
-            timestep  [B] or int, diffusers' 0-based timestep (paper t = timestep + 1)
+            timestep  [B] or int, diffusers' 0-based timestep
     output            [B, 2]   ε, x₀ or v, whichever the model was trained to predict
 
 It is a diffusers model (`ModelMixin`, `ConfigMixin`), so `save_pretrained(folder, safe_serialization=True)`
