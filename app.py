@@ -2,18 +2,24 @@
 
 `python app.py` starts it with the one launch configuration of `ui.launch` (GRADIO_SERVER_NAME and
 GRADIO_SERVER_PORT are honoured); a Space runs this file too; tests import `demo` and call `ui.launch.launch`.
+Typed local folders are accepted only when the server listens on loopback, or with `--allow-local-folders`.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import gradio as gr
 
 from ui import parameterizations, posterior, restore, sampling, schedules
 from ui.common import MODEL_WORK, VIEW_WORK
-from ui.launch import TITLE, configure_queue, launch
+from ui.launch import TITLE, configure_queue, launch, launch_options
+from ui.models import allow_local_folders
 from ui.state import forget_session
 
-with gr.Blocks(title=TITLE) as demo:
+CACHE_SWEEP = (600, 1800)  # every 10 min, delete the files this app put in Gradio's cache over 30 min ago
+
+with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     with gr.Row():
         gr.Markdown(f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.")
         large = gr.Checkbox(label="large type (presentation)", value=False, elem_id="presentation", scale=0)
@@ -61,5 +67,18 @@ with gr.Blocks(title=TITLE) as demo:
 configure_queue(demo)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--allow-local-folders",
+        action="store_true",
+        help="accept typed local checkpoint folders even when the server listens beyond loopback (never on a Space)",
+    )
+    args = parser.parse_args(argv)
+    allow_local_folders(launch_options()["server_name"], args.allow_local_folders)
+    sampling.sweep_exports()  # what an earlier process (or a kill -9) left behind
     launch(demo)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,6 @@ from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_
 from explorer.diffusion.trajectory import compact_nbytes
 from explorer.validation import check_bool, check_choice, check_float, check_int, check_seed
 from ui import state
-from ui.common import running_on_space
 from ui.models import DEFAULT_MODEL, load_model, model_choices
 from ui.state import MIB
 
@@ -237,13 +236,6 @@ class RunValues:
         return (self.typed or "").strip() or self.model
 
 
-def resolve_model(values: RunValues) -> Denoiser:
-    """The model a run uses, loaded (or found in the shared cache)."""
-    if not isinstance(values.ref, str) or not values.ref:
-        raise ValueError("model must be a catalogue name or a Hub repo id such as owner/name")
-    return load_model(values.ref, allow_local=not running_on_space())
-
-
 def check_fits(steps: int, batch: int, sample_shape: tuple[int, ...]) -> None:
     """Refuse, before it starts, a run whose record would not fit a session's budget; say what would fit."""
     budget = state.STORE.max_bytes_per_session
@@ -262,25 +254,30 @@ def check_fits(steps: int, batch: int, sample_shape: tuple[int, ...]) -> None:
     )
 
 
+def check_controls(values: RunValues, step: StepValues, schedule: ScheduleValues) -> dict[str, Any]:
+    """Every Run control that can be checked without the model, as sampler options (the model's T and sample
+    shape bound steps and batch further in `parse_run`). Loads nothing."""
+    options = step.parse(schedule)
+    if not isinstance(values.ref, str) or not values.ref:
+        raise ValueError("model must be a catalogue name or a Hub repo id such as owner/name")
+    check_int("steps", values.steps, 1, MAX_STEPS)
+    check_int("batch", values.batch, 1, MAX_POINT_BATCH)
+    options["spacing"] = check_choice("spacing", values.spacing, TimestepSpacing)
+    options["seed"] = check_seed(values.seed)
+    return options
+
+
 def parse_run(values: RunValues, step: StepValues, schedule: ScheduleValues) -> tuple[Denoiser, SamplerSettings]:
     """The model and the checked settings of a run: every control checked here, once, before anything runs."""
-    denoiser = resolve_model(values)
-    options = step.parse(schedule)
+    options = check_controls(values, step, schedule)
+    denoiser = load_model(values.ref)
     total = (options.get("schedule") or denoiser.schedule).num_train_timesteps
     steps = check_int("steps", values.steps, 1, min(total, MAX_STEPS))
     is_image = len(denoiser.sample_shape) == 3
     batch_limit = min(MAX_IMAGE_BATCH, max_batch_size(denoiser.sample_shape)) if is_image else MAX_POINT_BATCH
     batch = check_int("batch", values.batch, 1, batch_limit)
     check_fits(steps, batch, denoiser.sample_shape)
-    settings = resolve_settings(
-        denoiser,
-        num_inference_steps=steps,
-        spacing=check_choice("spacing", values.spacing, TimestepSpacing),
-        seed=check_seed(values.seed),
-        batch_size=batch,
-        **options,
-    )
-    return denoiser, settings
+    return denoiser, resolve_settings(denoiser, num_inference_steps=steps, batch_size=batch, **options)
 
 
 class StepControls(ControlGroup[StepValues]):
@@ -312,7 +309,7 @@ class RunControls(ControlGroup[RunValues]):
                 scale=2,
             )
             typed = gr.Textbox(
-                label="or a Hub repo id" + ("" if running_on_space() else " / local folder"),
+                label="or a Hub repo id (a local folder when the app runs on your own machine)",
                 placeholder="google/ddpm-cifar10-32",
                 elem_id="typed_model",
                 scale=2,
@@ -336,7 +333,12 @@ class RunControls(ControlGroup[RunValues]):
             )
             seed = gr.Slider(0, 10_000, value=defaults.seed, step=1, label="seed", elem_id="seed")
             batch = gr.Slider(
-                1, MAX_IMAGE_BATCH, value=defaults.batch, step=1, label="batch (2-D models: points)", elem_id="batch"
+                1,
+                MAX_POINT_BATCH,
+                value=defaults.batch,
+                step=1,
+                label=f"batch (images ≤ {MAX_IMAGE_BATCH}, 2-D points ≤ {MAX_POINT_BATCH})",
+                elem_id="batch",
             )
         self.components = {
             "model": model,

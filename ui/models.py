@@ -1,13 +1,32 @@
-"""The models the app shows: bundled checkpoints by default, Hub ids when typed; loaded once and shared."""
+"""The models the app shows: bundled checkpoints by default, Hub ids when typed; loaded once and shared.
+
+Local folders are accepted only when the process was started to accept them (`allow_local_folders`, which
+`python app.py` calls with its server address and `--allow-local-folders`): by default, and always on a hosted
+Space, a typed path is refused.
+"""
 
 from __future__ import annotations
 
 from explorer.diffusion.denoiser import Denoiser
 from explorer.models.catalogue import catalogue
 from explorer.models.loader import load
-from explorer.models.refs import bundled_names
+from explorer.models.refs import Source, bundled_names, local_folders_allowed, resolve_ref
 
 DEFAULT_MODEL = "digits-eps"
+_local_folders = False  # set once at startup by `allow_local_folders`
+
+
+def allow_local_folders(server_name: str | None, flag: bool = False) -> bool:
+    """Accept typed local folders from now on when the server listens on loopback or `flag` asks for it (never
+    on a Space). Returns what was decided."""
+    global _local_folders
+    _local_folders = local_folders_allowed(server_name, flag)
+    return _local_folders
+
+
+def local_folders() -> bool:
+    """Whether typed local folders are accepted in this process."""
+    return _local_folders
 
 
 def bundled_models() -> list[str]:
@@ -22,9 +41,16 @@ def model_choices() -> list[str]:
     return names or [DEFAULT_MODEL]
 
 
-def load_model(ref: str, *, allow_local: bool = False) -> Denoiser:
-    """A shared denoiser for a bundled name, a Hub id or (locally) a folder; ValueError says what is wrong."""
-    return load(ref, allow_local=allow_local)
+def load_model(ref: str) -> Denoiser:
+    """A shared denoiser for a bundled name, a Hub id or (when allowed) a folder; ValueError says what is wrong."""
+    return load(ref, allow_local=_local_folders)
+
+
+def is_bundled(ref: str) -> bool:
+    """True for a bundled checkpoint's name, False for a valid Hub id; ValueError for anything else (a path, a bad
+    id). Pure string checks and a listing of `pretrained/`: nothing is loaded or downloaded."""
+    source, _ = resolve_ref(ref)
+    return source is Source.BUNDLED
 
 
 def optional_model(ref: str) -> Denoiser | None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
+import PIL.Image
 import torch
 
 from explorer.data import X0Source, choose_x0, point_set
@@ -30,6 +34,9 @@ from ui.models import optional_model
 
 POSTERIOR_SAMPLES = 4
 MAX_STEP = 500
+MAX_PICTURE_BYTES = 5 * 2**20  # the launch configuration's upload cap, for pictures sent inline as data: URLs too
+MAX_PICTURE_PIXELS = 2048 * 2048  # refused before decoding: a 13000² PNG of 164 KB would decode to 0.5 GB
+HEADER_BASE64 = 87_384  # base64 characters of the first 64 KiB: enough for any image header
 NOT_2D = "The exact reverse q(x<sub>t−1</sub> | x<sub>t</sub>) is drawn for 2-D data: pick moons or ring."
 REVERSE_CAPTION = """For moons and ring the data set is 1,000 points, so the reverse step has an exact answer.
 **Left**: the true q(x<sub>t−Δ</sub> | x<sub>t</sub>), a mixture of one Gaussian per data point, weighted by how
@@ -59,6 +66,41 @@ def _upload(picture: np.ndarray | None) -> np.ndarray | None:
     if running_on_space():
         raise ValueError("uploaded images are accepted only when the app runs locally (python app.py)")
     return picture
+
+
+def check_picture(payload: Any) -> None:
+    """Refuse, before anything decodes it, a picture (a FileData) over the byte cap or MAX_PICTURE_PIXELS."""
+    url, path = getattr(payload, "url", None), getattr(payload, "path", None)
+    inline = isinstance(url, str) and url.startswith("data:")
+    if not inline and path is None:
+        return
+    encoded = url.partition(",")[2] if inline else ""
+    size = len(encoded) * 3 // 4 if inline else Path(path).stat().st_size
+    if size > MAX_PICTURE_BYTES:
+        raise gr.Error(f"the picture must be at most {MAX_PICTURE_BYTES >> 20} MB")
+    try:
+        head = encoded[:HEADER_BASE64]
+        source = io.BytesIO(base64.b64decode(head + "=" * (-len(head) % 4))) if inline else path
+        with PIL.Image.open(source) as picture:  # reads the header only
+            width, height = picture.size
+    except (OSError, ValueError, PIL.Image.DecompressionBombError):
+        raise gr.Error("the picture could not be read as an image (PNG, JPEG, WebP or GIF)") from None
+    if width * height > MAX_PICTURE_PIXELS:
+        raise gr.Error(f"the picture has {width}×{height} pixels; at most {MAX_PICTURE_PIXELS:,} are accepted")
+
+
+def bounded(image: gr.Image) -> gr.Image:
+    """`image` with `check_picture` run before Gradio decodes a picture. Set on the instance: a `gr.Image` subclass
+    would make Gradio write a .pyi stub beside this module on every import."""
+    decode = image.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        if payload is not None:
+            check_picture(payload)
+        return decode(payload)
+
+    image.preprocess = preprocess  # type: ignore[method-assign]
+    return image
 
 
 def reverse_figure(source: X0Source, schedule: Schedule, t: int, jump: int, x0: torch.Tensor, x_t: torch.Tensor):
@@ -133,18 +175,22 @@ class PosteriorControls(ControlGroup[PosteriorValues]):
     values = PosteriorValues
 
     def __init__(self, defaults: PosteriorValues = PosteriorValues()) -> None:
-        choices = [s.value for s in X0Source if s is not X0Source.UPLOAD or not running_on_space()]
+        hosted = running_on_space()  # a Space has no picture input at all: nothing to upload, nothing to decode
+        choices = [s.value for s in X0Source if s is not X0Source.UPLOAD or not hosted]
         with gr.Row():
             source = gr.Radio(choices, value=defaults.source, label="x₀ from", elem_id="post_source")
             index = gr.Slider(0, 999, value=defaults.index, step=1, label="which example", elem_id="post_index")
-            upload = gr.Image(
-                label="your image (local only; made grey 16×16)",
-                type="numpy",
-                visible=not running_on_space(),
-                height=120,
-                format="png",
-                elem_id="post_upload",
-            )
+            upload = None
+            if not hosted:
+                upload = bounded(
+                    gr.Image(
+                        label="your image (local only; made grey 16×16)",
+                        type="numpy",
+                        height=120,
+                        format="png",
+                        elem_id="post_upload",
+                    )
+                )
         with gr.Row():
             t = gr.Slider(1, 1000, value=defaults.t, step=1, label="t (paper step, 1..T)", elem_id="post_t")
             seed = gr.Slider(0, 1000, value=defaults.seed, step=1, label="seed", elem_id="post_seed")
@@ -164,15 +210,9 @@ class PosteriorControls(ControlGroup[PosteriorValues]):
                 label="step size Δ (2-D: from t to t − Δ)",
                 elem_id="post_step",
             )
-        self.components = {
-            "source": source,
-            "index": index,
-            "upload": upload,
-            "t": t,
-            "seed": seed,
-            "pixel": pixel,
-            "step": step,
-        }
+        self.components = {"source": source, "index": index, "t": t, "seed": seed, "pixel": pixel, "step": step}
+        if upload is not None:
+            self.components["upload"] = upload
 
 
 @dataclass(frozen=True)
@@ -200,7 +240,7 @@ def build(schedule: ScheduleControls) -> PosteriorTab:
         triggers=[
             *slider_events(own["index"], own["t"], own["seed"], own["pixel"], own["step"]),
             own["source"].change,
-            own["upload"].change,
+            *([own["upload"].change] if "upload" in own else []),
         ],
         fn=update,
         inputs=inputs,

@@ -1,6 +1,7 @@
 """Restore a view from the URL for talks: ?tab=sampling&schedule=cosine&t=300&model=…&seed=3&steps=50&frame=5.
 
-frame=N runs the model with the restored controls when the page opens and shows frame N of that run.
+frame=N runs a bundled model with the restored controls when the page opens and shows frame N of that run; a Hub
+model in a link is shown in the model box and runs only when the visitor presses Run. A local path is refused.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import gradio as gr
 from explorer.diffusion.schedules import MAX_TIMESTEPS, BetaSchedule
 from explorer.validation import check_choice, check_int, check_seed
 from ui.controls import MAX_STEPS
+from ui.models import is_bundled
 
 TABS = ("schedules", "posterior", "sampling", "parameterizations")
 
@@ -18,6 +20,12 @@ def _tab(value: str) -> gr.Tabs:
     if value not in TABS:
         raise ValueError(f"tab must be one of {', '.join(TABS)}")
     return gr.Tabs(selected=value)
+
+
+def _model(value: str) -> str:
+    """A bundled name or a Hub id (string checks only: nothing is loaded here)."""
+    is_bundled(value.strip())
+    return value.strip()
 
 
 def restore(request: gr.Request):
@@ -39,7 +47,7 @@ def restore(request: gr.Request):
     tab = read("tab", _tab)
     family = read("schedule", lambda v: check_choice("schedule", v, BetaSchedule).value)
     t = read("t", lambda v: check_int("t", v, 1, MAX_TIMESTEPS))
-    model = read("model", str.strip)  # checked as a Hub id or bundled name when a run starts
+    model = read("model", _model)
     seed = read("seed", check_seed)
     steps = read("steps", lambda v: check_int("steps", v, 1, MAX_STEPS))
     frame = read("frame", lambda v: check_int("frame", v, 1, MAX_STEPS))

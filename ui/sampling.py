@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from explorer.diffusion.views import STEP_VIEWS, X0, X_T
 from explorer.figures.images import export_gif, export_mp4, image_grid, labelled_row, scatter_frame
 from explorer.figures.sampling import diagnostics_figure, run_diagnostics
 from explorer.validation import check_int
-from ui.common import MODEL_WORK, on_gpu, running_on_space, slider_events, user_errors
+from ui.common import MODEL_WORK, on_gpu, slider_events, user_errors
 from ui.controls import (
     MAX_STEPS,
     One,
@@ -31,13 +33,16 @@ from ui.controls import (
     ScheduleValues,
     StepValues,
     bind,
+    check_controls,
     event_inputs,
     parse_run,
 )
-from ui.models import load_model
+from ui.models import is_bundled, load_model
 from ui.state import keep_run, stored_run
 
 STREAM_FRAMES = 40  # at most this many pictures are streamed while a run computes
+EXPORT_ROOT = Path(tempfile.gettempdir()) / "explorer-exports"
+EXPORT_AGE_SECONDS = 300.0  # Gradio copies a served file into its own (swept) cache as the handler returns
 EXPORT_FRAMES = 120
 PANEL_PIXELS = 200
 INTRO = """### Run a real model backwards, then step through every frame
@@ -140,7 +145,7 @@ def branch(
     """Rerun the rest of the stored run from this frame with changed settings, on the same noise stream."""
     stored = stored_run(request)
     index = _frame_index(stored.compact, frame)
-    denoiser = load_model(stored.model, allow_local=not running_on_space())
+    denoiser = load_model(stored.model)
     changes = step.parse(schedule)
     base = stored.compact.to_trajectory(index)
     yield gr.skip(), f"branching from frame {frame_of(index)}…", gr.skip(), gr.skip(), gr.skip()
@@ -160,14 +165,17 @@ def open_frame(
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008
 ):
-    """A talk's URL with frame=N: run with the restored controls, then show frame N (beyond the run: its last).
-
-    Without frame= in the URL (`target` None) nothing runs and nothing is shown, but the controls are still
-    checked (which loads the chosen model into the shared cache once, so the first Run does not wait for it).
+    """A talk's URL with frame=N: run a bundled model with the restored controls, then show frame N (beyond the
+    run: its last). A Hub model named in a link is shown and runs only when the visitor presses Run. Opening the
+    page never loads or downloads anything: without frame= the controls are only checked.
     """
+    check_controls(values, step, schedule)
     if target is None:
-        parse_run(values, step, schedule)  # every argument is checked, used or not
         yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return
+    if not is_bundled(values.ref):
+        note = f"This link names the Hub model `{values.ref}`: press **Run** to download and run it."
+        yield gr.skip(), note, gr.skip(), gr.skip(), gr.skip()
         return
     yield from run(values, step, schedule, request=request, progress=progress)
     compact = stored_run(request).compact
@@ -202,8 +210,32 @@ def export(request: gr.Request = None):
         labelled_row([(view.symbol, _panel(compact.view(view.name, k), 1.0)) for view in (X_T, X0)]) for k in indices
     ]
     frames.append(labelled_row([("x_0", _panel(compact.samples, 1.0)), ("final", _panel(compact.samples, 1.0))]))
-    folder = Path(tempfile.mkdtemp(prefix="explorer-export-"))
+    sweep_exports(EXPORT_AGE_SECONDS)
+    EXPORT_ROOT.mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=EXPORT_ROOT))
     return str(export_gif(frames, folder / "run.gif")), str(export_mp4(frames, folder / "run.mp4"))
+
+
+def sweep_exports(age: float | None = None) -> int:
+    """Remove export folders older than `age` seconds (all with None, as at startup); returns how many went.
+
+    Also removes the `explorer-export-*` folders earlier versions left in the temporary directory.
+    """
+    now, removed = time.time(), 0
+    folders = [*EXPORT_ROOT.glob("*"), *Path(tempfile.gettempdir()).glob("explorer-export-*")]
+    for folder in folders:
+        try:
+            if folder.is_dir() and not folder.is_symlink() and (age is None or now - folder.stat().st_mtime > age):
+                shutil.rmtree(folder)
+                removed += 1
+        except OSError:  # another process removed it first
+            continue
+    return removed
+
+
+def stopped() -> str:
+    """What the status line says after Stop: the cancelled run was not kept."""
+    return "**Stopped.** That run was not kept; the frames below (if any) are from this session's last finished run."
 
 
 @user_errors
@@ -271,7 +303,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     branch_event = branch_button.click(
         bind(branch, *branch_groups), event_inputs(*branch_groups), outputs, api_name="branch", **MODEL_WORK
     )
-    stop_button.click(None, cancels=[run_event, branch_event], api_visibility="private")
+    stop_button.click(stopped, None, [status], cancels=[run_event, branch_event], api_visibility="private")
     gr.on(
         triggers=slider_events(frame),
         fn=show_frame,

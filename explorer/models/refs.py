@@ -138,8 +138,8 @@ def resolve_ref(
         if not allow_local or os.environ.get("SPACE_ID"):
             raise CheckpointError(
                 CheckpointProblem.LOCAL_REFUSED,
-                f"{str(text)[:80]!r} looks like a local folder, and local folders are accepted only when the app "
-                "runs on your own machine with local loading allowed, never on a hosted Space.",
+                "That looks like a local folder, and local folders are accepted only when the app runs on your own "
+                "machine with local loading allowed, never on a hosted Space.",
             )
         if revision is not None:
             raise _invalid(str(text), "a revision applies to Hub ids only")
