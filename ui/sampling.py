@@ -16,8 +16,7 @@ import torch
 from PIL import Image
 
 from explorer.diffusion.indexing import frame_of, paper_t, position_of
-from explorer.diffusion.sampler import branch as branch_run
-from explorer.diffusion.sampler import iterate
+from explorer.diffusion.sampler import branch_settings, iterate, iterate_branch
 from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, Step
 from explorer.diffusion.views import STEP_VIEWS, X0, X_T
 from explorer.figures.images import export_gif, export_mp4, image_grid, labelled_row, scatter_frame
@@ -144,16 +143,18 @@ def branch(
 ):
     """Rerun the rest of the stored run from this frame with changed settings, on the same noise stream."""
     stored = stored_run(request)
-    index = _frame_index(stored.compact, frame)
+    compact = stored.compact
+    index = _frame_index(compact, frame)
     denoiser = load_model(stored.model)
-    changes = step.parse(schedule)
-    base = stored.compact.to_trajectory(index)
+    settings = branch_settings(compact.settings, denoiser, index, **step.parse(schedule))
+    recorder = CompactRecorder.continuing(compact, index, settings)  # compact as it goes, like a run
+    total = settings.num_inference_steps
     yield gr.skip(), f"branching from frame {frame_of(index)}…", gr.skip(), gr.skip(), gr.skip()
     with torch.no_grad():
-        trajectory = branch_run(
-            base, denoiser, index, progress=lambda done, total: progress((done, total), desc="branch"), **changes
-        )
-    yield _finish(trajectory.compact(), stored.model, request)
+        for record in iterate_branch(denoiser, settings, compact.x_t[index], index):
+            recorder.add(record)
+            progress((recorder.count, total), desc="branch", unit="steps")
+    yield _finish(recorder.finish(), stored.model, request)
 
 
 @user_errors

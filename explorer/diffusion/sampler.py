@@ -188,6 +188,54 @@ def branch_timesteps(start: int, count: int) -> tuple[int, ...]:
     return tuple(int(t) for t in np.unique(np.round(np.linspace(0, start, int(count))).astype(np.int64))[::-1])
 
 
+def branch_settings(
+    settings: SamplerSettings,
+    denoiser: Denoiser,
+    from_index: int,
+    *,
+    remaining_steps: int | None = None,
+    **changes,
+) -> SamplerSettings:
+    """The settings of a branch from step `from_index` of a run made with `settings`: the same seed, batch and
+    steps before `from_index`; `changes` may set sampler, eta, variance, clip_sample, clip_range or schedule;
+    `remaining_steps` resamples the timesteps from t_k down to 0 on an even grid."""
+    check_int("from_index", from_index, 0, settings.num_inference_steps - 1)
+    allowed = {"sampler", "eta", "variance", "clip_sample", "clip_range", "schedule"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"branch can change only {', '.join(sorted(allowed))}; got {', '.join(sorted(unknown))}")
+    start = settings.timesteps[from_index]
+    tail = settings.timesteps[from_index:] if remaining_steps is None else branch_timesteps(start, remaining_steps)
+    resolved = resolve_settings(
+        denoiser,
+        sampler=changes.get("sampler", settings.sampler),
+        eta=changes.get("eta", settings.eta),
+        variance=changes.get("variance", settings.variance),
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        clip_sample=changes.get("clip_sample", settings.clip_sample),
+        schedule=changes.get("schedule", settings.schedule),
+        clip_range=changes.get("clip_range", settings.clip_range),
+        timesteps=settings.timesteps[:from_index] + tuple(tail),
+    )
+    return replace(resolved, spacing=settings.spacing)
+
+
+def iterate_branch(
+    denoiser: Denoiser,
+    settings: SamplerSettings,
+    x_start: torch.Tensor,
+    from_index: int,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[Step]:
+    """Yield steps from_index, from_index + 1, … of a run with `settings` (from `branch_settings`), starting from the
+    recorded state x_start ([B, *sample_shape]) that entered step `from_index`; the noise of step k is (seed, k)'s."""
+    denoiser = as_denoiser(denoiser)
+    check_int("from_index", from_index, 0, settings.num_inference_steps - 1)
+    return _run(denoiser, settings, x_start, from_index, progress)
+
+
 def branch(
     trajectory: Trajectory,
     denoiser: Denoiser,
@@ -200,31 +248,11 @@ def branch(
     """Rewind to step `from_index` and rerun the rest with changed settings on the same noise stream.
 
     Steps before `from_index` are kept as recorded; step k of the branch still uses the noise of (seed, k).
-    `changes` may set sampler, eta, variance, clip_sample, clip_range or schedule; `remaining_steps` resamples
-    the timesteps from t_k down to 0 on an even grid.
+    `changes` and `remaining_steps` as for `branch_settings`.
     """
     denoiser = as_denoiser(denoiser)
     check_int("from_index", from_index, 0, len(trajectory) - 1)
-    allowed = {"sampler", "eta", "variance", "clip_sample", "clip_range", "schedule"}
-    unknown = set(changes) - allowed
-    if unknown:
-        raise ValueError(f"branch can change only {', '.join(sorted(allowed))}; got {', '.join(sorted(unknown))}")
-    old = trajectory.settings
-    start = trajectory.steps[from_index].timestep
-    tail = old.timesteps[from_index:] if remaining_steps is None else branch_timesteps(start, remaining_steps)
-    settings = resolve_settings(
-        denoiser,
-        sampler=changes.get("sampler", old.sampler),
-        eta=changes.get("eta", old.eta),
-        variance=changes.get("variance", old.variance),
-        batch_size=old.batch_size,
-        seed=old.seed,
-        clip_sample=changes.get("clip_sample", old.clip_sample),
-        schedule=changes.get("schedule", old.schedule),
-        clip_range=changes.get("clip_range", old.clip_range),
-        timesteps=old.timesteps[:from_index] + tuple(tail),
-    )
-    settings = replace(settings, spacing=old.spacing)
+    settings = branch_settings(trajectory.settings, denoiser, from_index, remaining_steps=remaining_steps, **changes)
     x_start = trajectory.steps[from_index].x_t
-    new = tuple(_run(denoiser, settings, x_start, from_index, progress))
+    new = tuple(iterate_branch(denoiser, settings, x_start, from_index, progress=progress))
     return Trajectory(denoiser.name, denoiser.prediction, settings, trajectory.steps[:from_index] + new)

@@ -198,6 +198,23 @@ class CompactRecorder:
         self._clipped: torch.Tensor | None = None
         self._samples: torch.Tensor | None = None
 
+    @classmethod
+    def continuing(cls, compact: CompactTrajectory, from_index: int, settings: SamplerSettings) -> CompactRecorder:
+        """A recorder for a branch: steps 0..from_index−1 copied from `compact`, the rest to come with `settings`
+        (which keeps those steps' timesteps, seed and batch; see `explorer.diffusion.sampler.branch_settings`)."""
+        if not 0 <= from_index < len(compact) or settings.timesteps[:from_index] != tuple(
+            compact.timesteps[:from_index]
+        ):
+            raise ValueError(f"a branch from step {from_index} must keep the run's first {from_index} timesteps")
+        recorder = cls(compact.denoiser_name, compact.prediction, settings)
+        recorder._allocate(compact.x_t[0])
+        for name in VIEWS:
+            recorder._views[name][:from_index] = getattr(compact, name)[:from_index]
+        recorder._std[:from_index] = compact.std[:from_index]
+        recorder._clipped[:from_index] = compact.clipped_fraction[:from_index]
+        recorder.count = from_index
+        return recorder
+
     def _allocate(self, like: torch.Tensor) -> None:
         total = self.settings.num_inference_steps
         for name in VIEWS:
