@@ -308,3 +308,23 @@ def test_a_compact_run_turns_back_into_a_trajectory_and_branches_directly() -> N
     torch.testing.assert_close(head[2].model_output, run[2].model_output, rtol=2e-3, atol=2e-3)
     rerun = branch(head, denoiser, 4)
     torch.testing.assert_close(rerun.samples, run.samples, rtol=0, atol=1e-5)
+
+
+def test_a_branch_recorded_compactly_as_it_goes_equals_the_compacted_branch() -> None:
+    from explorer import CompactRecorder
+    from explorer.diffusion.sampler import branch_settings, iterate_branch
+
+    denoiser = TinyUNetDenoiser("epsilon", schedule=SHORT, clip_sample=True)
+    compact = sample(denoiser, num_inference_steps=9, batch_size=2, seed=5).compact()
+    expected = branch(compact.to_trajectory(4), denoiser, 4, sampler="ddim", eta=0.3, remaining_steps=3).compact()
+    settings = branch_settings(compact.settings, denoiser, 4, sampler="ddim", eta=0.3, remaining_steps=3)
+    recorder = CompactRecorder.continuing(compact, 4, settings)
+    for step in iterate_branch(denoiser, settings, compact.x_t[4], 4):
+        recorder.add(step)
+    got = recorder.finish()
+    assert len(got) == 7 and got.timesteps.tolist() == expected.timesteps.tolist()
+    for name in ("x_t", "x0", "eps", "v", "mean", "noise", "std", "clipped_fraction", "samples"):
+        torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=0, atol=2e-3, msg=name)
+    torch.testing.assert_close(got.x_t[:4], compact.x_t[:4], rtol=0, atol=0)  # the kept steps are the run's own
+    with pytest.raises(ValueError, match="first 4 timesteps"):
+        CompactRecorder.continuing(compact, 4, resolve_settings(denoiser, num_inference_steps=20))
