@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explorer import Schedule, TimestepSpacing, inference_timesteps, paper_t, timestep_of
-from explorer.diffusion.schedules import MAX_TIMESTEPS, BetaSchedule
+from explorer.diffusion.schedules import MAX_TIMESTEPS, BetaSchedule, rescaled_to_zero_terminal_snr
 
 SIZES = (2, 10, 1000, 4000)
 CASES = [(n, T, z) for n in reference.SCHEDULE_NAMES for T in SIZES for z in (False, True)]
@@ -293,3 +293,92 @@ def test_timestep_lookup_refuses_out_of_range() -> None:
         gather(s.betas, 10, torch.zeros(1, 2))
     with pytest.raises(ValueError, match=r"\[0, 9\]"):
         gather(s.betas, torch.tensor([-1, 3]), torch.zeros(2, 2))
+
+
+# --- deliberate differences from diffusers' set_timesteps / DDIM step (documented in inference_timesteps) --------
+
+
+def _is_half_integer(numerator: int, denominator: int) -> bool:
+    return numerator % denominator != 0 and (2 * numerator) % denominator == 0
+
+
+def test_trailing_differs_from_diffusers_only_in_the_documented_ways() -> None:
+    T = 1000
+    scheduler = reference.ddim_scheduler("linear", T, False, timestep_spacing="trailing")
+    rounded, extra = [], []
+    for n in range(1, T + 1):
+        ours = inference_timesteps(T, n, "trailing")
+        scheduler.set_timesteps(n)
+        theirs = scheduler.timesteps.numpy()
+        # Ours: exactly n distinct steps, descending, inside [0, T − 1].
+        assert ours.size == n and np.all(np.diff(ours) < 0) and ours[-1] >= 0 and ours[0] == T - 1
+        if theirs.size > n:  # diffusers' float arange passed 0: one more timestep, −1 (the data, not a step)
+            np.testing.assert_array_equal(theirs[n:], [-1])
+            extra.append(n)
+        differ = np.flatnonzero(theirs[:n] != ours)
+        if differ.size and theirs.size == n:
+            rounded.append(n)
+        for k in differ:  # k·T/n was a half-integer: ours rounds it half to even, diffusers' float landed below it
+            exact = (n - int(k)) * T
+            assert _is_half_integer(exact, n) and abs(int(theirs[k]) - int(ours[k])) == 1, (n, k)
+    # The counts the docstring of inference_timesteps states (diffusers 0.42); update both together.
+    assert (len(rounded), len(extra), len(set(rounded) | set(extra))) == (49, 62, 111)
+    assert 61 in extra
+
+
+def _ddim_lands_on(scheduler, timestep: int) -> int:
+    """Where diffusers' DDIMScheduler.step from `timestep` lands, read from its output: with x̂₀ = 1 and ε̂ = 0 the
+    step returns √ᾱ of the timestep it lands on (1 for the data: −1)."""
+    a = scheduler.alphas_cumprod
+    x0 = torch.ones(1, 1)
+    landed = float(scheduler.step(x0, timestep, a[timestep] ** 0.5 * x0, eta=0.0).prev_sample[0, 0]) ** 2
+    if landed == 1.0:
+        return -1
+    return int(np.argmin(np.abs(np.log(a.double().numpy()) - math.log(landed))))
+
+
+@pytest.mark.parametrize("n", [7, 10, 50, 333])
+def test_ddim_previous_timestep_differs_from_diffusers_for_linspace(n: int) -> None:
+    T = 1000
+    scheduler = reference.ddim_scheduler("linear", T, False, timestep_spacing="linspace", prediction_type="sample")
+    scheduler.set_timesteps(n)
+    grid = inference_timesteps(T, n, "linspace")
+    np.testing.assert_array_equal(grid, scheduler.timesteps.numpy())  # the grids agree ...
+    ours_next = np.append(grid[1:], -1)  # ... the explorer lands on the next step of its grid (then the data)
+    theirs = np.array([_ddim_lands_on(scheduler, int(t)) for t in grid])
+    differ = theirs != ours_next
+    assert differ[:-1].any()  # ... diffusers (issue #12633) does not, in the one documented way: t − T // n
+    for t, landed in zip(grid[differ], theirs[differ], strict=True):
+        assert landed == max(int(t) - T // n, -1) or (landed == -1 and int(t) - T // n < 0)
+
+
+# --- zero terminal SNR by construction, and ᾱ_T that only underflows -----------------------------------------------
+
+
+def test_a_beta_end_near_one_underflows_but_is_not_zero_terminal_snr() -> None:
+    s = Schedule.from_name("linear", 1000, beta_end=0.999)
+    assert s.alphas_cumprod[-1] == 0.0  # e^−995.7 is below float64's range
+    assert np.isfinite(s.log_snr[-1]) and s.log_snr[-1] == pytest.approx(-995.7, abs=0.05)
+    assert not s.terminal_snr_is_zero and s.terminal_snr_underflows
+    zero = Schedule.from_name("linear", 1000, rescale_zero_terminal_snr=True)
+    assert zero.terminal_snr_is_zero and not zero.terminal_snr_underflows
+    plain = Schedule.from_name("cosine", 1000)
+    assert not plain.terminal_snr_is_zero and not plain.terminal_snr_underflows
+
+
+def test_zero_snr_rescale_of_an_underflowing_schedule_is_computed_in_log_space() -> None:
+    original = Schedule.from_name("linear", 1000, beta_end=0.999)
+    s = Schedule.from_name("linear", 1000, beta_end=0.999, rescale_zero_terminal_snr=True)
+    assert np.all(np.isfinite(s.betas)) and s.betas[-1] == 1.0 and np.all(s.betas[:-1] < 1)
+    assert s.terminal_snr_is_zero and s.alphas_cumprod[0] == pytest.approx(original.alphas_cumprod[0], rel=1e-14)
+    # √ᾱ' = (√ᾱ − √ᾱ_T)·√ᾱ_1/(√ᾱ_1 − √ᾱ_T): √ᾱ (unlike ᾱ) is representable down to ᾱ_T = e^−995.7.
+    sqrt_abar = np.exp(0.5 * np.cumsum(np.log1p(-original.betas)))
+    first, last = sqrt_abar[0], sqrt_abar[-1]
+    expected = 2 * np.log((sqrt_abar[:-1] - last) * first / (first - last))
+    np.testing.assert_allclose(np.cumsum(np.log1p(-s.betas[:-1])), expected, rtol=1e-11)
+
+
+def test_zero_snr_rescale_that_cannot_be_represented_is_refused_by_name() -> None:
+    # A valid schedule whose √ᾱ_T equals √ᾱ_{T−1} in float64: the rescaled β_{T−1} would round to 1.
+    with pytest.raises(ValueError, match=r"rescale_zero_terminal_snr: .* cannot be rescaled"):
+        rescaled_to_zero_terminal_snr(np.array([0.1, 1e-17, 1e-17]))

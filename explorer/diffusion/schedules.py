@@ -127,17 +127,26 @@ def cosine_betas(num_train_timesteps: int, offset: float = 0.008, max_beta: floa
 def rescaled_to_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
     """Shift and scale √ᾱ_t so that ᾱ_T = 0 while ᾱ_1 is kept (Lin et al. 2023, Algorithm 1).
 
-    Computed in float64 (diffusers' float32 version cancels near t = T). The last β becomes exactly 1.
-    Returns float64 [T].
+    √ᾱ'_t = (√ᾱ_t − √ᾱ_T) · √ᾱ_1 / (√ᾱ_1 − √ᾱ_T), evaluated in log space: with r_t = √(ᾱ_T/ᾱ_t),
+    log √ᾱ'_t = log √ᾱ_t + log(1 − r_t) − log(1 − r_1), so ᾱ_t that underflow float64 (a β_end near 1) still
+    give finite β' (diffusers' float32 version cancels near t = T, a float64 ratio of ᾱ gives 0/0 there).
+    The last β becomes exactly 1. Returns float64 [T].
     """
-    sqrt_alpha_bar = np.sqrt(np.cumprod(1.0 - np.asarray(betas, dtype=np.float64)))
-    first, last = sqrt_alpha_bar[0], sqrt_alpha_bar[-1]
-    sqrt_alpha_bar = (sqrt_alpha_bar - last) * first / (first - last)
-    alpha_bar = sqrt_alpha_bar**2
-    alphas = np.concatenate([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
-    betas = 1.0 - alphas
-    betas[-1] = 1.0  # exactly: ᾱ_T = 0
-    return betas
+    betas = _check_betas(betas)
+    with np.errstate(divide="ignore"):
+        log_sqrt = 0.5 * np.cumsum(np.log1p(-betas))  # log √ᾱ_t, finite unless β_T = 1 already
+    log_ratio = log_sqrt[-1] - log_sqrt[:-1]  # log r_t for t < T; −inf when ᾱ_T is already 0
+    with np.errstate(divide="ignore", invalid="ignore"):  # r_t rounding to 1 is refused below
+        log_rescaled = log_sqrt[:-1] + np.log1p(-np.exp(log_ratio)) - np.log1p(-np.exp(log_ratio[0]))  # log √ᾱ'_t
+        log_alphas = 2.0 * np.diff(log_rescaled, prepend=0.0)  # log α'_t = log ᾱ'_t − log ᾱ'_{t−1}, ᾱ'_0 = 1
+    rescaled = np.append(-np.expm1(log_alphas), 1.0)  # exactly: ᾱ_T = 0
+    inner = rescaled[:-1]
+    if not (np.all(np.isfinite(inner)) and np.all(inner > 0) and np.all(inner < 1)):
+        raise ValueError(
+            "rescale_zero_terminal_snr: these betas cannot be rescaled to zero terminal SNR in float64 "
+            "(ᾱ_T is too close to ᾱ_{T−1}, so some rescaled β would round to 0 or 1); use a larger β near t = T"
+        )
+    return rescaled
 
 
 def inference_timesteps(
@@ -148,7 +157,18 @@ def inference_timesteps(
 ) -> np.ndarray:
     """The 0-based timesteps a sampler with `num_inference_steps` steps visits, in visiting (descending) order.
 
-    Matches diffusers' `set_timesteps` for each spacing. Returns int64 [num_inference_steps].
+    Always exactly `num_inference_steps` distinct steps in [0, T − 1]. Returns int64 [num_inference_steps].
+
+    The grids are diffusers' `set_timesteps` (DDPMScheduler, DDIMScheduler) with two deliberate differences,
+    measured in tests/test_schedules.py (diffusers 0.42, T = 1000):
+
+    - trailing: the step k·T/n is computed exactly and rounded half to even, then shifted by −1. diffusers rounds
+      a float `arange(T, 0, −T/n)`, whose accumulated error (a) lands just below a half-integer, so it rounds the
+      other way (49 of the 1000 step counts, one step off by 1), and (b) can pass 0 and add an (n + 1)-th
+      timestep of −1 (62 step counts, e.g. n = 61). 111 step counts differ; every other one matches exactly.
+    - the step after t_k: a sampler here lands on the next timestep of this grid (the last step on the data, −1).
+      diffusers' DDIMScheduler.step lands on t_k − T // n, which for linspace is not the next step of its own
+      grid (e.g. n = 7: 999 → 857 while the grid goes on to 832; diffusers issue #12633).
     """
     total = _check_num_timesteps(num_train_timesteps)
     spacing = TimestepSpacing.parse(spacing)
@@ -343,8 +363,16 @@ class Schedule:
 
     @property
     def terminal_snr_is_zero(self) -> bool:
-        """True when ᾱ_T = 0 exactly: x̂₀ from ε̂ is undefined at t = T."""
-        return bool(self.alphas_cumprod[-1] == 0.0)
+        """True when the schedule is zero terminal SNR by construction: β_T = 1 exactly (rescaled, or given so),
+        so ᾱ_T = 0, log SNR_T = −∞ and x̂₀ from ε̂ is undefined at t = T."""
+        return bool(self.betas[-1] == 1.0)
+
+    @property
+    def terminal_snr_underflows(self) -> bool:
+        """True when ᾱ_T is not 0 (β_T < 1, log SNR_T finite from the sums of logs) but underflows float64 to 0:
+        SNR_T is below float64's range (e.g. linear β up to 0.999 at T = 1000, log SNR_T ≈ −995.7). Not zero
+        terminal SNR, though x̂₀ from ε̂ cannot be computed in float64 there either."""
+        return bool(self.alphas_cumprod[-1] == 0.0 and not self.terminal_snr_is_zero)
 
     def nearest_timestep(self, alpha_cumprod: float) -> int:
         """The 0-based timestep whose ᾱ is nearest `alpha_cumprod` in log space: where another schedule's noise

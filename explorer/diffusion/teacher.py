@@ -8,8 +8,12 @@ Notation (Ho et al. 2020 eq. 5; KL of two isotropic Gaussians in D dimensions):
     truth          ε, x₀, v                known when x₀ is given: x_t = √ᾱ x₀ + √(1−ᾱ) ε, ε from (seed, k)
     *_mse[k]       mean over batch and pixels of (prediction − truth)²
     kl[k]          L_{t−1} / D = KL(q(x_{t−1}|x_t,x₀) ‖ p_θ(x_{t−1}|x_t)) / D, in nats per dimension:
-                   ½ [log(σ²/β̃) + β̃/σ² − 1] + ‖μ̃ − μ_θ‖² / (2σ² D),  μ_θ = μ̃(x̂₀, x_t)
-                   NaN at t = 1, where β̃ = 0 and DDPM uses a decoder term L₀ instead.
+                   ½ [log(σ²/β̃) + β̃/σ² − 1] + ‖μ̃ − μ_θ‖² / (2σ² D),  μ_θ = μ̃(x̂₀, x_t),  for t ≥ 2 only.
+
+Two terms of the bound L = L_T + Σ_{t≥2} L_{t−1} + L₀ are not in `kl`, and a figure of it must say so:
+    L₀ = −log p_θ(x₀|x₁)          a decoder term (a likelihood of the data), not a KL between Gaussians: q(x₀|x₁,x₀)
+                                  is a point mass (β̃_1 = 0). `kl` holds NaN at t = 1 (index 0) in its place.
+    L_T = KL(q(x_T|x₀) ‖ N(0, I)) has no parameters (no network output enters it): not computed.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class ModelForcing:
     eps_mse: np.ndarray | None
     x0_mse: np.ndarray | None
     v_mse: np.ndarray | None
-    kl: np.ndarray | None
+    kl: np.ndarray | None  # L_{t−1} per dimension, t ≥ 2; NaN at t = 1 (L₀ is a decoder term, see the module notes)
 
 
 @dataclass(frozen=True)

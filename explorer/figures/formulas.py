@@ -1,6 +1,8 @@
-"""Markdown (with LaTeX) that shows the schedule's formulas with the numbers of one step substituted.
+"""Markdown that shows the schedule's formulas with the numbers of one step substituted.
 
-Pure text from a `Schedule` and a paper step t (1..T): the app renders it, tests read it.
+Pure text from a `Schedule` and a paper step t (1..T): the app renders it, tests read it. Equations are display
+maths in $$…$$, the only delimiter gr.Markdown renders by default; prose notes use Unicode (a single $ would show
+raw).
 """
 
 from __future__ import annotations
@@ -51,9 +53,20 @@ def step_formulas(schedule: Schedule, t: int) -> str:
         rf"_{{{n(s.posterior_mean_coef_xt[i])}}}\, x_{{{t}}}$$",
     ]
     if t == 1:
-        lines.append(r"At t = 1, $\tilde\beta_1 = 0$ exactly ($\bar\alpha_0 = 1$): its log is clipped to t = 2's.")
+        lines.append("At t = 1, β̃₁ = 0 exactly (ᾱ₀ = 1): its log is clipped to t = 2's.")
     if s.terminal_snr_is_zero and t == s.num_train_timesteps:
-        lines.append(r"Zero terminal SNR: $\bar\alpha_T = 0$, so x̂₀ from an ε-prediction is undefined here.")
+        lines.append(
+            "Zero terminal SNR by construction (β<sub>T</sub> = 1, so ᾱ<sub>T</sub> = 0 exactly and "
+            "log SNR<sub>T</sub> = −∞): x̂₀ from an ε-prediction is undefined here."
+        )
+    elif abar == 0.0:
+        log_snr = f"{s.log_snr[i]:.1f}".replace("-", "−")
+        lines.append(
+            f"ᾱ<sub>{t}</sub> underflows to 0 in float64: log SNR<sub>{t}</sub> = {log_snr} is finite, "
+            "but SNR is below float64's range (its smallest number is about 4.9 × 10⁻³²⁴ = e<sup>−744.4</sup>). "
+            "This is not zero terminal SNR (β<sub>T</sub> < 1), though x̂₀ from an ε-prediction cannot be computed "
+            "in float64 here either."
+        )
     return "\n\n".join(lines)
 
 

@@ -12,6 +12,12 @@ from explorer.diffusion.views import PREDICTION_VIEWS, view_of
 from explorer.figures.schedules import COLOURS, FONT
 
 LEGEND_BELOW = dict(orientation="h", y=-0.3, yanchor="top")  # under the x-axis titles
+MODEL_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+MODEL_SYMBOLS = ("circle", "square", "diamond", "x", "triangle-up", "cross")
+KL_LEFT_OUT = (
+    "KL panel, t ≥ 2 only: L₀ (t = 1) is a decoder term, not a KL between Gaussians; "
+    "L<sub>T</sub> = KL(q(x<sub>T</sub> | x₀) ‖ N(0, I)) has no parameters"
+)
 
 
 def run_diagnostics(compact, schedule: Schedule) -> dict[str, np.ndarray]:
@@ -33,21 +39,26 @@ def run_diagnostics(compact, schedule: Schedule) -> dict[str, np.ndarray]:
     }
 
 
+T_REVERSED = "t (paper step; axis reversed: T on the left, so sampling runs left to right)"
+DIAGNOSTIC_PANELS = (
+    "shares of x<sub>t</sub>: signal √ᾱ<sub>t</sub>, noise √(1−ᾱ<sub>t</sub>)",
+    "RMS of x<sub>t</sub>; std of ε̂ (near 1 expected only at high t, where noise dominates)",
+    "range of x̂₀",
+    "fraction of x̂₀ clipped (0–1)",
+)
+
+
 def diagnostics_figure(numbers: dict[str, np.ndarray]) -> go.Figure:
-    """Three panels over t: signal/noise shares, ‖x_t‖ and std ε̂, the range of x̂₀ and the clipped share."""
+    """Four panels over t: signal/noise shares, ‖x_t‖ and std ε̂, the range of x̂₀, and the clipped share (own axis).
+
+    The t axis is reversed (T on the left) so that a run, which goes from T down to 1, reads left to right.
+    """
     figure = make_subplots(
-        rows=1,
-        cols=3,
-        subplot_titles=(
-            "shares of x<sub>t</sub>: signal √ᾱ<sub>t</sub>, noise √(1−ᾱ<sub>t</sub>)",
-            "RMS of x<sub>t</sub>; std of ε̂ (should stay near 1)",
-            "range of x̂₀; fraction clipped",
-        ),
-        horizontal_spacing=0.07,
+        rows=2, cols=2, subplot_titles=DIAGNOSTIC_PANELS, horizontal_spacing=0.08, vertical_spacing=0.2
     )
     t = numbers["t"].astype(np.float32)
 
-    def add(key: str, name: str, column: int, colour: str, dash: str = "solid") -> None:
+    def add(key: str, name: str, panel: int, colour: str, dash: str = "solid") -> None:
         figure.add_trace(
             go.Scatter(
                 x=t,
@@ -57,8 +68,8 @@ def diagnostics_figure(numbers: dict[str, np.ndarray]) -> go.Figure:
                 marker=dict(size=4),
                 line=dict(color=colour, dash=dash),
             ),
-            row=1,
-            col=column,
+            row=1 + (panel - 1) // 2,
+            col=1 + (panel - 1) % 2,
         )
 
     add("signal", "signal √ᾱ_t", 1, "#1f77b4")
@@ -67,11 +78,17 @@ def diagnostics_figure(numbers: dict[str, np.ndarray]) -> go.Figure:
     add("eps_std", "std of ε̂", 2, "#9467bd", "dash")
     add("x0_min", "min x̂₀", 3, "#8c564b")
     add("x0_max", "max x̂₀", 3, "#8c564b", "dot")
-    add("clipped", "fraction clipped", 3, "#ff7f0e", "dash")
-    figure.update_xaxes(title_text="t (paper step; sampling runs right to left)", autorange="reversed")
+    add("clipped", "fraction of x̂₀ clipped", 4, "#ff7f0e", "dash")
+    figure.update_xaxes(title_text=T_REVERSED, autorange="reversed", title_standoff=4)
+    figure.update_yaxes(range=[0, 1.02], row=2, col=2)
     figure.update_layout(
-        height=380, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend=LEGEND_BELOW
+        height=620,
+        margin=dict(l=40, r=20, t=50, b=40),
+        font=FONT,
+        template="plotly_white",
+        legend=dict(LEGEND_BELOW, y=-0.15),
     )
+    figure.update_annotations(font_size=13)
     return figure
 
 
@@ -79,14 +96,16 @@ def comparison_figure(result) -> go.Figure:
     """Teacher-forced errors per t in each space (one line per model), the true targets' RMS, and the KL terms.
 
     `result` is an `explorer.diffusion.teacher.TeacherForcing` computed from a known x₀ (so errors and KL exist).
+    Models differ in colour, dash and marker, so that curves lying on top of each other stay distinguishable. The
+    KL panel says which terms of the bound it leaves out (L₀ and L_T) and why.
     """
     titles = [f"MSE in {view.quantity} space (log)" for view in PREDICTION_VIEWS]
     titles += ["size of each target: RMS", "KL term L<sub>t−1</sub> per dim (log)"]
     figure = make_subplots(rows=1, cols=5, subplot_titles=titles, horizontal_spacing=0.05)
     t = paper_t(result.timesteps).astype(np.float32)
-    mode = "lines+markers" if t.size <= 40 else "lines"
     for k, model in enumerate(result.models):
         colour = COLOURS[k % len(COLOURS)]
+        dash, symbol = MODEL_DASHES[k % len(MODEL_DASHES)], MODEL_SYMBOLS[k % len(MODEL_SYMBOLS)]
         label = f"{model.name} ({view_of(model.prediction).quantity}-prediction)"
         curves = [getattr(model, f"{view.name}_mse") for view in PREDICTION_VIEWS] + [None, model.kl]
         for column, values in enumerate(curves, start=1):
@@ -99,9 +118,9 @@ def comparison_figure(result) -> go.Figure:
                     name=label,
                     legendgroup=label,
                     showlegend=column == 1,
-                    mode=mode,
-                    marker=dict(size=4),
-                    line=dict(color=colour),
+                    mode="lines+markers",
+                    marker=dict(size=6, symbol=symbol, maxdisplayed=25),
+                    line=dict(color=colour, dash=dash, width=2),
                 ),
                 row=1,
                 col=column,
@@ -123,6 +142,11 @@ def comparison_figure(result) -> go.Figure:
     figure.update_yaxes(type="linear", rangemode="tozero", row=1, col=4)
     figure.update_xaxes(title_text="t (paper step)")
     figure.update_layout(
-        height=420, margin=dict(l=40, r=20, t=50, b=40), font=FONT, template="plotly_white", legend=LEGEND_BELOW
+        title=dict(text=KL_LEFT_OUT, font=dict(size=12), x=0.01, xanchor="left", y=0.98, yanchor="top"),
+        height=440,
+        margin=dict(l=40, r=20, t=80, b=40),
+        font=FONT,
+        template="plotly_white",
+        legend=LEGEND_BELOW,
     )
     return figure

@@ -61,6 +61,13 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _positive(values: np.ndarray) -> np.ndarray:
+    """float32 copy for a log axis: zeros and ±inf become NaN (a gap, never a point at −∞)."""
+    out = _finite(values)
+    out[out <= 0] = np.nan
+    return out
+
+
 def _x_values(schedule: Schedule, axis: XAxis, index: np.ndarray) -> np.ndarray:
     if axis is XAxis.BETA:
         return _finite(schedule.betas[index])
@@ -73,7 +80,7 @@ _PANELS = (
     "ᾱ<sub>t</sub>",
     "√ᾱ<sub>t</sub> signal (solid), √(1−ᾱ<sub>t</sub>) noise (dashed)",
     "log SNR<sub>t</sub> = log ᾱ<sub>t</sub>/(1−ᾱ<sub>t</sub>); markers: steps a sampler visits",
-    "posterior mean weights: of x₀ (solid), of x<sub>t</sub> (dashed)",
+    "posterior mean weights (log): of x₀ (solid), of x<sub>t</sub> (dashed)",
     "timesteps visited by each spacing (first schedule)",
 )
 
@@ -121,8 +128,9 @@ def schedule_figure(
         line(k, label, x, _finite(s.sqrt_alphas_cumprod[index]), 3)
         line(k, label, x, _finite(s.sqrt_one_minus_alphas_cumprod[index]), 3, dashed=True)
         line(k, label, x, _finite(s.log_snr[index]), 4)
-        line(k, label, x, _finite(s.posterior_mean_coef_x0[index]), 5)
-        line(k, label, x, _finite(s.posterior_mean_coef_xt[index]), 5, dashed=True)
+        # Log axis: the weight of x₀ sits near 10⁻³ for most t; the weight of x_t is 0 at t = 1 (a gap there).
+        line(k, label, x, _positive(s.posterior_mean_coef_x0[index]), 5)
+        line(k, label, _x_values(s, axis, keep), _positive(s.posterior_mean_coef_xt[keep]), 5, dashed=True)
 
     if schedules and visited:
         first = schedules[0].schedule
@@ -181,6 +189,7 @@ def schedule_figure(
     if axis is XAxis.BETA:
         figure.update_xaxes(type="log", exponentformat="power")
     figure.update_yaxes(type="log", exponentformat="power", row=1, col=1)
+    figure.update_yaxes(type="log", exponentformat="power", row=2, col=2)
     figure.update_layout(
         height=620,
         margin=dict(l=50, r=20, t=50, b=40),
