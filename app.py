@@ -28,13 +28,17 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     with gr.Tabs(elem_id="tabs") as tabs:
         with gr.Tab("Schedules", id="schedules"):
             schedules_tab = schedules.build()
-        with gr.Tab("Posterior", id="posterior"):
+        with gr.Tab("Posterior", id="posterior") as posterior_page:
             posterior_tab = posterior.build(schedules_tab.first)
         with gr.Tab("Reverse sampling", id="sampling"):
             sampling_tab = sampling.build(schedules_tab.first, url_frame)
         with gr.Tab("Parameterizations", id="parameterizations"):
             parameterizations.build()
 
+    # The Posterior reads schedule 1: opening its tab redraws it, so it never shows an older schedule's numbers.
+    posterior_page.select(
+        posterior_tab.update, posterior_tab.inputs, posterior_tab.outputs, api_visibility="private", **VIEW_WORK
+    )
     run_controls = sampling_tab.controls
     demo.load(
         restore.restore,

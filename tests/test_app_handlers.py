@@ -76,6 +76,8 @@ def test_a_hidden_schedule_is_still_checked():
 def test_t_sliders_follow_T():
     t, steps = schedules.rescale_t_sliders(100, 500, 200)
     assert t.value == 100 and t.maximum == 100 and steps.value == 100
+    t, steps = schedules.rescale_t_sliders(300, 150, 50)  # already inside: only the maximum moves
+    assert t.maximum == 300 and "value" not in t.constructor_args and "value" not in steps.constructor_args
 
 
 @pytest.mark.parametrize("source", ["digit", "moons", "ring"])

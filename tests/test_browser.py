@@ -77,6 +77,43 @@ def test_page_loads_and_schedule_updates(page):
     page.screenshot(path=str(SHOTS / "schedules.png"), full_page=True)
 
 
+def test_t_follows_T_at_once_when_T_is_typed(page):
+    """Typing T = 300 moves t (then 500) down to 300 before the view redraws; the table and formulas agree."""
+    page.get_by_role("tab", name="Schedules").click()
+    _set_number(page, "T1", "1000")
+    page.wait_for_selector("#schedule_plot:has-text('T=1000')", timeout=30_000)
+    _set_number(page, "sched_t", "500")
+    page.wait_for_selector("#schedule_table:has-text('t = 500')", timeout=30_000)
+    _set_number(page, "T1", "300")
+    page.wait_for_selector("#schedule_table:has-text('t = 300')", timeout=30_000)
+    assert page.locator("#sched_t input[type=number]").input_value() == "300"
+    assert "t = 300" in page.locator("#schedule_formulas").inner_text()
+    _set_number(page, "sched_t", "150")
+    page.wait_for_selector("#schedule_table:has-text('t = 150')", timeout=30_000)
+    _set_number(page, "T1", "2")  # below t: both follow, and nothing complains about t > T
+    page.wait_for_selector("#schedule_table:has-text('t = 2')", timeout=30_000)
+    assert page.locator("#sched_t input[type=number]").input_value() == "2"
+    assert "greater than maximum" not in page.locator("body").inner_text()
+    _set_number(page, "T1", "1000")
+    page.wait_for_selector("#schedule_plot:has-text('T=1000')", timeout=30_000)
+
+
+def test_the_posterior_follows_schedule_1(page):
+    page.get_by_role("tab", name="Posterior").click()
+    page.wait_for_selector("#post_numbers:has-text('t = 200')", timeout=30_000)
+    before = page.locator("#post_numbers").inner_text()
+    page.get_by_role("tab", name="Schedules").click()
+    table = page.locator("#schedule_table").inner_text()
+    _set_number(page, "be1", "0.04")  # schedule 1's β end doubles
+    changed = "(old) => document.querySelector('#schedule_table').innerText !== old"
+    page.wait_for_function(changed, arg=table, timeout=30_000)
+    page.get_by_role("tab", name="Posterior").click()
+    page.wait_for_function(
+        "(old) => document.querySelector('#post_numbers').innerText !== old", arg=before, timeout=30_000
+    )
+    _set_number(page, "be1", "0.02") if False else None
+
+
 def test_posterior_draws_the_true_reverse_on_2d_data(page):
     page.get_by_role("tab", name="Posterior").click()
     page.locator("#post_source").get_by_text("moons", exact=True).click()

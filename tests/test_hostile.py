@@ -36,6 +36,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "rescale_t_sliders": {},
     "posterior": {"post_index": 3},
     "update_posterior": {"post_index": 3},
+    "update_posterior_1": {"post_index": 3},
     "run": RUN,
     "open_frame": RUN,  # its url_frame input is a State: the server's, whatever the client sends
     "branch": BRANCH,

@@ -113,11 +113,18 @@ def update_schedules(view: ViewValues, first: ScheduleValues, second: ScheduleVa
 
 @user_errors
 def rescale_t_sliders(T1: float, t: float, num_steps: float):
-    """When schedule 1's T changes, keep t and the step count inside 1..T."""
+    """When schedule 1's T changes, keep t and the step count inside 1..T.
+
+    A value already inside is left to the page (only the maximum moves): this event also fires when T's box loses
+    the focus, and must not undo a t typed meanwhile.
+    """
     T = check_int("schedule 1 T", T1, MIN_TIMESTEPS, MAX_TIMESTEPS)
-    chosen = min(check_int("t", t, 1, MAX_TIMESTEPS), T)
-    steps = min(check_int("sampling steps", num_steps, 1, MAX_TIMESTEPS), T)
-    return gr.Slider(maximum=T, value=chosen), gr.Slider(maximum=T, value=steps)
+
+    def inside(value: float, field: str) -> gr.Slider:
+        current = check_int(field, value, 1, MAX_TIMESTEPS)
+        return gr.Slider(maximum=T) if current <= T else gr.Slider(maximum=T, value=T)
+
+    return inside(t, "t"), inside(num_steps, "sampling steps")
 
 
 class ViewControls(ControlGroup[ViewValues]):
@@ -174,7 +181,8 @@ def build() -> SchedulesTab:
     update, inputs = bind(update_schedules, *groups), event_inputs(*groups)
     outputs = [plot, table, formulas, spacings, strip, caption]
     components = [c for group in groups for c in group.components.values()]
-    sliders = [c for c in components if isinstance(c, gr.Slider)]
+    T1 = slots[0].T  # moves t and the step count first (below), so the view never sees t > T
+    sliders = [c for c in components if isinstance(c, gr.Slider) and c is not T1]
     gr.on(
         triggers=slider_events(*sliders) + [c.change for c in components if not isinstance(c, gr.Slider)],
         fn=update,
@@ -186,11 +194,14 @@ def build() -> SchedulesTab:
         show_progress="hidden",
     )
     t, num_steps = view.components["t"], view.components["num_steps"]
-    slots[0].T.release(
-        rescale_t_sliders,
-        [slots[0].T, t, num_steps],
-        [t, num_steps],
+    gr.on(
+        triggers=slider_events(T1),
+        fn=rescale_t_sliders,
+        inputs=[T1, t, num_steps],
+        outputs=[t, num_steps],
+        trigger_mode="always_last",
         api_visibility="private",
+        show_progress="hidden",
         **VIEW_WORK,
-    ).then(update, inputs, outputs, api_visibility="private", **VIEW_WORK)
+    ).then(update, inputs, outputs, api_visibility="private", show_progress="hidden", **VIEW_WORK)
     return SchedulesTab(slots[0], view, update, inputs, outputs)
