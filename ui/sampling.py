@@ -76,7 +76,7 @@ def frame_text(compact: CompactTrajectory, index: int) -> str:
     clipped = float(compact.clipped_fraction[index].mean())
     return (
         f"**Frame {frame_of(index)} of {len(compact)}**: t = {t} → {s if s > 0 else '0 (data)'} · RMS of "
-        f"x<sub>t</sub> {rms:.3f} · std of ε̂ {float(eps.flatten(1).std(dim=1).mean()):.3f} (≈ 1 is healthy) · x̂₀ "
+        f"x<sub>t</sub> {rms:.3f} · std of ε̂ {float(eps.flatten(1).std(dim=1).mean()):.3f} (≈ 1 expected at high t, where noise dominates) · x̂₀ "
         f"in [{float(x0.min()):.2f}, {float(x0.max()):.2f}] · clipped {100 * clipped:.1f}% "
         f"· σ {float(compact.std[index].mean()):.4f}"
     )

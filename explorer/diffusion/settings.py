@@ -26,7 +26,8 @@ END_OF_RUN = -1  # prev_timestep of the final step: it lands on x₀ itself (ᾱ
 
 
 class SamplerKind(StrEnum):
-    """The reverse update: DDPM ancestral sampling, or DDIM (η = 0 deterministic, η = 1 DDPM-like)."""
+    """The reverse update: DDPM ancestral sampling, or DDIM (η = 0 deterministic; η = 1 matches DDPM's fixed_small
+    step only without clipping: with clip_sample, DDIM keeps the unclipped ε̂ in its direction term)."""
 
     DDPM = "ddpm"
     DDIM = "ddim"
@@ -110,7 +111,8 @@ def resolve_settings(
         raise ValueError(f"variance 'learned_range' needs a learned-variance model; {denoiser.name} is not one")
     if denoiser.prediction is Prediction.EPSILON and schedule.alphas_cumprod[visited[0]] == 0.0:
         raise ValueError(
-            "x̂₀ is undefined at t = T for an ε-prediction model when ᾱ_T = 0 (zero terminal SNR): start below "
+            "x̂₀ is undefined at t = T for an ε-prediction model when ᾱ_T = 0 (zero terminal SNR, or ᾱ_T below "
+            "float64's range): start below "
             "T (spacing 'leading'), use a schedule without zero terminal SNR, or use a v-prediction model"
         )
     return SamplerSettings(
