@@ -74,10 +74,11 @@ def frame_text(compact: CompactTrajectory, index: int) -> str:
     x_t, eps, x0 = (compact.view(name, index) for name in ("x_t", "eps", "x0"))
     rms = float(x_t.flatten(1).pow(2).mean(dim=1).sqrt().mean())
     clipped = float(compact.clipped_fraction[index].mean())
+    spread = float(eps.flatten(1).std(dim=1).mean())
     return (
         f"**Frame {frame_of(index)} of {len(compact)}**: t = {t} → {s if s > 0 else '0 (data)'} · RMS of "
-        f"x<sub>t</sub> {rms:.3f} · std of ε̂ {float(eps.flatten(1).std(dim=1).mean()):.3f} (≈ 1 expected at high t, where noise dominates) · x̂₀ "
-        f"in [{float(x0.min()):.2f}, {float(x0.max()):.2f}] · clipped {100 * clipped:.1f}% "
+        f"x<sub>t</sub> {rms:.3f} · std of ε̂ {spread:.3f} (≈ 1 expected at high t, where noise dominates) · "
+        f"x̂₀ in [{float(x0.min()):.2f}, {float(x0.max()):.2f}] · clipped {100 * clipped:.1f}% "
         f"· σ {float(compact.std[index].mean()):.4f}"
     )
 
