@@ -222,3 +222,22 @@ def choose_x0(source: str | X0Source, index: int, picture: np.ndarray | None = N
         return picture_to_x0(picture)
     data = point_set(source.dataset)
     return data[index % len(data)].unsqueeze(0).clone()
+
+
+def exact_training_set(dataset: str | Dataset) -> torch.Tensor:
+    """The finite set the exact denoiser of `dataset` reverses: the 4,000 training digits [4000, 1, 16, 16], or the
+    fixed 1,000-point set of moons or ring [1000, 2]."""
+    dataset = Dataset.parse(dataset)
+    return digits(Split.TRAIN).images if dataset is Dataset.DIGITS else point_set(dataset)
+
+
+def nearest(samples: torch.Tensor, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each sample [B, *shape], the index of its nearest row of data [N, *shape] (L2) and that distance.
+
+    Returns (int64 [B], float64 [B]).
+    """
+    flat_samples = samples.reshape(samples.shape[0], -1).double()  # [B, D]
+    flat_data = data.reshape(data.shape[0], -1).double()  # [N, D]
+    distances = torch.cdist(flat_samples, flat_data)  # [B, N]
+    best, index = distances.min(dim=1)
+    return index, best

@@ -232,3 +232,30 @@ def test_a_url_frame_runs_the_model_and_shows_that_frame():
     no_frame = FakeRequest("no-frame")
     skipped = list(sampling.open_frame(None, values, step, schedule, request=no_frame, progress=no_progress))
     assert len(skipped) == 1 and state.STORE.get("no-frame") is None  # no frame= in the URL: no run
+
+
+def test_the_exact_denoiser_copies_its_training_set_and_the_network_does_not():
+    """The page offers `exact-digits` beside the networks; on the same noise its samples are training digits."""
+    from explorer.data import exact_training_set, nearest
+    from ui.models import model_choices
+
+    assert {"exact-digits", "exact-moons", "exact-ring", "digits-eps"} <= set(model_choices())
+    finals = {}
+    for model in ("exact-digits", "digits-eps"):
+        request = FakeRequest(f"exact-vs-network-{model}")
+        _run(request, model=model, steps=100, batch=8, seed=11)
+        finals[model] = state.STORE.get(request.session_hash).compact
+    exact, network = finals["exact-digits"], finals["digits-eps"]
+    torch.testing.assert_close(exact.x_t[0], network.x_t[0])  # the same x_T: the same seed, the same noise
+    train = exact_training_set("digits")
+    _, copied = nearest(exact.samples, train)
+    _, made = nearest(network.samples, train)
+    assert float(copied.max()) < 0.05, copied  # every exact sample is a training digit
+    assert float(made.min()) > 1.0, made  # every network sample is a new digit (held-out digits sit at ≈ 3.8)
+
+
+def test_the_final_samples_show_the_nearest_training_example():
+    request = FakeRequest("nearest-picture")
+    *_, (_picture, _text, _slider, _figure, finals) = _run(request, model="exact-digits", steps=20, batch=4)
+    single = sampling.finals_picture(state.STORE.get("nearest-picture").compact.samples, None)
+    assert finals.width > 2 * single.width  # samples and their nearest training digits side by side

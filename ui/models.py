@@ -7,12 +7,18 @@ Space, a typed path is refused.
 
 from __future__ import annotations
 
+import functools
+
+from explorer.data import Dataset, exact_training_set
 from explorer.diffusion.denoiser import Denoiser
+from explorer.diffusion.oracle import OptimalDenoiser
+from explorer.diffusion.parameterization import Prediction
 from explorer.models.catalogue import catalogue
 from explorer.models.loader import load
 from explorer.models.refs import Source, bundled_names, local_folders_allowed, resolve_ref
 
 DEFAULT_MODEL = "digits-eps"
+EXACT_PREFIX = "exact-"  # "exact-digits": E[x₀ | x_t] of the training set itself, run like any model
 _local_folders = False  # set once at startup by `allow_local_folders`
 
 
@@ -34,21 +40,58 @@ def bundled_models() -> list[str]:
     return sorted(bundled_names())
 
 
+def exact_models() -> list[str]:
+    """The exact denoisers the page offers: one per data set that has a bundled ε-model (its schedule is theirs)."""
+    bundled = set(bundled_models())
+    return [f"{EXACT_PREFIX}{data.value}" for data in Dataset if f"{data.value}-eps" in bundled]
+
+
 def model_choices() -> list[str]:
-    """Bundled checkpoints first (the default is one of them), then the Hub catalogue."""
-    names = bundled_models()
+    """Bundled checkpoints first (the default is one of them), the exact denoisers, then the Hub catalogue."""
+    names = bundled_models() + exact_models()
     names += [entry.name for entry in catalogue() if entry.name not in names]
     return names or [DEFAULT_MODEL]
 
 
+@functools.cache
+def _exact(dataset: Dataset) -> OptimalDenoiser:
+    network = load(f"{dataset.value}-eps")
+    return OptimalDenoiser(
+        exact_training_set(dataset), network.schedule, Prediction.SAMPLE, name=f"{EXACT_PREFIX}{dataset.value}"
+    )
+
+
+def exact_dataset(ref: str) -> Dataset | None:
+    """The data set of an exact denoiser's name ("exact-digits" → digits), else None."""
+    if isinstance(ref, str) and ref.startswith(EXACT_PREFIX) and ref in exact_models():
+        return Dataset.parse(ref.removeprefix(EXACT_PREFIX))
+    return None
+
+
+def dataset_of(ref: str) -> Dataset | None:
+    """The data set a bundled or exact model was made from ("moons-v" → moons), else None (Hub and local models)."""
+    if (exact := exact_dataset(ref)) is not None:
+        return exact
+    if ref in bundled_models():
+        head = ref.split("-", 1)[0]
+        return Dataset(head) if head in {d.value for d in Dataset} else None
+    return None
+
+
 def load_model(ref: str) -> Denoiser:
-    """A shared denoiser for a bundled name, a Hub id or (when allowed) a folder; ValueError says what is wrong."""
+    """A shared denoiser for a bundled name, an exact denoiser's name, a Hub id or (when allowed) a folder;
+    ValueError says what is wrong."""
+    dataset = exact_dataset(ref)
+    if dataset is not None:
+        return _exact(dataset)
     return load(ref, allow_local=_local_folders)
 
 
 def is_bundled(ref: str) -> bool:
     """True for a bundled checkpoint's name, False for a valid Hub id; ValueError for anything else (a path, a bad
     id). Pure string checks and a listing of `pretrained/`: nothing is loaded or downloaded."""
+    if exact_dataset(ref) is not None:
+        return True
     source, _ = resolve_ref(ref)
     return source is Source.BUNDLED
 

@@ -18,14 +18,15 @@ from explorer.figures.sampling import comparison_figure
 from explorer.validation import check_choice, check_int, check_seed
 from ui import state
 from ui.common import MODEL_WORK, slider_events, user_errors
-from ui.models import load_model
+from ui.models import EXACT_PREFIX, load_model
 
 SUFFIXES = tuple(view.name for view in PREDICTION_VIEWS)  # bundled models are named <data>-<suffix>: eps, x0, v
 EXAMPLES = 8
 DIGIT_STRIDE = 101  # the held-out digits are sorted by class, 100 each: one example of 0, 1, 2, …
 POINTS = 256
 INTRO = """### ε, x₀ or v: the same information, different targets
-Three bundled models were trained on the same data, each predicting a different quantity. Here they see the same
+Three bundled models were trained on the same data, each predicting a different quantity; the fourth, `exact-*`, is
+the exact denoiser E[x₀ | x<sub>t</sub>] of their training set (no parameters). Here they see the same
 x<sub>t</sub> (same x₀, same noise) at each t (**teacher forcing**: no sampling, so errors do not accumulate), and
 each prediction is converted into all three spaces. Where a model's error is small tells where its
 parameterization is easy to learn; the black curves show how large each target is, and the last panel the per-step
@@ -41,8 +42,8 @@ class DataChoice(StrEnum):
 
 
 def models_for(data: X0Source) -> list:
-    """The three bundled models of one data set, in the order ε, x₀, v."""
-    names = [f"{data.dataset.value}-{suffix}" for suffix in SUFFIXES]
+    """The three bundled models of one data set, in the order ε, x₀, v, then the exact denoiser of its training set."""
+    names = [f"{data.dataset.value}-{suffix}" for suffix in SUFFIXES] + [f"{EXACT_PREFIX}{data.dataset.value}"]
     try:
         return [load_model(name) for name in names]
     except ValueError as error:
@@ -118,10 +119,12 @@ def compare(data: str, steps: float, seed: float, t: float, request: gr.Request 
     picture = side_by_side(_forced(data, seed, t=t), 0)
     result = _forced(data, seed, count=count)
     best = []
+    networks = [m for m in result.models if not m.name.startswith(EXACT_PREFIX)]
     for view in PREDICTION_VIEWS:
-        means = [np.nanmean(getattr(m, f"{view.name}_mse")) for m in result.models]
-        best.append(f"{view.symbol}: **{result.models[int(np.nanargmin(means))].name}**")
-    summary = f"Lowest mean squared error over the {len(result.timesteps)} t shown, per space — " + " · ".join(best)
+        means = [np.nanmean(getattr(m, f"{view.name}_mse")) for m in networks]
+        best.append(f"{view.symbol}: **{networks[int(np.nanargmin(means))].name}**")
+    summary = f"Lowest mean squared error of the three networks over the {len(result.timesteps)} t shown, per space — "
+    summary += " · ".join(best)
     return comparison_figure(result), picture, summary, trajectory_views(request)
 
 

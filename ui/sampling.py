@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from explorer.data import Dataset, exact_training_set, nearest
 from explorer.diffusion.indexing import frame_of, paper_t, position_of
 from explorer.diffusion.sampler import branch_settings, iterate, iterate_branch
 from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, Step
@@ -36,7 +37,7 @@ from ui.controls import (
     event_inputs,
     parse_run,
 )
-from ui.models import is_bundled, load_model
+from ui.models import dataset_of, is_bundled, load_model
 from ui.state import keep_run, stored_run
 
 STREAM_FRAMES = 40  # at most this many pictures are streamed while a run computes
@@ -44,6 +45,9 @@ EXPORT_ROOT = Path(tempfile.gettempdir()) / "explorer-exports"
 EXPORT_AGE_SECONDS = 300.0  # Gradio copies a served file into its own (swept) cache as the handler returns
 EXPORT_FRAMES = 120
 PANEL_PIXELS = 200
+EXACT_NOTE = """**Why learn p<sub>θ</sub> at all?** The `exact-*` models are the optimal denoiser E[x₀ | x<sub>t</sub>]
+of a finite training set, run through the same sampler on the same noise: the exact reverse of that set can only copy
+its examples (nearest distance ≈ 0 beside the final samples), while a network trained on the data makes new ones."""
 INTRO = """### Run a real model backwards, then step through every frame
 Each frame shows, for the whole batch, the state x<sub>t</sub> entering the step, the model's prediction in all three
 spaces (x̂₀, ε̂, v̂), the mean μ of the step and the noise z it adds: x<sub>t−1</sub> = μ + σ z. Scrubbing frames never
@@ -98,8 +102,29 @@ def _finish(compact: CompactTrajectory, model: str, request: gr.Request | None) 
     keep_run(request, compact, model)
     last = len(compact) - 1
     figure = diagnostics_figure(run_diagnostics(compact, compact.settings.schedule))
-    finals = _panel(compact.samples, 1.0)
-    return frame_picture(compact, last), frame_text(compact, last), _frame_slider(compact, last), figure, finals
+    return (
+        frame_picture(compact, last),
+        frame_text(compact, last),
+        _frame_slider(compact, last),
+        figure,
+        finals_picture(compact.samples, dataset_of(model)),
+    )
+
+
+def finals_picture(samples: torch.Tensor, dataset: Dataset | None) -> Image.Image:
+    """The final samples; for a model of a bundled data set, beside each sample's nearest example of the set the
+    exact denoiser reverses, with the mean distance (a copy lies at 0)."""
+    if dataset is None:
+        return _panel(samples, 1.0)
+    data = exact_training_set(dataset)
+    index, distance = nearest(samples, data)
+    what = "training digit" if dataset is Dataset.DIGITS else f"of the {len(data):,} points"
+    title = f"nearest {what} · mean distance {float(distance.mean()):.2f} (min {float(distance.min()):.2f})"
+    if samples.ndim == 2:  # points: the samples over the finite set, grey
+        return labelled_row(
+            [(title, scatter_frame(samples, size=PANEL_PIXELS * 2, extent=3.5, reference=data.numpy()))]
+        )
+    return labelled_row([("final samples", _panel(samples, 1.0)), (title, _panel(data[index], 1.0))])
 
 
 def _frame_index(compact: CompactTrajectory, frame: Any) -> int:
@@ -292,6 +317,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     diagnostics = gr.Plot(label="over the run", elem_id="diagnostics")
     with gr.Row():
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
+    gr.Markdown(EXACT_NOTE)
     with gr.Row():
         gif = gr.File(label="GIF")
         mp4 = gr.File(label="MP4")
