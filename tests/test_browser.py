@@ -189,6 +189,10 @@ def test_a_talk_url_restores_the_view_and_opens_a_frame(browser, app_url):
         tab.goto(f"{app_url}?tab=sampling&schedule=cosine&t=250&model=moons-eps&seed=3&steps=8&frame=5&present=1")
         tab.wait_for_selector("#frame_text:has-text('Frame 5 of 8')", timeout=120_000)
         assert tab.locator("#frame img").count() == 1
+        tab.click("#next_frame")  # a talk link opens a run that steps like one started with Run
+        tab.wait_for_selector("#frame_text:has-text('Frame 6 of 8')", timeout=30_000)
+        tab.keyboard.press("ArrowLeft")
+        tab.wait_for_selector("#frame_text:has-text('Frame 5 of 8')", timeout=30_000)
         assert tab.locator("#model input").input_value() == "moons-eps"
         assert tab.locator("#seed input[type=number]").input_value() == "3"
         assert tab.locator("body.presentation").count() == 1
