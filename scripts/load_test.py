@@ -1,11 +1,19 @@
 """Load test: many simulated users through gradio_client against `python app.py` on 127.0.0.1 (a benchmark, not CI).
 
     python scripts/load_test.py --users 30 --seconds 300
+    python scripts/load_test.py --users 30 --seconds 120 --space            # as on a hosted Space
+    python scripts/load_test.py --users 30 --seconds 120 --abuse            # the same, plus one flooding client
 
 Each user is one gradio_client session that, with a short think time, changes schedules, looks at posteriors,
 runs bundled models and steps through the frames of its last run. The server is started here (or given with
 --url) and its resident memory is sampled throughout. Prints a Markdown table: requests served, errors, fast
-"queue full" answers, p50/p95 latency per kind, and server memory at start, peak and after the users stop.
+"queue full" answers, refusals by the admission of model work (HTTP 429), p50/p95 latency per kind, and server
+memory at start, peak and after the users stop.
+
+`--space` starts the server with SPACE_ID set and gives each user its own X-Forwarded-For address, so the
+admission counts clients by address as on a Space. `--abuse` (implies `--space`) adds one flooding client: from
+one address, with a fresh session hash each time, it posts runs to /gradio_api/call/run as fast as it can and
+never reads an answer (the attack that once filled the queue for minutes).
 Bounded in time (--seconds, plus a drain limit) and in count (--max-requests); never leaves 127.0.0.1.
 """
 
@@ -22,17 +30,19 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # app_fixtures: endpoint arguments by input name, from the page's config
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # app_fixtures (endpoint arguments by input name) imports explorer
 FAMILIES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 MODELS = ("digits-eps", "digits-x0", "moons-eps", "moons-x0")
 KINDS = {"schedules": 0.35, "posterior": 0.25, "run": 0.15, "frames": 0.25}
 RUN_STEPS = 10
 CALL_TIMEOUT = 120.0
+FLOODER_ADDRESS = "203.0.113.66"  # TEST-NET-3: never a real client
 DRAIN_SECONDS = 150.0  # after the deadline, wait at most this long for calls in flight
 
 
@@ -42,6 +52,7 @@ class Tally:
 
     ok: list[float] = field(default_factory=list)
     queue_full: list[float] = field(default_factory=list)
+    refused: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -84,11 +95,14 @@ class MemoryProbe(threading.Thread):
             self.stopped.wait(0.5)
 
 
-def start_server(port: int, log: Path) -> subprocess.Popen:
-    """`python app.py` on 127.0.0.1:port, offline, its output in `log`; returns once it answers."""
+def start_server(port: int, log: Path, *, space: bool = False) -> subprocess.Popen:
+    """`python app.py` on 127.0.0.1:port, offline, its output in `log` (as on a Space with `space`); returns once
+    it answers."""
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
     env.update({"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"})
     env.pop("SPACE_ID", None)
+    if space:
+        env["SPACE_ID"] = "explorer/load-test"
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
     )
@@ -108,11 +122,14 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
 class User(threading.Thread):
     """One simulated person: a gradio_client session issuing a random mix of requests until the deadline."""
 
-    def __init__(self, url: str, seed: int, deadline: float, budget: list[int], tallies: dict, lock) -> None:
+    def __init__(
+        self, url: str, seed: int, deadline: float, budget: list[int], tallies: dict, lock, *, address: str | None
+    ) -> None:
         super().__init__(daemon=True)
         with urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=60) as answer:
             self.config = json.load(answer)
         self.url, self.random, self.deadline = url, random.Random(seed), deadline
+        self.headers = {"x-forwarded-for": address} if address else None
         self.budget, self.tallies, self.lock = budget, tallies, lock
         self.frames = 0  # frames in this session's last run (0: no run yet)
 
@@ -151,13 +168,18 @@ class User(threading.Thread):
         from gradio_client import Client
 
         try:
-            client = Client(self.url, verbose=False)
+            client = Client(self.url, verbose=False, headers=self.headers)
         except Exception as error:  # the page itself did not load: count it
             with self.lock:
                 self.tallies["connect"].errors.append(repr(error)[:200])
             return
         while time.monotonic() < self.deadline and self._take():
-            kind, args, api_name = self._request(client)
+            try:
+                kind, args, api_name = self._request(client)
+            except Exception as error:  # a fault of this script: counted, never a silently dead user
+                with self.lock:
+                    self.tallies["connect"].errors.append(f"building a request: {error!r}"[:200])
+                return
             started = time.monotonic()
             try:
                 client.submit(*args, api_name=api_name).result(timeout=CALL_TIMEOUT)
@@ -167,6 +189,8 @@ class User(threading.Thread):
                 with self.lock:
                     if "queue" in text.lower() and "full" in text.lower():
                         self.tallies[kind].queue_full.append(elapsed)
+                    elif "429" in text:
+                        self.tallies[kind].refused.append(elapsed)
                     else:
                         self.tallies[kind].errors.append(f"{api_name} {text[:200]}")
             else:
@@ -175,6 +199,51 @@ class User(threading.Thread):
                 if kind == "run":
                     self.frames = RUN_STEPS
             time.sleep(self.random.uniform(0.2, 1.0))  # think time
+
+
+class Flooder(threading.Thread):
+    """One abusive client: posts runs from one address as fast as it can, a new session each time, and never
+    reads an answer. Counts what the server said to each post."""
+
+    def __init__(self, url: str, deadline: float, address: str = FLOODER_ADDRESS) -> None:
+        super().__init__(daemon=True)
+        from app_fixtures import api_arguments
+
+        with urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=60) as answer:
+            config = json.load(answer)
+        changes = {"model": "digits-eps", "sampler": "ddim", "steps": RUN_STEPS, "spacing": "trailing", "batch": 4}
+        self.data = api_arguments(config, "run", **changes)
+        self.url, self.deadline, self.address = url.rstrip("/"), deadline, address
+        self.statuses: dict[str, int] = defaultdict(int)
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        import httpx
+
+        began = time.monotonic()
+        with httpx.Client(timeout=30) as http:
+            while time.monotonic() < self.deadline:
+                spoofed = f"10.{random.randint(0, 255)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+                body = {"data": self.data, "session_hash": uuid.uuid4().hex[:11]}
+                try:
+                    response = http.post(
+                        f"{self.url}/gradio_api/call/run",
+                        json=body,
+                        headers={"x-forwarded-for": f"{spoofed}, {self.address}"},
+                    )
+                    self.statuses[str(response.status_code)] += 1
+                except Exception as error:  # a refused connection is an outcome too
+                    self.statuses[type(error).__name__] += 1
+        self.seconds = time.monotonic() - began
+
+    def summary(self) -> str:
+        posts = sum(self.statuses.values())
+        parts = ", ".join(f"{count} × {status}" for status, count in sorted(self.statuses.items()))
+        return (
+            f"Flooder (one address, a new session per post, answers never read): {posts} posts in "
+            f"{self.seconds:.0f} s ({posts / max(self.seconds, 1e-9):.0f}/s): {parts} "
+            "(200: queued; 429: refused by the admission of model work; 503: queue full)."
+        )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -187,12 +256,14 @@ def percentile(values: list[float], q: float) -> float:
 
 def report(tallies: dict, memory: dict, args: argparse.Namespace, wall: float) -> str:
     """The Markdown table for docs/hardening.md."""
+    where = "as on a Space (SPACE_ID set, one X-Forwarded-For address per user)" if args.space else "locally"
     lines = [
         f"Load test: {args.users} users × {args.seconds:.0f} s (wall {wall:.0f} s), think time 0.2–1.0 s, "
-        f"runs of {RUN_STEPS} steps on bundled models; server `python app.py` on 127.0.0.1.",
+        f"runs of {RUN_STEPS} steps on bundled models; server `python app.py` on 127.0.0.1, {where}"
+        + (", beside one flooding client." if args.abuse else "."),
         "",
-        "| kind | served | errors | queue full (max s) | p50 ms | p95 ms | max ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| kind | served | errors | queue full (max s) | refused 429 | p50 ms | p95 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     everything = Tally()
     for kind in [*KINDS, "connect"]:
@@ -202,6 +273,7 @@ def report(tallies: dict, memory: dict, args: argparse.Namespace, wall: float) -
         everything.ok += tally.ok
         everything.errors += tally.errors
         everything.queue_full += tally.queue_full
+        everything.refused += tally.refused
         lines.append(_row(kind, tally))
     lines.append(_row("**all**", everything))
     mib = 1 << 20
@@ -221,7 +293,8 @@ def _row(kind: str, tally: Tally) -> str:
     ms = [1000 * v for v in tally.ok]
     p50, p95 = percentile(ms, 50), percentile(ms, 95)
     top = max(ms) if ms else float("nan")
-    return f"| {kind} | {len(tally.ok)} | {len(tally.errors)} | {full} | {p50:.0f} | {p95:.0f} | {top:.0f} |"
+    cells = f"{len(tally.ok)} | {len(tally.errors)} | {full} | {len(tally.refused)} | {p50:.0f} | {p95:.0f} | {top:.0f}"
+    return f"| {kind} | {cells} |"
 
 
 def main() -> int:
@@ -232,13 +305,16 @@ def main() -> int:
     parser.add_argument("--url", help="an already running server on 127.0.0.1 (its memory is not measured)")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--server-log", type=Path, default=Path("/tmp/load_test_server.log"), help="app.py output")
+    parser.add_argument("--space", action="store_true", help="SPACE_ID set; each user its own X-Forwarded-For")
+    parser.add_argument("--abuse", action="store_true", help="add one client flooding /run (implies --space)")
     args = parser.parse_args()
+    args.space = args.space or args.abuse
     if not 1 <= args.users <= 200 or not 1 <= args.seconds <= 1800:
         parser.error("--users must be in [1, 200] and --seconds in [1, 1800]")
     server, url = None, args.url
     if url is None:
         port = free_port()
-        server, url = start_server(port, args.server_log), f"http://127.0.0.1:{port}/"
+        server, url = start_server(port, args.server_log, space=args.space), f"http://127.0.0.1:{port}/"
     elif not url.startswith(("http://127.0.0.1", "http://localhost")):
         parser.error("--url must be on 127.0.0.1")
     probe = MemoryProbe(server.pid if server else os.getpid())
@@ -249,8 +325,12 @@ def main() -> int:
     lock, budget = threading.Lock(), [args.max_requests]
     began = time.monotonic()
     deadline = began + args.seconds
-    users = [User(url, seed, deadline, budget, tallies, lock) for seed in range(args.users)]
+    addresses = [f"10.1.{seed // 200}.{seed % 200 + 1}" if args.space else None for seed in range(args.users)]
+    users = [User(url, seed, deadline, budget, tallies, lock, address=addresses[seed]) for seed in range(args.users)]
+    flooder = Flooder(url, deadline) if args.abuse else None
     try:
+        if flooder is not None:
+            flooder.start()  # the flood is already running when the lecture hall arrives
         for user in users:
             user.start()
             time.sleep(0.05)  # a lecture hall arrives within a couple of seconds
@@ -261,10 +341,15 @@ def main() -> int:
         after = rss_of(probe.pid)
         probe.stopped.set()
         memory = {"start": start_rss, "peak": max(s for _, s in probe.samples), "after": after}
+        if flooder is not None:
+            flooder.join(30)
         print(report(tallies, memory, args, wall))
+        if flooder is not None:
+            print("\n" + flooder.summary())
         if args.json:
             raw = {kind: vars(tally) for kind, tally in tallies.items()}
-            args.json.write_text(json.dumps({"memory": memory, "tallies": raw, "wall": wall}, indent=1))
+            flood = dict(flooder.statuses) if flooder else None
+            args.json.write_text(json.dumps({"memory": memory, "tallies": raw, "wall": wall, "flood": flood}, indent=1))
         stuck = sum(user.is_alive() for user in users)
         if server is not None:
             print(f"\nServer log: {args.server_log}")

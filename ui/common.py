@@ -15,9 +15,11 @@ import torch
 F = TypeVar("F", bound=Callable[..., Any])
 
 ERROR_SECONDS = 8
-# Event queues. Model work (runs, branches, comparisons, exports) shares two workers. The schedule and posterior
-# views share a few: the load test showed unlimited ones all running at once on 2 cores (30 users: every request
-# took a minute); a finite limit lets the queue do the waiting. Frame stepping stays unlimited (no model, a PNG).
+# Event queues. Model work (runs, branches, comparisons, exports) shares two workers, and `ui.admission` (installed
+# by `ui.launch.configure_queue` on every event whose concurrency_id is "model") admits at most 2 such jobs per
+# client and 12 in all before they are queued. The schedule and posterior views share a few workers: the load test
+# showed unlimited ones all running at once on 2 cores (30 users: every request took a minute); a finite limit lets
+# the queue do the waiting. Frame stepping stays unlimited (no model, a PNG).
 MODEL_WORK: dict[str, Any] = {"concurrency_id": "model", "concurrency_limit": 2}
 VIEW_WORK: dict[str, Any] = {"concurrency_id": "views", "concurrency_limit": 4}
 

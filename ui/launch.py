@@ -1,7 +1,7 @@
 """The one launch configuration: `python app.py`, a Space and the browser tests all start the app through `launch`.
 
-Theme, CSS, the keyboard script, the upload cap and the queue are defined here once; Gradio 6 takes theme, css
-and head in `launch()`, not in `gr.Blocks()`.
+Theme, CSS, the keyboard script, the upload cap, the queue and its admission of model work are defined here
+once; Gradio 6 takes theme, css and head in `launch()`, not in `gr.Blocks()`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,17 @@ import os
 from typing import Any
 
 import gradio as gr
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from gradio.route_utils import FnIndexInferError
+
+from ui import admission
 
 TITLE = "Reverse-diffusion explorer"
-QUEUE_SIZE = 32
+# Waiting events of every kind together. Model work holds at most `admission.IN_ALL` (12) of these places, waiting or
+# running, and at most `admission.PER_CLIENT` (2) per client; the rest stay free for the cheap views (30 users each
+# waiting for one answer need 30).
+QUEUE_SIZE = 64
 MAX_FILE_SIZE = "5mb"  # uploads (a local x₀ image) beyond this are refused by Gradio with HTTP 413
 CSS = """
 .presentation { font-size: 150% !important; }
@@ -38,13 +46,23 @@ def theme() -> gr.themes.Base:
 
 
 def configure_queue(demo: gr.Blocks) -> gr.Blocks:
-    """The queue every launch uses (an explicit size: on ZeroGPU Gradio would otherwise force 1)."""
-    return demo.queue(max_size=QUEUE_SIZE)
+    """The queue every launch uses: an explicit size (on ZeroGPU Gradio would otherwise force 1); no direct REST
+    route past it (`api_open=False`: locally Gradio would otherwise run `/gradio_api/run/<name>` outside the queue,
+    its concurrency limits and the admission); fair admission of model work (`ui.admission`)."""
+    demo.queue(max_size=QUEUE_SIZE, api_open=False)
+    admission.install(demo)
+    return demo
+
+
+async def unknown_endpoint(request: Request, error: Exception) -> JSONResponse:
+    """HTTP 404 for a call to an API name the app does not have (Gradio's own answer is a 500)."""
+    return JSONResponse({"detail": "there is no such API endpoint (the API page lists them)"}, status_code=404)
 
 
 def launch_options(**overrides: Any) -> dict[str, Any]:
     """Keyword arguments for `demo.launch`: the server address from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
-    (127.0.0.1:7860 by default), the look, the keyboard script and the upload cap; `overrides` win."""
+    (127.0.0.1:7860 by default), the look, the keyboard script, the upload cap and a 404 for unknown API names;
+    `overrides` win."""
     options: dict[str, Any] = {
         "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
@@ -52,6 +70,7 @@ def launch_options(**overrides: Any) -> dict[str, Any]:
         "css": CSS,
         "head": HEAD,
         "max_file_size": MAX_FILE_SIZE,
+        "app_kwargs": {"exception_handlers": {FnIndexInferError: unknown_endpoint}},
     }
     return {**options, **overrides}
 

@@ -1,0 +1,321 @@
+"""One client must not shut everyone out: fair admission of model work (`ui.admission`), through the raw HTTP API.
+
+The server runs as on a hosted Space (SPACE_ID set), so a client is the last X-Forwarded-For address. A flood of
+model jobs from one address, whose answers are never read, gets two jobs and a clear refusal for the rest; other
+addresses keep getting answers; the flooder's slots come back when its jobs end, fail, are cancelled or lose their
+client. The bookkeeping itself (limits, release, expiry, who a client is) is tested without a server first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from itertools import count
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from app_fixtures import api_arguments, ensure_models, free_port
+from raw_gradio import API, call_api, new_session
+from starlette.datastructures import Headers
+
+ensure_models()
+import app  # noqa: E402 (after the bundled models exist: the model dropdown lists them)
+from ui import admission, state  # noqa: E402
+from ui.admission import Ledger, Refused, client_key, last_forwarded  # noqa: E402
+from ui.common import MODEL_WORK, VIEW_WORK  # noqa: E402
+from ui.launch import QUEUE_SIZE, launch  # noqa: E402
+
+CONFIG = app.demo.get_config_file()
+FLOOD = 40
+SMALL = {"model": "digits-eps", "steps": 3, "batch": 2, "sampler": "ddim", "spacing": "trailing"}
+TOO_MANY = admission.too_many(admission.PER_CLIENT)
+
+
+# --- the bookkeeping, without a server -----------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_client_gets_its_limit_then_a_clear_refusal():
+    ledger = Ledger(per_client=2, in_all=5)
+    ledger.reserve("a"), ledger.reserve("a")
+    with pytest.raises(Refused, match="you already have 2 runs waiting or running: wait for them, or press Stop"):
+        ledger.reserve("a")
+    ledger.reserve("b")  # another client is not held up by the first
+    assert ledger.jobs("a") == 2 and ledger.jobs("b") == 1 and ledger.jobs() == 3
+
+
+def test_the_total_is_capped_below_the_queue():
+    ledger = Ledger(per_client=2, in_all=3)
+    for client in "aab":
+        ledger.reserve(client)
+    with pytest.raises(Refused, match="the server is busy: 3 model jobs"):
+        ledger.reserve("c")
+    with pytest.raises(Refused, match="you already have"):  # a client at its own limit hears about its own jobs
+        ledger.reserve("a")
+    assert admission.IN_ALL + 40 <= QUEUE_SIZE, "30 honest users waiting on views must fit beside all model work"
+    assert MODEL_WORK["concurrency_id"] != VIEW_WORK["concurrency_id"]
+
+
+def test_slots_follow_the_event_and_unbound_reservations_expire():
+    clock = Clock()
+    ledger = Ledger(per_client=2, in_all=12, unbound_seconds=120, max_seconds=3600, clock=clock)
+    live = {"e1", "e2"}
+    first, second = ledger.reserve("a"), ledger.reserve("a")
+    ledger.bind(first, "e1"), ledger.bind(second, "e2")
+    clock.now += 600  # queued or running for ten minutes: still held while Gradio holds the event
+    ledger.sweep(live.__contains__)
+    assert ledger.jobs("a") == 2
+    live.discard("e1")  # ended, failed, cancelled (Stop) or dropped with its client: Gradio let go of it
+    ledger.sweep(live.__contains__)
+    assert ledger.jobs("a") == 1
+    never = ledger.reserve("a")  # its push never returned an event id
+    clock.now += 119
+    ledger.sweep(live.__contains__)
+    assert ledger.jobs("a") == 2
+    clock.now += 2
+    ledger.sweep(live.__contains__)
+    assert ledger.jobs("a") == 1 and never.event_id is None
+    clock.now += 3600  # a backstop: nothing is held for ever, whatever the event table says
+    ledger.sweep(live.__contains__)
+    assert ledger.jobs() == 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["203.0.113.7"], "203.0.113.7"),
+        (["6.6.6.6, 7.7.7.7, 203.0.113.7"], "203.0.113.7"),  # whatever the client wrote, the proxy's entry is last
+        (["6.6.6.6", "203.0.113.7"], "203.0.113.7"),  # two header lines read as one list
+        ([" , 203.0.113.7 , "], "203.0.113.7"),
+        ([], None),
+        ([" , "], None),
+    ],
+)
+def test_the_last_forwarded_address(lines, expected):
+    assert last_forwarded(lines) == expected
+
+
+def headers(*forwarded: str) -> Headers:
+    return Headers(raw=[(b"x-forwarded-for", value.encode()) for value in forwarded])
+
+
+def test_who_a_client_is():
+    on_space = {"on_space": True}
+    flooder = client_key(headers("203.0.113.7"), "10.0.0.1", "s1", **on_space)
+    assert client_key(headers("1.2.3.4, 203.0.113.7"), "10.0.0.2", "s2", **on_space) == flooder  # spoofing ignored
+    assert client_key(headers("203.0.113.8"), "10.0.0.1", "s1", **on_space) != flooder
+    no_header = client_key(headers(), "198.51.100.4", "s1", **on_space)
+    assert no_header == client_key(headers("198.51.100.4"), "10.0.0.9", "s9", **on_space)  # the connection's address
+    v6 = client_key(headers("2001:db8:1:2::1"), None, None, **on_space)
+    assert v6 == client_key(headers("2001:db8:1:2:ffff::9"), None, None, **on_space)  # one /64, one client
+    assert v6 != client_key(headers("2001:db8:1:3::1"), None, None, **on_space)
+    assert client_key(headers("::ffff:203.0.113.7"), None, None, **on_space) == flooder
+    local = {"on_space": False}  # locally: the session hash; X-Forwarded-For is not trusted
+    assert client_key(headers("203.0.113.7"), "127.0.0.1", "s1", **local) != client_key(
+        headers("203.0.113.7"), "127.0.0.1", "s2", **local
+    )
+    assert "s1" not in client_key(headers(), "127.0.0.1", "s1", **local)  # a digest, never the bearer token
+
+
+class FakeQueue:
+    """Gradio's queue as the hook sees it: `push` and the table of events it still holds."""
+
+    def __init__(self) -> None:
+        self.event_ids_to_events: dict[str, object] = {}
+        self.answer: Any = "queue"
+        self.ids = count()
+
+    async def push(self, body, request, username):
+        if self.answer == "raise":
+            raise RuntimeError("push failed")
+        if self.answer == "full":
+            return False, "Queue is full.", "queue_full"
+        event_id = f"e{next(self.ids)}"
+        self.event_ids_to_events[event_id] = object()
+        return True, event_id, "success"
+
+
+def fake_demo() -> SimpleNamespace:
+    model = SimpleNamespace(concurrency_id="model", inputs=[], batch=False, api_name="run")
+    view = SimpleNamespace(concurrency_id="views", inputs=[], batch=False, api_name="schedules")
+    return SimpleNamespace(_queue=FakeQueue(), fns={0: model, 1: view})
+
+
+def post(demo, fn_index: int, address: str = "203.0.113.7"):
+    request = SimpleNamespace(headers=headers(address), client=SimpleNamespace(host="10.0.0.1"))
+    body = SimpleNamespace(fn_index=fn_index, data=[], session_hash=new_session())
+    return asyncio.run(demo._queue.push(body, request, None))
+
+
+def test_the_hook_frees_a_slot_when_gradio_lets_the_event_go(monkeypatch):
+    from fastapi import HTTPException
+
+    monkeypatch.setenv("SPACE_ID", "explorer/abuse-test")
+    demo, ledger = fake_demo(), Ledger(per_client=2, in_all=12)
+    admission.install(demo, ledger)
+    admission.install(demo, ledger)  # installing twice wraps once
+    events = demo._queue.event_ids_to_events
+    _, first, _ = post(demo, 0)
+    post(demo, 0)
+    with pytest.raises(HTTPException) as refused:
+        post(demo, 0)
+    assert refused.value.status_code == 429 and refused.value.detail == TOO_MANY
+    assert post(demo, 1)[0] and post(demo, 1)[0]  # views are never counted
+    del events[first]  # the job ended, failed, was cancelled or lost its client
+    assert post(demo, 0)[0]
+    assert admission.held(demo, ledger=ledger) == 2
+    events.clear()
+    demo._queue.answer = "full"  # a push that did not queue the job frees its slot at once
+    assert not post(demo, 0)[0] and admission.held(demo, ledger=ledger) == 0
+    demo._queue.answer = "raise"
+    with pytest.raises(RuntimeError):
+        post(demo, 0)
+    assert admission.held(demo, ledger=ledger) == 0
+    with pytest.raises(HTTPException) as unknown:
+        post(demo, 7)
+    assert unknown.value.status_code == 404
+
+
+# --- through the server ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http():
+    port = free_port()
+    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)  # the app's own configuration
+    with pytest.MonkeyPatch.context() as patch, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90) as client:
+        patch.setenv("SPACE_ID", "explorer/abuse-test")
+        admission.LEDGER.clear()
+        # Warm up (first model load, first figure) so that the timings below measure waiting, not start-up.
+        assert call_api(client, "schedules", api_arguments(CONFIG, "schedules"), new_session()).ok
+        assert call_api(client, "run", api_arguments(CONFIG, "run", **SMALL), new_session()).ok
+        try:
+            yield client
+        finally:
+            app.demo.close()
+
+
+def as_address(address: str, spoofed: str = "6.6.6.6") -> dict[str, str]:
+    """Headers as a Space's proxy passes them on: the client's own claims first, the proxy's entry last."""
+    return {"x-forwarded-for": f"{spoofed}, {address}"}
+
+
+def post_run(http: httpx.Client, address: str, changes: dict[str, Any], session: str | None = None) -> httpx.Response:
+    body = {"data": api_arguments(CONFIG, "run", **changes), "session_hash": session or new_session()}
+    return http.post(f"{API}/call/run", json=body, headers=as_address(address, spoofed=new_session()))
+
+
+def answer(http: httpx.Client, name: str, event_id: str) -> str:
+    """Read an event's stream to its end: the final event name ("complete" or "error")."""
+    event = ""
+    with http.stream("GET", f"{API}/call/{name}/{event_id}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+                if event in ("complete", "error"):
+                    return event
+    return event
+
+
+def until(condition, seconds: float, every: float = 0.5) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return condition()
+
+
+def test_a_flood_from_one_address_leaves_everyone_else_served(http):
+    flooder, honest = "203.0.113.7", "198.51.100.20"
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:  # distinct sessions, streams never read
+        responses = list(pool.map(lambda _: post_run(http, flooder, {**SMALL, "steps": 20}), range(FLOOD)))
+    flood_seconds = time.monotonic() - started
+    accepted = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(accepted) == admission.PER_CLIENT and len(refused) == FLOOD - len(accepted), (
+        f"{[r.status_code for r in responses]} in {flood_seconds:.2f} s"
+    )
+    assert {r.json()["detail"] for r in refused} == {TOO_MANY}
+    assert all(r.headers.get("retry-after") for r in refused)
+
+    began = time.monotonic()
+    view = call_api(http, "schedules", api_arguments(CONFIG, "schedules"), new_session())
+    assert view.ok and time.monotonic() - began < 10, f"/schedules took {time.monotonic() - began:.1f} s"
+    began = time.monotonic()
+    run = post_run(http, honest, {**SMALL, "steps": 5})
+    assert run.status_code == 200, run.text
+    assert answer(http, "run", run.json()["event_id"]) == "complete"
+    assert time.monotonic() - began < 60, f"another address's run took {time.monotonic() - began:.0f} s"
+
+    # The flood's jobs end on their own (nobody reads them); then the flooder may run again.
+    assert until(lambda: admission.held(app.demo) == 0, 90), "the flood's slots were never freed"
+    again = post_run(http, flooder, SMALL)
+    assert again.status_code == 200, again.text
+    assert answer(http, "run", again.json()["event_id"]) == "complete"
+
+
+def test_the_total_cap_turns_away_new_addresses_but_not_views(http, monkeypatch):
+    monkeypatch.setattr(admission.LEDGER, "in_all", 3)
+    assert until(lambda: admission.held(app.demo) == 0, 90)
+    responses = [post_run(http, f"192.0.2.{k}", {**SMALL, "steps": 20}) for k in range(1, 6)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429, 429]
+    assert "the server is busy" in responses[-1].json()["detail"]
+    began = time.monotonic()
+    assert call_api(http, "schedules", api_arguments(CONFIG, "schedules"), new_session()).ok
+    assert time.monotonic() - began < 10
+    assert until(lambda: admission.held(app.demo) == 0, 90)
+
+
+def test_a_page_that_goes_away_frees_its_slot_and_its_run_stops(http):
+    """The page route: closing the event stream drops the job (Gradio stops a generator at its next step)."""
+    session, address = new_session(), "203.0.113.99"
+    long_run = {**SMALL, "steps": 1000, "batch": 4}  # about a minute; it yields every 25 steps
+    fn_index = next(dep["id"] for dep in CONFIG["dependencies"] if dep.get("api_name") == "run")
+    body = {"data": api_arguments(CONFIG, "run", **long_run), "fn_index": fn_index, "session_hash": session}
+    joined = http.post(f"{API}/queue/join", json=body, headers=as_address(address))
+    assert joined.status_code == 200, joined.text
+    client = client_key(Headers(as_address(address)), "127.0.0.1", session, on_space=True)
+    with http.stream("GET", f"{API}/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if "progress" in line or "process_generating" in line:
+                break  # the run is computing; now the page goes away
+    assert until(lambda: admission.held(app.demo, client) == 0, 30), "the closed page's job still holds its slot"
+    assert state.STORE.get(session) is None  # it stopped long before its end (a finished run is kept)
+    assert until(lambda: not any(app.demo._queue.active_jobs), 10), "a worker is still busy with the dropped run"
+
+
+def test_unknown_endpoints_missing_arguments_and_the_direct_route(http):
+    unknown = http.post(f"{API}/call/no_such_endpoint", json={"data": []})
+    assert unknown.status_code == 404 and "no such API endpoint" in unknown.json()["detail"]
+    missing = http.post(f"{API}/call/frame", json={"data": []})
+    assert missing.status_code == 400
+    assert missing.json()["detail"].startswith("/frame takes 1 value and got 0: missing frame")
+    bad_index = http.post(f"{API}/queue/join", json={"data": [], "fn_index": 10_000, "session_hash": new_session()})
+    assert bad_index.status_code == 404
+    direct = http.post(f"{API}/run/run", json={"data": api_arguments(CONFIG, "run", **SMALL)})
+    assert direct.status_code == 404  # no REST route past the queue and its admission
+
+
+def test_the_session_hash_is_never_logged_or_echoed(http, capfd):
+    session = new_session()
+    assert call_api(http, "run", api_arguments(CONFIG, "run", **SMALL), session).ok
+    texts = [call_api(http, "frame", [99], session).message or ""]  # refused: a message naming the frame
+    texts.append(http.post(f"{API}/call/schedules", json={"data": [1], "session_hash": session}).text)
+    texts.append(http.post(f"{API}/call/no_such_endpoint", json={"data": [], "session_hash": session}).text)
+    for _ in range(admission.PER_CLIENT + 1):
+        texts.append(post_run(http, "203.0.113.50", SMALL, session).text)
+    out, err = capfd.readouterr()
+    assert all(texts) and session not in "".join(texts) + out + err
+    assert until(lambda: admission.held(app.demo) == 0, 90)

@@ -1,0 +1,270 @@
+"""Fair admission for model work: no client can fill the queue, and a refused job never enters it.
+
+Every event that spreads `MODEL_WORK` (run, branch, open_frame, compare, compare_picture, export) is checked when
+it is posted, before Gradio queues it:
+
+- one client may have at most `PER_CLIENT` model jobs waiting or running; the next is refused at once (HTTP 429,
+  "you already have 2 runs waiting or running: wait for them, or press Stop");
+- all clients together may have at most `IN_ALL` model jobs waiting or running, well below the queue's size, so
+  model work can never fill the queue and the cheap views (schedules, posterior, frames) never see "queue full"
+  because of it.
+
+A client is, on a hosted Space (SPACE_ID set), the address the Space's proxy appends last to X-Forwarded-For (a
+client may put anything before it; IPv6 addresses count per /64, which one subscriber usually holds whole), or the
+connection's address without that header; locally, the session hash. Keys are kept only as short digests: the
+session hash is a bearer token and never stored, logged or echoed.
+
+The mechanism is a hook on the push of the app's Gradio queue (`install`, called by `ui.launch.configure_queue`):
+Gradio 6.31's event `validator=` cannot do this job (it runs the inputs' preprocessing before the queue, so bad
+input would be refused there with Gradio's raw messages; it can only answer 400 or 422; and it never learns the
+event's id, so it could not tell when the job ends). The hook learns each admitted job's event id, and a job's
+slot is free as soon as Gradio no longer holds that event: it finished, failed, was cancelled (Stop), or its
+client went away (Gradio drops a closed page stream's queued events and stops its generators at their next
+step). A reservation that never became a queued event expires after `UNBOUND_SECONDS`; any slot is freed after
+`MAX_SECONDS` whatever Gradio says, so no bookkeeping fault can lock a client out for good.
+
+The same hook refuses an unknown fn_index with 404 and a call missing arguments with a message (Gradio's own
+answer to both is a bare error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException
+
+from ui.common import MODEL_WORK, running_on_space
+
+PER_CLIENT = int(os.environ.get("EXPLORER_MODEL_JOBS_PER_CLIENT", "2"))
+IN_ALL = int(os.environ.get("EXPLORER_MODEL_JOBS_IN_ALL", "12"))
+UNBOUND_SECONDS = 120.0  # a reservation whose push never returned an event id
+MAX_SECONDS = 3 * 3600.0  # longer than any run the app accepts (1000 steps at the largest batch on 2 CPU cores)
+RETRY_AFTER_SECONDS = 10
+MISSING_NAMES_SHOWN = 6
+
+
+class Refused(Exception):
+    """A model job that may not be queued now; the message says why and what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def too_many(limit: int) -> str:
+    runs = "run" if limit == 1 else "runs"
+    return f"you already have {limit} {runs} waiting or running: wait for them, or press Stop"
+
+
+def busy(limit: int) -> str:
+    return (
+        f"the server is busy: {limit} model jobs are waiting or running, the most it takes at once; "
+        "try again in a minute (the Schedules and Posterior tabs still answer)"
+    )
+
+
+@dataclass
+class Ticket:
+    """One admitted model job: whose it is, since when, and (once queued) Gradio's event id."""
+
+    client: str
+    since: float
+    event_id: str | None = None
+
+
+class Ledger:
+    """Model jobs waiting or running, per client: reserve before queueing, bind the event id, free when gone."""
+
+    def __init__(
+        self,
+        *,
+        per_client: int = PER_CLIENT,
+        in_all: int = IN_ALL,
+        unbound_seconds: float = UNBOUND_SECONDS,
+        max_seconds: float = MAX_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 1 <= per_client <= in_all:
+            raise ValueError(f"need 1 ≤ per_client ≤ in_all; got {per_client} and {in_all}")
+        self.per_client, self.in_all = per_client, in_all
+        self.unbound_seconds, self.max_seconds = unbound_seconds, max_seconds
+        self._clock = clock
+        self._tickets: list[Ticket] = []
+        self._lock = threading.Lock()
+
+    def reserve(self, client: str) -> Ticket:
+        """A slot for `client`, or `Refused`: the client's own limit first (its own message), then the total."""
+        with self._lock:
+            if sum(ticket.client == client for ticket in self._tickets) >= self.per_client:
+                raise Refused(too_many(self.per_client))
+            if len(self._tickets) >= self.in_all:
+                raise Refused(busy(self.in_all))
+            ticket = Ticket(client, self._clock())
+            self._tickets.append(ticket)
+            return ticket
+
+    def bind(self, ticket: Ticket, event_id: str) -> None:
+        """The job was queued as `event_id`: from now on it holds its slot while that event is alive."""
+        with self._lock:
+            ticket.event_id = event_id
+
+    def release(self, ticket: Ticket) -> None:
+        """Free the slot now (the job was not queued after all); releasing twice is harmless."""
+        with self._lock:
+            self._tickets = [held for held in self._tickets if held is not ticket]
+
+    def sweep(self, alive: Callable[[str], bool]) -> None:
+        """Free the slots of jobs whose event is gone (`alive(event_id)` false), of reservations never bound
+        within `unbound_seconds`, and of anything older than `max_seconds`."""
+        now = self._clock()
+        with self._lock:
+            self._tickets = [ticket for ticket in self._tickets if self._holds(ticket, now, alive)]
+
+    def _holds(self, ticket: Ticket, now: float, alive: Callable[[str], bool]) -> bool:
+        age = now - ticket.since
+        if age > self.max_seconds:
+            return False
+        if ticket.event_id is None:
+            return age <= self.unbound_seconds
+        return alive(ticket.event_id)
+
+    def jobs(self, client: str | None = None) -> int:
+        """Slots held, by one client or by everyone."""
+        with self._lock:
+            return sum(client is None or ticket.client == client for ticket in self._tickets)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tickets.clear()
+
+
+LEDGER = Ledger()
+
+
+# --- who is the client --------------------------------------------------------------------------------------
+
+
+def last_forwarded(values: Iterable[str]) -> str | None:
+    """The last address of X-Forwarded-For (every header line joined, as a proxy chain reads them), or None."""
+    entries = [entry.strip() for value in values for entry in value.split(",")]
+    entries = [entry for entry in entries if entry]
+    return entries[-1] if entries else None
+
+
+def address_key(address: str | None) -> str:
+    """An address as a client key: IPv4 whole, IPv6 by its /64, anything unparsable as its first 100 characters."""
+    if not address:
+        return "address:unknown"
+    try:
+        parsed = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return "address:" + address[:100]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return f"address:{parsed.ipv4_mapped}"
+        return f"address:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
+    return f"address:{parsed}"
+
+
+def client_key(headers: Any, host: str | None, session_hash: str | None, *, on_space: bool) -> str:
+    """Who posted a job, as a short digest: on a Space the proxy's last X-Forwarded-For address (else the
+    connection's address); locally the session hash (else the connection's address)."""
+    if on_space:
+        forwarded = headers.getlist("x-forwarded-for") if hasattr(headers, "getlist") else []
+        key = address_key(last_forwarded(forwarded) or host)
+    else:
+        key = f"session:{session_hash}" if session_hash else address_key(host)
+    return hashlib.blake2b(key.encode("utf-8", "replace"), digest_size=8).hexdigest()
+
+
+def client_of_request(request: Any, session_hash: str | None) -> str:
+    """`client_key` for a Starlette request."""
+    host = request.client.host if getattr(request, "client", None) else None
+    return client_key(request.headers, host, session_hash, on_space=running_on_space())
+
+
+# --- the hook -------------------------------------------------------------------------------------------------
+
+
+def is_model_work(block_fn: Any) -> bool:
+    return getattr(block_fn, "concurrency_id", None) == MODEL_WORK["concurrency_id"]
+
+
+def _input_name(block: Any) -> str:
+    return str(getattr(block, "label", None) or getattr(block, "elem_id", None) or type(block).__name__.lower())
+
+
+def missing_arguments(block_fn: Any, given: list[Any] | None) -> str | None:
+    """A message when a call sends fewer values than the event has inputs (Gradio answers that with none)."""
+    inputs = list(block_fn.inputs or [])
+    count = len(given or [])
+    if getattr(block_fn, "batch", False) or count >= len(inputs):
+        return None
+    # An API call may leave out the inputs the API does not show (State): Gradio fills those in when the count of
+    # the others is right, so a shorter list is short of the shown ones.
+    shown_inputs = [block for block in inputs if not getattr(block, "skip_api", False)]
+    expected = shown_inputs if count < len(shown_inputs) else inputs
+    name = f"/{block_fn.api_name}" if block_fn.api_name else "this event"
+    missing = [_input_name(block) for block in expected[count:]]
+    shown = ", ".join(missing[:MISSING_NAMES_SHOWN]) + (", …" if len(missing) > MISSING_NAMES_SHOWN else "")
+    values = "value" if len(expected) == 1 else "values"
+    return f"{name} takes {len(expected)} {values} and got {count}: missing {shown} (the API page lists them in order)"
+
+
+def install(demo: Any, ledger: Ledger = LEDGER) -> None:
+    """Check every push to `demo`'s queue (call after `demo.queue(...)`, which makes a new queue each time)."""
+    queue = demo._queue
+    original = queue.push
+    if getattr(original, "admission_ledger", None) is ledger:
+        return
+    events = queue.event_ids_to_events  # Gradio's live events; its absence (another Gradio) fails at start-up
+    if not isinstance(events, dict):
+        raise TypeError("this Gradio's queue keeps no event table: ui.admission needs gradio 6.31's queue")
+
+    def alive(event_id: str) -> bool:
+        return event_id in queue.event_ids_to_events
+
+    async def push(body: Any, request: Any, username: str | None) -> Any:
+        block_fn = demo.fns.get(body.fn_index) if body.fn_index is not None else None
+        if body.fn_index is not None and block_fn is None:
+            raise HTTPException(status_code=404, detail="there is no such event (fn_index)")
+        if block_fn is not None and (message := missing_arguments(block_fn, body.data)):
+            raise HTTPException(status_code=400, detail=message)
+        if block_fn is None or not is_model_work(block_fn):
+            return await original(body, request, username)
+        ledger.sweep(alive)
+        try:
+            ticket = ledger.reserve(client_of_request(request, body.session_hash))
+        except Refused as refusal:
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            raise HTTPException(status_code=429, detail=refusal.message, headers=headers) from None
+        try:
+            success, event_id, state = await original(body, request, username)
+        except BaseException:
+            ledger.release(ticket)
+            raise
+        if success and isinstance(event_id, str):
+            ledger.bind(ticket, event_id)
+        else:
+            ledger.release(ticket)
+        return success, event_id, state
+
+    push.admission_ledger = ledger  # type: ignore[attr-defined]
+    queue.push = push
+
+
+def held(demo: Any, client: str | None = None, ledger: Ledger = LEDGER) -> int:
+    """Model jobs waiting or running now (one client's, or everyone's), after freeing those Gradio has let go."""
+    queue = demo._queue
+    ledger.sweep(lambda event_id: event_id in queue.event_ids_to_events)
+    return ledger.jobs(client)
