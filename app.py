@@ -19,12 +19,22 @@ from ui.state import forget_session
 
 CACHE_SWEEP = (600, 1800)  # every 10 min, delete the files this app put in Gradio's cache over 30 min ago
 
+COPY_LINK_JS = """(query) => {
+  const url = location.origin + location.pathname + query;
+  if (navigator.clipboard) { navigator.clipboard.writeText(url).catch(() => {}); }
+  return url;
+}"""
+
 with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     with gr.Row():
         gr.Markdown(f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.")
-        large = gr.Checkbox(label="large type (presentation)", value=False, elem_id="presentation", scale=0)
+        with gr.Column(scale=0, min_width=260):
+            large = gr.Checkbox(label="large type (presentation)", value=False, elem_id="presentation")
+            link_button = gr.Button("Copy link to this view", size="sm", elem_id="copy_link")
+            link = gr.Textbox(show_label=False, interactive=False, elem_id="link", placeholder="a link to this view")
     large.change(None, large, None, js="(on) => { document.body.classList.toggle('presentation', on); }")
     url_frame = gr.State(None)  # frame=N in the URL: run on load, then show frame N
+    current_tab = gr.State(restore.TABS[0])
     with gr.Tabs(elem_id="tabs") as tabs:
         with gr.Tab("Schedules", id="schedules"):
             schedules_tab = schedules.build()
@@ -33,28 +43,31 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         with gr.Tab("Reverse sampling", id="sampling"):
             sampling_tab = sampling.build(schedules_tab.first, url_frame)
         with gr.Tab("Parameterizations", id="parameterizations"):
-            parameterizations.build()
+            parameterizations_controls = parameterizations.build()["inputs"]
+    tabs.select(restore.tab_selected, None, current_tab, api_visibility="private", show_progress="hidden")
 
     # The Posterior reads schedule 1: opening its tab redraws it, so it never shows an older schedule's numbers.
     posterior_page.select(
         posterior_tab.update, posterior_tab.inputs, posterior_tab.outputs, api_visibility="private", **VIEW_WORK
     )
-    run_controls = sampling_tab.controls
-    demo.load(
-        restore.restore,
-        None,
-        [
-            tabs,
-            schedules_tab.first.family,
-            schedules_tab.controls.components["t"],
-            run_controls["model"],
-            run_controls["seed"],
-            run_controls["steps"],
-            url_frame,
-            large,
-        ],
+
+    # Every control with an elem_id is a URL parameter of that name (ui.restore).
+    groups = (schedules_tab.controls, *schedules_tab.slots, posterior_tab.controls, sampling_tab.controls)
+    groups += (sampling_tab.controls.step,)
+    everything = [c for group in groups for c in group.components.values()]
+    controls = {c.elem_id: c for c in everything if c.elem_id and not isinstance(c, gr.Image)}
+    controls |= {c.elem_id: c for c in parameterizations_controls}
+    restore_page = restore.make_restore(controls)
+    link_button.click(
+        restore.make_link(controls, current_tab, sampling_tab.frame),
+        {*controls.values(), current_tab, sampling_tab.frame},
+        link,
         api_visibility="private",
-    ).then(
+        show_progress="hidden",
+    ).then(None, link, link, js=COPY_LINK_JS)
+
+    page_state = [tabs, current_tab, url_frame, large]
+    demo.load(restore_page, None, [*page_state, *controls.values()], api_visibility="private").then(
         schedules_tab.update, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK
     ).then(
         posterior_tab.update, posterior_tab.inputs, posterior_tab.outputs, api_visibility="private", **VIEW_WORK

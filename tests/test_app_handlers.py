@@ -11,7 +11,7 @@ import torch
 from app_fixtures import FakeRequest, ensure_models, no_progress
 from PIL import Image
 
-from ui import parameterizations, posterior, restore, sampling, schedules, state
+from ui import parameterizations, posterior, sampling, schedules, state
 from ui.controls import RunValues, ScheduleValues, StepValues
 from ui.posterior import PosteriorValues
 from ui.schedules import ViewValues
@@ -31,7 +31,8 @@ def models():
 
 
 def test_schedules_returns_figure_tables_and_strip():
-    figure, table, formulas, spacings, strip, caption = update_schedules()
+    figure, table, formulas, spacings, strip, caption, t, steps = update_schedules()
+    assert isinstance(t, dict) and isinstance(steps, dict)  # inside T: the sliders are left as they are
     names = {trace.name for trace in figure.data}
     assert any(name.startswith("1: linear") for name in names)
     assert any(name.startswith("2: squaredcos_cap_v2") for name in names)
@@ -44,8 +45,8 @@ def test_schedules_returns_figure_tables_and_strip():
 def test_schedules_against_beta_and_at_the_ends():
     figure, *_ = update_schedules(ViewValues(x_axis="β_t", t=1))
     assert figure.layout.xaxis.type == "log"
-    _, table, _formulas, *_ = update_schedules(ViewValues(t=4000))  # beyond T: clamped to T = 1000
-    assert "t = 1000" in table
+    _, table, _formulas, *_, t, steps = update_schedules(ViewValues(t=4000))  # beyond T: clamped to T = 1000
+    assert "t = 1000" in table and t.value == 1000 and isinstance(steps, dict)  # the slider follows; steps stays
 
 
 @pytest.mark.parametrize(
@@ -73,11 +74,11 @@ def test_a_hidden_schedule_is_still_checked():
         update_schedules(ViewValues(show3=False), third=ScheduleValues(T=0))
 
 
-def test_t_sliders_follow_T():
-    t, steps = schedules.rescale_t_sliders(100, 500, 200)
-    assert t.value == 100 and t.maximum == 100 and steps.value == 100
-    t, steps = schedules.rescale_t_sliders(300, 150, 50)  # already inside: only the maximum moves
-    assert t.maximum == 300 and "value" not in t.constructor_args and "value" not in steps.constructor_args
+def test_t_and_the_step_count_follow_T():
+    *_, t, steps = update_schedules(first=ScheduleValues(T=100))  # t = 500 and 50 steps: both beyond or at T
+    assert t.value == 100 and isinstance(steps, dict)
+    *_, t, steps = update_schedules(ViewValues(t=150, num_steps=400), first=ScheduleValues(T=300))
+    assert isinstance(t, dict) and steps.value == 300  # a value inside is left to the page
 
 
 @pytest.mark.parametrize("source", ["digit", "moons", "ring"])
@@ -206,18 +207,46 @@ def test_compare_shows_three_models():
     assert width >= 3 * 160 and height >= 4 * 160  # truth and three models, three 160-pixel scatter panels each
 
 
-def test_restore_reads_query_parameters():
+def _restored(**params: str) -> dict:
+    """What the page load sets from a URL: {"tab", "frame", "present", then each control by name: value}."""
+    import app
+
     request = FakeRequest()
-    request.query_params = {
-        "tab": "sampling",
-        "schedule": "cosine",
-        "t": "300",
-        "seed": "3",
-        "steps": "8",
-        "frame": "5",
-    }
-    _tab, family, t, _model, seed, steps, frame, _large = restore.restore(request)
-    assert family == "squaredcos_cap_v2" and t == 300 and seed == 3 and steps == 8 and frame == 5
+    request.query_params = params
+    tab, _tab_id, frame, present, *values = app.restore_page(request)
+    return {"tab": tab, "frame": frame, "present": present, **dict(zip(app.controls, values, strict=True))}
+
+
+def test_restore_reads_every_control_and_the_first_links_names():
+    got = _restored(tab="sampling", schedule="cosine", t="300", seed="3", steps="8", frame="5", post_t="77", T2="50")
+    assert got["family1"] == "squaredcos_cap_v2" and got["sched_t"] == 300 and got["post_t"] == 77
+    assert got["seed"] == 3 and got["steps"] == 8 and got["frame"] == 5 and got["T2"] == 50
+    assert got["tab"].selected == "sampling" and isinstance(got["batch"], dict)  # absent: left as it is
+
+
+def test_restore_clamps_out_of_range_values_and_ignores_the_rest(recwarn):
+    got = _restored(sched_t="5000", eta="-2", steps="2.5", sampler="euler", zsnr1="maybe", cmp_data="digit")
+    assert (
+        got["sched_t"] == 4000 and got["eta"] == 0
+    )  # the view then moves t to T (1000) and got["steps"] == 2 and got["cmp_data"] == "digit"
+    assert isinstance(got["sampler"], dict) and isinstance(got["zsnr1"], dict)  # not a choice: ignored
+    shown = " ".join(str(w.message) for w in recwarn)
+    assert "sched_t=5000 is outside [1, 4000]: 4000 is used" in shown and "sampler" in shown
+
+
+def test_copy_link_writes_what_differs_and_it_restores():
+    from urllib.parse import parse_qsl
+
+    import app
+
+    given = {component: component.value for component in app.controls.values()}
+    given |= {app.controls["steps"]: 8, app.controls["post_t"]: 77, app.controls["family1"]: "sigmoid"}
+    given |= {app.current_tab: "sampling", app.sampling_tab.frame: 4}
+    query = app.restore.make_link(app.controls, app.current_tab, app.sampling_tab.frame)(given)
+    params = dict(parse_qsl(query.removeprefix("?")))
+    assert params == {"tab": "sampling", "steps": "8", "post_t": "77", "family1": "sigmoid", "frame": "4"}
+    got = _restored(**params)
+    assert got["steps"] == 8 and got["post_t"] == 77 and got["family1"] == "sigmoid" and got["frame"] == 4
 
 
 def test_a_url_frame_runs_the_model_and_shows_that_frame():

@@ -202,3 +202,44 @@ def test_a_talk_url_restores_the_view_and_opens_a_frame(browser, app_url):
         assert errors == []
     finally:
         tab.close()
+
+
+def test_copy_link_round_trips_every_control_and_clamps_bad_values(browser, app_url):
+    tab = browser.new_page(viewport=VIEWPORT)
+    errors = _watch(tab)
+    try:
+        tab.goto(app_url)
+        tab.wait_for_selector("#schedule_plot .js-plotly-plot", timeout=60_000)
+        _set_number(tab, "T2", "500")
+        _set_number(tab, "sched_steps", "20")
+        tab.get_by_role("tab", name="Posterior").click()
+        _set_number(tab, "post_t", "77")
+        tab.get_by_role("tab", name="Reverse sampling").click()
+        _set_number(tab, "steps", "12")
+        _set_number(tab, "seed", "42")
+        tab.locator("#sampler").get_by_text("ddim", exact=True).click()
+        tab.click("#copy_link")
+        tab.wait_for_function("() => document.querySelector('#link textarea, #link input').value.includes('steps=12')")
+        url = tab.locator("#link textarea, #link input").first.input_value()
+        for part in ("tab=sampling", "T2=500", "sched_steps=20", "post_t=77", "steps=12", "seed=42", "sampler=ddim"):
+            assert part in url, url
+        fresh = browser.new_page(viewport=VIEWPORT)
+        fresh.goto(url)
+        fresh.wait_for_selector("#steps input[type=number]", timeout=60_000)
+        fresh.wait_for_function("() => document.querySelector('#steps input[type=number]').value === '12'")
+        assert fresh.locator("#seed input[type=number]").input_value() == "42"
+        assert fresh.locator("#sampler input[value=ddim]").is_checked()
+        assert fresh.locator("#T2 input[type=number]").input_value() == "500"
+        fresh.get_by_role("tab", name="Posterior").click()
+        assert fresh.locator("#post_t input[type=number]").input_value() == "77"
+        fresh.close()
+        clamped = browser.new_page(viewport=VIEWPORT)
+        clamped.goto(f"{app_url}?t=5000&post_t=-3")
+        clamped.wait_for_selector("#schedule_table:has-text('t = 1000')", timeout=60_000)
+        assert clamped.locator("#sched_t input[type=number]").input_value() == "1000"
+        assert "is outside" in clamped.locator("body").inner_text()  # the warning says what was done
+        assert "Error" not in clamped.locator("#schedule_plot").inner_text()
+        clamped.close()
+        assert errors == []
+    finally:
+        tab.close()

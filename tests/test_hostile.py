@@ -32,8 +32,6 @@ BRANCH = {"sampler": "ddim", "frame_slider": 1}
 CHANGES: dict[str, dict[str, Any]] = {
     "schedules": {},
     "update_schedules": {},
-    "update_schedules_1": {},
-    "rescale_t_sliders": {},
     "posterior": {"post_index": 3},
     "update_posterior": {"post_index": 3},
     "update_posterior_1": {"post_index": 3},
@@ -46,8 +44,10 @@ CHANGES: dict[str, dict[str, Any]] = {
     "tick": {"frame_slider": 1},
     "toggle_play": {},
     "export": {},
-    "compare": {"data": "ring", "cmp_steps": 3, "cmp_t": 10},
-    "compare_picture": {"data": "ring", "cmp_t": 10},
+    "compare": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},
+    "compare_picture": {"cmp_data": "ring", "cmp_t": 10},
+    "link": {},
+    "tab_selected": {},
     "restore": {},
 }
 GOOD = {name: api_arguments(CONFIG, name, **changes) for name, changes in CHANGES.items()}

@@ -21,7 +21,7 @@ from raw_gradio import call_api, new_session
 
 ensure_models()
 import app  # noqa: E402 (after the bundled models exist)
-from ui import models, restore, sampling  # noqa: E402
+from ui import models, sampling  # noqa: E402
 from ui.controls import RunValues, ScheduleValues, StepValues  # noqa: E402
 from ui.launch import launch  # noqa: E402
 
@@ -154,7 +154,8 @@ def nothing_loads(monkeypatch):
 def test_a_link_to_a_hub_model_shows_it_and_loads_nothing(nothing_loads):
     request = FakeRequest("hub-link")
     request.query_params = {"tab": "sampling", "model": "someone/not-cached-anywhere", "frame": "5"}
-    _tab, _family, _t, model, _seed, _steps, frame, _large = restore.restore(request)
+    _tab, _tab_id, frame, _large, *values = app.restore_page(request)
+    model = dict(zip(app.controls, values, strict=True))["model"]
     assert model == "someone/not-cached-anywhere" and frame == 5
     outputs = list(
         sampling.open_frame(frame, RunValues(model=model), StepValues(), ScheduleValues(), request=request,
@@ -171,8 +172,10 @@ def test_opening_the_page_loads_nothing(nothing_loads):
 @pytest.mark.parametrize("value", ["/etc", "../x", "~/models", "./local"])
 def test_a_link_to_a_local_path_is_ignored(value):
     request = FakeRequest("path-link")
-    request.query_params = {"model": value}
-    model = restore.restore(request)[3]
+    request.query_params = {"model": value, "typed_model": value}
+    _tab, _tab_id, _frame, _large, *values = app.restore_page(request)
+    model, typed = (dict(zip(app.controls, values, strict=True))[name] for name in ("model", "typed_model"))
+    assert not isinstance(typed, str), f"the link set the typed box to {typed!r}"
     assert not isinstance(model, str), f"the link set the model box to {model!r}"
 
 

@@ -27,7 +27,7 @@ from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_
 from explorer.diffusion.trajectory import compact_nbytes
 from explorer.validation import check_bool, check_choice, check_float, check_int, check_seed
 from ui import state
-from ui.models import DEFAULT_MODEL, load_model, model_choices
+from ui.models import DEFAULT_MODEL, check_ref, load_model, model_choices
 from ui.state import MIB
 
 V = TypeVar("V")
@@ -260,6 +260,7 @@ def check_controls(values: RunValues, step: StepValues, schedule: ScheduleValues
     options = step.parse(schedule)
     if not isinstance(values.ref, str) or not values.ref:
         raise ValueError("model must be a catalogue name or a Hub repo id such as owner/name")
+    check_ref(values.ref)
     check_int("steps", values.steps, 1, MAX_STEPS)
     check_int("batch", values.batch, 1, MAX_POINT_BATCH)
     options["spacing"] = check_choice("spacing", values.spacing, TimestepSpacing)

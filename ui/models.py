@@ -87,6 +87,14 @@ def load_model(ref: str) -> Denoiser:
     return load(ref, allow_local=_local_folders)
 
 
+def check_ref(ref: str) -> str:
+    """`ref` if it names a model this page may load (bundled, exact, a Hub id, or a folder where those are allowed);
+    ValueError otherwise. String checks only: nothing is loaded or downloaded."""
+    if exact_dataset(ref) is None:
+        resolve_ref(ref, allow_local=_local_folders)
+    return ref
+
+
 def is_bundled(ref: str) -> bool:
     """True for a bundled checkpoint's name, False for a valid Hub id; ValueError for anything else (a path, a bad
     id). Pure string checks and a listing of `pretrained/`: nothing is loaded or downloaded."""

@@ -131,9 +131,9 @@ def compare(data: str, steps: float, seed: float, t: float, request: gr.Request 
 def build() -> dict:
     gr.Markdown(INTRO)
     with gr.Row():
-        data = gr.Radio([c.value for c in DataChoice], value=DataChoice.DIGIT.value, label="data")
+        data = gr.Radio([c.value for c in DataChoice], value=DataChoice.DIGIT.value, label="data", elem_id="cmp_data")
         steps = gr.Slider(2, 100, value=20, step=1, label="number of t compared", elem_id="cmp_steps")
-        seed = gr.Slider(0, 1000, value=0, step=1, label="seed")
+        seed = gr.Slider(0, 1000, value=0, step=1, label="seed", elem_id="cmp_seed")
         t = gr.Slider(1, 1000, value=500, step=1, label="t for the pictures (paper step)", elem_id="cmp_t")
         button = gr.Button("Compare the three models", variant="primary", elem_id="compare")
     figure = gr.Plot(label="teacher-forced errors", elem_id="comparison_plot")

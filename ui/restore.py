@@ -1,55 +1,174 @@
-"""Restore a view from the URL for talks: ?tab=sampling&schedule=cosine&t=300&model=…&seed=3&steps=50&frame=5.
+"""Every control's state in the URL, for talks and for sharing: `?tab=sampling&model=moons-eps&steps=8&frame=5`.
 
-frame=N runs a bundled model with the restored controls when the page opens and shows frame N of that run; a Hub
-model in a link is shown in the model box and runs only when the visitor presses Run. A local path is refused.
+Each control with an `elem_id` is a URL parameter of that name (`T1`, `post_t`, `steps`, `seed`, …; `schedule` and
+`t` are kept as the older names of `family1` and `sched_t`), plus `tab`, `frame` (run a bundled model when the page
+opens and show that frame; a Hub model in a link waits for Run) and `present` (large type). A value out of its
+control's range is clamped to the range with a warning; anything else that does not parse is ignored with a
+warning. "Copy link" writes the parameters that differ from the page's defaults.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
 import gradio as gr
 
-from explorer.diffusion.schedules import MAX_TIMESTEPS, BetaSchedule
-from explorer.validation import check_choice, check_int, check_seed
+from explorer.diffusion.schedules import BetaSchedule
+from explorer.validation import check_bool, check_float, check_int
+from ui.common import user_errors
 from ui.controls import MAX_STEPS
 from ui.models import is_bundled
 
 TABS = ("schedules", "posterior", "sampling", "parameterizations")
+ALIASES = {"schedule": "family1", "t": "sched_t"}  # the names of the first talk links
+SPECIAL = ("tab", "frame", "present")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def _tab(value: str) -> gr.Tabs:
-    if value not in TABS:
-        raise ValueError(f"tab must be one of {', '.join(TABS)}")
-    return gr.Tabs(selected=value)
+def _choices(component: gr.components.Component) -> list[str]:
+    return [choice[1] if isinstance(choice, tuple | list) else choice for choice in component.choices]
 
 
-def _model(value: str) -> str:
-    """A bundled name or a Hub id (string checks only: nothing is loaded here)."""
-    is_bundled(value.strip())
-    return value.strip()
+def parse_parameter(component: gr.components.Component, name: str, text: str) -> tuple[Any, str | None]:
+    """The value a URL parameter sets on `component`, and a warning when it had to be clamped (ValueError: ignored).
 
-
-def restore(request: gr.Request):
-    """Tab, schedule 1 family, t, model, seed, steps, frame, presentation from the URL.
-
-    Absent or bad values change nothing (a bad one shows a warning).
+    Sliders clamp to their range (rounded to whole steps when the step is 1); dropdowns and radios take one of their
+    choices (a model box also a valid Hub id, never a path); checkboxes take 1/0, true/false, yes/no, on/off.
     """
-    params = dict(request.query_params) if request is not None else {}
+    if isinstance(component, gr.Slider):
+        number = check_float(name, text, -math.inf, math.inf)
+        low, high = float(component.minimum), float(component.maximum)
+        clamped = min(max(number, low), high)
+        if float(component.step).is_integer():
+            clamped = float(round(clamped))
+        value: Any = int(clamped) if clamped.is_integer() else clamped
+        changed = (
+            f"URL parameter {name}={text} is outside [{low:g}, {high:g}]: {value} is used"
+            if clamped != number
+            else None
+        )
+        return value, changed
+    if isinstance(component, gr.Checkbox):
+        lowered = text.strip().lower()
+        if lowered not in TRUE + FALSE:
+            raise ValueError(f"{name} must be one of {', '.join(TRUE + FALSE)}")
+        return check_bool(name, lowered in TRUE), None
+    if isinstance(component, gr.Dropdown | gr.Radio):
+        value = text.strip()
+        if name.startswith("family"):  # schedule names have aliases: cosine is squaredcos_cap_v2
+            value = BetaSchedule.parse(value, name).value
+        if value in _choices(component):
+            return value, None
+        if getattr(component, "allow_custom_value", False) and name == "model":
+            is_bundled(value)  # a bundled name or a Hub id: string checks only, nothing loads
+            return value, None
+        raise ValueError(f"{name} must be one of {', '.join(_choices(component))}")
+    if isinstance(component, gr.Number):
+        return check_float(
+            name, text, float(component.minimum or -math.inf), float(component.maximum or math.inf)
+        ), None
+    if isinstance(component, gr.Textbox) and name == "typed_model":
+        value = text.strip()
+        if value:
+            is_bundled(value)  # a Hub id, never a path
+        return value, None
+    raise ValueError(f"{name} cannot be set from a URL")
 
-    def read(key: str, parse):
-        if key not in params:
-            return gr.skip()
-        try:
-            return parse(params[key])
-        except ValueError:
-            gr.Warning(f"URL parameter {key}={params[key]!r} ignored")
-            return gr.skip()
 
-    tab = read("tab", _tab)
-    family = read("schedule", lambda v: check_choice("schedule", v, BetaSchedule).value)
-    t = read("t", lambda v: check_int("t", v, 1, MAX_TIMESTEPS))
-    model = read("model", _model)
-    seed = read("seed", check_seed)
-    steps = read("steps", lambda v: check_int("steps", v, 1, MAX_STEPS))
-    frame = read("frame", lambda v: check_int("frame", v, 1, MAX_STEPS))
-    large = read("present", lambda v: v.lower() in ("1", "true", "yes"))
-    return tab, family, t, model, seed, steps, frame, large
+def check_value(component: gr.components.Component, name: str, value: Any) -> Any:
+    """A control's value as the page holds it, checked strictly (no clamping, no strings for numbers): what a link
+    may carry. ValueError names the control."""
+    if isinstance(component, gr.Checkbox):
+        return check_bool(name, value)
+    if isinstance(component, gr.Slider | gr.Number):
+        if isinstance(value, str):
+            raise ValueError(f"{name} must be a number; got {value[:40]!r}")
+        low = -math.inf if component.minimum is None else float(component.minimum)
+        high = math.inf if component.maximum is None else float(component.maximum)
+        whole = isinstance(component, gr.Slider) and float(component.step).is_integer()
+        return check_int(name, value, int(low), int(high)) if whole else check_float(name, value, low, high)
+    if isinstance(component, gr.Textbox) and value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text; got {type(value).__name__}")
+    if isinstance(component, gr.Textbox):
+        return parse_parameter(component, name, value)[0] if value.strip() else ""
+    return parse_parameter(component, name, value)[0]
+
+
+def tab_selected(event: gr.SelectData) -> str:
+    """The id of the tab the visitor opened (what a copied link's `tab=` says)."""
+    if isinstance(event.index, int) and 0 <= event.index < len(TABS):
+        return TABS[event.index]
+    return TABS[0]
+
+
+def make_restore(controls: Mapping[str, gr.components.Component]) -> Callable[[gr.Request], tuple]:
+    """The page-load handler: (tab, the tab's id for the link, frame, present, then each control in `controls`'
+    order) from the URL."""
+
+    def restore(request: gr.Request) -> tuple:
+        params = dict(request.query_params) if request is not None else {}
+        for old, new in ALIASES.items():
+            if old in params and new not in params:
+                params[new] = params.pop(old)
+        tab, tab_id = gr.skip(), gr.skip()
+        if "tab" in params:
+            if params["tab"] in TABS:
+                tab, tab_id = gr.Tabs(selected=params["tab"]), params["tab"]
+            else:
+                gr.Warning(f"URL parameter tab={params['tab'][:40]!r} ignored: use one of {', '.join(TABS)}")
+        frame, present = None, gr.skip()
+        if "frame" in params:
+            try:
+                frame = check_int("frame", params["frame"], 1, MAX_STEPS)
+            except ValueError as error:
+                gr.Warning(f"URL parameter frame ignored: {error}")
+        if "present" in params:
+            present = params["present"].strip().lower() in TRUE
+        values = []
+        for name, component in controls.items():
+            if name not in params:
+                values.append(gr.skip())
+                continue
+            try:
+                value, warning = parse_parameter(component, name, params[name])
+            except ValueError as error:
+                gr.Warning(f"URL parameter {name}={params[name][:40]!r} ignored: {error}")
+                values.append(gr.skip())
+                continue
+            if warning:
+                gr.Warning(warning)
+            values.append(value)
+        unknown = sorted(set(params) - set(controls) - set(SPECIAL))
+        if unknown:
+            gr.Warning(f"URL parameters {', '.join(name[:20] for name in unknown[:5])} are not controls of this page")
+        return (tab, tab_id, frame, present, *values)
+
+    return restore
+
+
+def make_link(
+    controls: Mapping[str, gr.components.Component], tab_state: gr.State, frame_slider: gr.Slider
+) -> Callable[[dict], str]:
+    """The "copy link" handler: the query string of every control that differs from its page default, the tab
+    and the frame shown. Its inputs are the set of `controls`, `tab_state` and `frame_slider` (one dict)."""
+    defaults = {name: check_value(component, name, component.value) for name, component in controls.items()}
+
+    @user_errors
+    def link(given: dict) -> str:
+        tab = given.get(tab_state)
+        params = {"tab": tab} if tab in TABS and tab != TABS[0] else {}
+        for name, component in controls.items():
+            value = check_value(component, name, given.get(component))
+            if value != defaults[name]:
+                params[name] = str(value).lower() if isinstance(value, bool) else str(value)
+        frame = check_int("frame", given.get(frame_slider), 1, MAX_STEPS)
+        if tab == "sampling":
+            params["frame"] = str(frame)
+        return "?" + urlencode(params) if params else "?"
+
+    return link

@@ -291,6 +291,7 @@ class SamplingTab:
     """What the app needs from the Reverse sampling view: its controls, and the page-load event's parts."""
 
     controls: RunControls
+    frame: gr.Slider  # the frame shown
     open_frame: Any  # the event function for a URL with frame=N
     open_inputs: set
     outputs: list
@@ -362,4 +363,4 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     )
     export_button.click(export, None, [gif, mp4], api_name="export", **MODEL_WORK)
     open_groups = (One(url_frame), *run_groups)
-    return SamplingTab(controls, bind(open_frame, *open_groups), event_inputs(*open_groups), outputs)
+    return SamplingTab(controls, frame, bind(open_frame, *open_groups), event_inputs(*open_groups), outputs)

@@ -13,13 +13,13 @@ from PIL import Image
 from explorer.data import example_digit
 from explorer.diffusion.indexing import timestep_of
 from explorer.diffusion.posterior import q_sample
-from explorer.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS, Schedule, TimestepSpacing, inference_timesteps
+from explorer.diffusion.schedules import MAX_TIMESTEPS, Schedule, TimestepSpacing, inference_timesteps
 from explorer.figures.formulas import spacing_table, step_formulas, step_table
 from explorer.figures.images import image_grid
 from explorer.figures.schedules import LabelledSchedule, XAxis, schedule_figure
 from explorer.validation import check_bool, check_choice, check_int
 from ui.common import VIEW_WORK, slider_events, user_errors
-from ui.controls import ControlGroup, ScheduleControls, ScheduleValues, bind, event_inputs
+from ui.controls import SLIDER_MAX_T, ControlGroup, ScheduleControls, ScheduleValues, bind, event_inputs
 
 STRIP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 STRIP_SEED = 0
@@ -55,9 +55,13 @@ class ScheduleView:
     spacings: str  # Markdown
     strip: Image.Image
     strip_caption: str
+    t: int  # the step shown: the control's t, clamped to schedule 1's T
+    num_steps: int  # the sampler's step count, clamped likewise
 
-    def outputs(self) -> tuple:
-        return self.figure, self.table, self.formulas, self.spacings, self.strip, self.strip_caption
+
+def _follow(given: float, used: int) -> Any:
+    """A slider's update: its value moves to what the view used when that differs (t beyond T), else nothing."""
+    return gr.Slider(value=used) if float(given) != used else gr.skip()
 
 
 def _label(slot: int, schedule: Schedule) -> str:
@@ -102,29 +106,16 @@ def schedule_view(view: ViewValues, slots: tuple[ScheduleValues, ...]) -> Schedu
     table = step_table([(item.label, item.schedule) for item in labelled], chosen)
     strip, caption = noised_strip(schedules)
     spacings = f"**A {steps}-step sampler on schedule 1** visits (paper t):\n\n" + spacing_table(first, visited)
-    return ScheduleView(figure, table, step_formulas(first, chosen), spacings, strip, caption)
+    return ScheduleView(figure, table, step_formulas(first, chosen), spacings, strip, caption, chosen, steps)
 
 
 @user_errors
 def update_schedules(view: ViewValues, first: ScheduleValues, second: ScheduleValues, third: ScheduleValues):
-    """The Schedules view: figure, table, formulas, spacings, noised strip."""
-    return schedule_view(view, (first, second, third)).outputs()
-
-
-@user_errors
-def rescale_t_sliders(T1: float, t: float, num_steps: float):
-    """When schedule 1's T changes, keep t and the step count inside 1..T.
-
-    A value already inside is left to the page (only the maximum moves): this event also fires when T's box loses
-    the focus, and must not undo a t typed meanwhile.
-    """
-    T = check_int("schedule 1 T", T1, MIN_TIMESTEPS, MAX_TIMESTEPS)
-
-    def inside(value: float, field: str) -> gr.Slider:
-        current = check_int(field, value, 1, MAX_TIMESTEPS)
-        return gr.Slider(maximum=T) if current <= T else gr.Slider(maximum=T, value=T)
-
-    return inside(t, "t"), inside(num_steps, "sampling steps")
+    """The Schedules view: figure, table, formulas, spacings, noised strip; then t and the step count, moved to
+    schedule 1's T when they were beyond it (so the sliders always show the step the formulas use)."""
+    shown = schedule_view(view, (first, second, third))
+    t, steps = _follow(view.t, shown.t), _follow(view.num_steps, shown.num_steps)
+    return shown.figure, shown.table, shown.formulas, shown.spacings, shown.strip, shown.strip_caption, t, steps
 
 
 class ViewControls(ControlGroup[ViewValues]):
@@ -136,10 +127,16 @@ class ViewControls(ControlGroup[ViewValues]):
                 [m.value for m in XAxis], value=defaults.x_axis, label="plot against", scale=1, elem_id="x_axis"
             )
             t = gr.Slider(
-                1, 1000, value=defaults.t, step=1, label="t (paper step, 1..T of schedule 1)", elem_id="sched_t"
+                1, SLIDER_MAX_T, value=defaults.t, step=1, label="t (paper step, 1..T of schedule 1)", elem_id="sched_t"
             )
             steps = gr.Slider(
-                1, 1000, value=defaults.num_steps, step=1, label="sampling steps", elem_id="sched_steps", scale=2
+                1,
+                SLIDER_MAX_T,
+                value=defaults.num_steps,
+                step=1,
+                label="sampling steps",
+                elem_id="sched_steps",
+                scale=2,
             )
         self.components = {"show2": show2, "show3": show3, "x_axis": x_axis, "t": t, "num_steps": steps}
 
@@ -148,11 +145,15 @@ class ViewControls(ControlGroup[ViewValues]):
 class SchedulesTab:
     """What other views and the app need from the Schedules view."""
 
-    first: ScheduleControls  # schedule 1: the Posterior and a run's "schedule 1" read it
+    slots: tuple[ScheduleControls, ...]  # the three schedules; the first is the one the Posterior and runs read
     controls: ViewControls
     update: Callable[..., Any]  # the event function, for the page load
     inputs: set
     outputs: list
+
+    @property
+    def first(self) -> ScheduleControls:
+        return self.slots[0]
 
 
 def build() -> SchedulesTab:
@@ -179,10 +180,12 @@ def build() -> SchedulesTab:
 
     groups = (view, *slots)
     update, inputs = bind(update_schedules, *groups), event_inputs(*groups)
-    outputs = [plot, table, formulas, spacings, strip, caption]
     components = [c for group in groups for c in group.components.values()]
-    T1 = slots[0].T  # moves t and the step count first (below), so the view never sees t > T
-    sliders = [c for c in components if isinstance(c, gr.Slider) and c is not T1]
+    sliders = [c for c in components if isinstance(c, gr.Slider)]
+    # t and the step count are outputs too: a T below them moves them (their maxima stay fixed, so that no event
+    # in flight can carry a value beyond a maximum that moved meanwhile).
+    t, num_steps = view.components["t"], view.components["num_steps"]
+    outputs = [plot, table, formulas, spacings, strip, caption, t, num_steps]
     gr.on(
         triggers=slider_events(*sliders) + [c.change for c in components if not isinstance(c, gr.Slider)],
         fn=update,
@@ -193,15 +196,4 @@ def build() -> SchedulesTab:
         api_name="schedules",
         show_progress="hidden",
     )
-    t, num_steps = view.components["t"], view.components["num_steps"]
-    gr.on(
-        triggers=slider_events(T1),
-        fn=rescale_t_sliders,
-        inputs=[T1, t, num_steps],
-        outputs=[t, num_steps],
-        trigger_mode="always_last",
-        api_visibility="private",
-        show_progress="hidden",
-        **VIEW_WORK,
-    ).then(update, inputs, outputs, api_visibility="private", show_progress="hidden", **VIEW_WORK)
-    return SchedulesTab(slots[0], view, update, inputs, outputs)
+    return SchedulesTab(tuple(slots), view, update, inputs, outputs)
