@@ -254,3 +254,23 @@ def test_a_point_model_takes_the_largest_point_batch(server):
         server, "run", api_arguments(CONFIG, "run", model="moons-eps", steps=2, batch=1024), new_session()
     )
     assert answer.ok, answer.message
+
+
+def test_on_a_space_the_upload_route_takes_nothing(tmp_path):
+    """Nothing on a Space takes a file, so Gradio's /upload refuses every file: no client can fill the disk."""
+    code = (
+        "import sys, httpx; sys.path.insert(0, 'tests')\n"
+        "from app_fixtures import free_port\n"
+        "import app\n"
+        "from ui.launch import launch\n"
+        "port = free_port()\n"
+        "launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)\n"
+        "answer = httpx.post(f'http://127.0.0.1:{port}/gradio_api/upload', files={'files': ('a.png', b'x' * 1024)})\n"
+        "print('status', answer.status_code)\n"
+        "app.demo.close()\n"
+    )
+    env = {**os.environ, "SPACE_ID": "someone/explorer"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "status 413" in result.stdout, result.stdout[-500:] + result.stderr[-2000:]

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from gradio.route_utils import FnIndexInferError
 
 from ui import admission
+from ui.common import running_on_space
 
 TITLE = "Reverse-diffusion explorer"
 # Waiting events of every kind together. Model work holds at most `admission.IN_ALL` (12) of these places, waiting or
@@ -22,6 +23,7 @@ TITLE = "Reverse-diffusion explorer"
 # waiting for one answer need 30).
 QUEUE_SIZE = 64
 MAX_FILE_SIZE = "5mb"  # uploads (a local x₀ image) beyond this are refused by Gradio with HTTP 413
+SPACE_FILE_SIZE = 1  # bytes: on a Space nothing takes a file (no picture input), so /upload takes nothing
 CSS = """
 .presentation { font-size: 150% !important; }
 .presentation .prose, .presentation label, .presentation span { font-size: 120% !important; }
@@ -61,7 +63,8 @@ async def unknown_endpoint(request: Request, error: Exception) -> JSONResponse:
 
 def launch_options(**overrides: Any) -> dict[str, Any]:
     """Keyword arguments for `demo.launch`: the server address from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
-    (127.0.0.1:7860 by default), the look, the keyboard script, the upload cap and a 404 for unknown API names;
+    (127.0.0.1:7860 by default), the look, the keyboard script, the upload cap (none on a Space: nothing there takes
+    a file) and a 404 for unknown API names;
     `overrides` win."""
     options: dict[str, Any] = {
         "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
@@ -69,7 +72,7 @@ def launch_options(**overrides: Any) -> dict[str, Any]:
         "theme": theme(),
         "css": CSS,
         "head": HEAD,
-        "max_file_size": MAX_FILE_SIZE,
+        "max_file_size": SPACE_FILE_SIZE if running_on_space() else MAX_FILE_SIZE,
         "app_kwargs": {"exception_handlers": {FnIndexInferError: unknown_endpoint}},
     }
     return {**options, **overrides}
