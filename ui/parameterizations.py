@@ -59,8 +59,12 @@ def _show(batch: torch.Tensor, half_range: float) -> Image.Image:
 def side_by_side(result: TeacherForcing, k: int) -> Image.Image:
     """Rows: the truth, then each model; columns: ε, x₀, v at step index k (the same x_t for every row)."""
     rows = [("truth", result)] + [(model.name, model) for model in result.models]
+
+    def title(row: str, view) -> str:  # the truth is ε, a model's prediction ε̂
+        return f"{row}: " + (view.title.replace(view.symbol, view.quantity) if row == "truth" else view.title)
+
     pictures = [
-        labelled_row([(f"{row}: {v.title}", _show(getattr(values, v.name)[k], v.half_range)) for v in PREDICTION_VIEWS])
+        labelled_row([(title(row, v), _show(getattr(values, v.name)[k], v.half_range)) for v in PREDICTION_VIEWS])
         for row, values in rows
     ]
     canvas = Image.new("RGB", (max(p.width for p in pictures), sum(p.height for p in pictures)), "white")
@@ -135,7 +139,7 @@ def build() -> dict:
         steps = gr.Slider(2, 100, value=20, step=1, label="number of t compared", elem_id="cmp_steps")
         seed = gr.Slider(0, 1000, value=0, step=1, label="seed", elem_id="cmp_seed")
         t = gr.Slider(1, 1000, value=500, step=1, label="t for the pictures (paper step)", elem_id="cmp_t")
-        button = gr.Button("Compare the three models", variant="primary", elem_id="compare")
+        button = gr.Button("Compare the models", variant="primary", elem_id="compare")
     figure = gr.Plot(label="teacher-forced errors", elem_id="comparison_plot")
     summary = gr.Markdown(elem_id="comparison_summary")
     gr.Markdown(

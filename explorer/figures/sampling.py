@@ -142,7 +142,7 @@ def comparison_figure(result) -> go.Figure:
     figure.update_yaxes(type="linear", rangemode="tozero", row=1, col=4)
     figure.update_xaxes(title_text="t (paper step)")
     figure.update_layout(
-        title=dict(text=KL_LEFT_OUT, font=dict(size=12), x=0.01, xanchor="left", y=0.98, yanchor="top"),
+        title=dict(text=KL_LEFT_OUT, font=dict(size=12), x=0.5, xanchor="center", y=0.98, yanchor="top"),
         height=440,
         margin=dict(l=40, r=20, t=80, b=40),
         font=FONT,
