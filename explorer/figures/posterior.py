@@ -33,15 +33,6 @@ def normal_pdf(y: np.ndarray, mean: float, variance: float) -> np.ndarray:
     return np.exp(-0.5 * (y - mean) ** 2 / variance) / math.sqrt(2 * math.pi * variance)
 
 
-def isotropic_density(grid: np.ndarray, mean: np.ndarray, variance: float) -> np.ndarray:
-    """N(x; mean, variance·I) at each row of grid [G, D]; returns [G] (NaN for a zero variance)."""
-    if variance <= 0:
-        return np.full(len(grid), np.nan)
-    dims = grid.shape[1]
-    squared = np.sum((grid - mean) ** 2, axis=1)
-    return np.exp(-0.5 * squared / variance) / (2 * math.pi * variance) ** (dims / 2)
-
-
 @dataclass(frozen=True)
 class GaussianProduct:
     """The curves of the 1-D view on a common grid y (float64 [P] each), None where a curve does not exist."""
