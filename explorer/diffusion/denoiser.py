@@ -16,8 +16,9 @@ Three ways to bring a network:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -49,6 +50,10 @@ class Denoiser(ABC):
     learned_variance: bool = False  # True when the network also outputs variance_values
     num_parameters: int = 0
     description: str = ""
+    # The checkpoint's scheduler_config.json as read (with its `_class_name`); empty for models without one.
+    # resolve_settings reads `timestep_spacing`, `steps_offset` and `set_alpha_to_one` from it.
+    scheduler_config: Mapping[str, Any] = MappingProxyType({})
+    default_steps: int | None = None  # steps a run takes when none are given (None: T, every training step)
 
     @property
     def device(self) -> torch.device:
@@ -87,6 +92,7 @@ class FunctionDenoiser(Denoiser):
         variance_type: str | VarianceType = VarianceType.FIXED_SMALL,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        scheduler_config: Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"wrap needs a callable fn(x_t, timestep); got {type(fn).__name__}")
@@ -104,6 +110,7 @@ class FunctionDenoiser(Denoiser):
         self.variance_type = VarianceType.parse(variance_type)
         self._device = torch.device(device)
         self._dtype = dtype
+        self.scheduler_config = dict(scheduler_config or {})
 
     @property
     def device(self) -> torch.device:
@@ -129,12 +136,13 @@ def wrap(
     sample_shape: tuple[int, ...],
     **options: Any,
 ) -> FunctionDenoiser:
-    """A denoiser from a plain callable. `options`: name, clip_sample, variance_type, device, dtype."""
+    """A denoiser from a plain callable. `options`: name, clip_sample, variance_type, device, dtype,
+    scheduler_config (a diffusers scheduler config: its timestep_spacing, steps_offset, set_alpha_to_one)."""
     return FunctionDenoiser(fn, prediction=prediction, schedule=schedule, sample_shape=sample_shape, **options)
 
 
 REQUIRED = ("prediction", "schedule", "sample_shape", "name")
-OPTIONAL = ("clip_sample", "variance_type", "device", "dtype")
+OPTIONAL = ("clip_sample", "variance_type", "device", "dtype", "scheduler_config")
 
 
 def as_denoiser(model: Any) -> Denoiser:

@@ -77,10 +77,16 @@ def reverse_step(
         std = (0.5 * log_var).exp() if not final else torch.zeros_like(log_var)
     else:
         a_prev = float(jumps.alphas_cumprod_prev[j])
-        sigma = settings.eta * math.sqrt(float(jumps.posterior_variance[j]))
+        variance = float(jumps.posterior_variance[j])  # β̃ of the jump t → s
+        lands_on_data = not final or settings.final_timestep == END_OF_RUN
+        if not lands_on_data:  # set_alpha_to_one false: the last step lands on ᾱ at index 0, as in diffusers
+            a_prev = float(settings.schedule.alphas_cumprod[settings.final_timestep])
+            variance = (1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev)
+        sigma = settings.eta * math.sqrt(max(variance, 0.0))
         direction = math.sqrt(max(1.0 - a_prev - sigma**2, 0.0))
         mean = math.sqrt(a_prev) * x0_clipped + direction * eps
-        std = append_dims(torch.tensor(0.0 if final else sigma, dtype=x_t.dtype, device=x_t.device), x_t.ndim)
+        sigma = 0.0 if final and lands_on_data else sigma
+        std = append_dims(torch.tensor(sigma, dtype=x_t.dtype, device=x_t.device), x_t.ndim)
     std = std.expand(x_t.shape[:1] + (1,) * (x_t.ndim - 1)) if std.numel() == 1 else std
     return {
         "eps": eps,
@@ -126,7 +132,7 @@ def _run(
         step = Step(
             index=k,
             timestep=t,
-            prev_timestep=settings.timesteps[k + 1] if k < n - 1 else END_OF_RUN,
+            prev_timestep=settings.timesteps[k + 1] if k < n - 1 else settings.final_timestep,
             x_t=x_t.to("cpu", torch.float32),
             model_output=model_output.to("cpu", torch.float32),
             noise=noise.to("cpu", torch.float32),

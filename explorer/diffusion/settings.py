@@ -7,9 +7,10 @@ UI and the stored runs all carry that one object, so no option is parsed twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,9 @@ class SamplerSettings:
     batch_size: int
     schedule: Schedule = field(repr=False)
     spacing: TimestepSpacing = TimestepSpacing.LEADING
+    # Where the last step lands: END_OF_RUN (ᾱ = 1, the data), or timestep 0 (ᾱ at index 0) for DDIM when the
+    # checkpoint's scheduler sets `set_alpha_to_one: false`, as diffusers' DDIMScheduler does (SD configs).
+    final_timestep: int = END_OF_RUN
 
     @property
     def num_inference_steps(self) -> int:
@@ -73,20 +77,23 @@ def resolve_settings(
     seed: int = 0,
     clip_sample: bool | None = None,
     schedule: Schedule | None = None,
-    spacing: str | TimestepSpacing = TimestepSpacing.LEADING,
+    spacing: str | TimestepSpacing | None = None,
     clip_range: float = 1.0,
     timesteps: Sequence[int] | None = None,
 ) -> SamplerSettings:
     """The one check of a run's options: each None becomes the checkpoint's own setting.
 
-    sampler: ddpm or ddim; num_inference_steps ∈ [1, T] (default T), visited with `spacing`, or explicit
-    descending 0-based `timesteps`; eta ∈ [0, 1] (DDIM only); variance: fixed_small, fixed_large or
+    sampler: ddpm or ddim; num_inference_steps ∈ [1, T] (default: the model's `default_steps`, else T), visited
+    with `spacing` (default: the checkpoint's `timestep_spacing`, else leading; leading adds the checkpoint's
+    `steps_offset`, as diffusers does), or explicit descending 0-based `timesteps`; eta ∈ [0, 1] (DDIM only); variance: fixed_small, fixed_large or
     learned_range; clip_sample and clip_range: clip x̂₀ to [−r, r]; schedule: follow another schedule with the
     model's T; batch_size and seed.
     """
     denoiser = as_denoiser(denoiser)
     kind = SamplerKind.parse(sampler)
-    spacing = TimestepSpacing.parse(spacing)
+    own = denoiser.scheduler_config
+    spacing = TimestepSpacing.parse(own.get("timestep_spacing") or "leading" if spacing is None else spacing)
+    offset = int(own.get("steps_offset") or 0) if spacing is TimestepSpacing.LEADING else 0
     schedule = denoiser.schedule if schedule is None else schedule
     total = schedule.num_train_timesteps
     if total != denoiser.schedule.num_train_timesteps:
@@ -94,8 +101,8 @@ def resolve_settings(
             f"schedule must have the model's T = {denoiser.schedule.num_train_timesteps} steps; got T = {total}"
         )
     if timesteps is None:
-        steps = total if num_inference_steps is None else num_inference_steps
-        visited = inference_timesteps(total, check_int("num_inference_steps", steps, 1, total), spacing)
+        steps = num_inference_steps if num_inference_steps is not None else denoiser.default_steps or total
+        visited = inference_timesteps(total, check_int("num_inference_steps", steps, 1, total), spacing, offset)
     else:
         visited = np.asarray(timesteps, dtype=np.int64)
         if visited.ndim != 1 or visited.size == 0 or np.any(np.diff(visited) >= 0):
@@ -126,4 +133,14 @@ def resolve_settings(
         batch_size=int(batch_size),
         schedule=schedule,
         spacing=spacing,
+        final_timestep=final_timestep_of(kind, own),
     )
+
+
+def final_timestep_of(sampler: SamplerKind, scheduler_config: Mapping[str, Any]) -> int:
+    """Where a run's last step lands: timestep 0 (ᾱ at index 0) for DDIM when the checkpoint's scheduler config
+    says `set_alpha_to_one: false` (diffusers' DDIMScheduler then uses ᾱ_0 as the last "previous" ᾱ); else
+    END_OF_RUN (ᾱ = 1). diffusers' DDPMScheduler always lands on ᾱ = 1."""
+    if sampler is SamplerKind.DDIM and scheduler_config.get("set_alpha_to_one", True) is False:
+        return 0
+    return END_OF_RUN

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from explorer.diffusion.parameterization import Prediction
-from explorer.diffusion.settings import END_OF_RUN, SamplerSettings
+from explorer.diffusion.settings import SamplerSettings
 from explorer.diffusion.views import STEP_VIEWS, view_of
 
 
@@ -243,7 +243,7 @@ class CompactRecorder:
         if self.count != total:
             raise ValueError(f"the run stopped after {self.count} of {total} steps")
         timesteps = np.asarray(self.settings.timesteps, dtype=np.int64)
-        prev = np.append(timesteps[1:], END_OF_RUN)
+        prev = np.append(timesteps[1:], self.settings.final_timestep)
         return CompactTrajectory(
             denoiser_name=self.denoiser_name,
             prediction=self.prediction,

@@ -160,6 +160,7 @@ class ModuleDenoiser(Denoiser):
         self.name = name
         self.prediction = Prediction.parse(scheduler.get("prediction_type", "epsilon"))
         self.schedule = Schedule.from_diffusers_config(scheduler)
+        self.scheduler_config = dict(scheduler)  # as read, with its _class_name
         self.sample_shape = sample_shape_of(config)
         self.clip_sample = bool(scheduler.get("clip_sample", True))  # diffusers' DDPMScheduler default
         self.learned_variance = has_learned_variance(config)
