@@ -85,9 +85,9 @@ def resolve_settings(
 
     sampler: ddpm or ddim; num_inference_steps ∈ [1, T] (default: the model's `default_steps`, else T), visited
     with `spacing` (default: the checkpoint's `timestep_spacing`, else leading; leading adds the checkpoint's
-    `steps_offset`, as diffusers does), or explicit descending 0-based `timesteps`; eta ∈ [0, 1] (DDIM only); variance: fixed_small, fixed_large or
-    learned_range; clip_sample and clip_range: clip x̂₀ to [−r, r]; schedule: follow another schedule with the
-    model's T; batch_size and seed.
+    `steps_offset`, as diffusers does), or explicit descending 0-based `timesteps`; eta ∈ [0, 1] (DDIM only);
+    variance: fixed_small, fixed_large or learned_range; clip_sample and clip_range: clip x̂₀ to [−r, r];
+    schedule: follow another schedule with the model's T; batch_size and seed.
     """
     denoiser = as_denoiser(denoiser)
     kind = SamplerKind.parse(sampler)
