@@ -95,3 +95,14 @@ def check_choice(field: str, value: Any, enum: type[E]) -> E:
 def check_seed(value: Any) -> int:
     """A random seed: a whole number in [0, 2³¹ − 1]."""
     return check_int("seed", value, 0, 2**31 - 1)
+
+
+def check_text(field: str, value: Any, max_length: int = 1000) -> str:
+    """A piece of text (a prompt): None reads as empty; at most `max_length` characters, no NUL."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be text; got {type(value).__name__}")
+    if len(value) > max_length or "\x00" in value:
+        raise ValueError(f"{field} must be at most {max_length} characters of text; got {len(value)}")
+    return value.strip()

@@ -21,13 +21,14 @@ from typing import Any, Generic, TypeVar
 
 import gradio as gr
 
+from explorer.diffusion.conditioning import MAX_GUIDANCE_SCALE, Conditioning
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS, BetaSchedule, Schedule, TimestepSpacing
 from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_size, resolve_settings
 from explorer.diffusion.trajectory import compact_nbytes
-from explorer.validation import check_bool, check_choice, check_float, check_int, check_seed
+from explorer.validation import check_bool, check_choice, check_float, check_int, check_seed, check_text
 from ui import state
-from ui.models import DEFAULT_MODEL, check_ref, load_model, model_choices
+from ui.models import DEFAULT_MODEL, check_ref, load_model, model_choices, takes_conditioning
 from ui.state import MIB
 
 V = TypeVar("V")
@@ -35,6 +36,8 @@ MAX_STEPS = 1000
 MAX_IMAGE_BATCH = 64
 MAX_POINT_BATCH = 1024
 SLIDER_MAX_T = 4000
+MAX_CLASS_LABEL = 9999  # a DiT's own class count bounds it further
+MAX_LATENT_SIDE = 128  # latents of 1024×1024 pictures
 FAMILIES = [
     ("linear (DDPM)", "linear"),
     ("scaled_linear (latent diffusion)", "scaled_linear"),
@@ -229,6 +232,32 @@ class RunValues:
     spacing: str = "leading"
     seed: float = 0
     batch: float = 16
+    prompt: str = ""
+    negative_prompt: str = ""
+    guidance: float = 0  # 0: the model's own default scale (7.5 for Stable Diffusion, 4 for DiT)
+    guidance_rescale: float = 0.0
+    class_label: float = -1  # −1: none (a DiT then runs its null class alone)
+    latent_size: float = 0  # 0: the model's own latent size; else the latent side length (a multiple of 8)
+
+    def conditioning(self) -> Conditioning:
+        """The prompt or class label of a conditional model, checked (fields empty or at their "model's own"
+        value are None)."""
+        guidance = check_float("guidance scale", self.guidance, 0, MAX_GUIDANCE_SCALE)
+        label = check_int("class label", self.class_label, -1, MAX_CLASS_LABEL)
+        return Conditioning(
+            prompt=check_text("prompt", self.prompt) or None,
+            negative_prompt=check_text("negative prompt", self.negative_prompt) or None,
+            guidance_scale=guidance if guidance > 0 else None,
+            guidance_rescale=check_float("guidance rescale", self.guidance_rescale, 0, 1),
+            class_label=label if label >= 0 else None,
+        )
+
+    def latent_side(self) -> int | None:
+        """The latent side length asked for (None: the model's own)."""
+        side = check_int("latent size", self.latent_size, 0, MAX_LATENT_SIDE)
+        if side and side % 8:
+            raise ValueError(f"latent size must be 0 (the model's own) or a multiple of 8 in [8, {MAX_LATENT_SIDE}]")
+        return side or None
 
     @property
     def ref(self) -> str:
@@ -271,7 +300,7 @@ def check_controls(values: RunValues, step: StepValues, schedule: ScheduleValues
 def parse_run(values: RunValues, step: StepValues, schedule: ScheduleValues) -> tuple[Denoiser, SamplerSettings]:
     """The model and the checked settings of a run: every control checked here, once, before anything runs."""
     options = check_controls(values, step, schedule)
-    denoiser = load_model(values.ref)
+    denoiser = bind_model(load_model(values.ref), values)
     total = (options.get("schedule") or denoiser.schedule).num_train_timesteps
     steps = check_int("steps", values.steps, 1, min(total, MAX_STEPS))
     is_image = len(denoiser.sample_shape) == 3
@@ -279,6 +308,26 @@ def parse_run(values: RunValues, step: StepValues, schedule: ScheduleValues) -> 
     batch = check_int("batch", values.batch, 1, batch_limit)
     check_fits(steps, batch, denoiser.sample_shape)
     return denoiser, resolve_settings(denoiser, num_inference_steps=steps, batch_size=batch, **options)
+
+
+def bind_model(denoiser: Denoiser, values: RunValues) -> Denoiser:
+    """The model as a run uses it: a conditional model bound to the prompt or class label, a latent model at the
+    latent size asked for. Models that take neither ignore those controls (they are hidden for them)."""
+    conditioning, side = values.conditioning(), values.latent_side()
+    if side is not None and hasattr(denoiser, "at_latent_size"):
+        denoiser = denoiser.at_latent_size(side)
+    if getattr(denoiser, "conditional", False):
+        denoiser = denoiser.condition(conditioning)
+    return denoiser
+
+
+def show_conditioning(model: str, typed: str) -> gr.Accordion:
+    """The conditioning controls, shown only for models that take them (nothing is loaded to decide)."""
+    try:
+        visible = takes_conditioning(RunValues(model=model, typed=typed).ref)
+    except (ValueError, TypeError):
+        visible = False
+    return gr.Accordion(visible=visible)
 
 
 class StepControls(ControlGroup[StepValues]):
@@ -341,6 +390,51 @@ class RunControls(ControlGroup[RunValues]):
                 label=f"batch (images ≤ {MAX_IMAGE_BATCH}, 2-D points ≤ {MAX_POINT_BATCH})",
                 elem_id="batch",
             )
+        with gr.Accordion(
+            "prompt, class label and latent size (conditional and latent models)", open=False, visible=False
+        ) as self.conditioning_box:
+            with gr.Row():
+                prompt = gr.Textbox(label="prompt", value=defaults.prompt, elem_id="prompt", scale=3, max_length=1000)
+                negative = gr.Textbox(
+                    label="negative prompt",
+                    value=defaults.negative_prompt,
+                    elem_id="negative_prompt",
+                    scale=2,
+                    max_length=1000,
+                )
+            with gr.Row():
+                guidance = gr.Slider(
+                    0,
+                    20,
+                    value=defaults.guidance,
+                    step=0.5,
+                    label="guidance scale w (0: the model's own)",
+                    elem_id="guidance",
+                )
+                rescale = gr.Slider(
+                    0,
+                    1,
+                    value=defaults.guidance_rescale,
+                    step=0.05,
+                    label="guidance rescale φ (zero-SNR models)",
+                    elem_id="guidance_rescale",
+                )
+                label = gr.Number(
+                    defaults.class_label,
+                    label="class label (−1: none)",
+                    precision=0,
+                    minimum=-1,
+                    maximum=MAX_CLASS_LABEL,
+                    elem_id="class_label",
+                )
+                size = gr.Slider(
+                    0,
+                    MAX_LATENT_SIDE,
+                    value=defaults.latent_size,
+                    step=8,
+                    label="latent size (0: the model's own; smaller runs faster on a CPU)",
+                    elem_id="latent_size",
+                )
         self.components = {
             "model": model,
             "typed": typed,
@@ -348,9 +442,23 @@ class RunControls(ControlGroup[RunValues]):
             "spacing": spacing,
             "seed": seed,
             "batch": batch,
+            "prompt": prompt,
+            "negative_prompt": negative,
+            "guidance": guidance,
+            "guidance_rescale": rescale,
+            "class_label": label,
+            "latent_size": size,
         }
         self.step = StepControls(
             {"sampler": sampler, "eta": eta, "variance": variance, "clip": clip, "schedule_choice": schedule_choice}
+        )
+        gr.on(
+            triggers=[model.change, typed.blur, typed.submit],
+            fn=show_conditioning,
+            inputs=[model, typed],
+            outputs=self.conditioning_box,
+            api_visibility="private",
+            show_progress="hidden",
         )
 
     def __getitem__(self, name: str) -> gr.components.Component:

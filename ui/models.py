@@ -112,3 +112,17 @@ def optional_model(ref: str) -> Denoiser | None:
         return load_model(ref)
     except (ValueError, OSError):
         return None
+
+
+def takes_conditioning(ref: str) -> bool:
+    """Whether the page offers the prompt, class-label and latent-size controls for `ref`: a catalogue entry of a
+    latent family, or a typed Hub id outside the catalogue (what it takes is known only once it loads); never for a
+    bundled or exact model; ValueError for what is not a reference. String checks only: nothing is loaded."""
+    ref = (ref or "").strip()
+    if exact_dataset(ref) is not None or ref in bundled_models():
+        return False
+    entry = next((entry for entry in catalogue() if entry.name == ref), None)
+    if entry is None:
+        check_ref(ref)  # a path or a malformed id: ValueError
+        return True
+    return str(getattr(entry, "family", "pixel")) != "pixel"

@@ -1,0 +1,76 @@
+"""The Run controls of conditional and latent models: parsed once, shown only for models that take them."""
+
+from __future__ import annotations
+
+import pytest
+
+from explorer.diffusion.conditioning import Conditioning
+from ui.controls import RunValues, bind_model, show_conditioning
+from ui.models import takes_conditioning
+
+
+def test_conditioning_reads_empty_fields_as_the_models_own():
+    parsed = RunValues().conditioning()
+    assert parsed == Conditioning()
+    values = RunValues(prompt="  a red fox ", negative_prompt="", guidance=3.5, guidance_rescale=0.7, class_label=207)
+    parsed = values.conditioning()
+    assert parsed == Conditioning(
+        prompt="a red fox", guidance_scale=3.5, guidance_rescale=0.7, class_label=207, negative_prompt=None
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"guidance": 21e9}, "guidance scale"),
+        ({"guidance": float("nan")}, "guidance scale"),
+        ({"guidance_rescale": 1.5}, "guidance rescale"),
+        ({"class_label": -2}, "class label"),
+        ({"class_label": 3.5}, "class label"),
+        ({"prompt": "x" * 1001}, "prompt"),
+        ({"negative_prompt": 7}, "negative prompt"),
+        ({"latent_size": 12}, "latent size"),
+        ({"latent_size": 4096}, "latent size"),
+    ],
+)
+def test_bad_conditioning_values_name_their_field(changes, field):
+    values = RunValues(**changes)
+    with pytest.raises(ValueError, match=field):
+        values.conditioning()
+        values.latent_side()
+
+
+def test_latent_side_is_none_for_the_models_own_and_a_multiple_of_8_otherwise():
+    assert RunValues().latent_side() is None
+    assert RunValues(latent_size=32).latent_side() == 32
+
+
+class _Conditional:
+    """Stands in for a latent model: records what the run bound it to."""
+
+    conditional = True
+
+    def __init__(self, side: int | None = None, conditioning: Conditioning | None = None) -> None:
+        self.side, self.bound = side, conditioning
+
+    def at_latent_size(self, side: int) -> _Conditional:
+        return _Conditional(side, self.bound)
+
+    def condition(self, conditioning: Conditioning) -> _Conditional:
+        return _Conditional(self.side, conditioning)
+
+
+def test_bind_model_binds_conditional_models_and_leaves_others_alone():
+    bound = bind_model(_Conditional(), RunValues(prompt="a cat", guidance=2, latent_size=16))
+    assert bound.bound == Conditioning(prompt="a cat", guidance_scale=2.0) and bound.side == 16
+    plain = object()
+    assert bind_model(plain, RunValues(prompt="ignored: the model takes no prompt")) is plain
+
+
+def test_conditioning_controls_show_only_for_models_that_take_them():
+    assert not takes_conditioning("digits-eps") and not takes_conditioning("exact-digits")
+    assert not takes_conditioning("google/ddpm-cifar10-32")  # a pixel-space catalogue entry
+    assert takes_conditioning("someone/unknown-model")  # known only once it loads
+    assert show_conditioning("digits-eps", "").visible is False
+    assert show_conditioning("digits-eps", "someone/latent-model").visible is True
+    assert show_conditioning("digits-eps", "../../etc").visible is False  # not a reference at all
