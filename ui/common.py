@@ -62,13 +62,21 @@ def user_errors(handler: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def on_gpu(handler: F) -> F:
-    """Wrap model work with `spaces.GPU` when that package is importable (a no-op outside ZeroGPU)."""
+def on_gpu(handler: F | None = None, *, duration: Callable[..., int] | None = None) -> Any:
+    """Wrap model work with `spaces.GPU` when that package is importable (a no-op outside ZeroGPU).
+
+    `duration`, called with the handler's arguments, sizes the GPU slot in seconds (`ui.estimate`); used as
+    `@on_gpu` or `@on_gpu(duration=...)`.
+    """
+    if handler is None:
+        return functools.partial(on_gpu, duration=duration)
     try:
         import spaces  # type: ignore[import-not-found]
     except ImportError:
         return handler
-    return spaces.GPU(handler)  # type: ignore[no-any-return]
+    if duration is None:
+        return spaces.GPU(handler)
+    return spaces.GPU(handler, duration=duration)
 
 
 def running_on_space() -> bool:

@@ -1,0 +1,50 @@
+"""Run estimates: one measured pass per model and shape, the long-run sentence, and the ZeroGPU slot."""
+
+from __future__ import annotations
+
+import torch
+
+from explorer.diffusion.denoiser import wrap
+from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.settings import resolve_settings
+from ui import estimate
+from ui.controls import RunValues
+
+
+def _counting_denoiser(shape=(3, 8, 8)):
+    calls = []
+
+    def fn(x_t, timestep):
+        calls.append((tuple(x_t.shape), int(timestep)))
+        return torch.zeros_like(x_t)
+
+    schedule = Schedule.from_name("linear", 100)
+    return wrap(fn, prediction="epsilon", schedule=schedule, sample_shape=shape, name="counting"), calls
+
+
+def test_a_pass_is_measured_once_per_model_and_shape():
+    denoiser, calls = _counting_denoiser()
+    first = estimate.seconds_per_pass(denoiser)
+    assert estimate.seconds_per_pass(denoiser) == first
+    assert calls == [((1, 3, 8, 8), 50)]  # batch 1, at the middle timestep, once
+
+
+def test_the_estimate_scales_with_steps_and_batch_and_says_how_long(monkeypatch):
+    denoiser, _ = _counting_denoiser()
+    monkeypatch.setattr(estimate, "seconds_per_pass", lambda model: 0.5)
+    settings = resolve_settings(denoiser, num_inference_steps=40, batch_size=3)
+    assert estimate.run_seconds(denoiser, settings) == 40 * 3 * 0.5
+    note = estimate.long_run_note(denoiser, settings)
+    assert "about 60 s" in note and "1.50 s per step × 40 steps" in note and "Stop" in note
+    short = resolve_settings(denoiser, num_inference_steps=4, batch_size=1)
+    assert estimate.long_run_note(denoiser, short) is None
+
+
+def test_the_gpu_slot_is_twice_the_estimate_within_bounds():
+    low, high = estimate.GPU_SECONDS
+    assert estimate.gpu_duration(1) == low and estimate.gpu_duration(1e6) == high
+    assert estimate.gpu_duration(40.2) == 81
+    small = estimate.zero_gpu_seconds(RunValues(model="digits-eps", steps=50, batch=16))
+    latent = estimate.zero_gpu_seconds(RunValues(typed="someone/latent-model", steps=50, batch=16))
+    assert low <= small < latent <= high
+    assert estimate.zero_gpu_seconds(RunValues(steps="many")) == low  # bad values: the handler reports them

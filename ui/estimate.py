@@ -1,0 +1,98 @@
+"""How long a run will take on this machine, measured before it starts, and what a ZeroGPU slot is sized from.
+
+One forward pass of the bound model at batch 1 is timed once per (model, sample shape, guidance, device) and kept;
+a run of S steps at batch B then costs about S · B · (seconds per sample-pass), doubled by guidance (the
+conditional and unconditional halves run as one batch of 2B). On a CPU the pass time grows about linearly with the
+batch; on a GPU it does not, so the figure is an upper bound there.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import torch
+
+from explorer.diffusion.denoiser import Denoiser
+from explorer.diffusion.settings import SamplerSettings
+from ui.controls import RunValues
+from ui.models import takes_conditioning
+
+LONG_RUN_SECONDS = 20.0  # a run estimated longer than this says so before it starts
+GPU_SECONDS = (30, 300)  # the ZeroGPU slot asked for, at least and at most
+_MEASURED: dict[tuple, float] = {}
+_LOCK = threading.Lock()
+
+
+def _key(denoiser: Denoiser) -> tuple:
+    """What a pass's cost depends on: the shared modules (not the bound prompt), the shape, guidance, device."""
+    modules = getattr(denoiser, "parts", None) or getattr(denoiser, "module", None) or denoiser
+    guided = float(getattr(denoiser, "guidance_scale", 1.0)) > 1.0
+    return (id(modules), tuple(denoiser.sample_shape), guided, str(denoiser.device), str(denoiser.dtype))
+
+
+def seconds_per_pass(denoiser: Denoiser) -> float:
+    """Seconds for one model call on one sample (guided calls include their unconditional half), measured once."""
+    key = _key(denoiser)
+    with _LOCK:
+        if key in _MEASURED:
+            return _MEASURED[key]
+    x_t = torch.zeros((1, *denoiser.sample_shape), dtype=denoiser.dtype, device=denoiser.device)
+    timestep = denoiser.schedule.num_train_timesteps // 2
+    with torch.no_grad():
+        start = time.perf_counter()
+        denoiser.predict(x_t, timestep)
+        if denoiser.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    with _LOCK:
+        _MEASURED[key] = seconds
+    return seconds
+
+
+def run_seconds(denoiser: Denoiser, settings: SamplerSettings) -> float:
+    """The estimated wall time of a run: steps × batch × seconds per sample-pass (see the module docstring)."""
+    return settings.num_inference_steps * settings.batch_size * seconds_per_pass(denoiser)
+
+
+def long_run_note(denoiser: Denoiser, settings: SamplerSettings) -> str | None:
+    """A sentence for the status line when the run will be long on this machine, else None."""
+    seconds = run_seconds(denoiser, settings)
+    if seconds <= LONG_RUN_SECONDS:
+        return None
+    per_step = seconds / settings.num_inference_steps
+    where = "this GPU" if denoiser.device.type == "cuda" else "this CPU"
+    faster = "fewer steps, a smaller batch" + (" or a smaller latent size" if hasattr(denoiser, "decode") else "")
+    return (
+        f"This run will take about {_duration(seconds)} on {where} ({per_step:.2f} s per step × "
+        f"{settings.num_inference_steps} steps, measured): **Stop** cancels it; {faster} is faster."
+    )
+
+
+def gpu_duration(seconds: float) -> int:
+    """The ZeroGPU slot (seconds) for a run estimated at `seconds`: twice the estimate, within GPU_SECONDS."""
+    low, high = GPU_SECONDS
+    return int(min(high, max(low, math.ceil(2 * seconds))))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+# Assumed seconds per sample-pass on a ZeroGPU slice, before anything is measured there: a latent model (SD 1.5 at
+# 64² latents, guided: about 2.5 s for 50 steps on an A100-class GPU) and a pixel model (a 36 M-parameter UNet at 32²).
+GPU_PASS_SECONDS = {"latent": 0.05, "pixel": 0.01}
+LOAD_SECONDS = 30  # loading (and on first use downloading into the Space's preloaded cache) before the first step
+
+
+def zero_gpu_seconds(values: RunValues, *args: object, **kwargs: object) -> int:
+    """The ZeroGPU slot for a run with these Run controls (the extra arguments of the handler are ignored)."""
+    try:
+        steps, batch = int(values.steps), int(values.batch)
+        kind = "latent" if takes_conditioning(values.ref) else "pixel"
+    except (TypeError, ValueError, AttributeError):
+        return GPU_SECONDS[0]
+    return gpu_duration(LOAD_SECONDS + steps * batch * GPU_PASS_SECONDS[kind])
