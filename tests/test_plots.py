@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,7 +11,14 @@ import torch
 
 from explorer import Schedule, timestep_of
 from explorer.figures.images import image_grid, scatter_frame
-from explorer.figures.posterior import gaussian_product, gaussian_product_figure
+from explorer.figures.plain import PlainFigure
+from explorer.figures.posterior import (
+    DensityPanel,
+    gaussian_product,
+    gaussian_product_figure,
+    message_figure,
+    reverse_density_figure,
+)
 from explorer.figures.sampling import diagnostics_figure
 from explorer.figures.schedules import LabelledSchedule, schedule_figure, thin
 from explorer.validation import check_float, check_int
@@ -28,6 +36,34 @@ def test_schedule_figure_has_every_table(T):
     figure = schedule_figure([LabelledSchedule(s, "a")], t=T, visited={"leading": np.array([T - 1, 0])})
     assert len(figure.data) == 8 + 2  # eight curves, markers on log SNR and in the strip
     assert all(len(trace.x) <= 503 for trace in figure.data)
+
+
+def _plain_figures() -> dict[str, PlainFigure]:
+    """One of each figure built as plain data, at ordinary and edge settings."""
+    zero = Schedule.from_name("linear", 1000, rescale_zero_terminal_snr=True)
+    labelled = [LabelledSchedule(Schedule.from_name(n, 1000), n) for n in ("linear", "cosine")]
+    visited = {"leading": np.array([980, 500, 0]), "trailing": np.array([999, 0])}
+    rng = np.random.default_rng(0)
+    panels = [DensityPanel(f"panel {k}", rng.random((30, 30))) for k in range(3)]
+    points = dict(x_t=np.array([0.1, 0.2]), x0=np.array([0.3, -0.2]), data=rng.standard_normal((50, 2)))
+    figures = {
+        f"schedules against {axis}": schedule_figure(labelled, t=1, x_axis=axis, visited=visited)
+        for axis in ("t", "t/T", "β_t")
+    }
+    for t, schedule in ((1, zero), (500, zero), (1000, zero)):
+        figures[f"product t={t}"] = gaussian_product_figure(gaussian_product(schedule, t, 0.3, -0.5), t)
+    figures["reverse"] = reverse_density_figure(np.linspace(-2, 2, 30), np.linspace(-1, 1, 30), panels, **points)
+    figures["message"] = message_figure("nothing to draw")
+    return figures
+
+
+@pytest.mark.parametrize("name", list(_plain_figures()))
+def test_plain_figures_are_valid_plotly_and_send_what_plotly_would_send(name):
+    """Built without plotly's validation: plotly accepts every property, and its JSON is the same figure."""
+    figure = _plain_figures()[name]
+    validated = figure.validated()  # raises on a property plotly does not know
+    assert json.loads(figure.to_json()) == json.loads(validated.to_json())
+    assert len(figure.traces) == len(validated.data)
 
 
 @pytest.mark.parametrize("t", [2, 50, 999])

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from explorer.diffusion.indexing import previous_t, timestep_of
 from explorer.diffusion.schedules import Schedule
+from explorer.figures.plain import PlainFigure, axis_names, axis_suffix, colorscale, subplot_layout, template
 from explorer.figures.schedules import FONT
 
 CURVE_POINTS = 600
@@ -92,8 +91,9 @@ def likelihood_label(t: int) -> str:
     return f"likelihood √α<sub>{t}</sub>·q(x<sub>{t}</sub> | x<sub>{p}</sub>=y): normalised in y (area 1)"
 
 
-def _curve(values: np.ndarray, y: np.ndarray, name: str, colour: str, dash: str) -> go.Scatter:
-    return go.Scatter(
+def _curve(values: np.ndarray, y: np.ndarray, name: str, colour: str, dash: str) -> dict:
+    return dict(
+        type="scatter",
         x=y.astype(np.float32),
         y=np.asarray(values, dtype=np.float32),
         name=name,
@@ -102,30 +102,33 @@ def _curve(values: np.ndarray, y: np.ndarray, name: str, colour: str, dash: str)
     )
 
 
-def gaussian_product_figure(curves: GaussianProduct, t: int) -> go.Figure:
+def _point_mass(curves: GaussianProduct, t: int) -> dict:
+    """The vertical line of δ(y − x₀), with an arrow head that says: unbounded."""
+    mass, p = curves.point_mass, previous_t(t)
+    heights = [] if curves.likelihood is None else [float(np.nanmax(curves.likelihood))]
+    top = 1.1 * max([*heights, 1.0])
+    return dict(
+        type="scatter",
+        x=[mass, mass],
+        y=[0.0, top],
+        name=f"prior q(x<sub>{p}</sub>=y | x₀) = δ(y − x₀) = posterior: point mass at x₀ = {mass:.3g}",
+        mode="lines+markers",
+        marker=dict(symbol=["circle", "triangle-up"], size=[1, 12], color="black"),
+        line=dict(color="black", width=3),
+    )
+
+
+def gaussian_product_figure(curves: GaussianProduct, t: int) -> PlainFigure:
     """The 1-D view: likelihood × prior = posterior, each curve a density in y = x_{t−1}.
 
     At t = 1 the prior and the posterior are the point mass δ(y − x₀), drawn as a vertical line; no product curve.
     When α_t = 0 the likelihood is flat in y: said in the title, and the product is the prior.
     """
-    figure, p = go.Figure(), previous_t(t)
-    y = curves.y
+    p, y, traces = previous_t(t), curves.y, []
     if curves.likelihood is not None:
-        figure.add_trace(_curve(curves.likelihood, y, likelihood_label(t), "#1f77b4", "dot"))
+        traces.append(_curve(curves.likelihood, y, likelihood_label(t), "#1f77b4", "dot"))
     if curves.point_mass is not None:
-        mass = curves.point_mass
-        heights = [] if curves.likelihood is None else [float(np.nanmax(curves.likelihood))]
-        top = 1.1 * max([*heights, 1.0])  # the arrow head says: unbounded
-        figure.add_trace(
-            go.Scatter(
-                x=[mass, mass],
-                y=[0.0, top],
-                name=f"prior q(x<sub>{p}</sub>=y | x₀) = δ(y − x₀) = posterior: point mass at x₀ = {mass:.3g}",
-                mode="lines+markers",
-                marker=dict(symbol=["circle", "triangle-up"], size=[1, 12], color="black"),
-                line=dict(color="black", width=3),
-            )
-        )
+        traces.append(_point_mass(curves, t))
         title = f"One pixel at t = {t}: the prior is δ(y − x₀), so the posterior is the point mass at x₀"
     else:
         product_name = "likelihood × prior, normalised"
@@ -136,23 +139,22 @@ def gaussian_product_figure(curves: GaussianProduct, t: int) -> go.Figure:
             (curves.product, product_name, "#ff7f0e", "solid"),
             (curves.posterior, f"posterior N(μ̃={curves.mean:.3g}, β̃={curves.variance:.3g})", "black", "dashdot"),
         )
-        for values, name, colour, dash in styles:
-            figure.add_trace(_curve(values, y, name, colour, dash))
+        traces += [_curve(values, y, name, colour, dash) for values, name, colour, dash in styles]
         title = f"One pixel at t = {t}: the posterior is the product of two Gaussians"
         if curves.likelihood_is_flat:
             flat = f"α<sub>{t}</sub> = 0, the likelihood is flat in y (not drawn)"
             title = f"One pixel at t = {t}: {flat}; posterior = prior"
-    figure.update_layout(
-        title=title,
-        xaxis_title=f"y = x<sub>{p}</sub>",
-        yaxis_title="density in y",
+    layout = dict(
+        title=dict(text=title),
+        xaxis=dict(title=dict(text=f"y = x<sub>{p}</sub>")),
+        yaxis=dict(title=dict(text="density in y")),
         height=360,
         margin=dict(l=50, r=20, t=50, b=40),
         font=FONT,
-        template="plotly_white",
+        template=template(),
         legend=dict(x=0.01, y=0.99, bgcolor="rgba(255,255,255,0.7)"),
     )
-    return figure
+    return PlainFigure(traces, layout)
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,19 @@ class DensityPanel:
     density: np.ndarray
 
 
+def _marker(point: np.ndarray, name: str, symbol: str, axes: dict, legend: bool) -> dict:
+    return dict(
+        type="scatter",
+        x=[float(point[0])],
+        y=[float(point[1])],
+        mode="markers",
+        name=name,
+        showlegend=legend,
+        marker=dict(symbol=symbol, size=12, color="white", line=dict(width=1.5, color="red")),
+        **axes,
+    )
+
+
 def reverse_density_figure(
     xs: np.ndarray,
     ys: np.ndarray,
@@ -171,68 +186,64 @@ def reverse_density_figure(
     x_t: np.ndarray,
     x0: np.ndarray,
     data: np.ndarray | None = None,
-) -> go.Figure:
+) -> PlainFigure:
     """Heatmaps side by side on the same axes, with x_t (×), x₀ (★) and faint data points on each."""
-    figure = make_subplots(
-        rows=1, cols=len(panels), subplot_titles=[p.title for p in panels], shared_yaxes=True, horizontal_spacing=0.03
-    )
+    layout = subplot_layout(1, len(panels), [p.title for p in panels], shared_yaxes=True, horizontal_spacing=0.03)
+    x, y, traces = xs.astype(np.float32), ys.astype(np.float32), []
     for column, panel in enumerate(panels, start=1):
-        figure.add_trace(
-            go.Heatmap(
-                x=xs.astype(np.float32),
-                y=ys.astype(np.float32),
+        axes = dict(xaxis=f"x{axis_suffix(column)}", yaxis=f"y{axis_suffix(column)}")
+        traces.append(
+            dict(
+                type="heatmap",
+                x=x,
+                y=y,
                 z=np.asarray(panel.density, dtype=np.float32),
-                colorscale="Viridis",
+                colorscale=colorscale("Viridis"),
                 showscale=False,
                 hovertemplate="(%{x:.2f}, %{y:.2f}) density %{z:.3g}<extra></extra>",
-            ),
-            row=1,
-            col=column,
+                **axes,
+            )
         )
         if data is not None:
-            figure.add_trace(
-                go.Scatter(
+            faint = dict(size=2, color="rgba(255,255,255,0.35)")
+            traces.append(
+                dict(
+                    type="scatter",
                     x=data[:, 0],
                     y=data[:, 1],
                     mode="markers",
-                    marker=dict(size=2, color="rgba(255,255,255,0.35)"),
+                    marker=faint,
                     showlegend=False,
                     hoverinfo="skip",
-                ),
-                row=1,
-                col=column,
+                    **axes,
+                )
             )
-        for point, name, symbol in ((x_t, "x_t", "x"), (x0, "x₀", "star")):
-            figure.add_trace(
-                go.Scatter(
-                    x=[float(point[0])],
-                    y=[float(point[1])],
-                    mode="markers",
-                    name=name,
-                    showlegend=column == 1,
-                    marker=dict(symbol=symbol, size=12, color="white", line=dict(width=1.5, color="red")),
-                ),
-                row=1,
-                col=column,
-            )
-    figure.update_xaxes(range=[float(xs[0]), float(xs[-1])], constrain="domain")
-    figure.update_yaxes(range=[float(ys[0]), float(ys[-1])])
-    figure.update_layout(
+        traces += [_marker(x_t, "x_t", "x", axes, column == 1), _marker(x0, "x₀", "star", axes, column == 1)]
+    for name in axis_names(layout, "x"):
+        layout[name].update(range=[float(xs[0]), float(xs[-1])], constrain="domain")
+    for name in axis_names(layout, "y"):
+        layout[name]["range"] = [float(ys[0]), float(ys[-1])]
+    for annotation in layout["annotations"]:
+        annotation["font"]["size"] = 14
+    layout.update(
         height=420,
         margin=dict(l=40, r=20, t=60, b=50),
         font=FONT,
-        template="plotly_white",
+        template=template(),
         legend=dict(orientation="h", y=-0.12),
     )
-    figure.update_annotations(font_size=14)
-    return figure
+    return PlainFigure(traces, layout)
 
 
-def message_figure(text: str) -> go.Figure:
+def message_figure(text: str) -> PlainFigure:
     """An empty figure that says why there is nothing to draw (never a broken plot)."""
-    figure = go.Figure()
-    figure.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=16))
-    figure.update_layout(
-        height=200, xaxis=dict(visible=False), yaxis=dict(visible=False), template="plotly_white", font=FONT
+    note = dict(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=16))
+    layout = dict(
+        annotations=[note],
+        height=200,
+        xaxis=dict(visible=False),
+        yaxis=dict(visible=False),
+        template=template(),
+        font=FONT,
     )
-    return figure
+    return PlainFigure([], layout)

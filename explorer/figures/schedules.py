@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from explorer.diffusion.indexing import paper_t, timestep_of
 from explorer.diffusion.schedules import Schedule
+from explorer.figures.plain import PlainFigure, axis_names, axis_suffix, subplot_layout, template
 from explorer.validation import parse_mode
 
 MAX_POINTS = 500
@@ -85,118 +84,114 @@ _PANELS = (
 )
 
 
+def _shape_at(position: float, panel: int) -> dict:
+    """A dotted vertical line at x = position across panel `panel` (1-based)."""
+    suffix = axis_suffix(panel)
+    line = dict(color="black", dash="dot", width=1)
+    return dict(
+        type="line", x0=position, x1=position, y0=0, y1=1, xref=f"x{suffix}", yref=f"y{suffix} domain", line=line
+    )
+
+
+def _line(colour: int, label: str, x, y, panel: int, dashed: bool = False, first: bool = False) -> dict:
+    """One schedule curve on panel `panel`; only the first curve of a schedule shows in the legend."""
+    return dict(
+        type="scatter",
+        x=x,
+        y=y,
+        mode="lines",
+        name=label,
+        legendgroup=label,
+        showlegend=first,
+        line=dict(color=COLOURS[colour % len(COLOURS)], dash="dash" if dashed else "solid", width=2),
+        xaxis=f"x{axis_suffix(panel)}",
+        yaxis=f"y{axis_suffix(panel)}",
+        hovertemplate="%{x:.4g}, %{y:.4g}<extra>" + label + "</extra>",
+    )
+
+
+def _schedule_traces(k: int, item: LabelledSchedule, axis: XAxis, t: int) -> list[dict]:
+    """The eight curves of schedule number k (0-based) on panels 1–5."""
+    s, label = item.schedule, item.label
+    index = thin(s.num_train_timesteps, keep=[timestep_of(t)])
+    x = _x_values(s, axis, index)
+    keep = index[index > 0]  # β̃_1 = 0 has no place on a log axis
+    x_keep = _x_values(s, axis, keep)
+    return [
+        _line(k, label, x, _finite(s.betas[index]), 1, first=True),
+        _line(k, label, x_keep, _finite(s.posterior_variance[keep]), 1, dashed=True),
+        _line(k, label, x, _finite(s.alphas_cumprod[index]), 2),
+        _line(k, label, x, _finite(s.sqrt_alphas_cumprod[index]), 3),
+        _line(k, label, x, _finite(s.sqrt_one_minus_alphas_cumprod[index]), 3, dashed=True),
+        _line(k, label, x, _finite(s.log_snr[index]), 4),
+        # Log axis: the weight of x₀ sits near 10⁻³ for most t; the weight of x_t is 0 at t = 1 (a gap there).
+        _line(k, label, x, _positive(s.posterior_mean_coef_x0[index]), 5),
+        _line(k, label, x_keep, _positive(s.posterior_mean_coef_xt[keep]), 5, dashed=True),
+    ]
+
+
+def _visited_traces(first: Schedule, axis: XAxis, visited: Mapping[str, np.ndarray]) -> list[dict]:
+    """Per spacing: its steps as markers on the first schedule's log-SNR curve and in a strip of their own."""
+    traces = []
+    for row, (spacing, steps) in enumerate(visited.items()):
+        steps = np.asarray(steps, dtype=np.int64)
+        x = _x_values(first, axis, steps)
+        marker = dict(
+            symbol=SPACING_SYMBOLS.get(spacing, "circle"),
+            size=7,
+            color=COLOURS[3 + row % 3],
+            line=dict(width=1, color="black"),
+        )
+        text = [str(t) for t in paper_t(steps).tolist()]
+        shared = dict(type="scatter", x=x, mode="markers", legendgroup=spacing, marker=marker, text=text)
+        on_snr = f"t = %{{text}}<br>log SNR %{{y:.3g}}<extra>{spacing}</extra>"
+        name = f"{spacing} ({steps.size} steps)"
+        traces.append(
+            dict(shared, y=_finite(first.log_snr[steps]), name=name, xaxis="x4", yaxis="y4", hovertemplate=on_snr)
+        )
+        strip = f"t = %{{text}}<extra>{spacing}</extra>"
+        traces.append(
+            dict(shared, y=[spacing] * steps.size, showlegend=False, xaxis="x6", yaxis="y6", hovertemplate=strip)
+        )
+    return traces
+
+
 def schedule_figure(
     schedules: Sequence[LabelledSchedule],
     *,
     t: int,
     x_axis: str | XAxis = XAxis.T,
     visited: Mapping[str, np.ndarray] | None = None,
-) -> go.Figure:
+) -> PlainFigure:
     """Six panels of schedule tables, one colour per schedule, a dotted line at paper step t.
 
     `visited` maps a spacing name to the 0-based timesteps it visits (drawn on the first schedule's
-    log-SNR curve and in a strip of their own).
+    log-SNR curve and in a strip of their own). Built as plain data (see explorer.figures.plain).
     """
     axis = XAxis.parse(x_axis)
-    figure = make_subplots(rows=2, cols=3, subplot_titles=_PANELS, horizontal_spacing=0.07, vertical_spacing=0.16)
-    traces: list[go.Scatter] = []
-
-    def line(schedule_index: int, label: str, x, y, panel: int, dashed: bool = False, first: bool = False):
-        traces.append(
-            go.Scatter(
-                x=x,
-                y=y,
-                mode="lines",
-                name=label,
-                legendgroup=label,
-                showlegend=first,
-                line=dict(color=COLOURS[schedule_index % len(COLOURS)], dash="dash" if dashed else "solid", width=2),
-                xaxis=f"x{panel}",
-                yaxis=f"y{panel}",
-                hovertemplate="%{x:.4g}, %{y:.4g}<extra>" + label + "</extra>",
-            )
-        )
-
-    for k, item in enumerate(schedules):
-        s, label = item.schedule, item.label
-        index = thin(s.num_train_timesteps, keep=[timestep_of(t)])
-        x = _x_values(s, axis, index)
-        line(k, label, x, _finite(s.betas[index]), 1, first=True)
-        keep = index[index > 0]  # β̃_1 = 0 has no place on a log axis
-        line(k, label, _x_values(s, axis, keep), _finite(s.posterior_variance[keep]), 1, dashed=True)
-        line(k, label, x, _finite(s.alphas_cumprod[index]), 2)
-        line(k, label, x, _finite(s.sqrt_alphas_cumprod[index]), 3)
-        line(k, label, x, _finite(s.sqrt_one_minus_alphas_cumprod[index]), 3, dashed=True)
-        line(k, label, x, _finite(s.log_snr[index]), 4)
-        # Log axis: the weight of x₀ sits near 10⁻³ for most t; the weight of x_t is 0 at t = 1 (a gap there).
-        line(k, label, x, _positive(s.posterior_mean_coef_x0[index]), 5)
-        line(k, label, _x_values(s, axis, keep), _positive(s.posterior_mean_coef_xt[keep]), 5, dashed=True)
-
+    layout = subplot_layout(2, 3, list(_PANELS), horizontal_spacing=0.07, vertical_spacing=0.16)
+    traces = [trace for k, item in enumerate(schedules) for trace in _schedule_traces(k, item, axis, t)]
     if schedules and visited:
-        first = schedules[0].schedule
-        for row, (spacing, steps) in enumerate(visited.items()):
-            steps = np.asarray(steps, dtype=np.int64)
-            symbol = SPACING_SYMBOLS.get(spacing, "circle")
-            x = _x_values(first, axis, steps)
-            marker = dict(symbol=symbol, size=7, color=COLOURS[3 + row % 3], line=dict(width=1, color="black"))
-            traces.append(
-                go.Scatter(
-                    x=x,
-                    y=_finite(first.log_snr[steps]),
-                    mode="markers",
-                    name=f"{spacing} ({steps.size} steps)",
-                    legendgroup=spacing,
-                    marker=marker,
-                    xaxis="x4",
-                    yaxis="y4",
-                    hovertemplate="t = %{text}<br>log SNR %{y:.3g}<extra>" + spacing + "</extra>",
-                    text=paper_t(steps).astype(str),
-                )
-            )
-            traces.append(
-                go.Scatter(
-                    x=x,
-                    y=[spacing] * steps.size,
-                    mode="markers",
-                    showlegend=False,
-                    legendgroup=spacing,
-                    marker=marker,
-                    xaxis="x6",
-                    yaxis="y6",
-                    hovertemplate="t = %{text}<extra>" + spacing + "</extra>",
-                    text=paper_t(steps).astype(str),
-                )
-            )
-    figure.add_traces(traces)
-
+        traces += _visited_traces(schedules[0].schedule, axis, visited)
     if schedules:
         first = schedules[0].schedule
         position = _x_values(first, axis, np.array([timestep_of(min(t, first.num_train_timesteps))]))[0]
-        for panel in range(1, 7):
-            suffix = "" if panel == 1 else str(panel)
-            figure.add_shape(
-                type="line",
-                x0=float(position),
-                x1=float(position),
-                y0=0,
-                y1=1,
-                xref=f"x{suffix}",
-                yref=f"y{suffix} domain",
-                line=dict(color="black", dash="dot", width=1),
-            )
+        layout["shapes"] = [_shape_at(float(position), panel) for panel in range(1, 7)]
     title = {XAxis.T: "t (paper step, 1..T)", XAxis.T_OVER_T: "t/T", XAxis.BETA: "β<sub>t</sub>"}[axis]
-    figure.update_xaxes(title_text=title, title_standoff=4)
-    if axis is XAxis.BETA:
-        figure.update_xaxes(type="log", exponentformat="power")
-    figure.update_yaxes(type="log", exponentformat="power", row=1, col=1)
-    figure.update_yaxes(type="log", exponentformat="power", row=2, col=2)
-    figure.update_layout(
+    for name in axis_names(layout, "x"):
+        layout[name]["title"] = dict(text=title, standoff=4)
+        if axis is XAxis.BETA:
+            layout[name].update(type="log", exponentformat="power")
+    for name in ("yaxis", "yaxis5"):  # β and β̃; the posterior mean weights
+        layout[name].update(type="log", exponentformat="power")
+    for annotation in layout["annotations"]:
+        annotation["font"]["size"] = 12
+    layout.update(
         height=620,
         margin=dict(l=50, r=20, t=50, b=40),
         font=FONT,
         legend=dict(orientation="h", y=-0.1, x=0),
         hovermode="closest",
-        template="plotly_white",
+        template=template(),
     )
-    figure.update_annotations(font_size=12)
-    return figure
+    return PlainFigure(traces, layout)
