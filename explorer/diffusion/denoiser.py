@@ -31,11 +31,15 @@ from explorer.diffusion.tensors import TimestepLike
 
 @dataclass(frozen=True)
 class DenoiserOutput:
-    """One forward pass. prediction: [B, *sample_shape]; variance_values: the same shape, in [−1, 1],
-    for learned-variance models (`learned_range`), else None."""
+    """One step's model output. prediction: [B, *sample_shape] (the guided one for a conditional model);
+    variance_values: the same shape, in [−1, 1], for learned-variance models (`learned_range`), else None;
+    conditional, unconditional: a conditional model's two predictions in its own output space (both None for an
+    unconditional model; unconditional None when guidance scale ≤ 1 ran one pass)."""
 
     prediction: torch.Tensor
     variance_values: torch.Tensor | None = None
+    conditional: torch.Tensor | None = None
+    unconditional: torch.Tensor | None = None
 
 
 class Denoiser(ABC):

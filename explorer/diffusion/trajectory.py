@@ -18,7 +18,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.conditioning import Conditioning
+from explorer.diffusion.parameterization import Prediction, convert
 from explorer.diffusion.settings import SamplerSettings
 from explorer.diffusion.views import STEP_VIEWS, view_of
 
@@ -28,6 +29,8 @@ class Step:
     """One reverse step k, as CPU tensors [B, *shape] (std broadcastable: [B, 1, ..., 1] or [B, *shape]).
 
     x_prev == mean + std * noise holds exactly; timestep and prev_timestep are 0-based (−1 = the end).
+    A conditional model's step also keeps its conditional and unconditional predictions (model output space; the
+    unconditional one only when guidance ran a second pass), and a learned-variance model's variance values.
     """
 
     index: int
@@ -43,12 +46,16 @@ class Step:
     std: torch.Tensor
     noise: torch.Tensor
     x_prev: torch.Tensor
+    conditional: torch.Tensor | None = None
+    unconditional: torch.Tensor | None = None
+    variance_values: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
         tensors = (self.x_t, self.model_output, self.eps, self.x0, self.x0_clipped, self.v)
-        tensors += (self.mean, self.std, self.noise, self.x_prev)
-        return sum(t.numel() * t.element_size() for t in tensors)
+        tensors += (self.mean, self.std, self.noise, self.x_prev, self.conditional, self.unconditional)
+        tensors += (self.variance_values,)
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
 @dataclass(frozen=True)
@@ -59,9 +66,21 @@ class Trajectory(Sequence[Step]):
     prediction: Prediction
     settings: SamplerSettings
     steps: tuple[Step, ...]
+    conditioning: Conditioning | None = None  # a conditional model's prompt or class label and guidance
 
     def __len__(self) -> int:
         return len(self.steps)
+
+    def guidance_x0(self, index: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """x̂₀ of step `index`'s conditional and unconditional predictions ([B, *shape] each, None where not
+        recorded): what guidance moves the guided x̂₀ between. ᾱ is the run's schedule's at the step's timestep."""
+        step = self.steps[index]
+        a_t = float(self.settings.schedule.alphas_cumprod[step.timestep])
+
+        def x0_of(output: torch.Tensor | None) -> torch.Tensor | None:
+            return None if output is None else convert(output, self.prediction, Prediction.SAMPLE, step.x_t, a_t)
+
+        return x0_of(step.conditional), x0_of(step.unconditional)
 
     def __getitem__(self, index):  # type: ignore[override]
         return self.steps[index]

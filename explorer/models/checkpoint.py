@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,28 +31,23 @@ from explorer.diffusion.tensors import TimestepLike, as_timesteps
 from explorer.models.errors import CheckpointError as CheckpointError  # re-exported: explorer imports both from here
 from explorer.models.errors import CheckpointProblem as CheckpointProblem
 from explorer.models.errors import broken_files, missing_files, read_json, unsupported
+from explorer.models.pipelines import SCHEDULER
 from explorer.models.weights import check_weights
 
 MODEL_CLASSES = ("UNet2DModel", "PointDenoiserMLP")
-SCHEDULER_CLASSES = frozenset(
-    {
-        "DDPMScheduler",
-        "DDIMScheduler",
-        "PNDMScheduler",
-        "DDPMParallelScheduler",
-        "DDIMParallelScheduler",
-        "DPMSolverMultistepScheduler",
-        "DPMSolverSinglestepScheduler",
-        "DEISMultistepScheduler",
-        "UniPCMultistepScheduler",
-    }
-)
+SCHEDULER_CLASSES = SCHEDULER.classes  # discrete-time β schedules (explorer.models.pipelines)
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s'\"/]+/)*([^\s'\"/]*)")
 TEXT_COMPONENTS = ("text_encoder", "tokenizer")
 LATENT_COMPONENTS = ("vae", "vqvae", "movq")
 
-TEXT_CONDITIONED = "it is text-conditioned, and the explorer runs unconditional pixel-space models only"
-LATENT = "it is a latent diffusion model that needs a VAE decoder, and the explorer runs pixel-space models only"
+TEXT_CONDITIONED = (
+    "it is text-conditioned, and text-conditioned checkpoints load only in the Stable Diffusion pipeline layout "
+    "(a model_index.json naming StableDiffusionPipeline)"
+)
+LATENT = (
+    "it is a latent diffusion model, and latent checkpoints load only in a pipeline layout whose model_index.json "
+    "names LDMPipeline, StableDiffusionPipeline or DiTPipeline"
+)
 
 
 @dataclass(frozen=True)
@@ -119,7 +116,7 @@ def check_model_config(config: dict[str, Any], name: str) -> None:
     if class_name not in MODEL_CLASSES:
         raise unsupported(name, f"its model class {class_name!r} is not one of {', '.join(MODEL_CLASSES)}")
     if config.get("num_class_embeds") is not None or config.get("class_embed_type") is not None:
-        raise unsupported(name, "it is class-conditional, and the explorer runs unconditional models only")
+        raise unsupported(name, "it is class-conditional, and class-conditional checkpoints load only as a DiTPipeline")
     if config.get("time_embedding_type", "positional") != "positional":
         raise unsupported(name, "it takes a continuous noise level (Fourier time embedding), not DDPM timesteps")
 
@@ -182,16 +179,7 @@ class ModuleDenoiser(Denoiser):
         return self.sample_shape[-1] if len(self.sample_shape) == 3 else None
 
     def predict(self, x_t: torch.Tensor, timestep: TimestepLike) -> DenoiserOutput:
-        if tuple(x_t.shape[1:]) != self.sample_shape:
-            raise ValueError(
-                f"x_t must have shape [B, {', '.join(map(str, self.sample_shape))}]; got {tuple(x_t.shape)}"
-            )
-        steps = as_timesteps(timestep, self.schedule.num_train_timesteps)
-        batch = x_t.shape[0]
-        if steps.ndim == 0:
-            steps = steps.expand(batch)  # [B]
-        elif steps.shape[0] != batch:
-            raise ValueError(f"got {steps.shape[0]} per-sample timesteps for a batch of {batch} samples")
+        steps = batch_timesteps(x_t, timestep, self.sample_shape, self.schedule.num_train_timesteps)
         with torch.inference_mode():
             output = self.module(x_t.to(device=self.device, dtype=self.dtype), steps.to(self.device))
         output = output[0] if isinstance(output, tuple) else getattr(output, "sample", output)
@@ -202,6 +190,21 @@ class ModuleDenoiser(Denoiser):
             return DenoiserOutput(prediction=output)
         prediction, variance_values = output.split(self.sample_shape[0], dim=1)  # [B, C, H, W] each
         return DenoiserOutput(prediction=prediction, variance_values=variance_values)
+
+
+def batch_timesteps(
+    x_t: torch.Tensor, timestep: TimestepLike, sample_shape: tuple[int, ...], num_train_timesteps: int
+) -> torch.Tensor:
+    """Check x_t against [B, *sample_shape] and return one 0-based timestep per sample ([B], from an int or [B])."""
+    if tuple(x_t.shape[1:]) != sample_shape:
+        raise ValueError(f"x_t must have shape [B, {', '.join(map(str, sample_shape))}]; got {tuple(x_t.shape)}")
+    steps = as_timesteps(timestep, num_train_timesteps)
+    batch = x_t.shape[0]
+    if steps.ndim == 0:
+        return steps.expand(batch)  # [B]
+    if steps.shape[0] != batch:
+        raise ValueError(f"got {steps.shape[0]} per-sample timesteps for a batch of {batch} samples")
+    return steps
 
 
 def variance_type_of(scheduler: dict[str, Any], learned_variance: bool, name: str) -> VarianceType:
@@ -216,7 +219,7 @@ def variance_type_of(scheduler: dict[str, Any], learned_variance: bool, name: st
     return VarianceType.parse(value.removesuffix("_log"))
 
 
-_IMPORT_LOCK = threading.Lock()
+IMPORT_LOCK = threading.Lock()  # diffusers' lazy first import is not thread-safe
 
 
 def _module_class(class_name: str) -> type:
@@ -224,7 +227,7 @@ def _module_class(class_name: str) -> type:
 
     Under a lock: diffusers' lazy first import is not thread-safe (two first loads at once raised ImportError).
     """
-    with _IMPORT_LOCK:
+    with IMPORT_LOCK:
         if class_name == "PointDenoiserMLP":
             from explorer.models.mlp import PointDenoiserMLP
 
@@ -240,7 +243,7 @@ def load_folder(
     """Load the checkpoint in `folder` (already on disk) onto `device` in `dtype`, from safetensors only."""
     layout = read_layout(folder, name)
     variant = check_weights(layout.model_folder, name)
-    try:
+    with library_errors(name):
         module = _module_class(layout.model_class).from_pretrained(
             str(layout.model_folder),
             use_safetensors=True,  # never fall back to pickled .bin weights
@@ -249,6 +252,14 @@ def load_folder(
             torch_dtype=dtype,
         )
         return ModuleDenoiser(module.to(device), layout, name=name, description=description)
+
+
+@contextmanager
+def library_errors(name: str) -> Iterator[None]:
+    """Turn what diffusers or transformers raise on unreadable or mismatched files into one `broken_files`
+    sentence that shows no server path; CheckpointErrors pass through."""
+    try:
+        yield
     except CheckpointError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:

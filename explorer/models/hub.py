@@ -23,10 +23,11 @@ import httpx2
 
 from explorer.models.checkpoint import read_layout
 from explorer.models.errors import MAX_CONFIG_BYTES, CheckpointError, CheckpointProblem, read_json
-from explorer.models.weights import check_weight_size, plan_weights
+from explorer.models.pipelines import TOKENIZER_PATTERNS, read_pipeline
+from explorer.models.weights import WEIGHTS_STEM, check_weight_size, plan_weights
 
 CONFIG_FILES = ("model_index.json", "config.json", "scheduler_config.json", "unet/config.json")
-REFUSED_MARKERS = ("text_encoder/config.json", "vae/config.json", "vqvae/config.json")  # to refuse before weights
+COMPONENT_CONFIGS = tuple(f"{part}/config.json" for part in ("text_encoder", "vae", "vqvae", "transformer"))
 SCHEDULER_FILES = ("scheduler/scheduler_config.json",)
 WEIGHT_PATTERNS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*index*.json")  # cache only
 HUB_TIMEOUT_SECONDS = 10.0  # one request
@@ -197,21 +198,53 @@ def _repo_files(repo_id: str, revision: str | None) -> dict[str, int | None] | N
     return {sibling.rfilename: sibling.size for sibling in info.siblings}
 
 
+def cached_snapshot(repo_id: str, patterns: list[str]) -> Path | None:
+    """The local cache's snapshot of `repo_id` (files matching `patterns`), never downloading; None when absent."""
+    try:
+        return _snapshot(repo_id, None, patterns, cache_only=True)
+    except CheckpointError:
+        return None
+
+
 def fetch_hub_checkpoint(repo_id: str, revision: str | None = None) -> Path:
     """Download a Hub checkpoint's configs, check them, then its safetensors weights; return the local folder.
 
     Before any weights are downloaded, the repo's file list decides what a load reads: a shard index is
-    downloaded alone and may name only .safetensors files the repo has, and the files' listed sizes must fit in
-    `max_weight_bytes()`. Only those files are downloaded. When the Hub cannot be reached, the cache is used as
-    it is; the loader checks the files on disk in every case.
+    downloaded alone and may name only .safetensors files the repo has, and the listed sizes of every component's
+    weights together must fit in `max_weight_bytes()`. Only those files (and a pipeline's tokenizer files) are
+    downloaded. When the Hub cannot be reached, the cache is used as it is; the loader checks the files on disk in
+    every case.
     """
-    configs = _snapshot(repo_id, revision, [*CONFIG_FILES, *SCHEDULER_FILES, *REFUSED_MARKERS])
-    layout = read_layout(configs, repo_id)  # refuses text-conditioned, latent and unknown models before any weights
+    configs = _snapshot(repo_id, revision, [*CONFIG_FILES, *SCHEDULER_FILES, *COMPONENT_CONFIGS])
     pinned = configs.name if re.fullmatch(r"[0-9a-f]{40}", configs.name) else revision
-    prefix = "" if layout.model_folder == configs else f"{layout.model_folder.name}/"
+    spec = read_pipeline(configs, repo_id)  # refuses custom pipelines, remote code and unknown families
+    if spec is not None:
+        folders = {f"{part}/": stem for part, stem in spec.weight_folders().items()}
+        extra = TOKENIZER_PATTERNS if "tokenizer" in spec.classes else ()
+    else:
+        layout = read_layout(configs, repo_id)  # refuses what the explorer cannot run before any weights
+        folders = {"" if layout.model_folder == configs else f"{layout.model_folder.name}/": WEIGHTS_STEM}
+        extra = ()
     listing = _repo_files(repo_id, pinned)
     if listing is None:  # offline, or a silent Hub
-        return _snapshot(repo_id, pinned, [prefix + pattern for pattern in WEIGHT_PATTERNS], cache_only=True)
+        patterns = [
+            f"{prefix}{stem}{tail}" for prefix, stem in folders.items() for tail in ("*.safetensors", "*index*.json")
+        ]
+        return _snapshot(repo_id, pinned, [*patterns, *extra], cache_only=True)
+    files: list[str] = []
+    total = 0
+    for prefix, stem in folders.items():
+        planned, size = _plan_folder(repo_id, pinned, listing, prefix, stem)
+        files += planned
+        total += size
+    check_weight_size(total, repo_id)
+    return _snapshot(repo_id, pinned, [*files, *extra])
+
+
+def _plan_folder(
+    repo_id: str, pinned: str | None, listing: dict[str, int | None], prefix: str, stem: str
+) -> tuple[list[str], int]:
+    """The weight files (repo paths) a load of the folder `prefix` reads, from the repo's listing, and their size."""
     sizes = {
         path.removeprefix(prefix): size
         for path, size in listing.items()
@@ -226,6 +259,5 @@ def fetch_hub_checkpoint(repo_id: str, revision: str | None = None) -> Path:
         folder = _snapshot(repo_id, pinned, [prefix + index])
         return read_json(folder / prefix / index, repo_id)
 
-    plan = plan_weights(sizes, repo_id, read_index)
-    check_weight_size(sum(sizes[file] or 0 for file in plan.files), repo_id)
-    return _snapshot(repo_id, pinned, [prefix + file for file in (*plan.index_files, *plan.files)])
+    plan = plan_weights(sizes, repo_id, read_index, stem)
+    return [prefix + file for file in (*plan.index_files, *plan.files)], sum(sizes[file] or 0 for file in plan.files)

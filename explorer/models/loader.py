@@ -11,16 +11,20 @@ from pathlib import Path
 
 import torch
 
+from explorer.diffusion.denoiser import Denoiser
 from explorer.models import refs
 from explorer.models.cache import ModelCache
-from explorer.models.checkpoint import ModuleDenoiser, load_folder
+from explorer.models.checkpoint import load_folder
 from explorer.models.device import pick_device, weight_dtype
 from explorer.models.errors import CheckpointError, CheckpointProblem
 from explorer.models.hub import fetch_hub_checkpoint
+from explorer.models.latent import load_pipeline
+from explorer.models.pipelines import read_pipeline
 from explorer.models.refs import Source, resolve_ref
 
 MAX_CACHED_MODELS = 4
-MODEL_CACHE: ModelCache[ModuleDenoiser] = ModelCache(MAX_CACHED_MODELS)
+COMPONENT_FOLDERS = ("unet", "scheduler", "vae", "vqvae", "transformer", "text_encoder", "tokenizer")
+MODEL_CACHE: ModelCache[Denoiser] = ModelCache(MAX_CACHED_MODELS)
 
 
 def clear_cache() -> None:
@@ -35,7 +39,7 @@ def load(
     revision: str | None = None,
     dtype: str | torch.dtype | None = None,
     allow_local: bool = False,
-) -> ModuleDenoiser:
+) -> Denoiser:
     """Load a denoiser: a bundled checkpoint's name, a Hub id "owner/name" (at `revision`), or a local folder.
 
     `device` None picks cuda, then mps, then cpu; `dtype` None means float32. Local folders need
@@ -46,23 +50,34 @@ def load(
     target, precision = pick_device(device), weight_dtype(dtype)
     key = (source, identifier, revision, str(target), str(precision))
 
-    def loader() -> ModuleDenoiser:
+    def loader() -> Denoiser:
         if source is Source.LOCAL:
             return load_local(Path(identifier), typed=str(ref), device=target, dtype=precision)
         if source is Source.HUB:
             folder, description = fetch_hub_checkpoint(identifier, revision), f"Hub checkpoint {identifier}"
         else:
             folder, description = refs.PRETRAINED_DIR / identifier, f"bundled checkpoint {identifier}"
-        return load_folder(folder, name=identifier, device=target, dtype=precision, description=description)
+        return load_checkpoint(folder, name=identifier, device=target, dtype=precision, description=description)
 
     return MODEL_CACHE.get_or_load(key, loader)
+
+
+def load_checkpoint(
+    folder: Path, *, name: str, device: torch.device, dtype: torch.dtype, description: str = ""
+) -> Denoiser:
+    """Load the checkpoint in `folder` (on disk): a latent or conditional pipeline (`explorer.models.latent`) when
+    its model_index.json names one, else a pixel checkpoint (`explorer.models.checkpoint`)."""
+    spec = read_pipeline(folder, name)
+    if spec is not None:
+        return load_pipeline(folder, spec, name=name, device=device, dtype=dtype, description=description)
+    return load_folder(folder, name=name, device=device, dtype=dtype, description=description)
 
 
 # Refusals that are about the path rather than about a checkpoint found there: all read as `refs.LOCAL_UNLOADABLE`.
 _PATH_PROBLEMS = (CheckpointProblem.NOT_FOUND, CheckpointProblem.MISSING_FILES, CheckpointProblem.BROKEN_FILES)
 
 
-def load_local(folder: Path, *, typed: str, device: torch.device, dtype: torch.dtype) -> ModuleDenoiser:
+def load_local(folder: Path, *, typed: str, device: torch.device, dtype: torch.dtype) -> Denoiser:
     """Load the checkpoint folder at `folder` (resolved; `typed` is what the user typed).
 
     A path that is not a readable folder holding a checkpoint, or whose files link outside it, gets the one
@@ -73,7 +88,7 @@ def load_local(folder: Path, *, typed: str, device: torch.device, dtype: torch.d
     try:
         if not folder.is_dir() or _links_outside(folder):
             raise refs.local_unloadable()
-        return load_folder(folder, name=name, device=device, dtype=dtype, description=f"local checkpoint {name}")
+        return load_checkpoint(folder, name=name, device=device, dtype=dtype, description=f"local checkpoint {name}")
     except CheckpointError as error:
         if error.problem in _PATH_PROBLEMS:
             raise refs.local_unloadable() from None
@@ -83,10 +98,10 @@ def load_local(folder: Path, *, typed: str, device: torch.device, dtype: torch.d
 
 
 def _links_outside(folder: Path) -> bool:
-    """True when an entry of `folder`, or of its unet/ and scheduler/ folders, resolves to a path outside it."""
+    """True when an entry of `folder`, or of its component folders, resolves to a path outside it."""
     root = folder.resolve(strict=True)
     entries = list(root.iterdir())
-    for component in ("unet", "scheduler"):
+    for component in COMPONENT_FOLDERS:
         if (root / component).is_dir():
             entries += list((root / component).iterdir())
     return any(not entry.resolve().is_relative_to(root) for entry in entries)

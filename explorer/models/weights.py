@@ -32,17 +32,24 @@ from explorer.models.errors import CheckpointError, CheckpointProblem, broken_fi
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, and torch.save's zip archive
 WEIGHTS_STEM = "diffusion_pytorch_model"
-# Per diffusers variant, in the order diffusers looks: shard indexes (its current name, its legacy name, and the name
-# this app used to look for), then the single weights file. An index, when present, is what diffusers reads.
-WEIGHT_ENTRIES: dict[str | None, tuple[str, ...]] = {
-    None: ("diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.safetensors"),
-    "fp16": (
-        "diffusion_pytorch_model.safetensors.index.fp16.json",
-        "diffusion_pytorch_model.safetensors.fp16.index.json",
-        "diffusion_pytorch_model.fp16.safetensors.index.json",
-        "diffusion_pytorch_model.fp16.safetensors",
-    ),
-}
+
+
+def weight_entries(stem: str = WEIGHTS_STEM) -> dict[str | None, tuple[str, ...]]:
+    """Per variant, in the order diffusers (stem diffusion_pytorch_model) and transformers (stem model) look: shard
+    indexes (the current name, the legacy name, and the name this app used to look for), then the single weights
+    file. An index, when present, is what the library reads."""
+    return {
+        None: (f"{stem}.safetensors.index.json", f"{stem}.safetensors"),
+        "fp16": (
+            f"{stem}.safetensors.index.fp16.json",
+            f"{stem}.safetensors.fp16.index.json",
+            f"{stem}.fp16.safetensors.index.json",
+            f"{stem}.fp16.safetensors",
+        ),
+    }
+
+
+WEIGHT_ENTRIES = weight_entries()
 MAX_WEIGHT_BYTES = 2 << 30  # the default; EXPLORER_MAX_WEIGHT_BYTES overrides it, read at each load
 MAX_HEADER_BYTES = 16 << 20  # a safetensors header (tensor names, shapes, offsets) is kilobytes for these models
 _SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -109,14 +116,16 @@ def index_shards(index: dict[str, Any], index_name: str, name: str) -> tuple[str
     return tuple(shards)
 
 
-def plan_weights(names: Collection[str], name: str, read_index: Callable[[str], dict[str, Any]]) -> WeightPlan:
+def plan_weights(
+    names: Collection[str], name: str, read_index: Callable[[str], dict[str, Any]], stem: str = WEIGHTS_STEM
+) -> WeightPlan:
     """What a diffusers load of a folder holding `names` reads, found as diffusers finds it (an index first).
 
     `read_index(index_name)` returns an index's JSON (from the disk, or downloaded alone from the Hub). Refuses
     indexes that name pickles or files outside the folder, shards that are not there, and folders whose only
     weights are pickled; nothing is ever unpickled.
     """
-    for variant, (*indexes, single) in WEIGHT_ENTRIES.items():
+    for variant, (*indexes, single) in weight_entries(stem).items():
         present = tuple(index for index in indexes if index in names)
         if present:
             shards = sorted({shard for index in present for shard in index_shards(read_index(index), index, name)})
@@ -133,7 +142,7 @@ def plan_weights(names: Collection[str], name: str, read_index: Callable[[str], 
             f"{name!r} has only pickled weights ({', '.join(pickles[:3])}), which can run arbitrary code when "
             "loaded, and the explorer loads safetensors weights only.",
         )
-    raise missing_files(name, f"its weights ({WEIGHTS_STEM}.safetensors)")
+    raise missing_files(name, f"its weights ({stem}.safetensors)")
 
 
 def check_safetensors_file(path: Path, name: str) -> None:
@@ -159,19 +168,33 @@ def check_safetensors_file(path: Path, name: str) -> None:
     raise broken_files(name, f"{path.name} is not a safetensors file")
 
 
-def check_weights(model_folder: Path, name: str) -> str | None:
-    """Check on disk every weight file a load of `model_folder` may read; return the diffusers variant to load.
+def check_weights(model_folder: Path, name: str, stem: str = WEIGHTS_STEM) -> str | None:
+    """Check on disk every weight file a load of `model_folder` may read; return the variant to load.
 
-    Every shard index (diffusers' names, and any other `diffusion_pytorch_model*index*.json`) must name plain
-    .safetensors files; every .safetensors file must have a safetensors header; the files read must fit in
-    `max_weight_bytes()`. Run just before diffusers sees the folder.
+    Every shard index (the library's names, and any other `<stem>*index*.json`) must name plain .safetensors files;
+    every .safetensors file must have a safetensors header; the files read must fit in `max_weight_bytes()`. Run
+    just before diffusers (or transformers) sees the folder.
     """
+    variant, size = check_folder_weights(model_folder, name, stem)
+    check_weight_size(size, name)
+    return variant
+
+
+def check_folder_weights(model_folder: Path, name: str, stem: str = WEIGHTS_STEM) -> tuple[str | None, int]:
+    """`check_weights` without the size limit: the variant to load and the bytes a load of the folder reads."""
     names = {path.name for path in model_folder.iterdir()} if model_folder.is_dir() else set()
-    plan = plan_weights(names, name, lambda index: read_json(model_folder / index, name))
+    plan = plan_weights(names, name, lambda index: read_json(model_folder / index, name), stem)
     for index in sorted(names - set(plan.index_files)):
-        if index.startswith(WEIGHTS_STEM) and index.endswith(".json") and "index" in index:
+        if index.startswith(stem) and index.endswith(".json") and "index" in index:
             index_shards(read_json(model_folder / index, name), index, name)
     for weights in sorted(n for n in names if n.endswith(".safetensors")):
         check_safetensors_file(model_folder / weights, name)
-    check_weight_size(sum((model_folder / file).stat().st_size for file in plan.files), name)
-    return plan.variant
+    return plan.variant, sum((model_folder / file).stat().st_size for file in plan.files)
+
+
+def check_pipeline_weights(folder: Path, stems: dict[str, str], name: str) -> dict[str, str | None]:
+    """Check every weight folder of a pipeline (component folder -> weight stem) as `check_weights` does, with one
+    size limit for all of them together; return each component's variant."""
+    checked = {component: check_folder_weights(folder / component, name, stem) for component, stem in stems.items()}
+    check_weight_size(sum(size for _, size in checked.values()), name)
+    return {component: variant for component, (variant, _) in checked.items()}

@@ -1,0 +1,308 @@
+"""Latent and conditional checkpoints as denoisers: Stable Diffusion 1.x/2.x, LDM (VQ) and DiT (class labels).
+
+`LatentDenoiser` is a `Denoiser` whose samples are latents [B, C, h, w]: called with x_t and diffusers' 0-based
+timestep it returns the (guided) prediction in the checkpoint's own space, exactly as the family's diffusers pipeline
+computes it inside its loop:
+
+    family             forward pass (B samples)                                   guided when w > 1
+    stable_diffusion   unet(x, t, encoder_hidden_states=CLIP(prompt))             batch [uncond; cond] of 2B
+    ldm                unet(x, t)                                                 never (unconditional)
+    dit                transformer(x, t, class_labels=y)[:, :C] (ε̂; [:, C:] σ)    batch [cond; null] of 2B
+
+`condition(Conditioning)` returns a denoiser bound to a prompt (encoded once) or a class label, sharing the modules;
+the guided prediction f_u + w (f_c − f_u) (`explorer.diffusion.conditioning`) is what the sampler steps with, and
+`DenoiserOutput.conditional` / `.unconditional` keep both. `decode(latents, decoder)` draws frames (`decoders`).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from explorer.diffusion.conditioning import Conditioning, guide, rescale_guidance
+from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
+from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.tensors import TimestepLike
+from explorer.models import decoders
+from explorer.models.checkpoint import (
+    IMPORT_LOCK,
+    batch_timesteps,
+    check_scheduler_config,
+    library_errors,
+    variance_type_of,
+)
+from explorer.models.decoders import Decoder
+from explorer.models.errors import broken_files, read_json, unsupported
+from explorer.models.pipelines import Family, PipelineSpec
+from explorer.models.weights import check_pipeline_weights
+
+DEFAULT_STEPS = 50  # what the families' diffusers pipelines default to
+DEFAULT_GUIDANCE = {Family.STABLE_DIFFUSION: 7.5, Family.LDM: 1.0, Family.DIT: 4.0}  # the pipelines' defaults
+
+
+@dataclass(frozen=True)
+class LatentParts:
+    """The loaded modules of a latent checkpoint (shared by every conditioned view of it)."""
+
+    network: torch.nn.Module  # UNet2DConditionModel, UNet2DModel or DiTTransformer2DModel
+    decoder: torch.nn.Module  # AutoencoderKL or VQModel
+    text_encoder: torch.nn.Module | None = None  # CLIPTextModel (stable_diffusion)
+    tokenizer: Any = None  # CLIPTokenizer (stable_diffusion)
+
+
+class LatentDenoiser(Denoiser):
+    """A latent (and possibly conditional) checkpoint. x_t: [B, C, h, w] latents; timestep 0-based (int or [B]).
+
+    Attributes beyond `Denoiser`'s: family, conditioning (what this view is bound to), guidance_scale (the scale
+    this view steps with), scaling_factor and vae_scale_factor (latent → pixel), image_shape (C, H, W) of a decoded
+    frame, num_classes (dit).
+    """
+
+    def __init__(
+        self, parts: LatentParts, spec: PipelineSpec, scheduler: dict[str, Any], *, name: str, description: str
+    ) -> None:
+        self.parts, self.family, self.name = parts, spec.family, name
+        config = parts.network.config
+        self.scheduler_config = dict(scheduler)
+        self.prediction = Prediction.parse(scheduler.get("prediction_type", "epsilon"))
+        self.schedule = Schedule.from_diffusers_config(scheduler)
+        self.clip_sample = bool(scheduler.get("clip_sample", True))  # diffusers' schedulers' default
+        self.latent_channels = int(config.in_channels)
+        size = config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        self.sample_shape = (self.latent_channels, int(height), int(width))
+        self.learned_variance = int(config.out_channels or self.latent_channels) == 2 * self.latent_channels
+        self.variance_type = variance_type_of(scheduler, self.learned_variance, name)
+        self.default_steps = DEFAULT_STEPS
+        self.default_guidance = DEFAULT_GUIDANCE[self.family]
+        self.num_classes = int(config.num_embeds_ada_norm) if self.family is Family.DIT else None
+        decoder_config = parts.decoder.config
+        self.scaling_factor = float(getattr(decoder_config, "scaling_factor", 1.0) or 1.0)
+        self.vae_scale_factor = 2 ** (len(decoder_config.block_out_channels) - 1)
+        self.image_shape = (
+            int(decoder_config.out_channels),
+            height * self.vae_scale_factor,
+            width * self.vae_scale_factor,
+        )
+        modules = [parts.network, parts.decoder] + ([parts.text_encoder] if parts.text_encoder is not None else [])
+        self.num_parameters = sum(p.numel() for module in modules for p in module.parameters())
+        self.description = description
+        self.conditioning = Conditioning()
+        self._embeddings: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()
+
+    # -- the denoiser contract --------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parts.network.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parts.network.parameters()).dtype
+
+    @property
+    def conditional(self) -> bool:
+        """True for families that take a prompt or a class label."""
+        return self.family in (Family.STABLE_DIFFUSION, Family.DIT)
+
+    @property
+    def guidance_scale(self) -> float:
+        """The guidance scale w this view steps with: the conditioning's, else the family's default (1 for dit
+        without a class label: the null class alone)."""
+        if self.family is Family.DIT and self.conditioning.class_label is None:
+            return 1.0
+        return self.conditioning.scale(self.default_guidance) if self.conditional else 1.0
+
+    def condition(self, conditioning: Conditioning) -> LatentDenoiser:
+        """This model bound to `conditioning` (prompt encoded once, here); the modules are shared, not copied."""
+        if not isinstance(conditioning, Conditioning):
+            raise TypeError(f"condition takes a Conditioning; got {type(conditioning).__name__}")
+        if not self.conditional and (conditioning.prompt or conditioning.negative_prompt or conditioning.class_label):
+            raise ValueError(f"{self.name} is an unconditional model and takes no prompt or class label")
+        if self.family is Family.STABLE_DIFFUSION and conditioning.class_label is not None:
+            raise ValueError(f"class_label: {self.name} is text-conditioned; give a prompt instead")
+        if self.family is Family.DIT and (conditioning.prompt or conditioning.negative_prompt):
+            raise ValueError(f"prompt: {self.name} is class-conditioned; give a class_label instead")
+        if (
+            self.family is Family.DIT
+            and conditioning.class_label is not None
+            and conditioning.class_label >= self.num_classes
+        ):
+            raise ValueError(
+                f"class_label must be a whole number in [0, {self.num_classes - 1}]; got {conditioning.class_label}"
+            )
+        bound = copy.copy(self)
+        bound.conditioning = conditioning
+        bound._embeddings, bound._lock = {}, threading.Lock()
+        if self.family is Family.STABLE_DIFFUSION:
+            bound._text_embeddings()  # encoded once, now
+        return bound
+
+    def predict(self, x_t: torch.Tensor, timestep: TimestepLike) -> DenoiserOutput:
+        steps = batch_timesteps(x_t, timestep, self.sample_shape, self.schedule.num_train_timesteps)
+        x = x_t.to(device=self.device, dtype=self.dtype)
+        steps = steps.to(self.device)
+        with torch.inference_mode():
+            if self.family is Family.STABLE_DIFFUSION:
+                conditional, unconditional, variance = *self._text_pass(x, steps), None
+            elif self.family is Family.DIT:
+                conditional, unconditional, variance = self._class_pass(x, steps)
+            else:
+                conditional, unconditional, variance = self.parts.network(x, steps).sample, None, None
+        back = torch.promote_types(x_t.dtype, torch.float32)
+
+        def out(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device=x_t.device, dtype=back).clone()
+
+        conditional, unconditional, variance = out(conditional), out(unconditional), out(variance)
+        prediction = conditional
+        if unconditional is not None:
+            prediction = guide(conditional, unconditional, self.guidance_scale)
+            prediction = rescale_guidance(prediction, conditional, self.conditioning.guidance_rescale)
+        return DenoiserOutput(
+            prediction=prediction,
+            variance_values=variance,
+            conditional=conditional if self.conditional else None,
+            unconditional=unconditional,
+        )
+
+    # -- the families' forward passes (inside inference mode) ---------------------------------------
+
+    def _text_embeddings(self) -> dict[str, torch.Tensor]:
+        """CLIP embeddings [1, L, D] of the prompt ("" when none) and, when guided, of the negative prompt."""
+        with self._lock:
+            if not self._embeddings:
+                cond = self.conditioning
+                self._embeddings["conditional"] = self._encode(cond.prompt or "")
+                if self.guidance_scale > 1.0:
+                    self._embeddings["unconditional"] = self._encode(cond.negative_prompt or "")
+            return self._embeddings
+
+    def _encode(self, text: str) -> torch.Tensor:
+        """As diffusers' StableDiffusionPipeline.encode_prompt: max-length padding, truncation, last hidden state."""
+        tokenizer, encoder = self.parts.tokenizer, self.parts.text_encoder
+        tokens = tokenizer(
+            [text], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        )
+        device = next(encoder.parameters()).device
+        mask = tokens.attention_mask.to(device) if getattr(encoder.config, "use_attention_mask", False) else None
+        with torch.inference_mode():
+            hidden = encoder(tokens.input_ids.to(device), attention_mask=mask)[0]  # [1, L, D]
+        return hidden.to(device=self.device, dtype=self.dtype)
+
+    def _text_pass(self, x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        embeddings = self._text_embeddings()
+        batch = x.shape[0]
+        cond = embeddings["conditional"].repeat(batch, 1, 1)  # [B, L, D]
+        if self.guidance_scale <= 1.0:
+            return self.parts.network(x, steps, encoder_hidden_states=cond).sample, None
+        uncond = embeddings["unconditional"].repeat(batch, 1, 1)
+        both = self.parts.network(
+            torch.cat([x, x]), torch.cat([steps, steps]), encoder_hidden_states=torch.cat([uncond, cond])
+        ).sample  # [2B, C, h, w]: diffusers' order, unconditional first
+        unconditional, conditional = both.chunk(2)
+        return conditional, unconditional
+
+    def _class_pass(
+        self, x: torch.Tensor, steps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        batch, channels = x.shape[0], self.latent_channels
+        label = self.conditioning.class_label
+        labels = torch.full((batch,), self.num_classes if label is None else label, device=self.device)
+        if self.guidance_scale <= 1.0:
+            output = self.parts.network(x, timestep=steps, class_labels=labels).sample
+            conditional, unconditional, rest = output[:, :channels], None, output[:, channels:]
+        else:
+            nulls = torch.full((batch,), self.num_classes, device=self.device)
+            output = self.parts.network(
+                torch.cat([x, x]), timestep=torch.cat([steps, steps]), class_labels=torch.cat([labels, nulls])
+            ).sample  # [2B, 2C or C, h, w]: diffusers' order, conditional first
+            conditional, unconditional = output[:, :channels].chunk(2)
+            rest = output[:batch, channels:]  # the conditional pass's σ channels
+        return conditional, unconditional, rest if self.learned_variance else None
+
+    # -- frames -----------------------------------------------------------------------------------
+
+    def decode(self, latents: torch.Tensor, decoder: str | Decoder = Decoder.EXACT) -> torch.Tensor:
+        """Pictures of latents [B, C, h, w]: float32 CPU images in [−1, 1] (see `explorer.models.decoders`).
+
+        exact: decoder.decode(latents / scaling_factor).sample, the model's own VAE (or VQ) decoder.
+        """
+        kind = Decoder.parse(decoder)
+        if latents.ndim != 4 or tuple(latents.shape[1:])[:1] != self.sample_shape[:1]:
+            raise ValueError(f"latents must have shape [B, {self.latent_channels}, h, w]; got {tuple(latents.shape)}")
+        if kind is Decoder.LINEAR:
+            return decoders.linear_rgb(latents, self.family)
+        if kind is Decoder.CHANNELS:
+            return decoders.channel_grid(latents)
+        module = (
+            self.parts.decoder if kind is Decoder.EXACT else decoders.taesd_module(self.family, self.device, self.dtype)
+        )
+        scale = self.scaling_factor if kind is Decoder.EXACT else 1.0  # TAESD takes the scaled latents as they are
+        with torch.inference_mode():
+            images = module.decode(latents.to(self.device, self.dtype) / scale).sample
+        return images.to("cpu", torch.float32).clamp(-1.0, 1.0)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def _diffusers_class(class_name: str) -> type:
+    import diffusers
+
+    return diffusers.DiTTransformer2DModel if class_name == "Transformer2DModel" else getattr(diffusers, class_name)
+
+
+def load_pipeline(
+    folder: Path, spec: PipelineSpec, *, name: str, device: torch.device, dtype: torch.dtype, description: str = ""
+) -> LatentDenoiser:
+    """Load the latent checkpoint in `folder` (configs read by `read_pipeline`) from safetensors only.
+
+    Every weight folder is checked on disk first (`check_pipeline_weights`: no pickle, one size limit for all).
+    """
+    variants = check_pipeline_weights(folder, spec.weight_folders(), name)
+    scheduler = read_json(folder / "scheduler" / "scheduler_config.json", name)
+    check_scheduler_config(scheduler, name)
+    with library_errors(name):
+        modules: dict[str, Any] = {}
+        with IMPORT_LOCK:
+            classes = {part: _component_class(spec, part) for part in variants}
+        for part, variant in variants.items():
+            options = {"use_safetensors": True, "local_files_only": True, "variant": variant}
+            options["dtype" if spec.classes[part] == "CLIPTextModel" else "torch_dtype"] = dtype
+            modules[part] = classes[part].from_pretrained(str(folder / part), **options).to(device).eval()
+        tokenizer = None
+        if "tokenizer" in spec.classes:
+            from transformers import CLIPTokenizer
+
+            tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+        parts = LatentParts(
+            network=modules[spec.denoiser_folder],
+            decoder=modules[spec.decoder_folder],
+            text_encoder=modules.get("text_encoder"),
+            tokenizer=tokenizer,
+        )
+        return LatentDenoiser(
+            parts, spec, scheduler, name=name, description=description or f"{spec.pipeline_class} checkpoint {name}"
+        )
+
+
+def _component_class(spec: PipelineSpec, part: str) -> type:
+    class_name = spec.classes[part]
+    if class_name == "CLIPTextModel":
+        from transformers import CLIPTextModel
+
+        return CLIPTextModel
+    if spec.family is Family.LDM and part == "unet" and class_name != "UNet2DModel":
+        raise unsupported(spec.pipeline_class, f"its unet is {class_name}")
+    try:
+        return _diffusers_class(class_name)
+    except AttributeError:
+        raise broken_files(spec.pipeline_class, f"diffusers has no class {class_name}") from None

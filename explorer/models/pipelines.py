@@ -1,0 +1,192 @@
+"""Checkpoint families: which pipeline a Hub repo is, read from its model_index.json against an allowlist.
+
+    family             model_index `_class_name`     denoiser folder and class                       decoder
+    pixel              none (flat), DDPMPipeline, …   unet/ UNet2DModel                               none
+    stable_diffusion   StableDiffusionPipeline        unet/ UNet2DConditionModel, with text_encoder/  vae/ AutoencoderKL
+                                                      CLIPTextModel and tokenizer/ CLIPTokenizer
+    ldm                LDMPipeline                    unet/ UNet2DModel on VQ latents                 vqvae/ VQModel
+    dit                DiTPipeline                    transformer/ DiTTransformer2DModel (or          vae/ AutoencoderKL
+                                                      Transformer2DModel), class labels
+
+Pixel checkpoints keep their own path (`checkpoint.read_layout`); `read_pipeline` returns None for them. Every
+other model_index.json is refused in one sentence unless its pipeline class, and every component it uses, is in the
+allowlist with its library `diffusers` or `transformers` (a custom pipeline class or another library would be remote
+code). Components the explorer never loads (safety checker, feature extractor) are neither downloaded nor checked.
+Pure JSON reading: no torch, no diffusers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from explorer.models.errors import CheckpointError, CheckpointProblem, broken_files, read_json, unsupported
+
+DIFFUSERS_STEM = "diffusion_pytorch_model"  # diffusers' weight file names
+TRANSFORMERS_STEM = "model"  # transformers' weight file names
+
+
+class Family(StrEnum):
+    """A checkpoint family: how its parts fit together and what a step's tensors are (pixels or latents)."""
+
+    PIXEL = "pixel"
+    STABLE_DIFFUSION = "stable_diffusion"
+    LDM = "ldm"
+    DIT = "dit"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One folder of a pipeline: the library its class comes from, the classes allowed, its weight-file stem."""
+
+    library: str
+    classes: frozenset[str]
+    stem: str | None  # None: no weights (tokenizer, scheduler)
+
+
+def _component(library: str, *classes: str, stem: str | None = DIFFUSERS_STEM) -> Component:
+    return Component(library, frozenset(classes), stem)
+
+
+SCHEDULER = _component(
+    "diffusers",
+    "DDPMScheduler",
+    "GaussianDDPMScheduler",  # diffusers 0.0.x's name of DDPMScheduler (schedules.current_scheduler_config)
+    "DDIMScheduler",
+    "PNDMScheduler",
+    "DDPMParallelScheduler",
+    "DDIMParallelScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "DEISMultistepScheduler",
+    "UniPCMultistepScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+    stem=None,
+)
+FAMILY_COMPONENTS: dict[Family, dict[str, Component]] = {
+    Family.STABLE_DIFFUSION: {
+        "unet": _component("diffusers", "UNet2DConditionModel"),
+        "vae": _component("diffusers", "AutoencoderKL"),
+        "text_encoder": _component("transformers", "CLIPTextModel", stem=TRANSFORMERS_STEM),
+        "tokenizer": _component("transformers", "CLIPTokenizer", "CLIPTokenizerFast", stem=None),
+        "scheduler": SCHEDULER,
+    },
+    Family.LDM: {
+        "unet": _component("diffusers", "UNet2DModel"),
+        "vqvae": _component("diffusers", "VQModel"),
+        "scheduler": SCHEDULER,
+    },
+    Family.DIT: {
+        "transformer": _component("diffusers", "DiTTransformer2DModel", "Transformer2DModel"),
+        "vae": _component("diffusers", "AutoencoderKL"),
+        "scheduler": SCHEDULER,
+    },
+}
+PIPELINE_FAMILIES: dict[str, Family] = {
+    "DDPMPipeline": Family.PIXEL,
+    "DDIMPipeline": Family.PIXEL,
+    "PNDMPipeline": Family.PIXEL,
+    "StableDiffusionPipeline": Family.STABLE_DIFFUSION,
+    "LDMPipeline": Family.LDM,
+    "DiTPipeline": Family.DIT,
+}
+IGNORED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})  # never loaded
+WHY_NOT: dict[str, str] = {  # pipelines people bring that the explorer does not run, and why
+    "StableDiffusionXLPipeline": "SDXL needs two text encoders and added size and crop conditioning, which the "
+    "explorer's Stable Diffusion family does not carry",
+    "ConsistencyModelPipeline": "a consistency model has no discrete β schedule",
+}
+TOKENIZER_PATTERNS = ("tokenizer/*.json", "tokenizer/*.txt")  # vocab.json, merges.txt and the small configs
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A latent or conditional pipeline checkpoint: its family and the classes its used components name."""
+
+    family: Family
+    pipeline_class: str
+    classes: dict[str, str]  # component folder -> class name, for the components the family uses
+
+    def weight_folders(self) -> dict[str, str]:
+        """Component folders that hold weights, with the stem of their weight files."""
+        parts = FAMILY_COMPONENTS[self.family]
+        return {folder: parts[folder].stem for folder in self.classes if parts[folder].stem is not None}
+
+    @property
+    def denoiser_folder(self) -> str:
+        return "transformer" if self.family is Family.DIT else "unet"
+
+    @property
+    def decoder_folder(self) -> str:
+        return "vqvae" if self.family is Family.LDM else "vae"
+
+
+def _refuse_custom(name: str, what: str) -> CheckpointError:
+    return unsupported(name, f"{what}, and the explorer never runs code that comes with a checkpoint")
+
+
+def read_pipeline(folder: Path, name: str) -> PipelineSpec | None:
+    """The pipeline spec of the checkpoint in `folder` (configs only), or None for a pixel checkpoint.
+
+    Refuses, in one sentence each: a custom pipeline class, a component from another library or of a class outside
+    the allowlist, a family the explorer does not run, and a missing component.
+    """
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        return None
+    index = read_json(index_path, name)
+    pipeline = index.get("_class_name")
+    if pipeline is None:  # early pipeline repos: unet and scheduler only, read as pixel checkpoints
+        return None
+    if not isinstance(pipeline, str):
+        raise _refuse_custom(name, f"its pipeline class {str(pipeline)[:60]} is a custom pipeline")
+    if pipeline in WHY_NOT:
+        raise unsupported(name, WHY_NOT[pipeline])
+    family = PIPELINE_FAMILIES.get(pipeline)
+    if family is None:
+        if pipeline.endswith("Pipeline") and pipeline[:1].isupper() and pipeline.isidentifier():
+            known = ", ".join(sorted(PIPELINE_FAMILIES))
+            raise unsupported(name, f"its pipeline {pipeline} is not a family the explorer runs ({known})")
+        raise _refuse_custom(name, f"its pipeline class {pipeline[:60]!r} is a custom pipeline")
+    if family is Family.PIXEL:
+        return None
+    parts = FAMILY_COMPONENTS[family]
+    classes: dict[str, str] = {}
+    for key, value in index.items():
+        if key.startswith("_") or key in IGNORED_COMPONENTS or not isinstance(value, list):
+            continue
+        if len(value) != 2 or value == [None, None]:
+            continue
+        library, class_name = value
+        if library not in ("diffusers", "transformers"):
+            raise _refuse_custom(name, f"its component {key} comes from {str(library)[:40]!r}, not diffusers")
+        if key not in parts:
+            raise unsupported(name, f"its {pipeline} has a component {key!r} the explorer does not know")
+        part = parts[key]
+        if library != part.library or class_name not in part.classes:
+            allowed = ", ".join(sorted(part.classes))
+            raise unsupported(name, f"its {key} is {library}.{str(class_name)[:60]}, not one of {allowed}")
+        classes[key] = str(class_name)
+    missing = [key for key in parts if key not in classes]
+    if missing:
+        raise CheckpointError(
+            CheckpointProblem.MISSING_FILES,
+            f"{name!r} is missing the {', '.join(missing)} its {pipeline} needs, so it cannot be loaded.",
+        )
+    return PipelineSpec(family, pipeline, classes)
+
+
+def component_config(folder: Path, component: str, name: str) -> dict[str, Any]:
+    """A component's config.json (scheduler: scheduler_config.json), read bounded."""
+    file = "scheduler_config.json" if component == "scheduler" else "config.json"
+    config = read_json(folder / component / file, name)
+    if component != "tokenizer" and not isinstance(config.get("_class_name"), str) and component != "text_encoder":
+        raise broken_files(name, f"{component}/{file} names no class (_class_name)")
+    return config

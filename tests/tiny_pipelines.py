@@ -1,0 +1,227 @@
+"""Tiny random checkpoints of each latent family, with the real repos' folder layout and config keys, laid into the
+offline Hugging Face cache (HF_HOME from conftest) and loaded by repo id with HF_HUB_OFFLINE=1.
+
+    repo id                       layout as                               what it exercises
+    explorer-test/tiny-sd-eps     stable-diffusion-2-1-base (PNDM, ε)     steps_offset 1, set_alpha_to_one false
+    explorer-test/tiny-sd-v       stable-diffusion-2-1 (DDIM, v)          v-prediction, leading spacing
+    explorer-test/tiny-sd-zsnr    a zero-terminal-SNR v model (DDIM)      rescale_betas_zero_snr, trailing
+    explorer-test/tiny-ldm        CompVis/ldm-celebahq-256 (VQ, DDIM)     VQ latents, scaling_factor 1.0
+    explorer-test/tiny-dit        facebook/DiT-XL-2-256 (DDIM)            class labels, 8 output channels (learned σ)
+
+`tiny_repos` (session scope) builds them once per test session. The text encoder is a CLIPTextModel from a tiny
+CLIPTextConfig; its tokenizer is a vocab.json of the 256 byte-level characters (each also with `</w>`) plus the two
+special tokens, and a merges.txt holding only `#version: 0.2`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DiTTransformer2DModel,
+    PNDMScheduler,
+    UNet2DConditionModel,
+    UNet2DModel,
+    VQModel,
+)
+from test_hub import cache_repo, write_json
+from transformers import CLIPTextConfig, CLIPTextModel
+
+SD_EPS, SD_V, SD_ZSNR, LDM, DIT = (f"explorer-test/tiny-{n}" for n in ("sd-eps", "sd-v", "sd-zsnr", "ldm", "dit"))
+SD_BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+TOKEN_LENGTH = 77  # CLIP's model_max_length in every SD repo
+
+
+def byte_characters() -> list[str]:
+    """GPT-2's byte-level alphabet: the 256 characters CLIP's BPE starts from."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = [b for b in range(256) if b not in keep]
+    return [chr(b) for b in keep] + [chr(256 + i) for i in range(len(extra))]
+
+
+def write_tokenizer(folder: Path) -> int:
+    """A CLIP tokenizer folder as the SD repos hold it; returns the vocabulary size."""
+    chars = byte_characters()
+    tokens = [*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"]
+    write_json(folder / "vocab.json", {token: i for i, token in enumerate(tokens)})
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+    write_json(folder / "special_tokens_map.json", {**special, "pad_token": "<|endoftext|>"})
+    config = {**special, "pad_token": "<|endoftext|>", "model_max_length": TOKEN_LENGTH, "do_lower_case": True}
+    write_json(folder / "tokenizer_config.json", {**config, "tokenizer_class": "CLIPTokenizer"})
+    return len(tokens)
+
+
+def tiny_vae(seed: int) -> AutoencoderKL:
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=16,
+    ).eval()
+
+
+def build_stable_diffusion(repo_id: str, scheduler: dict, seed: int) -> Path:
+    snapshot = cache_repo(repo_id)
+    torch.manual_seed(seed)
+    UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=2,
+    ).eval().save_pretrained(snapshot / "unet", safe_serialization=True)
+    tiny_vae(seed + 1).save_pretrained(snapshot / "vae", safe_serialization=True)
+    vocab = write_tokenizer(snapshot / "tokenizer")
+    torch.manual_seed(seed + 2)
+    text = CLIPTextConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=TOKEN_LENGTH,
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 1,
+        pad_token_id=vocab - 1,
+        projection_dim=32,
+    )
+    CLIPTextModel(text).eval().save_pretrained(snapshot / "text_encoder", safe_serialization=True)
+    kind = PNDMScheduler if scheduler.pop("_class", "DDIM") == "PNDM" else DDIMScheduler
+    kind.from_config(scheduler).save_pretrained(snapshot / "scheduler")
+    saved = json.loads((snapshot / "scheduler" / "scheduler_config.json").read_text())
+    write_json(snapshot / "scheduler" / "scheduler_config.json", {**scheduler, **saved})  # keys PNDM does not take too
+    write_json(
+        snapshot / "model_index.json",
+        {
+            "_class_name": "StableDiffusionPipeline",
+            "_diffusers_version": "0.8.0",
+            "feature_extractor": ["transformers", "CLIPImageProcessor"],
+            "requires_safety_checker": False,
+            "safety_checker": [None, None],
+            "scheduler": ["diffusers", kind.__name__],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        },
+    )
+    return snapshot
+
+
+def build_ldm(seed: int = 10) -> Path:
+    snapshot = cache_repo(LDM)
+    torch.manual_seed(seed)
+    UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    ).eval().save_pretrained(snapshot / "unet", safe_serialization=True)
+    torch.manual_seed(seed + 1)
+    VQModel(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=3,
+        num_vq_embeddings=32,
+        norm_num_groups=2,
+        sample_size=16,
+        scaling_factor=1.0,
+    ).eval().save_pretrained(snapshot / "vqvae", safe_serialization=True)
+    DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False).save_pretrained(
+        snapshot / "scheduler"
+    )
+    write_json(
+        snapshot / "model_index.json",
+        {
+            "_class_name": "LDMPipeline",
+            "scheduler": ["diffusers", "DDIMScheduler"],
+            "unet": ["diffusers", "UNet2DModel"],
+            "vqvae": ["diffusers", "VQModel"],
+        },
+    )
+    return snapshot
+
+
+def build_dit(seed: int = 20) -> Path:
+    snapshot = cache_repo(DIT)
+    torch.manual_seed(seed)
+    DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=2,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=1000,  # ImageNet's classes; DiTPipeline's null class is 1000
+    ).eval().save_pretrained(snapshot / "transformer", safe_serialization=True)
+    config = json.loads((snapshot / "transformer" / "config.json").read_text())
+    write_json(snapshot / "transformer" / "config.json", {**config, "_class_name": "Transformer2DModel"})  # as the repo
+    tiny_vae(seed + 1).save_pretrained(snapshot / "vae", safe_serialization=True)
+    DDIMScheduler(beta_schedule="linear", clip_sample=False).save_pretrained(snapshot / "scheduler")
+    write_json(
+        snapshot / "model_index.json",
+        {
+            "_class_name": "DiTPipeline",
+            "_diffusers_version": "0.12.0.dev0",
+            "id2label": {"0": "tench", "1": "goldfish"},
+            "scheduler": ["diffusers", "DDIMScheduler"],
+            "transformer": ["diffusers", "Transformer2DModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        },
+    )
+    return snapshot
+
+
+def build_all() -> dict[str, Path]:
+    """Every tiny family checkpoint in the offline cache, by repo id."""
+    common = {**SD_BETAS, "clip_sample": False, "set_alpha_to_one": False}
+    return {
+        SD_EPS: build_stable_diffusion(
+            SD_EPS, {"_class": "PNDM", **common, "skip_prk_steps": True, "steps_offset": 1}, 1
+        ),
+        SD_V: build_stable_diffusion(SD_V, {**common, "prediction_type": "v_prediction", "steps_offset": 1}, 2),
+        SD_ZSNR: build_stable_diffusion(
+            SD_ZSNR,
+            {
+                **SD_BETAS,
+                "clip_sample": False,
+                "prediction_type": "v_prediction",
+                "rescale_betas_zero_snr": True,
+                "timestep_spacing": "trailing",
+                "set_alpha_to_one": True,
+            },
+            3,
+        ),
+        LDM: build_ldm(),
+        DIT: build_dit(),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_repos() -> dict[str, Path]:
+    """The tiny family checkpoints, built once per test session (their snapshot folders by repo id)."""
+    return build_all()
