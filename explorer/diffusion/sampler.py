@@ -28,7 +28,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from explorer.diffusion.denoiser import Denoiser, as_denoiser
+from explorer.diffusion.conditioning import apply_conditioning
+from explorer.diffusion.denoiser import Denoiser, DenoiserOutput, as_denoiser
 from explorer.diffusion.indexing import frame_of, paper_t
 from explorer.diffusion.noise import initial_noise, step_noise
 from explorer.diffusion.parameterization import Prediction, convert
@@ -137,11 +138,19 @@ def _run(
             model_output=model_output.to("cpu", torch.float32),
             noise=noise.to("cpu", torch.float32),
             **cpu,
+            **guidance_record(output),
         )
         if progress is not None:
             progress(frame_of(k), n)
         yield step
         x_t = cpu["x_prev"].to(device=device, dtype=dtype)  # carry exactly what was recorded (float32)
+
+
+def guidance_record(output: DenoiserOutput) -> dict[str, torch.Tensor | None]:
+    """A conditional model's conditional and unconditional predictions and learned σ values, as CPU float32."""
+    parts = {"conditional": output.conditional, "unconditional": output.unconditional}
+    parts["variance_values"] = output.variance_values
+    return {name: None if value is None else value.to("cpu", torch.float32) for name, value in parts.items()}
 
 
 def _settings_for(denoiser: Denoiser, settings: SamplerSettings | None, options: dict) -> SamplerSettings:
@@ -162,8 +171,8 @@ def iterate(
     **options,
 ) -> Iterator[Step]:
     """Yield each `Step` as it is computed (stop any time): with checked `settings`, or with the keyword options
-    of `resolve_settings` (the same as `sample`'s)."""
-    denoiser = as_denoiser(denoiser)
+    of `resolve_settings` and the conditioning keywords (the same as `sample`'s)."""
+    denoiser = as_denoiser(apply_conditioning(denoiser, options))
     settings = _settings_for(denoiser, settings, options)
     shape = (settings.batch_size, *denoiser.sample_shape)
     return _run(denoiser, settings, initial_noise(settings.seed, shape), 0, progress)
@@ -181,11 +190,13 @@ def sample(
     Options are `resolve_settings`' keywords (sampler, num_inference_steps, eta, variance, batch_size, seed,
     clip_sample, schedule, spacing, clip_range, timesteps); None means the checkpoint's own setting. x_T and the
     noise of step k depend on (seed, k) only: the same seed gives the same x_T and noise for every model.
+    A conditional model also takes prompt, negative_prompt, guidance_scale, guidance_rescale and class_label
+    (`explorer.diffusion.conditioning`); its steps keep the conditional and unconditional predictions.
     """
-    denoiser = as_denoiser(denoiser)
+    denoiser = as_denoiser(apply_conditioning(denoiser, options))
     settings = _settings_for(denoiser, settings, options)
     steps = tuple(iterate(denoiser, settings, progress=progress))
-    return Trajectory(denoiser.name, denoiser.prediction, settings, steps)
+    return Trajectory(denoiser.name, denoiser.prediction, settings, steps, getattr(denoiser, "conditioning", None))
 
 
 def branch_timesteps(start: int, count: int) -> tuple[int, ...]:
@@ -256,9 +267,12 @@ def branch(
     Steps before `from_index` are kept as recorded; step k of the branch still uses the noise of (seed, k).
     `changes` and `remaining_steps` as for `branch_settings`.
     """
+    if trajectory.conditioning is not None and callable(getattr(denoiser, "condition", None)):
+        denoiser = denoiser.condition(trajectory.conditioning)  # the branch keeps the run's prompt or class
     denoiser = as_denoiser(denoiser)
     check_int("from_index", from_index, 0, len(trajectory) - 1)
     settings = branch_settings(trajectory.settings, denoiser, from_index, remaining_steps=remaining_steps, **changes)
     x_start = trajectory.steps[from_index].x_t
     new = tuple(iterate_branch(denoiser, settings, x_start, from_index, progress=progress))
-    return Trajectory(denoiser.name, denoiser.prediction, settings, trajectory.steps[:from_index] + new)
+    steps = trajectory.steps[:from_index] + new
+    return Trajectory(denoiser.name, denoiser.prediction, settings, steps, trajectory.conditioning)
