@@ -18,12 +18,21 @@ from PIL import Image
 from explorer.data import Dataset, exact_training_set, nearest
 from explorer.diffusion.indexing import frame_of, paper_t, position_of
 from explorer.diffusion.sampler import branch_settings, iterate, iterate_branch
-from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, Step
+from explorer.diffusion.settings import SamplerSettings
+from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, Step, compact_nbytes
 from explorer.diffusion.views import STEP_VIEWS, X0, X_T
-from explorer.figures.images import export_gif, export_mp4, image_grid, labelled_row, scatter_frame
+from explorer.figures.images import (
+    export_gif,
+    export_mp4,
+    image_grid,
+    labelled_row,
+    scatter_frame,
+    with_caption,
+)
 from explorer.figures.sampling import diagnostics_figure, run_diagnostics
-from explorer.validation import check_int
-from ui.common import MODEL_WORK, on_gpu, slider_events, user_errors
+from explorer.validation import check_choice, check_int
+from ui import frames
+from ui.common import MODEL_WORK, on_gpu, user_errors
 from ui.controls import (
     MAX_STEPS,
     One,
@@ -37,13 +46,17 @@ from ui.controls import (
     event_inputs,
     parse_run,
 )
+from ui.frames import caption, frame_text
 from ui.models import dataset_of, is_bundled, load_model
-from ui.state import keep_run, stored_run
+from ui.state import MIB, STORE, SessionRuns, Which, keep_branch, keep_run, session_of, session_runs, show, stored_run
 
 STREAM_FRAMES = 40  # at most this many pictures are streamed while a run computes
 EXPORT_ROOT = Path(tempfile.gettempdir()) / "explorer-exports"
 EXPORT_AGE_SECONDS = 300.0  # Gradio copies a served file into its own (swept) cache as the handler returns
 EXPORT_FRAMES = 120
+EXPORT_FPS = 12.0
+HOLD_LAST = 1.0  # seconds the exported GIF and MP4 stay on their last frame
+MAX_EXPORT_SCALE = 8
 PANEL_PIXELS = 200
 EXACT_NOTE = """**Why learn p<sub>θ</sub> at all?** The `exact-*` models are the optimal denoiser E[x₀ | x<sub>t</sub>]
 of a finite training set, run through the same sampler on the same noise: the exact reverse of that set can only copy
@@ -51,7 +64,10 @@ its examples (nearest distance ≈ 0 beside the final samples), while a network 
 INTRO = """### Run a real model backwards, then step through every frame
 Each frame shows, for the whole batch, the state x<sub>t</sub> entering the step, the model's prediction in all three
 spaces (x̂₀, ε̂, v̂), the mean μ of the step and the noise z it adds: x<sub>t−1</sub> = μ + σ z. Scrubbing frames never
-calls the model. t is the paper's step, 1..T. Keyboard: ← and → step through frames."""
+calls the model, nor the server: the page holds the frames. t is the paper's step, 1..T. Keyboard: ← and → step through
+frames. **Branch** reruns the run from the frame shown with the settings above (steps = the branch's total, its first
+frames kept) on the same noise, and keeps it beside the run: choose which one to step through."""
+STOPPED = "**Stopped.** That run was not kept; the frames, ◀ ▶ and Play browse this session's last finished run."
 
 
 # --- pictures of one frame --------------------------------------------------------------------
@@ -68,23 +84,10 @@ def _panel(batch: torch.Tensor, half_range: float) -> Image.Image:
 
 
 def frame_picture(compact: CompactTrajectory, index: int) -> Image.Image:
-    """Step `index` of a compact run: every view of the whole batch, side by side with titles."""
-    return labelled_row([(view.title, _panel(compact.view(view.name, index), view.half_range)) for view in STEP_VIEWS])
-
-
-def frame_text(compact: CompactTrajectory, index: int) -> str:
-    """Per-frame diagnostics of step `index` in one Markdown line."""
-    t, s = paper_t(int(compact.timesteps[index])), paper_t(int(compact.prev_timesteps[index]))
-    x_t, eps, x0 = (compact.view(name, index) for name in ("x_t", "eps", "x0"))
-    rms = float(x_t.flatten(1).pow(2).mean(dim=1).sqrt().mean())
-    clipped = float(compact.clipped_fraction[index].mean())
-    spread = float(eps.flatten(1).std(dim=1).mean())
-    return (
-        f"**Frame {frame_of(index)} of {len(compact)}**: t = {t} → {s if s > 0 else '0 (data)'} · RMS of "
-        f"x<sub>t</sub> {rms:.3f} · std of ε̂ {spread:.3f} (≈ 1 expected at high t, where noise dominates) · "
-        f"x̂₀ in [{float(x0.min()):.2f}, {float(x0.max()):.2f}] · clipped {100 * clipped:.1f}% "
-        f"· σ {float(compact.std[index].mean()):.4f}"
-    )
+    """Step `index` of a compact run: every view of the whole batch, side by side with titles, and its caption
+    ("frame k of S · t = …") inside the picture."""
+    views = [(view.title, _panel(compact.view(view.name, index), view.half_range)) for view in STEP_VIEWS]
+    return with_caption(labelled_row(views), caption(compact, index))
 
 
 def _frame_slider(compact: CompactTrajectory, index: int) -> gr.Slider:
@@ -94,14 +97,30 @@ def _frame_slider(compact: CompactTrajectory, index: int) -> gr.Slider:
 def _streamed(step: Step, done: int, total: int) -> tuple:
     views = [(view.title, _panel(getattr(step, view.name), view.half_range)) for view in STEP_VIEWS]
     status = f"computing step {done} of {total} (t = {paper_t(step.timestep)})"
-    return labelled_row(views), status, gr.skip(), gr.skip(), gr.skip()
+    picture = with_caption(labelled_row(views), f"computing: {status}")
+    return picture, status, gr.skip(), gr.skip(), gr.skip()
 
 
-def _finish(compact: CompactTrajectory, model: str, request: gr.Request | None) -> tuple:
-    """Keep the run for this session; show its last frame, the diagnostics and the final samples."""
-    keep_run(request, compact, model)
+def diagnostics_of(runs: SessionRuns):
+    """The diagnostics figure of a session's run, with its branch beside it when there is one."""
+    run = runs.run.compact
+    numbers = run_diagnostics(run, run.settings.schedule)
+    if runs.branch is None:
+        return diagnostics_figure(numbers)
+    branch = runs.branch.compact
+    label = f"branch from frame {frame_of(runs.branch_from)}"
+    return diagnostics_figure(numbers, branch=(run_diagnostics(branch, branch.settings.schedule), label))
+
+
+def _finish(compact: CompactTrajectory, model: str, request: gr.Request | None, branch_from: int | None = None):
+    """Keep the run (or, from `branch_from`, the branch beside it) for this session; show its last frame, the
+    diagnostics and the final samples."""
+    if branch_from is None:
+        keep_run(request, compact, model)
+    else:
+        keep_branch(request, compact, model, branch_from)
     last = len(compact) - 1
-    figure = diagnostics_figure(run_diagnostics(compact, compact.settings.schedule))
+    figure = diagnostics_of(session_runs(request))
     return (
         frame_picture(compact, last),
         frame_text(compact, last),
@@ -158,21 +177,74 @@ def run(
     yield _finish(recorder.finish(), values.ref, request)
 
 
+def branch_steps(run: SamplerSettings, index: int, steps: Any) -> int | None:
+    """The remaining steps of a branch from run position `index` when the steps control says `steps` (the branch's
+    total: it keeps the run's first `index` steps); None keeps the run's own remaining timesteps."""
+    if steps is None:
+        return None
+    start = run.timesteps[index]  # 0-based: start + 1 timesteps are left, down to 0
+    total = check_int(
+        f"steps (a branch from frame {frame_of(index)} keeps {index} of the run's)",
+        steps,
+        index + 1,
+        min(index + start + 1, MAX_STEPS),
+    )
+    return None if total == run.num_inference_steps else total - index
+
+
+def branch_sentence(run: SamplerSettings, branch: SamplerSettings, index: int) -> str:
+    """Which settings of a branch from run position `index` differ from the run's, in one sentence."""
+
+    def schedule_name(settings: SamplerSettings) -> str:
+        schedule = settings.schedule
+        return f"{schedule.name}, T = {schedule.num_train_timesteps}"
+
+    pairs = [
+        ("sampler", branch.sampler.value, run.sampler.value),
+        ("η", f"{branch.eta:g}", f"{run.eta:g}"),
+        ("variance", branch.variance.value, run.variance.value),
+        ("clipping of x̂₀", "on" if branch.clip_sample else "off", "on" if run.clip_sample else "off"),
+        ("schedule", schedule_name(branch), schedule_name(run)),
+    ]
+    same_schedule = np.array_equal(branch.schedule.alphas_cumprod, run.schedule.alphas_cumprod)
+    parts = [
+        f"{name} {new} (run: {old})"
+        for name, new, old in pairs
+        if new != old or (name == "schedule" and not same_schedule)
+    ]
+    left, run_left = branch.num_inference_steps - index, run.num_inference_steps - index
+    if branch.timesteps[index:] != run.timesteps[index:]:
+        parts.append(f"{left} remaining steps (run: {run_left})")
+    head = f"Branch from frame {frame_of(index)}"
+    if not parts:
+        return f"{head}: the run's own settings on the same noise (it retraces the run)."
+    return f"{head}: " + ", ".join(parts) + "; the same noise."
+
+
 @on_gpu
 @user_errors
 def branch(
     frame: float,
     step: StepValues,
     schedule: ScheduleValues,
+    steps: float | None = None,
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio finds the progress bar)
 ):
-    """Rerun the rest of the stored run from this frame with changed settings, on the same noise stream."""
-    stored = stored_run(request)
+    """Rerun the stored run from this frame with the step settings and `steps` (the branch's total; None: the
+    run's) on the same noise stream; the branch is kept beside the run, which stays."""
+    stored = session_runs(request).run
     compact = stored.compact
     index = _frame_index(compact, frame)
     denoiser = load_model(stored.model)
-    settings = branch_settings(compact.settings, denoiser, index, **step.parse(schedule))
+    remaining = branch_steps(compact.settings, index, steps)
+    settings = branch_settings(compact.settings, denoiser, index, remaining_steps=remaining, **step.parse(schedule))
+    needs = compact.nbytes + compact_nbytes(settings.num_inference_steps, settings.batch_size, denoiser.sample_shape)
+    if needs > STORE.max_bytes_per_session:
+        raise ValueError(
+            f"run and branch together would keep {needs / MIB:.1f} MiB but a session may keep at most "
+            f"{STORE.max_bytes_per_session / MIB:.0f} MiB: use fewer steps"
+        )
     recorder = CompactRecorder.continuing(compact, index, settings)  # compact as it goes, like a run
     total = settings.num_inference_steps
     yield gr.skip(), f"branching from frame {frame_of(index)}…", gr.skip(), gr.skip(), gr.skip()
@@ -180,7 +252,7 @@ def branch(
         for record in iterate_branch(denoiser, settings, compact.x_t[index], index):
             recorder.add(record)
             progress((recorder.count, total), desc="branch", unit="steps")
-    yield _finish(recorder.finish(), stored.model, request)
+    yield _finish(recorder.finish(), stored.model, request, branch_from=index)
 
 
 @user_errors
@@ -228,19 +300,50 @@ def step_frame(frame: float, delta: float, request: gr.Request = None):
     return frame_of(index), frame_picture(compact, index), frame_text(compact, index)
 
 
-@user_errors
-def export(request: gr.Request = None):
-    """The run as a GIF and an MP4 (x_t and x̂₀ side by side, at most EXPORT_FRAMES frames)."""
-    compact = stored_run(request).compact
-    indices = np.unique(np.round(np.linspace(0, len(compact) - 1, min(EXPORT_FRAMES, len(compact)))).astype(int))
-    frames = [
-        labelled_row([(view.symbol, _panel(compact.view(view.name, k), 1.0)) for view in (X_T, X0)]) for k in indices
-    ]
-    frames.append(labelled_row([("x_0", _panel(compact.samples, 1.0)), ("final", _panel(compact.samples, 1.0))]))
+def _scaled_panel(batch: torch.Tensor, half_range: float, scale: int) -> Image.Image:
+    """One view of the batch for an export, `scale`× its native size with nearest neighbour."""
+    if batch.ndim == 2:  # points [B, 2]
+        return scatter_frame(batch, size=64 * scale, extent=3.5 * half_range)
+    return image_grid(batch / half_range, columns=math.ceil(math.sqrt(batch.shape[0])), scale=scale)
+
+
+def _export_folder() -> Path:
     sweep_exports(EXPORT_AGE_SECONDS)
     EXPORT_ROOT.mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(dir=EXPORT_ROOT))
-    return str(export_gif(frames, folder / "run.gif")), str(export_mp4(frames, folder / "run.mp4"))
+    return Path(tempfile.mkdtemp(dir=EXPORT_ROOT))
+
+
+@user_errors
+def export(scale: float = 4, request: gr.Request = None):
+    """The run as a GIF and an MP4: x_t and x̂₀ side by side at `scale`× native size (1–8, nearest neighbour), at
+    most EXPORT_FRAMES frames, each with its caption inside; the final samples are held HOLD_LAST seconds."""
+    factor = check_int("export size", scale, 1, MAX_EXPORT_SCALE)
+    compact = stored_run(request).compact
+    indices = np.unique(np.round(np.linspace(0, len(compact) - 1, min(EXPORT_FRAMES, len(compact)))).astype(int))
+    pictures = [
+        with_caption(
+            labelled_row([(v.symbol, _scaled_panel(compact.view(v.name, int(k)), 1.0, factor)) for v in (X_T, X0)]),
+            caption(compact, int(k)),
+        )
+        for k in indices
+    ]
+    final = _scaled_panel(compact.samples, 1.0, factor)
+    pictures.append(with_caption(labelled_row([("x₀", final), ("final", final)]), "final samples (t = 0)"))
+    folder = _export_folder()
+    gif = export_gif(pictures, folder / "run.gif", fps=EXPORT_FPS, hold_last=HOLD_LAST)
+    return str(gif), str(export_mp4(pictures, folder / "run.mp4", fps=EXPORT_FPS, hold_last=HOLD_LAST))
+
+
+@user_errors
+def frame_png(frame: float, scale: float = 4, request: gr.Request = None) -> str:
+    """The frame shown as a PNG file: every view at `scale`× native size (1–8), its caption inside."""
+    factor = check_int("export size", scale, 1, MAX_EXPORT_SCALE)
+    compact = stored_run(request).compact
+    index = _frame_index(compact, frame)
+    views = [(v.title, _scaled_panel(compact.view(v.name, index), v.half_range, factor)) for v in STEP_VIEWS]
+    path = _export_folder() / f"frame-{frame_of(index)}.png"
+    with_caption(labelled_row(views), caption(compact, index)).save(path)
+    return str(path)
 
 
 def sweep_exports(age: float | None = None) -> int:
@@ -260,30 +363,68 @@ def sweep_exports(age: float | None = None) -> int:
     return removed
 
 
-def stopped() -> str:
-    """What the status line says after Stop: the cancelled run was not kept."""
-    return "**Stopped.** That run was not kept; the frames below (if any) are from this session's last finished run."
+def stopped(request: gr.Request = None) -> str:
+    """What the status line says after Stop: the cancelled run was not kept, and what stepping now shows."""
+    if STORE.get(session_of(request)) is None:
+        return "**Stopped.** That run was not kept, and this session has no finished run: press **Run**."
+    return STOPPED
+
+
+def _start(runs: SessionRuns, frame: Any) -> int:
+    """The position to show of the current run: the slider's frame when it is one of it, else its last."""
+    compact = runs.compact
+    try:
+        return _frame_index(compact, frame)
+    except ValueError:
+        return len(compact) - 1
+
+
+def _run_choice(runs: SessionRuns) -> gr.Radio:
+    choices = [("run", Which.RUN.value)]
+    if runs.branch is not None:
+        choices.append((f"branch from frame {frame_of(runs.branch_from)}", Which.BRANCH.value))
+    return gr.Radio(choices=choices, value=runs.shown.value)
+
+
+def _branch_note(runs: SessionRuns) -> str:
+    if runs.branch is None:
+        return ""
+    return branch_sentence(runs.run.compact.settings, runs.branch.compact.settings, runs.branch_from)
+
+
+def frames_after(frame: float, request: gr.Request = None) -> tuple:
+    """After a run, a branch, Stop or a talk link: the page's frames of this session's current run (from the frame
+    on the slider), the run/branch selector and the branch's sentence; nothing without a run."""
+    runs = STORE.get(session_of(request))
+    if runs is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    start = _start(runs, frame)
+    return (
+        frames.payload(runs.current, start, which=runs.shown.value),
+        gr.Slider(maximum=len(runs.compact), value=frame_of(start)),
+        _run_choice(runs),
+        _branch_note(runs),
+    )
 
 
 @user_errors
-def toggle_play(playing: bool):
-    """Play/pause: start or stop the frame timer."""
-    now = not bool(playing)
-    return now, gr.Timer(active=now), gr.Button(value="⏸ Pause" if now else "▶ Play")
-
-
-@user_errors
-def tick(frame: float, request: gr.Request = None):
-    """One timer tick while playing: the next frame, or stop at the last one."""
-    compact = stored_run(request).compact
-    current = _frame_index(compact, frame)
-    if current >= len(compact) - 1:
-        return frame_of(current), gr.skip(), gr.skip(), False, gr.Timer(active=False), gr.Button(value="▶ Play")
-    index = current + 1
-    return frame_of(index), frame_picture(compact, index), frame_text(compact, index), True, gr.skip(), gr.skip()
+def choose(which: str, frame: float, request: gr.Request = None) -> tuple:
+    """Step through the run or its branch (the selector); stays on the same frame number when it exists."""
+    runs = show(request, check_choice("run choice", which, Which))
+    start = _start(runs, frame)
+    return frames.payload(runs.current, start, which=runs.shown.value), gr.Slider(
+        maximum=len(runs.compact), value=frame_of(start)
+    )
 
 
 # --- layout -----------------------------------------------------------------------------------
+
+JS_ONLY: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
+
+
+def _js(call: str) -> str:
+    """A js-only event body calling the page's frame player (ui.frames.PLAYER_JS) when it exists."""
+    return f"(...args) => {{ const F = window.explorerFrames; if (F) {{ {call}; }} return []; }}"
 
 
 @dataclass(frozen=True)
@@ -295,72 +436,108 @@ class SamplingTab:
     open_frame: Any  # the event function for a URL with frame=N
     open_inputs: set
     outputs: list
+    then_frames: Any  # event → event: hand the page the frames of this session's run once `event` is over
 
 
 def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
-    """Lay out the view; `schedule` is schedule 1's group (a run may follow it), `url_frame` the frame= of the URL."""
+    """Lay out the view; `schedule` is schedule 1's group (a run may follow it), `url_frame` the frame= of the URL.
+
+    `#frame` holds the picture: `#frame canvas` (the page's player, once a run finished) and `#frame_stream img`
+    (the pictures streamed while a run computes).
+    """
     gr.Markdown(INTRO)
     controls = RunControls()
     with gr.Row():
         run_button = gr.Button("Run", variant="primary", elem_id="run")
         stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
         branch_button = gr.Button("Branch from this frame (settings above, same noise)", elem_id="branch")
-        export_button = gr.Button("Export GIF + MP4", elem_id="export")
+    with gr.Row():
+        run_choice = gr.Radio(
+            [("run", Which.RUN.value)], value=Which.RUN.value, label="step through", elem_id="run_choice", scale=1
+        )
+        branch_note = gr.Markdown("", elem_id="branch_note")
     status = gr.Markdown("Press **Run**.", elem_id="frame_text")
-    picture = gr.Image(label="frame", format="png", type="pil", interactive=False, elem_id="frame")
+    with gr.Group(elem_id="frame"):
+        picture = gr.Image(
+            label="frame", format="png", type="pil", interactive=False, show_label=False, elem_id="frame_stream"
+        )
+        player = gr.HTML(
+            None,
+            html_template=frames.PLAYER_HTML,
+            css_template=frames.PLAYER_CSS,
+            js_on_load=frames.PLAYER_JS,
+            server_functions=[frames.fetch_frames],
+            elem_id="frame_player",
+        )
     with gr.Row():
         previous = gr.Button("◀ Previous", elem_id="prev_frame", size="sm")
         play = gr.Button("▶ Play", elem_id="play", size="sm")
         following = gr.Button("Next ▶", elem_id="next_frame", size="sm")
+        fps = gr.Slider(0.5, 30, value=4, step=0.5, label="Play speed (frames per second)", elem_id="play_fps")
         frame = gr.Slider(1, 2, value=1, step=1, label="frame (step of the run)", elem_id="frame_slider", scale=4)
-    playing = gr.State(False)
-    timer = gr.Timer(0.3, active=False)
+    sync = gr.Button("sync", elem_id="frame_sync", visible="hidden")
     diagnostics = gr.Plot(label="over the run", elem_id="diagnostics")
     with gr.Row():
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
     gr.Markdown(EXACT_NOTE)
     with gr.Row():
+        scale = gr.Slider(
+            1, MAX_EXPORT_SCALE, value=4, step=1, label="export size (× native pixels)", elem_id="export_scale"
+        )
+        export_button = gr.Button("Export GIF + MP4", elem_id="export")
+        png_button = gr.Button("PNG of this frame", elem_id="export_png")
+    with gr.Row():
         gif = gr.File(label="GIF")
         mp4 = gr.File(label="MP4")
+        png = gr.File(label="PNG of this frame")
 
     outputs = [picture, status, frame, diagnostics, finals]
+    frame_outputs = [player, frame, run_choice, branch_note]
+
+    def then_frames(event):
+        return event.then(frames_after, [frame], frame_outputs, api_visibility="private", show_progress="hidden")
+
     run_groups = (controls, controls.step, schedule)
+    for button in (run_button, branch_button):
+        button.click(None, None, None, js=_js("F.computing()"), **JS_ONLY)
     run_event = run_button.click(
         bind(run, *run_groups), event_inputs(*run_groups), outputs, api_name="run", **MODEL_WORK
     )
-    branch_groups = (One(frame), controls.step, schedule)
+    then_frames(run_event)
+    branch_groups = (One(frame), controls.step, schedule, One(controls["steps"]))
     branch_event = branch_button.click(
         bind(branch, *branch_groups), event_inputs(*branch_groups), outputs, api_name="branch", **MODEL_WORK
     )
-    stop_button.click(stopped, None, [status], cancels=[run_event, branch_event], api_visibility="private")
-    gr.on(
-        triggers=slider_events(frame),
-        fn=show_frame,
-        inputs=[frame],
-        outputs=[picture, status],
-        trigger_mode="always_last",
-        concurrency_limit=None,
-        api_name="frame",
-        show_progress="hidden",
+    then_frames(branch_event)
+    stop_button.click(None, None, None, js=_js(f"F.stopped({STOPPED!r})"), **JS_ONLY)
+    then_frames(stop_button.click(stopped, None, [status], cancels=[run_event, branch_event], api_visibility="private"))
+    run_choice.input(choose, [run_choice, frame], [player, frame], api_visibility="private", show_progress="hidden")
+
+    # Stepping happens in the page (the player); the server endpoints stay for API users, on buttons never shown.
+    sync.click(
+        None, None, [frame, status], js="() => window.explorerFrames.synced()", trigger_mode="always_last", **JS_ONLY
     )
-    for button, delta, name in ((previous, -1, "previous_frame"), (following, 1, "next_frame")):
-        button.click(
+    previous.click(None, None, None, js=_js("F.step(-1)"), trigger_mode="multiple", **JS_ONLY)
+    following.click(None, None, None, js=_js("F.step(1)"), trigger_mode="multiple", **JS_ONLY)
+    for trigger in (frame.input, frame.release):
+        trigger(None, [frame], None, js=_js("F.showFrame(args[0])"), trigger_mode="always_last", **JS_ONLY)
+    play.click(None, [fps], None, js=_js("F.play(args[0])"), **JS_ONLY)
+    fps.input(None, [fps], None, js=_js("F.speed(args[0])"), trigger_mode="always_last", **JS_ONLY)
+    with gr.Row(visible=False):
+        api_frame = gr.Button("frame")
+        api_steps = {-1: gr.Button("previous"), 1: gr.Button("next")}
+    api_frame.click(show_frame, [frame], [picture, status], concurrency_limit=None, api_name="frame")
+    for delta, name in ((-1, "previous_frame"), (1, "next_frame")):
+        api_steps[delta].click(
             step_frame,
             [frame, gr.Number(delta, visible=False)],
             [frame, picture, status],
             concurrency_limit=None,
             api_name=name,
-            show_progress="hidden",
         )
-    play.click(toggle_play, [playing], [playing, timer, play], api_visibility="private", show_progress="hidden")
-    timer.tick(
-        tick,
-        [frame],
-        [frame, picture, status, playing, timer, play],
-        api_visibility="private",
-        show_progress="hidden",
-        concurrency_limit=None,
-    )
-    export_button.click(export, None, [gif, mp4], api_name="export", **MODEL_WORK)
+    export_button.click(export, [scale], [gif, mp4], api_name="export", **MODEL_WORK)
+    png_button.click(frame_png, [frame, scale], [png], api_name="frame_png", **MODEL_WORK)
     open_groups = (One(url_frame), *run_groups)
-    return SamplingTab(controls, frame, bind(open_frame, *open_groups), event_inputs(*open_groups), outputs)
+    return SamplingTab(
+        controls, frame, bind(open_frame, *open_groups), event_inputs(*open_groups), outputs, then_frames
+    )

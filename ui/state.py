@@ -1,4 +1,4 @@
-"""Per-session state: each session keeps its latest run, under a byte cap and a time to live.
+"""Per-session state: each session keeps its latest run and the branch made from it, under a byte cap and a TTL.
 
 Models are shared by the whole process (see `explorer.models.loader`); only per-user results live here. An entry
 larger than the per-session cap is refused; when the total passes the global cap, the least recently used
@@ -7,11 +7,13 @@ sessions are dropped first. Expired entries are dropped on every access.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 import gradio as gr
@@ -23,14 +25,56 @@ MIB = 1 << 20
 
 @dataclass(frozen=True)
 class StoredRun:
-    """What a session keeps of one run: the compact record (with its settings) and the model reference to reload."""
+    """What a session keeps of one run: the compact record (with its settings), the model reference to reload, and
+    an unguessable key by which the page fetches frames it does not hold (`ui.frames`)."""
 
     compact: CompactTrajectory
     model: str
+    key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
     def nbytes(self) -> int:
         return self.compact.nbytes
+
+
+class Which(StrEnum):
+    """Which of a session's two runs the page shows and steps through."""
+
+    RUN = "run"
+    BRANCH = "branch"
+
+
+@dataclass(frozen=True)
+class SessionRuns:
+    """A session's run, the branch made from it (None until Branch finishes) and which one is shown.
+
+    `compact` and `model` are the shown one's: every reader of "this session's run" (stepping, export, the 2-D
+    cloud) follows the selector. `branch_from` is the branch's first recomputed step (0-based run position).
+    """
+
+    run: StoredRun
+    branch: StoredRun | None = None
+    branch_from: int = 0
+    shown: Which = Which.RUN
+
+    @property
+    def current(self) -> StoredRun:
+        return self.branch if self.shown is Which.BRANCH and self.branch is not None else self.run
+
+    @property
+    def compact(self) -> CompactTrajectory:
+        return self.current.compact
+
+    @property
+    def model(self) -> str:
+        return self.current.model
+
+    @property
+    def nbytes(self) -> int:
+        return self.run.nbytes + (self.branch.nbytes if self.branch is not None else 0)
+
+    def stored(self) -> tuple[StoredRun, ...]:
+        return (self.run,) if self.branch is None else (self.run, self.branch)
 
 
 class SessionStore:
@@ -81,6 +125,12 @@ class SessionStore:
             self._entries[session] = (now, entry[1], entry[2])
             return entry[2]
 
+    def find(self, test: Callable[[Any], bool]) -> Any | None:
+        """The first live value for which `test` holds (no refresh of its time to live), or None."""
+        with self._lock:
+            self._expire(self._clock())
+            return next((value for _, _, value in self._entries.values() if test(value)), None)
+
     def drop(self, session: str) -> None:
         """Forget a session (the tab closed)."""
         with self._lock:
@@ -103,17 +153,54 @@ def session_of(request: Any | None) -> str:
     return getattr(request, "session_hash", None) or "anonymous"
 
 
-def keep_run(request: Any | None, compact: CompactTrajectory, model: str) -> None:
-    """Keep `compact` as this session's run (refused when it exceeds the per-session cap)."""
-    STORE.put(session_of(request), StoredRun(compact, model), compact.nbytes)
+def keep_run(request: Any | None, compact: CompactTrajectory, model: str) -> StoredRun:
+    """Keep `compact` as this session's run (its earlier run and branch go); refused when over the per-session cap."""
+    stored = StoredRun(compact, model)
+    runs = SessionRuns(stored)
+    STORE.put(session_of(request), runs, runs.nbytes)
+    return stored
+
+
+def keep_branch(request: Any | None, compact: CompactTrajectory, model: str, from_index: int) -> StoredRun:
+    """Keep `compact` beside this session's run as its branch from step `from_index` (a previous branch goes), and
+    show it; refused when run and branch together exceed the per-session cap."""
+    stored = StoredRun(compact, model)
+    runs = replace(session_runs(request), branch=stored, branch_from=from_index, shown=Which.BRANCH)
+    STORE.put(session_of(request), runs, runs.nbytes)
+    return stored
+
+
+def session_runs(request: Any | None) -> SessionRuns:
+    """This session's run and branch, or ValueError asking the user to press Run."""
+    runs = STORE.get(session_of(request))
+    if runs is None:
+        raise ValueError(NO_RUN)
+    return runs
 
 
 def stored_run(request: Any | None) -> StoredRun:
-    """This session's run, or ValueError asking the user to press Run."""
-    run = STORE.get(session_of(request))
-    if run is None:
+    """This session's current run (the one its page shows: the run, or its branch when that is selected)."""
+    return session_runs(request).current
+
+
+def show(request: Any | None, which: Which) -> SessionRuns:
+    """Show (and step through) the run or its branch; ValueError when there is no branch yet."""
+    runs = session_runs(request)
+    if which is Which.BRANCH and runs.branch is None:
+        raise ValueError("there is no branch yet: press Branch first")
+    runs = replace(runs, shown=which)
+    STORE.put(session_of(request), runs, runs.nbytes)
+    return runs
+
+
+def run_by_key(key: Any) -> StoredRun:
+    """The stored run (of any live session) with this key: how the page fetches frames it does not hold."""
+    if not isinstance(key, str) or not key:
+        raise ValueError("key must name a stored run")
+    runs = STORE.find(lambda value: any(run.key == key for run in value.stored()))
+    if runs is None:
         raise ValueError(NO_RUN)
-    return run
+    return next(run for run in runs.stored() if run.key == key)
 
 
 def forget_session(request: gr.Request) -> None:

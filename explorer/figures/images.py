@@ -28,6 +28,13 @@ def to_uint8(images: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
     return ((array + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def upscale(picture: Image.Image, factor: int) -> Image.Image:
+    """`picture` `factor`× larger with nearest neighbour (one pixel stays one sharp block)."""
+    if factor == 1:
+        return picture
+    return picture.resize((picture.width * factor, picture.height * factor), Image.Resampling.NEAREST)
+
+
 def grid(tiles: np.ndarray, *, columns: int | None = None, scale: int = 4) -> Image.Image:
     """Lay uint8 tiles [B, H, W, C] out in a grid with white gaps, upscaled `scale`× with nearest neighbour."""
     count, height, width, channels = tiles.shape
@@ -42,8 +49,7 @@ def grid(tiles: np.ndarray, *, columns: int | None = None, scale: int = 4) -> Im
         row, column = divmod(index, columns)
         top, left = row * (height + GRID_GAP), column * (width + GRID_GAP)
         canvas[top : top + height, left : left + width] = tiles[index]
-    picture = Image.fromarray(canvas[..., 0] if channels == 1 else canvas)
-    return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    return upscale(Image.fromarray(canvas[..., 0] if channels == 1 else canvas), scale)
 
 
 def image_grid(
@@ -78,37 +84,44 @@ def scatter_frame(
     return picture
 
 
-def export_gif(frames: Sequence[Image.Image], path: str | Path, *, fps: float = 12.0) -> Path:
-    """Write frames as a looping GIF; returns the path."""
+def export_gif(frames: Sequence[Image.Image], path: str | Path, *, fps: float = 12.0, hold_last: float = 0.0) -> Path:
+    """Write frames as a looping GIF, the last one shown `hold_last` seconds longer; returns the path."""
     path = Path(path)
     first, *rest = [frame.convert("P", palette=Image.Palette.ADAPTIVE) for frame in frames]
-    first.save(path, save_all=True, append_images=rest, duration=max(20, round(1000 / fps)), loop=0)
+    duration = max(20, round(1000 / fps))
+    durations = [duration] * len(frames)
+    durations[-1] += round(1000 * hold_last)
+    first.save(path, save_all=True, append_images=rest, duration=durations, loop=0)
     return path
 
 
-def export_mp4(frames: Sequence[Image.Image], path: str | Path, *, fps: float = 12.0) -> Path:
-    """Write frames as an H.264 MP4 with imageio's bundled ffmpeg; sides are padded to even sizes."""
+def export_mp4(frames: Sequence[Image.Image], path: str | Path, *, fps: float = 12.0, hold_last: float = 0.0) -> Path:
+    """Write frames as an H.264 MP4 with imageio's bundled ffmpeg, the last one repeated for `hold_last` seconds;
+    sides are padded to even sizes."""
     import imageio.v2 as imageio
 
     path = Path(path)
     width, height = frames[0].size
     even = (width + width % 2, height + height % 2)
+    repeats = [1] * len(frames)
+    repeats[-1] += round(hold_last * fps)
     with imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=1) as writer:
-        for frame in frames:
+        for frame, count in zip(frames, repeats, strict=True):
             canvas = Image.new("RGB", even, "white")
             canvas.paste(frame.convert("RGB"))
-            writer.append_data(np.asarray(canvas))
+            for _ in range(count):
+                writer.append_data(np.asarray(canvas))
     return path
 
 
-def _title_font():
+def _title_font(size: int = 15):
     """DejaVu Sans when installed (it has x̂₀, ε̂, μ), else Pillow's default font."""
     from PIL import ImageFont
 
     try:
-        return ImageFont.truetype("DejaVuSans.ttf", 15)
+        return ImageFont.truetype("DejaVuSans.ttf", size)
     except OSError:
-        return ImageFont.load_default(size=15)
+        return ImageFont.load_default(size=size)
 
 
 def labelled_row(panels: Sequence[tuple[str, Image.Image]], *, gap: int = 8, header: int = 22) -> Image.Image:
@@ -123,4 +136,28 @@ def labelled_row(panels: Sequence[tuple[str, Image.Image]], *, gap: int = 8, hea
         draw.text((left + 2, 2), title, fill="black", font=font)
         canvas.paste(picture.convert("RGB"), (left, header))
         left += picture.width + gap
+    return canvas
+
+
+CAPTION_BACKGROUND = (238, 238, 238)
+
+
+def with_caption(picture: Image.Image, caption: str, *, size: int = 15) -> Image.Image:
+    """`picture` with `caption` (e.g. "frame 3 of 50 · t = 941 → 921") drawn inside it, in a band along its bottom.
+
+    The text shrinks to fit the width (down to 8 px; a narrower picture is widened with white); the band belongs
+    to the picture, so exports and the fullscreen view carry it.
+    """
+    font, text_size = _title_font(size), size
+    draw = ImageDraw.Draw(picture)
+    while text_size > 8 and draw.textlength(caption, font=font) > picture.width - 4:
+        text_size -= 1
+        font = _title_font(text_size)
+    width = max(picture.width, round(draw.textlength(caption, font=font)) + 4)
+    band = text_size + 8
+    canvas = Image.new("RGB", (width, picture.height + band), "white")
+    canvas.paste(picture.convert("RGB"), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, picture.height, width, picture.height + band), fill=CAPTION_BACKGROUND)
+    draw.text((2, picture.height + 3), caption, fill="black", font=font)
     return canvas

@@ -48,41 +48,53 @@ DIAGNOSTIC_PANELS = (
 )
 
 
-def diagnostics_figure(numbers: dict[str, np.ndarray]) -> go.Figure:
+DIAGNOSTIC_TRACES = (  # key, name, panel, colour, dash
+    ("signal", "signal √ᾱ_t", 1, "#1f77b4", "solid"),
+    ("noise", "noise √(1−ᾱ_t)", 1, "#d62728", "dash"),
+    ("x_t_rms", "RMS of x_t", 2, "#2ca02c", "solid"),
+    ("eps_std", "std of ε̂", 2, "#9467bd", "dash"),
+    ("x0_min", "min x̂₀", 3, "#8c564b", "solid"),
+    ("x0_max", "max x̂₀", 3, "#8c564b", "dot"),
+    ("clipped", "fraction of x̂₀ clipped", 4, "#ff7f0e", "dash"),
+)
+BRANCH_WIDTH = 3.5  # a branch's lines are wide and translucent, so the run's stay visible where they coincide
+
+
+def diagnostics_figure(
+    numbers: dict[str, np.ndarray], *, branch: tuple[dict[str, np.ndarray], str] | None = None
+) -> go.Figure:
     """Four panels over t: signal/noise shares, ‖x_t‖ and std ε̂, the range of x̂₀, and the clipped share (own axis).
 
+    With `branch` = (its numbers, its label such as "branch from frame 20"), every quantity gets a second trace for
+    the branch, in the same colour, wide and translucent; the legend groups the traces as "run" and the label.
     The t axis is reversed (T on the left) so that a run, which goes from T down to 1, reads left to right.
     """
     figure = make_subplots(
         rows=2, cols=2, subplot_titles=DIAGNOSTIC_PANELS, horizontal_spacing=0.08, vertical_spacing=0.2
     )
-    t = numbers["t"].astype(np.float32)
-
-    def add(key: str, name: str, panel: int, colour: str, dash: str = "solid") -> None:
-        figure.add_trace(
-            go.Scatter(
-                x=t,
-                y=numbers[key].astype(np.float32),
-                name=name,
-                mode="lines+markers" if t.size <= 60 else "lines",
-                marker=dict(size=4),
-                line=dict(color=colour, dash=dash),
-            ),
-            row=1 + (panel - 1) // 2,
-            col=1 + (panel - 1) % 2,
-        )
-
-    add("signal", "signal √ᾱ_t", 1, "#1f77b4")
-    add("noise", "noise √(1−ᾱ_t)", 1, "#d62728", "dash")
-    add("x_t_rms", "RMS of x_t", 2, "#2ca02c")
-    add("eps_std", "std of ε̂", 2, "#9467bd", "dash")
-    add("x0_min", "min x̂₀", 3, "#8c564b")
-    add("x0_max", "max x̂₀", 3, "#8c564b", "dot")
-    add("clipped", "fraction of x̂₀ clipped", 4, "#ff7f0e", "dash")
+    runs = [(numbers, "run", 2.0, 1.0)] + ([(branch[0], branch[1], BRANCH_WIDTH, 0.45)] if branch else [])
+    for values, group, width, opacity in runs:
+        t = values["t"].astype(np.float32)
+        for key, name, panel, colour, dash in DIAGNOSTIC_TRACES:
+            figure.add_trace(
+                go.Scatter(
+                    x=t,
+                    y=values[key].astype(np.float32),
+                    name=name,
+                    legendgroup=group,
+                    legendgrouptitle_text=group if branch else None,
+                    mode="lines+markers" if t.size <= 60 else "lines",
+                    marker=dict(size=4),
+                    opacity=opacity,
+                    line=dict(color=colour, dash=dash, width=width),
+                ),
+                row=1 + (panel - 1) // 2,
+                col=1 + (panel - 1) % 2,
+            )
     figure.update_xaxes(title_text=T_REVERSED, autorange="reversed", title_standoff=4)
     figure.update_yaxes(range=[0, 1.02], row=2, col=2)
     figure.update_layout(
-        height=620,
+        height=620 if branch is None else 680,
         margin=dict(l=40, r=20, t=50, b=40),
         font=FONT,
         template="plotly_white",

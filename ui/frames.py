@@ -1,0 +1,328 @@
+"""Client-side frames: a finished run's frames as compact pictures the page holds, and the player that steps them.
+
+A frame on the page is a *strip*: the six step views (x_t, x̂₀, ε̂, v̂, μ, z) of the whole batch side by side at
+native size (image grids with white gaps, or small scatter pictures of 2-D points), one PNG per frame. The page
+draws it on a canvas upscaled with nearest neighbour to the container's width, with the view titles above and the
+caption "frame k of S · t = …" inside the picture, and swaps frames in the browser: ◀/▶, ← →, the slider and Play
+never call the server. A run whose pictures pass `FRAME_BUDGET` bytes sends an evenly spaced subset; a frame the
+page does not hold is fetched by the player from `fetch_frames` (a server function of the player component, keyed
+by the stored run's unguessable key), and the page says so under the picture.
+
+    payload field   meaning
+    key             the stored run's key (`ui.state.StoredRun.key`)
+    which           "run" or "branch"
+    total, first    S frames, numbered first..first+S−1 (frame k is run position k − first)
+    start           the position shown when the payload arrives
+    width, height   a strip's native size in pixels; panels: [title, left, width] per view
+    frames          {position: PNG data URL} for the positions the page holds
+    captions, texts per position: the caption drawn in the picture, and the Markdown line under it
+    note, notice    what the page holds (subset or all), and a status line shown once (e.g. after Stop)
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from explorer.diffusion.indexing import frame_of, paper_t
+from explorer.diffusion.trajectory import CompactTrajectory
+from explorer.diffusion.views import STEP_VIEWS
+from explorer.figures.images import grid
+from explorer.figures.sampling import run_diagnostics
+from explorer.validation import check_int
+from ui.state import StoredRun, run_by_key
+
+FRAME_BUDGET = 8_000_000  # bytes of PNG a run sends to the page at most (then an evenly spaced subset)
+SCATTER_PIXELS = 128  # side of a 2-D points panel in a strip
+PANEL_GAP = 4  # white pixels between the panels of a strip
+FETCH_WINDOW = 16  # frames the page fetches at once around one it does not hold
+SIZE_SAMPLES = 6  # frames encoded up front to estimate a run's bytes
+
+
+def caption(compact: CompactTrajectory, index: int) -> str:
+    """What the picture of step `index` says about itself: "frame k of S · t = a → b" (paper t, b = 0: the data)."""
+    t, s = paper_t(int(compact.timesteps[index])), paper_t(int(compact.prev_timesteps[index]))
+    return f"frame {frame_of(index)} of {len(compact)} · t = {t} → {s if s > 0 else '0 (data)'}"
+
+
+def _text_line(numbers: dict[str, np.ndarray], sigma: np.ndarray, compact: CompactTrajectory, index: int) -> str:
+    t, s = paper_t(int(compact.timesteps[index])), paper_t(int(compact.prev_timesteps[index]))
+    return (
+        f"**Frame {frame_of(index)} of {len(compact)}**: t = {t} → {s if s > 0 else '0 (data)'} · RMS of "
+        f"x<sub>t</sub> {numbers['x_t_rms'][index]:.3f} · std of ε̂ {numbers['eps_std'][index]:.3f} (≈ 1 expected "
+        f"at high t, where noise dominates) · x̂₀ in [{numbers['x0_min'][index]:.2f}, {numbers['x0_max'][index]:.2f}]"
+        f" · clipped {100 * numbers['clipped'][index]:.1f}% · σ {sigma[index]:.4f}"
+    )
+
+
+def frame_texts(compact: CompactTrajectory) -> list[str]:
+    """Per-frame diagnostics of every step, one Markdown line each (the numbers of the diagnostics figure)."""
+    numbers = run_diagnostics(compact, compact.settings.schedule)
+    sigma = compact.std.mean(dim=1).double().numpy()
+    return [_text_line(numbers, sigma, compact, k) for k in range(len(compact))]
+
+
+def frame_text(compact: CompactTrajectory, index: int) -> str:
+    """Per-frame diagnostics of step `index` in one Markdown line."""
+    check_int("step", index, 0, len(compact) - 1)
+    return frame_texts(compact)[index]
+
+
+def _points_panel(points: np.ndarray, extent: float) -> np.ndarray:
+    """2-D points [B, 2] as an RGB picture [P, P, 3] of [−extent, extent]², 3×3-pixel blue dots on white with grey
+    axes (numpy only: a run of 1000 frames is drawn in a blink)."""
+    size = SCATTER_PIXELS
+    canvas = np.full((size, size, 3), 255, dtype=np.uint8)
+    canvas[size // 2, :] = canvas[:, size // 2] = 225
+    finite = points[np.all(np.isfinite(points), axis=1)]
+    pixels = np.round((finite + extent) / (2 * extent) * (size - 1)).astype(np.int64)  # [N, 2] as (x, y)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            x, y = pixels[:, 0] + dx, size - 1 - pixels[:, 1] + dy
+            inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)
+            canvas[y[inside], x[inside]] = (31, 119, 180)
+    return canvas
+
+
+class Strips:
+    """Every step of a run as a native-size picture of its six views side by side, drawn from uint8 views computed
+    once for the whole run ([S, B, H, W, C] per view for images)."""
+
+    def __init__(self, compact: CompactTrajectory, low: int = 0, high: int | None = None) -> None:
+        """Steps low..high−1 (all by default) can be drawn."""
+        self.low = low
+        self.points = compact.x_t.ndim == 3  # [S, B, 2]
+        self.views = []
+        for view in STEP_VIEWS:
+            stack = getattr(compact, view.name)[low:high].float().numpy()  # [S', B, *shape]
+            if self.points:
+                self.views.append((view.title, stack, 3.5 * view.half_range))
+            else:
+                scaled = np.nan_to_num(stack / view.half_range, nan=0.0, posinf=1.0, neginf=-1.0).clip(-1, 1)
+                tiles = np.round((scaled + 1) * 127.5).astype(np.uint8).transpose(0, 1, 3, 4, 2)  # [S, B, H, W, C]
+                self.views.append((view.title, tiles, 0.0))
+
+    def panels(self, index: int) -> list[tuple[str, Image.Image]]:
+        index -= self.low
+        if self.points:
+            return [(title, Image.fromarray(_points_panel(data[index], extent))) for title, data, extent in self.views]
+        columns = math.ceil(math.sqrt(self.views[0][1].shape[1]))
+        return [(title, grid(data[index], columns=columns, scale=1)) for title, data, _ in self.views]
+
+    def strip(self, index: int) -> tuple[Image.Image, list[tuple[str, int, int]]]:
+        """Step `index` as one picture, and its panels (title, left, width)."""
+        pictures = self.panels(index)
+        mode = "L" if all(picture.mode == "L" for _, picture in pictures) else "RGB"
+        width = sum(picture.width for _, picture in pictures) + PANEL_GAP * (len(pictures) - 1)
+        canvas = Image.new(mode, (width, max(picture.height for _, picture in pictures)), "white")
+        panels, left = [], 0
+        for title, picture in pictures:
+            canvas.paste(picture.convert(mode), (left, 0))
+            panels.append((title, left, picture.width))
+            left += picture.width + PANEL_GAP
+        return canvas, panels
+
+    def encoded(self, positions) -> dict[str, str]:
+        """{position: PNG data URL} of these steps."""
+        return {str(int(k)): data_url(self.strip(int(k))[0]) for k in positions}
+
+
+def data_url(picture: Image.Image) -> str:
+    """A picture as a PNG data URL (lossless: noise stays noise)."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def held_positions(total: int, bytes_per_frame: float, budget: int = FRAME_BUDGET) -> np.ndarray:
+    """The positions a page holds of a run of `total` frames: all when they fit `budget`, else an evenly spaced
+    subset (first and last included) of budget / bytes_per_frame frames."""
+    fits = max(2, int(budget // max(bytes_per_frame, 1.0)))
+    if total <= fits:
+        return np.arange(total)
+    return np.unique(np.round(np.linspace(0, total - 1, fits)).astype(np.int64))
+
+
+def payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = "") -> dict[str, Any]:
+    """What the page needs to step through `stored` without the server, starting at position `start`."""
+    compact = stored.compact
+    strips = Strips(compact)
+    total = len(compact)
+    start = min(max(int(start), 0), total - 1)
+    probe = np.unique(np.round(np.linspace(0, total - 1, min(SIZE_SAMPLES, total))).astype(np.int64))
+    frames = strips.encoded(probe)
+    held = {*held_positions(total, np.mean([len(url) for url in frames.values()]), FRAME_BUDGET).tolist(), start}
+    frames = {k: url for k, url in frames.items() if int(k) in held} | strips.encoded(
+        k for k in sorted(held) if str(k) not in frames
+    )
+    if len(held) < total:
+        note = (
+            f"This run's {total} frames would pass {FRAME_BUDGET / 1e6:.0f} MB: the page holds {len(held)} evenly "
+            "spaced ones and fetches the others from the server when shown."
+        )
+    else:
+        note = f"All {total} frames are held by the page: stepping never calls the server."
+    picture, panels = strips.strip(start)
+    return {
+        "key": stored.key,
+        "which": which,
+        "total": total,
+        "first": frame_of(0),
+        "start": start,
+        "width": picture.width,
+        "height": picture.height,
+        "panels": panels,
+        "frames": frames,
+        "captions": [caption(compact, k) for k in range(total)],
+        "texts": frame_texts(compact),
+        "note": note,
+        "notice": notice,
+    }
+
+
+def fetch_frames(query: Any) -> dict[str, str]:
+    """The player's server function: [key, position] → PNG data URLs of up to FETCH_WINDOW frames from there on."""
+    if not isinstance(query, list | tuple) or len(query) != 2:
+        raise ValueError("fetch_frames takes [key, position]")
+    compact = run_by_key(query[0]).compact
+    start = check_int("position", query[1], 0, len(compact) - 1)
+    end = min(start + FETCH_WINDOW, len(compact))
+    return Strips(compact, start, end).encoded(range(start, end))
+
+
+PLAYER_HTML = '<div class="frames-player"><canvas></canvas><div class="frames-note"></div></div>'
+PLAYER_CSS = """
+canvas { display: block; max-width: 100%; image-rendering: pixelated; }
+.frames-note { font-size: 0.85em; opacity: 0.75; }
+"""
+# The player (gr.HTML js_on_load: `element`, `props`, `watch` and `server` are given). One object per page,
+# window.explorerFrames, so that a remounted tab keeps its place; every change of frame draws at once and then
+# clicks the hidden #frame_sync button, whose js-only event copies the frame number and its text into the slider
+# and the status line (Gradio's own state: Branch, export and "copy link" read them).
+PLAYER_JS = r"""
+const F = window.explorerFrames = window.explorerFrames || {data: null, index: 0, images: {}, asked: new Set(),
+  timer: null, notice: '', draws: 0, lastDraw: 0};
+F.element = element;
+F.canvas = element.querySelector('canvas');
+F.noteBox = element.querySelector('.frames-note');
+F.server = server;
+F.addImage = (k, url) => {
+  if (F.images[k]) return;
+  const img = new Image();
+  img.onload = () => { if (F.shownFrom(F.index) === k) F.draw(); };
+  img.src = url;
+  F.images[k] = img;
+};
+F.shownFrom = (k) => {
+  for (let d = 0; F.data && d < F.data.total; d++) {
+    if (F.images[k - d]) return k - d;
+    if (F.images[k + d]) return k + d;
+  }
+  return null;
+};
+F.reveal = (on) => {
+  const stream = document.getElementById('frame_stream');
+  if (stream) stream.style.display = on ? 'none' : '';
+  if (F.element) F.element.style.display = on ? '' : 'none';
+};
+F.load = (data) => {
+  if (!data || !data.key) return;
+  const same = F.data && F.data.key === data.key;
+  if (!same) { F.images = {}; F.asked = new Set(); }
+  F.notice = data.notice || (same ? F.notice : '');
+  F.data = data;
+  for (const [k, url] of Object.entries(data.frames)) F.addImage(Number(k), url);
+  F.index = Math.min(Math.max(data.start, 0), data.total - 1);
+  if (F.noteBox) F.noteBox.textContent = data.note || '';
+  F.reveal(true);
+  F.draw();
+  F.sync();
+};
+F.fetch = (k) => {
+  if (F.asked.has(k) || !F.server) return;
+  for (let j = k; j < k + 16; j++) F.asked.add(j);
+  const key = F.data.key;
+  F.server.fetch_frames([key, k]).then((frames) => {
+    if (!F.data || F.data.key !== key || !frames) return;
+    for (const [j, url] of Object.entries(frames)) F.addImage(Number(j), url);
+  }).catch(() => { for (let j = k; j < k + 16; j++) F.asked.delete(j); });
+};
+F.draw = () => {
+  const d = F.data, c = F.canvas;
+  if (!d || !c) return;
+  const k = F.index, from = F.shownFrom(k), img = F.images[from];
+  const box = (c.parentElement && c.parentElement.clientWidth) || d.width;
+  const scale = Math.max(1, Math.floor(box / d.width));
+  const font = Math.max(12, Math.min(24, Math.round(5 * scale)));
+  const top = font + 8, band = font + 10, w = d.width * scale, h = d.height * scale;
+  if (c.width !== w || c.height !== h + top + band) { c.width = w; c.height = h + top + band; }
+  const g = c.getContext('2d');
+  g.imageSmoothingEnabled = false;
+  g.fillStyle = '#fff'; g.fillRect(0, 0, c.width, c.height);
+  g.fillStyle = '#000'; g.font = font + 'px sans-serif'; g.textBaseline = 'top';
+  for (const [title, left] of d.panels) g.fillText(title, left * scale + 2, 4);
+  if (img && img.complete && img.naturalWidth) g.drawImage(img, 0, top, w, h);
+  g.fillStyle = '#eee'; g.fillRect(0, top + h, w, band);
+  g.fillStyle = '#000';
+  const waiting = from === k ? '' : ' · shown: frame ' + (from + d.first) + ' while it loads';
+  g.fillText(d.captions[k] + waiting, 4, top + h + 5, w - 8);
+  c.dataset.frame = String(k + d.first);
+  c.dataset.total = String(d.total);
+  c.dataset.which = d.which;
+  F.draws += 1; F.lastDraw = performance.now();
+  if (from !== k) F.fetch(k);
+};
+F.sync = () => { const b = document.getElementById('frame_sync'); if (b) b.click(); };
+F.synced = () => {
+  if (!F.data) return [null, null];
+  const text = F.data.texts[F.index];
+  return [F.index + F.data.first, F.notice ? F.notice + '\n\n' + text : text];
+};
+F.show = (k) => {
+  if (!F.data) return;
+  F.index = Math.min(Math.max(Math.round(k), 0), F.data.total - 1);
+  F.notice = '';
+  F.draw();
+  F.sync();
+};
+F.step = (delta) => { if (F.data) F.show(F.index + delta); };
+F.showFrame = (frame) => { if (F.data && Number.isFinite(Number(frame))) F.show(Number(frame) - F.data.first); };
+F.label = (playing) => {
+  const b = document.getElementById('play');
+  if (b) b.textContent = playing ? '⏸ Pause' : '▶ Play';
+};
+F.stop = () => { if (F.timer) clearInterval(F.timer); F.timer = null; F.label(false); };
+F.play = (fps) => {
+  if (F.timer) { F.stop(); return; }
+  if (!F.data) return;
+  if (F.index >= F.data.total - 1) F.show(0);
+  F.fps = Math.min(Math.max(Number(fps) || 4, 0.5), 60);
+  F.label(true);
+  F.timer = setInterval(() => {
+    if (!F.data || F.index >= F.data.total - 1) { F.stop(); return; }
+    F.step(1);
+    if (F.index >= F.data.total - 1) F.stop();
+  }, 1000 / F.fps);
+};
+F.speed = (fps) => { if (F.timer) { F.stop(); F.play(fps); } };
+F.computing = () => { F.stop(); F.reveal(false); };
+F.idle = () => { if (F.data) F.reveal(true); };
+F.stopped = (message) => {
+  if (!F.data) return;
+  F.notice = message;
+  F.reveal(true);
+  F.draw();
+  F.sync();
+};
+if (!F.observer && window.ResizeObserver) {
+  F.observer = new ResizeObserver(() => F.draw());
+}
+if (F.observer) F.observer.observe(element);
+watch('value', () => F.load(props.value));
+if (props.value) F.load(props.value);
+"""
