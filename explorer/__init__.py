@@ -2,7 +2,8 @@
 
     explorer.diffusion   schedules, the forward posterior, ε/x₀/v conversions, the sampler and its records,
                          teacher forcing, the exact oracle, seeded noise, the index convention, the step views
-    explorer.models      checkpoints, references, Hub downloads, loading, the catalogue, the model cache
+    explorer.models      checkpoints (pixel, and latent or conditional pipelines), references, Hub downloads,
+                         loading, decoders of latent frames, the catalogue, the model cache
     explorer.figures     Plotly figures, formulas and pictures from explorer data
     explorer.data        the small data sets of the bundled models
     explorer.validation  the one parser for values that arrive from outside
@@ -11,6 +12,7 @@ The index convention (paper t, diffusers' timestep, frames) is stated and conver
 `explorer.diffusion.indexing`.
 """
 
+from explorer.diffusion.conditioning import Conditioning
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput, FunctionDenoiser, as_denoiser, wrap
 from explorer.diffusion.indexing import frame_of, paper_t, position_of, timestep_of
 from explorer.diffusion.oracle import OptimalDenoiser, ReverseMixture, mixture_density, true_reverse
@@ -24,8 +26,11 @@ from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, St
 from explorer.diffusion.views import STEP_VIEWS, StepView
 from explorer.models.catalogue import CatalogueEntry, catalogue
 from explorer.models.checkpoint import CheckpointError, CheckpointProblem, ModuleDenoiser
+from explorer.models.decoders import Decoder
 from explorer.models.device import pick_device
+from explorer.models.latent import LatentDenoiser
 from explorer.models.loader import clear_cache, load
+from explorer.models.pipelines import Family
 
 __all__ = [
     "STEP_VIEWS",
@@ -35,9 +40,13 @@ __all__ = [
     "CheckpointProblem",
     "CompactRecorder",
     "CompactTrajectory",
+    "Conditioning",
+    "Decoder",
     "Denoiser",
     "DenoiserOutput",
+    "Family",
     "FunctionDenoiser",
+    "LatentDenoiser",
     "ModelForcing",
     "ModuleDenoiser",
     "OptimalDenoiser",

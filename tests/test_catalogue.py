@@ -11,7 +11,15 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from explorer import Prediction
-from explorer.models.catalogue import HUB_ENTRIES, CatalogueEntry, Source, catalogue, count_parameters, read_model_card
+from explorer.models.catalogue import (
+    HUB_ENTRIES,
+    LATENT_ENTRIES,
+    CatalogueEntry,
+    Source,
+    catalogue,
+    count_parameters,
+    read_model_card,
+)
 from explorer.models.loader import clear_cache, load
 from explorer.models.refs import PRETRAINED_DIR
 
@@ -95,7 +103,7 @@ def test_bundled_entries_are_read_from_their_folders(tmp_path):
     entries = catalogue(tmp_path)
     bundled = [entry for entry in entries if entry.source is Source.BUNDLED]
     assert [entry.name for entry in bundled] == ["plain-eps", "tiny-v"]
-    assert entries[len(bundled) :] == HUB_ENTRIES
+    assert entries[len(bundled) :] == HUB_ENTRIES + LATENT_ENTRIES
     tiny = bundled[1]
     assert tiny == CatalogueEntry(
         name="tiny-v",

