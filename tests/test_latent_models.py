@@ -332,3 +332,17 @@ def test_teacher_forcing_compares_an_eps_and_a_v_checkpoint_on_the_same_latents(
         own = model(forced.x_t[1].to(torch.float32), 500)  # the space each model predicts in, at t = 501
         view = forcing.eps if model.prediction == "epsilon" else forcing.v
         torch.testing.assert_close(view[1], own, rtol=1e-4, atol=1e-4)
+
+
+def test_the_compact_record_keeps_what_guidance_does_to_x0(tiny_repos):  # noqa: F811
+    model = load(SD_V, device="cpu")
+    run = explorer.sample(model, prompt=PROMPT, guidance_scale=3.0, sampler="ddim", num_inference_steps=3)
+    compact = run.compact()
+    assert compact.nbytes == explorer.diffusion.trajectory.compact_nbytes(3, 1, model.sample_shape, guided=True)
+    for k in range(len(run)):
+        for name, x0 in zip(("x0_conditional", "x0_unconditional"), run.guidance_x0(k), strict=True):
+            torch.testing.assert_close(compact.view(name, k), x0, rtol=2e-3, atol=2e-3)  # float16
+    single = explorer.sample(model, prompt=PROMPT, guidance_scale=1.0, sampler="ddim", num_inference_steps=2).compact()
+    assert single.x0_unconditional is None
+    with pytest.raises(ValueError, match="needs a guided run"):
+        single.view("x0_unconditional", 0)

@@ -111,11 +111,16 @@ VIEWS = tuple(view.name for view in STEP_VIEWS)  # what the compact form stores 
 DERIVED = ("x0_clipped", "x_prev")  # what it derives
 
 
-def compact_nbytes(num_steps: int, batch_size: int, sample_shape: tuple[int, ...]) -> int:
-    """Bytes a compact run of this size holds: x_t in float32, five views in float16, σ and clipped share
-    (float32 [S, B]), the final samples (float32) and two int64 timestep arrays."""
+GUIDANCE_VIEWS = ("x0_conditional", "x0_unconditional")  # a guided run's compact form also keeps these (float16)
+
+
+def compact_nbytes(num_steps: int, batch_size: int, sample_shape: tuple[int, ...], guided: bool = False) -> int:
+    """Bytes a compact run of this size holds: x_t in float32, five views in float16 (seven for a `guided` run of a
+    conditional model: x̂₀ of its conditional and unconditional predictions too), σ and clipped share (float32
+    [S, B]), the final samples (float32) and two int64 timestep arrays."""
     per_state = batch_size * math.prod(sample_shape)
-    views = num_steps * per_state * (4 + 2 * (len(VIEWS) - 1))
+    extra = len(GUIDANCE_VIEWS) if guided else 0
+    views = num_steps * per_state * (4 + 2 * (len(VIEWS) - 1 + extra))
     return views + num_steps * batch_size * 4 * 2 + per_state * 4 + num_steps * 8 * 2
 
 
@@ -137,6 +142,8 @@ class CompactTrajectory:
     std: torch.Tensor  # float32 [S, B]: σ of each step and sample (its mean over pixels for learned variance)
     clipped_fraction: torch.Tensor  # float32 [S, B]: share of x̂₀ pixels the step clipped
     samples: torch.Tensor  # float32 [B, *shape]: the final x_0
+    x0_conditional: torch.Tensor | None = None  # float16 [S, B, *shape]: x̂₀ of a guided run's conditional prediction
+    x0_unconditional: torch.Tensor | None = None  # and of its unconditional one (None unless guidance ran two passes)
 
     @classmethod
     def from_trajectory(cls, trajectory: Trajectory) -> CompactTrajectory:
@@ -176,8 +183,13 @@ class CompactTrajectory:
             return x0.clamp(-self.clip_range, self.clip_range) if self.clip_sample else x0
         if name == "x_prev":
             return self.samples.clone() if index == len(self) - 1 else self.x_t[index + 1].float()
+        if name in GUIDANCE_VIEWS:
+            stored = getattr(self, name)
+            if stored is None:
+                raise ValueError(f"view {name} needs a guided run of a conditional model (guidance scale above 1)")
+            return stored[index].float()
         if name not in VIEWS:
-            raise ValueError(f"view must be one of {', '.join((*VIEWS, *DERIVED))}; got {name!r}")
+            raise ValueError(f"view must be one of {', '.join((*VIEWS, *DERIVED, *GUIDANCE_VIEWS))}; got {name!r}")
         return getattr(self, name)[index].float()
 
     def to_trajectory(self, until: int) -> Trajectory:
@@ -216,6 +228,7 @@ class CompactRecorder:
         self._std: torch.Tensor | None = None
         self._clipped: torch.Tensor | None = None
         self._samples: torch.Tensor | None = None
+        self._guidance: dict[str, torch.Tensor] = {}
 
     @classmethod
     def continuing(cls, compact: CompactTrajectory, from_index: int, settings: SamplerSettings) -> CompactRecorder:
@@ -229,6 +242,10 @@ class CompactRecorder:
         recorder._allocate(compact.x_t[0])
         for name in VIEWS:
             recorder._views[name][:from_index] = getattr(compact, name)[:from_index]
+        if compact.x0_unconditional is not None:
+            recorder._allocate_guidance(compact.x_t[0])
+            for name in GUIDANCE_VIEWS:
+                recorder._guidance[name][:from_index] = getattr(compact, name)[:from_index]
         recorder._std[:from_index] = compact.std[:from_index]
         recorder._clipped[:from_index] = compact.clipped_fraction[:from_index]
         recorder.count = from_index
@@ -242,6 +259,11 @@ class CompactRecorder:
         self._std = torch.empty((total, like.shape[0]), dtype=torch.float32)
         self._clipped = torch.empty((total, like.shape[0]), dtype=torch.float32)
 
+    def _allocate_guidance(self, like: torch.Tensor) -> None:
+        total = self.settings.num_inference_steps
+        for name in GUIDANCE_VIEWS:
+            self._guidance[name] = torch.empty((total, *like.shape), dtype=torch.float16)  # [S, B, *shape]
+
     def add(self, step: Step) -> None:
         """Record the next step (steps arrive in order, k = 0, 1, …)."""
         if step.index != self.count or self.count >= self.settings.num_inference_steps:
@@ -253,6 +275,13 @@ class CompactRecorder:
         batch = step.x_t.shape[0]
         self._std[self.count] = step.std.reshape(batch, -1).mean(dim=1)
         self._clipped[self.count] = (step.x0 != step.x0_clipped).reshape(batch, -1).float().mean(dim=1)
+        if step.unconditional is not None and step.conditional is not None:
+            if not self._guidance:
+                self._allocate_guidance(step.x_t)
+            a_t = float(self.settings.schedule.alphas_cumprod[step.timestep])
+            for name, output in zip(GUIDANCE_VIEWS, (step.conditional, step.unconditional), strict=True):
+                x0 = convert(output, self.prediction, Prediction.SAMPLE, step.x_t, a_t)  # fp32, then stored
+                self._guidance[name][self.count] = x0
         self._samples = step.x_prev
         self.count += 1
 
@@ -273,4 +302,5 @@ class CompactRecorder:
             clipped_fraction=self._clipped,
             samples=self._samples.float().clone(),
             **self._views,
+            **self._guidance,
         )
