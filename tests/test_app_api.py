@@ -47,7 +47,7 @@ def test_schedules_endpoint_refuses_bad_input(client, name, value):
 
 def test_posterior_endpoint(client):
     good = arguments("posterior", post_index=3, post_t=200)
-    picture, _, numbers, product, _ = client.predict(*good, api_name="/posterior")
+    picture, _, numbers, product, _, _ = client.predict(*good, api_name="/posterior")
     assert picture.endswith(".png") and "β̃" in numbers and product["type"] == "plotly" and "t = 200" in numbers
     with pytest.raises(Exception):  # noqa: B017 (the slider or the handler names the field)
         client.predict(*arguments("posterior", post_seed=-1), api_name="/posterior")

@@ -84,7 +84,7 @@ def test_t_and_the_step_count_follow_T():
 @pytest.mark.parametrize("source", ["digit", "moons", "ring"])
 def test_posterior_views(source):
     values = PosteriorValues(source=source, index=3, t=200, pixel=120, step=10)
-    picture, _caption, numbers, product, reverse = posterior.update_posterior(values, ScheduleValues())
+    picture, _caption, numbers, product, _derivation, reverse = posterior.update_posterior(values, ScheduleValues())
     assert isinstance(picture, Image.Image)
     assert "β̃" in numbers
     names = [trace.name for trace in product.data]

@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
 import torch
 
 from explorer.data import X0Source, choose_x0, point_set
@@ -19,7 +20,8 @@ from explorer.diffusion.indexing import paper_t, previous_t, timestep_of
 from explorer.diffusion.oracle import reverse_densities
 from explorer.diffusion.posterior import q_posterior, q_posterior_sample, q_sample
 from explorer.diffusion.schedules import MAX_TIMESTEPS, Schedule
-from explorer.figures.images import image_grid, scatter_frame
+from explorer.figures.formulas import PixelValues, posterior_derivation
+from explorer.figures.images import GRID_GAP, image_grid, scatter_frame
 from explorer.figures.posterior import (
     DensityPanel,
     gaussian_product,
@@ -37,6 +39,8 @@ MAX_STEP = 500
 MAX_PICTURE_BYTES = 5 * 2**20  # the launch configuration's upload cap, for pictures sent inline as data: URLs too
 MAX_PICTURE_PIXELS = 2048 * 2048  # refused before decoding: a 13000² PNG of 164 KB would decode to 0.5 GB
 HEADER_BASE64 = 87_384  # base64 characters of the first 64 KiB: enough for any image header
+MARK = (230, 0, 0)  # the pixel of the 1-D view and the derivation, outlined on every tile
+PICTURE_SCALE = 6
 NOT_2D = "The exact reverse q(x<sub>t−1</sub> | x<sub>t</sub>) is drawn for 2-D data: pick moons or ring."
 REVERSE_CAPTION = """For moons and ring the data set is 1,000 points, so the reverse step has an exact answer.
 **Left**: the true q(x<sub>t−Δ</sub> | x<sub>t</sub>), a mixture of one Gaussian per data point, weighted by how
@@ -103,32 +107,70 @@ def bounded(image: gr.Image) -> gr.Image:
     return image
 
 
-def reverse_figure(source: X0Source, schedule: Schedule, t: int, jump: int, x0: torch.Tensor, x_t: torch.Tensor):
-    """Heatmaps of q(x_s|x_t) (exact mixture), q(x_s|x_t,x₀) and p_θ(x_s|x_t), s = t − Δ, for one 2-D point."""
+@dataclass(frozen=True)
+class ModelGuess:
+    """A bundled ε-network's x̂₀ for the view's x_t: p_θ's mean is μ̃_t(x̂₀, x_t)."""
+
+    name: str
+    x0_hat: torch.Tensor  # float64 [1, *sample_shape]
+
+
+def model_guess(source: X0Source, schedule: Schedule, t: int, x_t: torch.Tensor) -> ModelGuess | None:
+    """The bundled `<data set>-eps` network's x̂₀ for x_t at paper step t of `schedule`, None when it is absent.
+    The network runs at its own step whose ᾱ is nearest ᾱ_t (the same step when schedule 1 is its schedule)."""
+    name = f"{source.dataset.value}-eps"
+    model = optional_model(name)
+    if model is None:
+        return None
+    return ModelGuess(name, x0_at_noise_level(model, x_t, float(schedule.alphas_cumprod[timestep_of(t)])))
+
+
+def reverse_figure(source: X0Source, schedule: Schedule, t: int, jump: int, points: tuple, guess: ModelGuess | None):
+    """Heatmaps of q(x_s|x_t) (exact mixture), q(x_s|x_t,x₀) and p_θ(x_s|x_t), s = t − Δ, for one 2-D point.
+
+    points: (x0, x_t), each [1, 2]."""
     if t < 2:
         return message_figure("At t = 1 the step goes straight to x₀ (β̃₁ = 0): pick t ≥ 2.")
+    x0, x_t = points
     s = t - min(jump, previous_t(t))  # paper step s ≥ 1: a jump to x₀ itself would be point masses
     data = point_set(source.dataset)
-    model = optional_model(f"{source.dataset.value}-eps")
-    model_x0 = None
-    if model is not None:
-        model_x0 = x0_at_noise_level(model, x_t, float(schedule.alphas_cumprod[timestep_of(t)]))
+    model_x0 = None if guess is None else guess.x0_hat
     densities = reverse_densities(data, schedule, x0, x_t, timestep_of(t), timestep_of(s), model_x0=model_x0)
     panels = [
         DensityPanel(f"true reverse q(x<sub>{s}</sub> | x<sub>{t}</sub>): a mixture", densities.true),
         DensityPanel(f"q(x<sub>{s}</sub> | x<sub>{t}</sub>, x₀): one Gaussian", densities.given_x0),
     ]
     if densities.model is not None:
-        title = f"model p<sub>θ</sub>(x<sub>{s}</sub> | x<sub>{t}</sub>), {source.value}-eps"
+        title = f"model p<sub>θ</sub>(x<sub>{s}</sub> | x<sub>{t}</sub>), {guess.name}"
         panels.append(DensityPanel(title, densities.model))
     return reverse_density_figure(
         densities.xs, densities.ys, panels, x_t=x_t[0].numpy(), x0=x0[0].numpy(), data=data.numpy()[::2]
     )
 
 
+def mark_pixel(picture: PIL.Image.Image, shape: tuple[int, ...], which: int, tiles: int) -> PIL.Image.Image:
+    """The picture of `tiles` tiles in one row (each [C, H, W] = `shape`, upscaled PICTURE_SCALE×) with flat pixel
+    `which` of every tile outlined in red."""
+    _, row, column = np.unravel_index(which, shape)
+    marked = picture.convert("RGB")
+    draw, size = PIL.ImageDraw.Draw(marked), PICTURE_SCALE
+    for tile in range(tiles):
+        left, top = (tile * (shape[-1] + GRID_GAP) + int(column)) * size, int(row) * size
+        draw.rectangle((left - 1, top - 1, left + size, top + size), outline=MARK, width=1)
+    return marked
+
+
+def pixel_label(source: X0Source, shape: tuple[int, ...], which: int) -> str:
+    """How the derivation names the pixel of the 1-D view."""
+    if source.is_2d:
+        return f"coordinate {'xy'[which]} of the point x₀ (★ in the plot below)"
+    _, row, column = np.unravel_index(which, shape)
+    return f"pixel {which} (row {row}, column {column}), outlined in red on the picture"
+
+
 @user_errors
 def update_posterior(values: PosteriorValues, schedule_values: ScheduleValues):
-    """The Posterior view: picture, caption, numbers, 1-D product, 2-D reverse."""
+    """The Posterior view: picture, caption, numbers, 1-D product, derivation, 2-D reverse."""
     source = check_choice("x₀ source", values.source, X0Source)
     schedule = schedule_values.parse(1)
     chosen = min(check_int("t", values.t, 1, MAX_TIMESTEPS), schedule.num_train_timesteps)
@@ -138,6 +180,7 @@ def update_posterior(values: PosteriorValues, schedule_values: ScheduleValues):
     pixel = check_int("pixel", values.pixel, 0, 255)
     picture_in = _upload(values.upload) if source is X0Source.UPLOAD else None
     x0 = choose_x0(source, number, picture_in)  # [1, *shape]
+    shape = tuple(x0.shape[1:])
     which = pixel % x0[0].numel()  # a 2-D point has coordinates 0 and 1
     i = timestep_of(chosen)
     x_t = q_sample(schedule, x0, i, generator=generator)
@@ -146,19 +189,22 @@ def update_posterior(values: PosteriorValues, schedule_values: ScheduleValues):
     samples = q_posterior_sample(
         schedule, x0.expand(many, *x0.shape[1:]), x_t.expand(many, *x0.shape[1:]), i, generator=generator
     )
+    guess = model_guess(source, schedule, chosen, x_t)
 
     if source.is_2d:
         data = point_set(source.dataset)
         cloud = q_sample(schedule, data, i, generator=torch.Generator().manual_seed(int(values.seed)))
         picture = scatter_frame(cloud, reference=data.numpy(), extent=3.5)
         caption = f"The whole data set noised to t = {chosen} (blue) over the clean data (grey)."
-        figure_2d = reverse_figure(source, schedule, chosen, jump, x0, x_t)
+        figure_2d = reverse_figure(source, schedule, chosen, jump, (x0, x_t), guess)
     else:
         tiles = torch.cat([x0, x_t, parts.from_x0, parts.from_xt, parts.mean, samples])
-        picture = image_grid(tiles, columns=len(tiles), scale=6)
+        picture = image_grid(tiles, columns=len(tiles), scale=PICTURE_SCALE)
+        picture = mark_pixel(picture, shape, which, len(tiles))
         caption = (
             f"x₀ | x<sub>{chosen}</sub> | weight·x₀ | weight·x<sub>{chosen}</sub> | μ̃ = their sum | "
-            f"{many} samples of x<sub>{previous_t(chosen)}</sub> ~ N(μ̃, β̃). All on the same [−1, 1] grey scale."
+            f"{many} samples of x<sub>{previous_t(chosen)}</sub> ~ N(μ̃, β̃). All on the same [−1, 1] grey scale; "
+            "the red square is the pixel of the 1-D view and the derivation."
         )
         figure_2d = message_figure(NOT_2D)
     c0, ct = schedule.posterior_mean_coef_x0[i], schedule.posterior_mean_coef_xt[i]
@@ -167,8 +213,17 @@ def update_posterior(values: PosteriorValues, schedule_values: ScheduleValues):
         f"{schedule.posterior_variance[i]:.4g} (std {np.sqrt(schedule.posterior_variance[i]):.3g}); "
         f"β<sub>t</sub> = {schedule.betas[i]:.4g}."
     )
-    one = gaussian_product(schedule, chosen, float(x0.flatten()[which]), float(x_t.flatten()[which]))
-    return picture, caption, numbers, gaussian_product_figure(one, chosen), figure_2d
+    x0_pixel, x_t_pixel = float(x0.flatten()[which]), float(x_t.flatten()[which])
+    one = gaussian_product(schedule, chosen, x0_pixel, x_t_pixel)
+    marked = PixelValues(
+        pixel_label(source, shape, which),
+        x0_pixel,
+        x_t_pixel,
+        x0_hat=None if guess is None else float(guess.x0_hat.flatten()[which]),
+        model=None if guess is None else guess.name,
+    )
+    derivation = posterior_derivation(schedule, chosen, marked)
+    return picture, caption, numbers, gaussian_product_figure(one, chosen), derivation, figure_2d
 
 
 class PosteriorControls(ControlGroup[PosteriorValues]):
@@ -231,10 +286,12 @@ def build(schedule: ScheduleControls) -> PosteriorTab:
     caption = gr.Markdown()
     numbers = gr.Markdown(elem_id="post_numbers")
     product = gr.Plot(label="product of Gaussians")
+    with gr.Accordion("Derivation: Bayes' rule, completing the square, and Lₜ₋₁ for the marked pixel", open=False):
+        derivation = gr.Markdown(elem_id="post_derivation")
     reverse = gr.Plot(label="reverse densities (2-D data)", elem_id="reverse_plot")
     gr.Markdown(REVERSE_CAPTION)
     update, inputs = bind(update_posterior, controls, schedule), event_inputs(controls, schedule)
-    outputs = [picture, caption, numbers, product, reverse]
+    outputs = [picture, caption, numbers, product, derivation, reverse]
     own = controls.components
     gr.on(
         triggers=[
