@@ -53,8 +53,9 @@ class _Conditional:
     def __init__(self, side: int | None = None, conditioning: Conditioning | None = None) -> None:
         self.side, self.bound = side, conditioning
 
-    def at_latent_size(self, side: int) -> _Conditional:
-        return _Conditional(side, self.bound)
+    def resized(self, height: int, width: int) -> _Conditional:
+        assert height == width
+        return _Conditional(height, self.bound)
 
     def condition(self, conditioning: Conditioning) -> _Conditional:
         return _Conditional(self.side, conditioning)

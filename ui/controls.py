@@ -314,8 +314,8 @@ def bind_model(denoiser: Denoiser, values: RunValues) -> Denoiser:
     """The model as a run uses it: a conditional model bound to the prompt or class label, a latent model at the
     latent size asked for. Models that take neither ignore those controls (they are hidden for them)."""
     conditioning, side = values.conditioning(), values.latent_side()
-    if side is not None and hasattr(denoiser, "at_latent_size"):
-        denoiser = denoiser.at_latent_size(side)
+    if side is not None and hasattr(denoiser, "resized"):
+        denoiser = denoiser.resized(side, side)
     if getattr(denoiser, "conditional", False):
         denoiser = denoiser.condition(conditioning)
     return denoiser
