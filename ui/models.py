@@ -114,15 +114,29 @@ def optional_model(ref: str) -> Denoiser | None:
         return None
 
 
-def takes_conditioning(ref: str) -> bool:
-    """Whether the page offers the prompt, class-label and latent-size controls for `ref`: a catalogue entry of a
-    latent family, or a typed Hub id outside the catalogue (what it takes is known only once it loads); never for a
-    bundled or exact model; ValueError for what is not a reference. String checks only: nothing is loaded."""
+CONDITIONING_CONTROLS = ("prompt", "negative_prompt", "guidance", "guidance_rescale", "class_label", "latent_size")
+FAMILY_CONTROLS: dict[str, frozenset[str]] = {
+    "pixel": frozenset(),
+    "stable_diffusion": frozenset({"prompt", "negative_prompt", "guidance", "guidance_rescale", "latent_size"}),
+    "ldm": frozenset({"latent_size"}),
+    "dit": frozenset({"class_label", "guidance"}),  # a DiT's positional embedding fixes its latent size
+}
+
+
+def conditioning_controls(ref: str) -> frozenset[str]:
+    """The Run controls of `CONDITIONING_CONTROLS` that `ref` takes, by its catalogue family: none for bundled, exact
+    and pixel models; all of them for a typed Hub id outside the catalogue (what it takes is known only once it
+    loads). ValueError for what is not a reference. String checks only: nothing is loaded."""
     ref = (ref or "").strip()
     if exact_dataset(ref) is not None or ref in bundled_models():
-        return False
+        return FAMILY_CONTROLS["pixel"]
     entry = next((entry for entry in catalogue() if entry.name == ref), None)
     if entry is None:
         check_ref(ref)  # a path or a malformed id: ValueError
-        return True
-    return str(getattr(entry, "family", "pixel")) != "pixel"
+        return frozenset(CONDITIONING_CONTROLS)
+    return FAMILY_CONTROLS.get(str(entry.family), frozenset(CONDITIONING_CONTROLS))
+
+
+def takes_conditioning(ref: str) -> bool:
+    """Whether `ref` takes any of the conditioning or latent-size controls (see `conditioning_controls`)."""
+    return bool(conditioning_controls(ref))
