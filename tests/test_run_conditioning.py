@@ -92,3 +92,17 @@ def test_conditioning_controls_show_only_for_models_that_take_them():
     assert {name for name, update in shown.items() if update["visible"]} == {"class_label", "guidance"}
     assert all(update["visible"] for update in show_conditioning("digits-eps", "someone/latent-model")[1:])
     assert show_conditioning("digits-eps", "../../etc")[0].visible is False  # not a reference at all
+
+
+def test_weights_are_half_precision_on_a_gpu_and_float32_on_a_cpu(monkeypatch):
+    import torch
+
+    from ui import models
+
+    if not torch.cuda.is_available():
+        assert models.app_dtype() is torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert models.app_dtype() is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert models.app_dtype() is torch.float16

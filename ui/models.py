@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 
+import torch
+
 from explorer.data import Dataset, exact_training_set
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.oracle import OptimalDenoiser
@@ -84,7 +86,15 @@ def load_model(ref: str) -> Denoiser:
     dataset = exact_dataset(ref)
     if dataset is not None:
         return _exact(dataset)
-    return load(ref, allow_local=_local_folders)
+    return load(ref, allow_local=_local_folders, dtype=app_dtype())
+
+
+def app_dtype() -> torch.dtype:
+    """The weights' dtype in the app: bfloat16 on a CUDA GPU that has it (float16 on older ones), float32 elsewhere.
+    The sampler's step maths stays in float32 or better whatever the weights hold."""
+    if not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def check_ref(ref: str) -> str:
