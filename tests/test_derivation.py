@@ -208,13 +208,13 @@ def test_the_panel_renders_katex_in_chromium():
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/?tab=posterior")
+            page.goto(f"http://127.0.0.1:{port}/")
             page.get_by_role("tab", name="Posterior").click()
+            page.wait_for_selector("#post_numbers:has-text('t = 200')", timeout=300_000)  # a loaded machine is slow
             page.get_by_text("Derivation: Bayes' rule").click()
-            page.wait_for_selector("#post_derivation .katex-display", timeout=60_000)
             panel = page.locator("#post_derivation")
             page.wait_for_function(
-                "() => document.querySelectorAll('#post_derivation .katex-display').length >= 10", timeout=30_000
+                "() => document.querySelectorAll('#post_derivation .katex-display').length >= 10", timeout=120_000
             )
             visible = panel.evaluate(
                 "(node) => { const c = node.cloneNode(true); c.querySelectorAll('.katex-mathml').forEach("
