@@ -12,7 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explorer import Schedule, TimestepSpacing, inference_timesteps, paper_t, timestep_of
-from explorer.diffusion.schedules import MAX_TIMESTEPS, BetaSchedule, rescaled_to_zero_terminal_snr
+from explorer.diffusion.schedules import (
+    MAX_TIMESTEPS,
+    BetaSchedule,
+    current_scheduler_config,
+    rescaled_to_zero_terminal_snr,
+)
 
 SIZES = (2, 10, 1000, 4000)
 CASES = [(n, T, z) for n in reference.SCHEDULE_NAMES for T in SIZES for z in (False, True)]
@@ -92,6 +97,67 @@ def test_from_diffusers_config_reads_the_cifar10_checkpoint_config() -> None:
     np.testing.assert_allclose(trained.betas, [0.1, 0.2, 0.3])
     zsnr = Schedule.from_diffusers_config({"beta_schedule": "scaled_linear", "rescale_betas_zero_snr": True})
     assert zsnr.terminal_snr_is_zero
+
+
+EARLY_DDPM = {  # the shape of scheduler_config.json files diffusers 0.0.x wrote (GaussianDDPMScheduler)
+    "_class_name": "GaussianDDPMScheduler",
+    "timesteps": 1000,
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "variance_type": "fixed_small",
+    "clip_predicted_image": True,
+}
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012},
+        {"beta_schedule": "squaredcos_cap_v2"},
+        {"tensor_format": "pt", "timestep_values": None},  # other 0.0.x keys: ignored, as diffusers ignores them
+    ],
+)
+def test_early_format_config_is_read_as_diffusers_reads_it(variant: dict) -> None:
+    from diffusers import DDPMScheduler
+
+    old = {**EARLY_DDPM, **variant}
+    theirs = DDPMScheduler.from_config(old)  # diffusers 0.42: drops `timesteps`, uses T = 1000
+    ours = Schedule.from_diffusers_config(old)
+    np.testing.assert_allclose(ours.alphas_cumprod, theirs.alphas_cumprod.double().numpy(), rtol=2e-5, atol=1e-7)
+    current = current_scheduler_config(old)
+    assert current["_class_name"] == "DDPMScheduler" and current["num_train_timesteps"] == 1000
+    assert current["clip_sample"] is True and "timesteps" not in current and "clip_predicted_image" not in current
+    assert old["_class_name"] == "GaussianDDPMScheduler"  # the argument is left alone
+
+
+def test_early_format_keys_mean_what_they_said_and_new_keys_win() -> None:
+    from diffusers import DDPMScheduler
+
+    short = current_scheduler_config({**EARLY_DDPM, "timesteps": 500, "clip_predicted_image": False})
+    assert Schedule.from_diffusers_config(short).num_train_timesteps == 500 and short["clip_sample"] is False
+    # what diffusers builds once the old keys carry today's names
+    theirs = DDPMScheduler.from_config(short)
+    np.testing.assert_allclose(
+        Schedule.from_diffusers_config(short).alphas_cumprod, theirs.alphas_cumprod.double().numpy(), rtol=2e-5
+    )
+    both = current_scheduler_config({"timesteps": 500, "num_train_timesteps": 1000})
+    assert both == {"num_train_timesteps": 1000}
+
+
+def test_trained_betas_without_a_count_give_T_as_diffusers_builds_its_tables() -> None:
+    from diffusers import DDPMScheduler
+
+    betas = list(np.linspace(1e-3, 0.05, 40))
+    ours = Schedule.from_diffusers_config({"trained_betas": betas})
+    theirs = DDPMScheduler.from_config({"trained_betas": betas, "num_train_timesteps": 40})
+    assert ours.num_train_timesteps == 40
+    np.testing.assert_allclose(ours.alphas_cumprod, theirs.alphas_cumprod.double().numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="trained_betas has 40 values but num_train_timesteps is 1000"):
+        Schedule.from_diffusers_config({"trained_betas": betas, "num_train_timesteps": 1000})
+    with pytest.raises(TypeError, match="must be a mapping"):
+        current_scheduler_config([("timesteps", 10)])
 
 
 # --- identities --------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from explorer.diffusion.parameterization import Prediction, convert
 from explorer.diffusion.posterior import q_posterior, reverse_log_variance
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.settings import END_OF_RUN, SamplerKind, SamplerSettings, resolve_settings
+from explorer.diffusion.shipped import branch_scheduler_settings, iterate_scheduler
 from explorer.diffusion.tensors import append_dims
 from explorer.diffusion.trajectory import Step, Trajectory
 from explorer.validation import check_int
@@ -174,6 +175,8 @@ def iterate(
     of `resolve_settings` and the conditioning keywords (the same as `sample`'s)."""
     denoiser = as_denoiser(apply_conditioning(denoiser, options))
     settings = _settings_for(denoiser, settings, options)
+    if settings.sampler is SamplerKind.SCHEDULER:  # the checkpoint's own scheduler (shipped.py)
+        return iterate_scheduler(denoiser, settings, progress=progress)
     shape = (settings.batch_size, *denoiser.sample_shape)
     return _run(denoiser, settings, initial_noise(settings.seed, shape), 0, progress)
 
@@ -217,6 +220,8 @@ def branch_settings(
     steps before `from_index`; `changes` may set sampler, eta, variance, clip_sample, clip_range or schedule;
     `remaining_steps` resamples the timesteps from t_k down to 0 on an even grid."""
     check_int("from_index", from_index, 0, settings.num_inference_steps - 1)
+    if SamplerKind.SCHEDULER in (settings.sampler, changes.get("sampler")):  # refused where not exact (shipped.py)
+        return branch_scheduler_settings(settings, denoiser, from_index, remaining_steps=remaining_steps, **changes)
     allowed = {"sampler", "eta", "variance", "clip_sample", "clip_range", "schedule"}
     unknown = set(changes) - allowed
     if unknown:
@@ -250,6 +255,8 @@ def iterate_branch(
     recorded state x_start ([B, *sample_shape]) that entered step `from_index`; the noise of step k is (seed, k)'s."""
     denoiser = as_denoiser(denoiser)
     check_int("from_index", from_index, 0, settings.num_inference_steps - 1)
+    if settings.sampler is SamplerKind.SCHEDULER:  # a fresh scheduler from the recorded x_t (shipped.py)
+        return iterate_scheduler(denoiser, settings, restart=(x_start, from_index), progress=progress)
     return _run(denoiser, settings, x_start, from_index, progress)
 
 

@@ -188,6 +188,39 @@ def inference_timesteps(
     return steps
 
 
+# --- scheduler configs as diffusers reads them ------------------------------------------------
+
+EARLY_CLASS_NAMES = {"GaussianDDPMScheduler": "DDPMScheduler"}  # diffusers 0.0.x names → today's class
+RENAMED_KEYS = {"timesteps": "num_train_timesteps", "clip_predicted_image": "clip_sample"}  # 0.0.x key → today's
+
+
+def current_scheduler_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A scheduler config in today's diffusers form: early-format configs still sitting in Hub repos are read.
+
+    - `_class_name` GaussianDDPMScheduler (diffusers 0.0.x) is today's DDPMScheduler.
+    - `timesteps` is the 0.0.x name of `num_train_timesteps` and `clip_predicted_image` of `clip_sample`; an old
+      key moves to the new name unless the new key is also present (then the new one wins). diffusers 0.42 itself
+      drops the old keys with a warning and uses its defaults (T = 1000, clip_sample = True), which equal the
+      values every such config on the Hub holds; here a config that says T = 500 means T = 500.
+    - `trained_betas` without `num_train_timesteps` gives T = len(trained_betas), as diffusers builds its tables.
+    Unknown keys are kept (diffusers ignores them). Returns a new dict; the argument is not changed.
+    """
+    if not isinstance(config, Mapping):
+        raise TypeError(f"a scheduler config must be a mapping (scheduler_config.json); got {type(config).__name__}")
+    current = dict(config)
+    name = current.get("_class_name")
+    if isinstance(name, str) and name in EARLY_CLASS_NAMES:
+        current["_class_name"] = EARLY_CLASS_NAMES[name]
+    for old, new in RENAMED_KEYS.items():
+        if old in current:
+            value = current.pop(old)
+            current.setdefault(new, value)
+    trained = current.get("trained_betas")
+    if trained is not None and "num_train_timesteps" not in current:
+        current["num_train_timesteps"] = len(trained)
+    return current
+
+
 # --- the Schedule ------------------------------------------------------------------------------
 
 
@@ -333,7 +366,9 @@ class Schedule:
 
     @classmethod
     def from_diffusers_config(cls, config: Mapping[str, Any]) -> Schedule:
-        """The training schedule described by a diffusers scheduler config (`scheduler_config.json`)."""
+        """The training schedule described by a diffusers scheduler config (`scheduler_config.json`), early formats
+        included (see `current_scheduler_config`)."""
+        config = current_scheduler_config(config)
         count = config.get("num_train_timesteps", 1000)
         rescale = bool(config.get("rescale_betas_zero_snr", False))
         trained = config.get("trained_betas")

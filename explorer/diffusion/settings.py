@@ -32,6 +32,7 @@ class SamplerKind(StrEnum):
 
     DDPM = "ddpm"
     DDIM = "ddim"
+    SCHEDULER = "scheduler"  # the checkpoint's own diffusers scheduler, through its step() (explorer.diffusion.shipped)
 
     @classmethod
     def parse(cls, value: str | SamplerKind, field: str = "sampler") -> SamplerKind:
@@ -55,6 +56,7 @@ class SamplerSettings:
     # Where the last step lands: END_OF_RUN (ᾱ = 1, the data), or timestep 0 (ᾱ at index 0) for DDIM when the
     # checkpoint's scheduler sets `set_alpha_to_one: false`, as diffusers' DDIMScheduler does (SD configs).
     final_timestep: int = END_OF_RUN
+    scheduler_steps: int = 0  # sampler 'scheduler': the count given to set_timesteps (Heun: 2 model calls per step)
 
     @property
     def num_inference_steps(self) -> int:
@@ -83,7 +85,8 @@ def resolve_settings(
 ) -> SamplerSettings:
     """The one check of a run's options: each None becomes the checkpoint's own setting.
 
-    sampler: ddpm or ddim; num_inference_steps ∈ [1, T] (default: the model's `default_steps`, else T), visited
+    sampler: ddpm, ddim or scheduler (the checkpoint's own: `shipped.scheduler_settings`); num_inference_steps ∈
+    [1, T] (default: the model's `default_steps`, else T), visited
     with `spacing` (default: the checkpoint's `timestep_spacing`, else leading; leading adds the checkpoint's
     `steps_offset`, as diffusers does), or explicit descending 0-based `timesteps`; eta ∈ [0, 1] (DDIM only);
     variance: fixed_small, fixed_large or learned_range; clip_sample and clip_range: clip x̂₀ to [−r, r];
@@ -91,6 +94,13 @@ def resolve_settings(
     """
     denoiser = as_denoiser(denoiser)
     kind = SamplerKind.parse(sampler)
+    if kind is SamplerKind.SCHEDULER:  # the checkpoint's own scheduler decides its timesteps (shipped.py)
+        from explorer.diffusion.shipped import scheduler_settings
+
+        fixed = {"variance": variance, "clip_sample": clip_sample, "schedule": schedule, "timesteps": timesteps}
+        fixed["clip_range"] = None if clip_range == 1.0 else clip_range
+        options = {"num_inference_steps": num_inference_steps, "eta": eta, "batch_size": batch_size, "seed": seed}
+        return scheduler_settings(denoiser, spacing=spacing, fixed=fixed, **options)
     own = denoiser.scheduler_config
     spacing = TimestepSpacing.parse(own.get("timestep_spacing") or "leading" if spacing is None else spacing)
     offset = int(own.get("steps_offset") or 0) if spacing is TimestepSpacing.LEADING else 0
