@@ -29,7 +29,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     with gr.Row():
         gr.Markdown(f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.")
         with gr.Column(scale=0, min_width=260):
-            large = gr.Checkbox(label="large type (presentation)", value=False, elem_id="presentation")
+            large = gr.Checkbox(label="presentation mode", value=False, elem_id="presentation")
             link_button = gr.Button("Copy link to this view", size="sm", elem_id="copy_link")
             link = gr.Textbox(show_label=False, interactive=False, elem_id="link", placeholder="a link to this view")
     large.change(None, large, None, js="(on) => { document.body.classList.toggle('presentation', on); }")

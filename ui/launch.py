@@ -1,12 +1,14 @@
 """The one launch configuration: `python app.py`, a Space and the browser tests all start the app through `launch`.
 
-Theme, CSS, the keyboard script, the upload cap, the queue and its admission of model work are defined here
+Theme, the page's CSS and scripts (ui/browser: keys, presentation mode, fitting figures and formulas, the
+fullscreen frame), the upload cap, the queue and its admission of model work are defined here
 once; Gradio 6 takes theme, css and head in `launch()`, not in `gr.Blocks()`.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -24,23 +26,30 @@ TITLE = "Reverse-diffusion explorer"
 QUEUE_SIZE = 64
 MAX_FILE_SIZE = "5mb"  # uploads (a local x₀ image) beyond this are refused by Gradio with HTTP 413
 SPACE_FILE_SIZE = 1  # bytes: on a Space nothing takes a file (no picture input), so /upload takes nothing
-CSS = """
-.presentation { font-size: 150% !important; }
-.presentation .prose, .presentation label, .presentation span { font-size: 120% !important; }
-footer { display: none !important; }
-"""
-# ← and → step through frames when the frame buttons are on screen and the focus is not in a text field.
-HEAD = """
-<script>
-document.addEventListener('keydown', (event) => {
-  const tag = (event.target.tagName || '').toLowerCase();
-  if (tag === 'input' || tag === 'textarea' || event.target.isContentEditable) return;
-  const id = event.key === 'ArrowLeft' ? 'prev_frame' : event.key === 'ArrowRight' ? 'next_frame' : null;
-  const button = id && document.getElementById(id);
-  if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
-});
-</script>
-"""
+BROWSER = Path(__file__).parent / "browser"  # what runs in the page: its CSS and scripts, one concept a file
+SCRIPTS = ("page.js", "keys.js", "plots.js", "formulas.js", "fullscreen.js")  # page.js first: the others follow it
+PRESENTATION_SCALE = 1.4  # presentation mode: every text size of the theme, and every figure's fonts, × this
+TEXT_SIZES = ("text_xxs", "text_xs", "text_sm", "text_md", "text_lg", "text_xl", "text_xxl")
+
+
+def presentation_css(look: gr.themes.Base) -> str:
+    """Presentation mode's text sizes: the theme's own sizes × PRESENTATION_SCALE, set once on the root element while
+    the body has the class `presentation`. Every text size on the page derives from these (KaTeX's formulas too), so
+    text grows exactly once, with no compounding on nested elements; ui/browser/plots.js reads the same factor."""
+    sizes = [f"--{name.replace('_', '-')}: calc({getattr(look, name)} * {PRESENTATION_SCALE});" for name in TEXT_SIZES]
+    return "\n".join(
+        [":root:has(> body.presentation) {", *sizes, "}", f":root {{ --presentation-scale: {PRESENTATION_SCALE}; }}"]
+    )
+
+
+def page_css(look: gr.themes.Base) -> str:
+    """ui/browser/page.css and the presentation sizes of `look`."""
+    return (BROWSER / "page.css").read_text() + "\n" + presentation_css(look)
+
+
+def page_head() -> str:
+    """The page's scripts (ui/browser/*.js), one <script> each, in the order of SCRIPTS."""
+    return "\n".join(f"<script>\n{(BROWSER / name).read_text()}</script>" for name in SCRIPTS)
 
 
 def theme() -> gr.themes.Base:
@@ -66,12 +75,13 @@ def launch_options(**overrides: Any) -> dict[str, Any]:
     (127.0.0.1:7860 by default), the look, the keyboard script, the upload cap (none on a Space: nothing there takes
     a file) and a 404 for unknown API names;
     `overrides` win."""
+    look = theme()
     options: dict[str, Any] = {
         "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        "theme": theme(),
-        "css": CSS,
-        "head": HEAD,
+        "theme": look,
+        "css": page_css(look),
+        "head": page_head(),
         "max_file_size": SPACE_FILE_SIZE if running_on_space() else MAX_FILE_SIZE,
         "app_kwargs": {"exception_handlers": {FnIndexInferError: unknown_endpoint}},
     }
