@@ -11,7 +11,7 @@ import argparse
 
 import gradio as gr
 
-from ui import parameterizations, posterior, restore, sampling, schedules
+from ui import cloud, parameterizations, posterior, restore, sampling, schedules
 from ui.common import MODEL_WORK, VIEW_WORK
 from ui.launch import TITLE, configure_queue, launch, launch_options
 from ui.models import allow_local_folders
@@ -42,6 +42,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
             posterior_tab = posterior.build(schedules_tab.first)
         with gr.Tab("Reverse sampling", id="sampling"):
             sampling_tab = sampling.build(schedules_tab.first, url_frame)
+            cloud.build()
         with gr.Tab("Parameterizations", id="parameterizations"):
             parameterizations_controls = parameterizations.build()["inputs"]
     tabs.select(restore.tab_selected, None, current_tab, api_visibility="private", show_progress="hidden")

@@ -1,0 +1,112 @@
+"""The animated cloud of a 2-D run (moons, ring): every point from noise to data over the exact densities.
+
+"Animate the cloud" reads this session's stored run (no model call) and sends one Plotly figure with its frames.
+Gradio's gr.Plot draws data and layout but drops `frames`, so a browser-side step adds them to the drawn plot with
+Plotly.addFrames (Gradio's bundled plotly.js is `window.Plotly`); Plotly's own play button and slider then animate
+it in the browser without a server call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import gradio as gr
+
+from explorer.data import Dataset, exact_training_set
+from explorer.figures.cloud import GRID_CELLS, TRAIL_FRAMES, AnimatedFigure, Cloud, cloud_figure, run_cloud
+from explorer.validation import check_int
+from ui.common import MODEL_WORK, user_errors
+from ui.models import dataset_of
+from ui.state import stored_run
+
+INTRO = """### The cloud: every point of the batch from noise to data, over the exact densities (2-D models)
+After a run of a 2-D model (moons-*, ring-*, exact-moons, exact-ring), **Animate the cloud** draws the whole run
+as one animation: press its ▶ Play or drag its slider (both run in the browser). Nothing is sampled again."""
+NOT_2D = (
+    "The cloud is for 2-D models (moons-*, ring-*, exact-moons, exact-ring): this session's run is of {model}, "
+    "whose training set is not a known 2-D point set. Run a 2-D model first."
+)
+
+# Wait until gr.Plot has drawn the figure whose layout.meta.cloud is this one's, then give it the frames.
+ADD_FRAMES_JS = """async (value) => {
+  const text = value && typeof value === "object" ? value.plot : value;
+  if (!text || !window.Plotly) { return; }
+  const figure = typeof text === "string" ? JSON.parse(text) : text;
+  const token = figure.layout && figure.layout.meta && figure.layout.meta.cloud;
+  if (!token || !figure.frames) { return; }
+  const drawn = () => {
+    const plot = document.querySelector("#cloud .js-plotly-plot");
+    const meta = plot && plot._fullLayout && plot.layout && plot.layout.meta;
+    return meta && meta.cloud === token ? plot : null;
+  };
+  let plot = drawn();
+  for (let tries = 0; !plot && tries < 200; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    plot = drawn();
+  }
+  if (!plot) { return; }
+  await window.Plotly.deleteFrames(plot);
+  await window.Plotly.addFrames(plot, figure.frames);
+  plot.dataset.frames = String(figure.frames.length);
+}"""
+
+
+def caption(cloud: Cloud, dataset: Dataset) -> str:
+    """What the figure draws, in Markdown, with this run's numbers."""
+    shown, batch = len(cloud.shown), cloud.batch_size
+    steps_drawn = sum(frame.marginal is not None for frame in cloud.frames)  # every frame but the final samples
+    subsample = "" if shown == batch else f" (every {batch // shown}th of the {batch}: {shown} drawn)"
+    k = cloud.highlighted
+    return (
+        f"**What is drawn.** Each frame is one step of the run ({steps_drawn} of its {cloud.num_steps} steps, evenly "
+        f"spaced, then the final samples x₀): the points x<sub>t</sub> of the batch{subsample} in orange, with faint "
+        f"trails of the last {TRAIL_FRAMES} frames for {len(cloud.trails)} of them. **Blue, beneath:** the density "
+        f"of the noised training set, q(x<sub>t</sub>) = (1/N) Σ<sub>n</sub> N(x<sub>t</sub>; √ᾱ<sub>t</sub> "
+        f"x<sub>n</sub>, (1 − ᾱ<sub>t</sub>) I), for the fixed {len(cloud.data):,} points of {dataset.value} "
+        f"(grey in the last frame), averaged over each cell of a {GRID_CELLS}×{GRID_CELLS} grid. It is exact for "
+        "that finite training set: the distribution the exact denoiser reverses, not a fit to the model's samples. "
+        f"**Red:** point {k} at x<sub>t</sub> (ring), the contours of the exact reverse q(x<sub>s</sub> | "
+        "x<sub>t</sub>), s the run's next step (t − 1 when it visits every step), which is the oracle's mixture over "
+        "the training set, and its mean (+); **black ×:** where the run actually sent that point, its "
+        "x<sub>s</sub>. At the last step the exact reverse is a set of point masses on training points, so only its "
+        "mean is drawn."
+    )
+
+
+@user_errors
+def animate(point: float, request: gr.Request = None) -> tuple[AnimatedFigure, str]:
+    """The cloud of this session's run with point `point` of the batch highlighted; refuses runs of image models."""
+    run = stored_run(request)
+    dataset = dataset_of(run.model)
+    if dataset is None or dataset is Dataset.DIGITS or tuple(run.compact.samples.shape[1:]) != (2,):
+        raise ValueError(NOT_2D.format(model=run.model))
+    highlighted = check_int("highlighted point", point, 0, run.compact.samples.shape[0] - 1)
+    cloud = run_cloud(run.compact, exact_training_set(dataset), highlighted)
+    return cloud_figure(cloud, token=uuid.uuid4().hex), caption(cloud, dataset)
+
+
+@dataclass(frozen=True)
+class CloudTab:
+    """The cloud's button, highlighted-point box, plot and caption."""
+
+    button: gr.Button
+    point: gr.Number
+    plot: gr.Plot
+    caption: gr.Markdown
+
+
+def build() -> CloudTab:
+    """Lay out the cloud (inside the Reverse sampling tab, below the run) and wire its one event."""
+    gr.Markdown(INTRO)
+    with gr.Row():
+        button = gr.Button("Animate the cloud (2-D models: moons, ring)", elem_id="animate_cloud", scale=2)
+        point = gr.Number(
+            0, precision=0, minimum=0, label="highlighted point (index in the batch)", elem_id="cloud_point", scale=1
+        )
+    plot = gr.Plot(label="the cloud", elem_id="cloud")
+    text = gr.Markdown(elem_id="cloud_caption")
+    button.click(animate, [point], [plot, text], api_name="cloud", **MODEL_WORK).then(
+        None, [plot], None, js=ADD_FRAMES_JS, api_visibility="private", show_progress="hidden"
+    )
+    return CloudTab(button, point, plot, text)
