@@ -457,7 +457,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         )
         branch_note = gr.Markdown("", elem_id="branch_note")
     status = gr.Markdown("Press **Run**.", elem_id="frame_text")
-    with gr.Group(elem_id="frame"):
+    with gr.Column(elem_id="frame"):
         picture = gr.Image(
             label="frame", format="png", type="pil", interactive=False, show_label=False, elem_id="frame_stream"
         )
