@@ -23,7 +23,16 @@ import gradio as gr
 
 from explorer.diffusion.conditioning import MAX_GUIDANCE_SCALE, Conditioning
 from explorer.diffusion.denoiser import Denoiser
-from explorer.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS, BetaSchedule, Schedule, TimestepSpacing
+from explorer.diffusion.schedules import (
+    DEFAULT_BETA_END,
+    DEFAULT_BETA_START,
+    MAX_TIMESTEPS,
+    MIN_TIMESTEPS,
+    BetaSchedule,
+    Schedule,
+    TimestepSpacing,
+    current_scheduler_config,
+)
 from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_size, resolve_settings
 from explorer.diffusion.trajectory import compact_nbytes
 from explorer.validation import check_bool, check_choice, check_float, check_int, check_seed, check_text
@@ -130,6 +139,26 @@ class ScheduleValues:
         return Schedule.from_name(
             kind, count, beta_start=start, beta_end=end, rescale_zero_terminal_snr=rescale, cosine_offset=offset
         )
+
+
+def schedule_values_of(config: Mapping[str, Any], name: str = "this model") -> ScheduleValues:
+    """The Schedules controls that describe a checkpoint's training schedule (its scheduler_config.json, early
+    formats read as diffusers reads them); ValueError when the controls cannot hold it (a table of trained β)."""
+    config = current_scheduler_config(config)
+    if config.get("trained_betas") is not None:
+        raise ValueError(
+            f"{name} trains on a table of β values (trained_betas), which the schedule controls cannot hold"
+        )
+    family = BetaSchedule.parse(config.get("beta_schedule", "linear"), f"{name}'s beta_schedule")
+    values = ScheduleValues(
+        family=family.value,
+        T=int(config.get("num_train_timesteps", 1000)),
+        beta_start=float(config.get("beta_start", DEFAULT_BETA_START)),
+        beta_end=float(config.get("beta_end", DEFAULT_BETA_END)),
+        zero_snr=bool(config.get("rescale_betas_zero_snr", False)),
+    )
+    values.parse(1)  # the controls' own ranges
+    return values
 
 
 class ScheduleControls(ControlGroup[ScheduleValues]):
