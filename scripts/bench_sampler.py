@@ -1,6 +1,12 @@
-"""Benchmark the sampler: overhead against diffusers' DDIMPipeline, bundled-model runs, teacher forcing.
+"""Benchmark the sampler: overhead against diffusers' DDIMPipeline, bundled-model runs, teacher forcing, latents.
 
     python scripts/bench_sampler.py [--repeats 5] [--skip-bundled] [--skip-overhead] [--accelerator-rows]
+                                    [--latent] [--latent-only] [--latent-steps 3] [--latent-repeats 3]
+
+--latent adds rows for a latent model (random weights, SD 1.5-sized): recording overhead against diffusers'
+StableDiffusionPipeline on the SAME UNet2DConditionModel (64×64 latents, batch 1, guidance 1 and 7.5, DDIM and the
+checkpoint's own PNDM), and the cost per frame of the three decoders (exact VAE, TAESD-sized AutoencoderTiny,
+linear latent→RGB).
 
 On CUDA it adds eager vs compiled and fp32 vs bf16 rows (batch 1 and 16) against the same diffusers pipeline;
 --accelerator-rows forces them on any device.
@@ -179,14 +185,24 @@ def main() -> None:
         "--accelerator-rows", action="store_true", help="eager/compiled × fp32/bf16 rows even without CUDA (slow)"
     )
     parser.add_argument("--accelerator-steps", type=int, default=20, help="DDIM steps of those rows")
+    parser.add_argument("--latent", action="store_true", help="add the latent-model rows (SD-sized, slow on a CPU)")
+    parser.add_argument("--latent-only", action="store_true", help="only the latent-model rows")
+    parser.add_argument("--latent-steps", type=int, default=3)
+    parser.add_argument("--latent-repeats", type=int, default=3)
     args = parser.parse_args()
     device = str(explorer.pick_device())
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
     print("| measurement | value | notes |\n|---|---|---|", flush=True)
-    groups = [] if args.skip_overhead else [lambda: overhead_rows(args.repeats, device)]
-    if not args.skip_bundled:
+    groups = [] if args.skip_overhead or args.latent_only else [lambda: overhead_rows(args.repeats, device)]
+    if not (args.skip_bundled or args.latent_only):
         groups.append(lambda: bundled_rows(device))
-    if device == "cuda" or args.accelerator_rows:
+    if args.latent or args.latent_only:
+        from bench_latent import latent_rows  # diffusers. SD pipeline only when asked
+
+        groups.append(lambda: latent_rows(args.latent_repeats, device, args.latent_steps))
+    if args.latent_only:
+        pass
+    elif device == "cuda" or args.accelerator_rows:
         groups.append(lambda: accelerator_rows(args.repeats, device, args.accelerator_steps))
     else:
         groups.append(lambda: [("CUDA: eager vs compiled, fp32 vs bf16", "not measured", "no CUDA device here")])
