@@ -219,8 +219,8 @@ def _kl_lines(schedule: Schedule, t: int, pixel: PixelValues) -> list[str]:
         f"p<sub>θ</sub> is the bundled **{pixel.model}** network: p<sub>θ</sub>(x<sub>{p}</sub> | x<sub>{t}</sub>) "
         f"= N(μ<sub>θ</sub>, σ<sub>t</sub>²) with μ<sub>θ</sub> = μ̃<sub>t</sub>(x̂₀, x<sub>{t}</sub>), x̂₀ converted "
         "from its ε̂ at its own step nearest this ᾱ<sub>t</sub> (unclipped), and σ<sub>t</sub>² = β̃<sub>t</sub> "
-        "(its fixed_small variance). This is one pixel's term; the whole x's L<sub>t−1</sub> sums over its "
-        "pixels (coordinates).",
+        "(its fixed_small variance). This is one pixel's term; the whole picture's L<sub>t−1</sub> sums such "
+        "terms over its pixels (a 2-D point's over its two coordinates).",
         KL_GENERAL,
         rf"$$\hat x_0 = {n(pixel.x0_hat)}, \quad \mu_\theta = {n(c0)} \cdot ({n(pixel.x0_hat)}) + "
         rf"{n(ct)} \cdot ({n(pixel.x_t)}) = {n(model_mean)}$$",
@@ -237,7 +237,7 @@ def _kl_lines(schedule: Schedule, t: int, pixel: PixelValues) -> list[str]:
         )
     else:
         lines.append(
-            rf"$$L_{{{p}}} = \frac{{({n(mean)} - {n(model_mean)})^2}}{{2 \cdot {n(variance)}}} = "
+            rf"$$L_{{{p}}} = \frac{{\big({n(mean)} - ({n(model_mean)})\big)^2}}{{2 \cdot {n(variance)}}} = "
             rf"{n(kl)}\ \text{{nats}}$$"
         )
     return lines
