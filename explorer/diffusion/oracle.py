@@ -156,6 +156,25 @@ def mixture_density(mixture: ReverseMixture, grid: torch.Tensor) -> torch.Tensor
     return torch.einsum("bn,bng->bg", mixture.weights, log_components.exp())
 
 
+def grid_density(mixture: ReverseMixture, xs: np.ndarray, ys: np.ndarray) -> torch.Tensor:
+    """Density of each of the B 2-D mixtures on the regular grid xs [Gx] × ys [Gy]: float64 [B, Gy, Gx] (rows y).
+
+    The components are isotropic, N(x; m, v I) = N(x₁; m₁, v) N(x₂; m₂, v), so the sum over the N components is one
+    matrix product per mixture, [Gy, N] @ [N, Gx], instead of a [B, N, Gy·Gx] tensor (`mixture_density`).
+    """
+    if mixture.variance <= 0:
+        raise ValueError("the density of a jump to x₀ is a set of point masses; choose prev_timestep ≥ 0")
+    if mixture.means.shape[-1] != 2:
+        raise ValueError(f"grid_density draws 2-D mixtures; got {mixture.means.shape[-1]}-D means")
+    var = mixture.variance
+    norm = 1.0 / math.sqrt(2 * math.pi * var)
+    x = torch.as_tensor(np.asarray(xs), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(ys), dtype=torch.float64)
+    along_x = torch.exp(-((x[None, None, :] - mixture.means[..., :1]) ** 2) / (2 * var)) * norm  # [B, N, Gx]
+    along_y = torch.exp(-((y[None, None, :] - mixture.means[..., 1:]) ** 2) / (2 * var)) * norm  # [B, N, Gy]
+    return (along_y * mixture.weights[..., None]).transpose(1, 2) @ along_x  # [B, Gy, Gx]
+
+
 DENSITY_GRID = 90  # points per axis of the density grid
 WEIGHT_FLOOR = 1e-4  # mixture components below this share of the largest weight do not shape the grid
 
@@ -220,7 +239,7 @@ def reverse_densities(
     return ReverseDensities(
         xs=xs,
         ys=ys,
-        true=mixture_density(mixture, grid)[0].reshape(shape).numpy(),
+        true=grid_density(mixture, xs, ys)[0].numpy(),
         given_x0=_isotropic(grid, given, mixture.variance).reshape(shape).numpy(),
         model=model,
         variance=mixture.variance,
