@@ -47,7 +47,7 @@ def test_the_cloud_animates_in_the_browser(page, app_url):
     page.click("#animate_cloud")
     page.wait_for_function(f"() => document.querySelector('{PLOT}')?.dataset.frames === '{STEPS + 1}'", timeout=180_000)
     names = page.evaluate(f"() => document.querySelector('{PLOT}')._transitionData._frames.map((f) => f.name)")
-    assert len(names) == STEPS + 1 and names[-1] == "x₀"  # every step of a 50-step run, then the final samples
+    assert len(names) == STEPS + 1 and names[-1] == "0 (x₀)"  # every step of a 50-step run, then the final samples
     first = _title(page)
     assert first.startswith(f"t = {names[0]} → {names[1]}")
     assert _pictures(page) == 1
@@ -57,8 +57,10 @@ def test_the_cloud_animates_in_the_browser(page, app_url):
         f"(first) => document.querySelector('{PLOT}').layout.title.text !== first", arg=first, timeout=60_000
     )
     seen = set()
-    for _ in range(10):  # while it plays, the density picture never drops out
+    for tick in range(10):  # while it plays, the density picture never drops out
         seen.add(_title(page))
+        if tick == 3:
+            page.screenshot(path=str(SHOTS / "cloud.png"), full_page=False)
         assert _pictures(page) == 1 or "final samples" in _title(page)
         page.wait_for_timeout(400)
     assert len(seen) >= 2  # the frames move on by themselves
@@ -69,5 +71,4 @@ def test_the_cloud_animates_in_the_browser(page, app_url):
     assert _pictures(page) == 0  # the final frame: the samples over the training set, no density
     training = page.evaluate(f"() => document.querySelector('{PLOT}')._fullData[0]._length")
     assert training == 1000
-    page.screenshot(path=str(SHOTS / "cloud.png"), full_page=False)
     assert page.errors == []

@@ -154,7 +154,9 @@ def test_the_figure_is_valid_with_a_frame_per_entry_and_plotlys_controls():
     assert [b["label"] for b in sent["layout"]["updatemenus"][0]["buttons"]] == ["▶ Play", "❚❚ Pause"]
     steps = sent["layout"]["sliders"][0]["steps"]
     assert [s["args"][0][0] for s in steps] == [f["name"] for f in sent["frames"]]
-    assert sent["frames"][0]["name"] == str(paper_t(int(compact.timesteps[0]))) and sent["frames"][-1]["name"] == "x₀"
+    assert (
+        sent["frames"][0]["name"] == str(paper_t(int(compact.timesteps[0]))) and sent["frames"][-1]["name"] == "0 (x₀)"
+    )
     for j, frame in enumerate(sent["frames"]):
         assert len(frame["data"]) == len(TRACES) and all(d["type"] == "scatter" for d in frame["data"])
         (image,) = frame["layout"]["images"]

@@ -173,7 +173,7 @@ def density_picture(cells: np.ndarray) -> str:
     rgb = np.stack([np.interp(scaled, DENSITY_STOPS, DENSITY_RGB[:, c]) for c in range(3)], axis=-1)
     picture = Image.fromarray(np.flipud(rgb).round().astype(np.uint8), mode="RGB")  # PNG rows run top down
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", optimize=True)
+    picture.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -253,9 +253,9 @@ def frame_title(cloud: Cloud, j: int) -> str:
 
 
 def frame_name(cloud: Cloud, j: int) -> str:
-    """The slider label of frame j: its paper t, or x₀ for the final samples."""
+    """The slider label of frame j: its paper t, or 0 (x₀) for the final samples."""
     frame = cloud.frames[j]
-    return "x₀" if frame.marginal is None else str(frame.t)
+    return "0 (x₀)" if frame.marginal is None else str(frame.t)
 
 
 def _styles(cloud: Cloud) -> list[dict]:
