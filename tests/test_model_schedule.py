@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from diffusers import DDPMScheduler
+from tiny_pipelines import SD_V, SD_ZSNR, tiny_repos  # noqa: F401 (tiny_repos: a fixture)
 
-from ui.controls import schedule_values_of
+from ui.controls import ScheduleValues, schedule_values_of
 
 CONFIGS = {
     "stable diffusion 1.5": {
@@ -45,3 +46,15 @@ def test_an_early_format_config_is_read_and_a_beta_table_is_refused_by_name():
         schedule_values_of({"trained_betas": [0.1] * 10}, "someone/model")
     with pytest.raises(ValueError, match="beta_schedule"):
         schedule_values_of({"beta_schedule": "exponential"})
+
+
+def test_the_schedules_tab_reads_a_loaded_models_training_schedule(tiny_repos):  # noqa: F811
+    from explorer.models.loader import load
+    from ui.schedules import SCHEDULE_FIELDS, model_schedule
+
+    for ref in ("digits-eps", SD_V, SD_ZSNR):
+        values = ScheduleValues(**dict(zip(SCHEDULE_FIELDS, model_schedule(ref), strict=True)))
+        np.testing.assert_allclose(values.parse(1).alphas_cumprod, load(ref).schedule.alphas_cumprod, rtol=1e-12)
+    assert model_schedule(SD_V)[:1] == ("scaled_linear",) and model_schedule(SD_ZSNR)[-1] is True
+    with pytest.raises(Exception, match="local folder"):
+        model_schedule("../../etc")

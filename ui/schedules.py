@@ -18,8 +18,17 @@ from explorer.figures.formulas import spacing_table, step_formulas, step_table
 from explorer.figures.images import image_grid
 from explorer.figures.schedules import LabelledSchedule, XAxis, schedule_figure
 from explorer.validation import check_bool, check_choice, check_int
-from ui.common import VIEW_WORK, slider_events, user_errors
-from ui.controls import SLIDER_MAX_T, ControlGroup, ScheduleControls, ScheduleValues, bind, event_inputs
+from ui.common import MODEL_WORK, VIEW_WORK, slider_events, user_errors
+from ui.controls import (
+    SLIDER_MAX_T,
+    ControlGroup,
+    ScheduleControls,
+    ScheduleValues,
+    bind,
+    event_inputs,
+    schedule_values_of,
+)
+from ui.models import check_ref, load_model, model_choices
 
 STRIP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 STRIP_SEED = 0
@@ -169,6 +178,17 @@ def build() -> SchedulesTab:
                 else:
                     shows.append(gr.Checkbox(label=f"Compare schedule {slot}", value=slot == 2, elem_id=f"show{slot}"))
                 slots.append(ScheduleControls(slot, defaults))
+                if slot == 1:
+                    with gr.Row():
+                        source = gr.Dropdown(
+                            model_choices(),
+                            value=None,
+                            label="or a model's training schedule",
+                            scale=3,
+                            elem_id="schedule_model",
+                            allow_custom_value=True,
+                        )
+                        take = gr.Button("use it", size="sm", scale=1, elem_id="use_model_schedule")
     view = ViewControls(*shows)
     plot = gr.Plot(label="schedule tables", elem_id="schedule_plot")
     with gr.Row():
@@ -196,4 +216,27 @@ def build() -> SchedulesTab:
         api_name="schedules",
         show_progress="hidden",
     )
+    first = slots[0]
+    take.click(
+        model_schedule,
+        source,
+        [first.components[name] for name in SCHEDULE_FIELDS],
+        api_name="model_schedule",
+        **MODEL_WORK,
+    ).then(update, inputs, outputs, api_visibility="private", show_progress="hidden", **VIEW_WORK)
     return SchedulesTab(tuple(slots), view, update, inputs, outputs)
+
+
+SCHEDULE_FIELDS = ("family", "T", "beta_start", "beta_end", "cosine_offset", "zero_snr")
+
+
+@user_errors
+def model_schedule(ref: str) -> tuple:
+    """Schedule 1's controls set to a model's training schedule (the model is loaded, or downloaded, once)."""
+    check_ref(ref)
+    denoiser = load_model(ref)
+    config = getattr(denoiser, "scheduler_config", None)
+    if not config:
+        raise ValueError(f"{ref} has no scheduler config to read its training schedule from")
+    values = schedule_values_of(config, ref)
+    return tuple(getattr(values, name) for name in SCHEDULE_FIELDS)
