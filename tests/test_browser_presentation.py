@@ -105,6 +105,13 @@ PLOT = """(id) => {
           container: figure.parentElement.getBoundingClientRect().width};
 }"""
 
+# Figure titles (annotations) that run past the figure's left or right edge.
+TITLES_OUTSIDE = """(id) => {
+  const figure = document.querySelector(`#${id} .js-plotly-plot`).getBoundingClientRect();
+  return [...document.querySelectorAll(`#${id} .infolayer .annotation`)].map((g) => g.getBoundingClientRect())
+    .filter((box) => box.left < figure.left - 1 || box.right > figure.right + 1).map((box) => [box.left, box.right]);
+}"""
+
 # Pairs of figure titles (annotations) on the same row whose boxes overlap.
 OVERLAPPING_TITLES = """(id) => {
   const boxes = [...document.querySelectorAll(`#${id} .infolayer .annotation`)].map((g) => g.getBoundingClientRect());
@@ -252,6 +259,10 @@ def test_the_frame_picture_fills_its_column(projector):
     assert picture["right"] <= picture["container_right"] + 1, picture
     assert picture["rendering"] == "pixelated"
     assert page.evaluate(CLIPPED_FORMULAS) == []
+    page.wait_for_timeout(500)  # the diagnostics figure, drawn by the run, grows on the next frames
+    assert page.evaluate(OVERLAPPING_TITLES, "diagnostics") == []
+    assert page.evaluate(TITLES_OUTSIDE, "diagnostics") == []
+    page.evaluate("document.getElementById('frame_text').scrollIntoView()")
     page.screenshot(path=str(SHOTS / "presentation_frame.png"))
 
 

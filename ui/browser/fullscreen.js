@@ -75,7 +75,7 @@
     const button = document.createElement('button');
     button.id = BUTTON;
     button.type = 'button';
-    button.textContent = '⛶ fullscreen (F)';
+    button.textContent = 'fullscreen (F)';
     button.title = 'Show the frame on the whole screen (Esc leaves; ← → step)';
     button.addEventListener('click', (event) => {
       event.stopPropagation();

@@ -54,16 +54,18 @@
     return update;
   }
 
-  // Titles side by side (subplot titles) that the larger font makes overlap are set smaller again, just enough to
-  // clear their neighbours and never below their own size. `own` (the values to restore) learns every size set here.
+  // Titles side by side (subplot titles) that the larger font makes overlap, or run past the figure's edge, are set
+  // smaller again, just enough to clear their neighbours and the edge, and never below their own size. `own` (the values to restore) learns every size set here.
   function untangle(figure, own) {
     const titles = [...figure.querySelectorAll('.infolayer .annotation[data-index]')].map((group) => ({
       index: Number(group.dataset.index),
       box: group.getBoundingClientRect(),
     }));
+    const edge = figure.getBoundingClientRect();
     const update = {};
     for (const title of titles) {
-      let fit = 1;
+      const middle = (title.box.left + title.box.right) / 2;
+      let fit = (2 * Math.min(middle - edge.left, edge.right - middle)) / title.box.width; // inside the figure
       for (const other of titles) {
         const sameRow = title.box.bottom > other.box.top && other.box.bottom > title.box.top;
         if (other === title || !sameRow) continue;
