@@ -50,6 +50,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "frame_png": {"frame_slider": 1},
     "compare": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},
     "compare_picture": {"cmp_data": "ring", "cmp_t": 10},
+    "cloud": {"cloud_point": 0},
     "link": {},
     "tab_selected": {},
     "restore": {},

@@ -102,7 +102,7 @@ def build() -> CloudTab:
     with gr.Row():
         button = gr.Button("Animate the cloud (2-D models: moons, ring)", elem_id="animate_cloud", scale=2)
         point = gr.Number(
-            0, precision=0, minimum=0, label="highlighted point (index in the batch)", elem_id="cloud_point", scale=1
+            0, minimum=0, step=1, label="highlighted point (index in the batch)", elem_id="cloud_point", scale=1
         )
     plot = gr.Plot(label="the cloud", elem_id="cloud")
     text = gr.Markdown(elem_id="cloud_caption")
