@@ -303,14 +303,16 @@ def test_online_downloads_only_json_then_the_models_safetensors(tmp_path, monkey
     assert "diffusion_pytorch_model.bin" not in downloaded and "README.md" not in downloaded
 
 
-def test_online_text_conditioned_repo_is_refused_before_its_weights(tmp_path, monkeypatch):
+def test_online_a_text_conditioned_unet_outside_a_pipeline_is_refused_before_its_weights(tmp_path, monkeypatch):
+    """Text-conditioned checkpoints load as StableDiffusionPipeline repos (tests/test_latent_models.py); a
+    model_index.json that names no pipeline class is read as a pixel checkpoint, and its text encoder refused."""
     repo = tmp_path / "repo"
     write_json(repo / "model_index.json", {"unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["t", "C"]})
     write_json(repo / "unet" / "config.json", {"_class_name": "UNet2DConditionModel", "cross_attention_dim": 768})
     (repo / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"large")
     hub = FakeHub(repo, tmp_path / "snapshots")
     hub.install(monkeypatch)
-    with pytest.raises(CheckpointError, match="text-conditioned"):
+    with pytest.raises(CheckpointError, match="text-conditioned checkpoints load only in the Stable Diffusion"):
         load("someone/text-model", device="cpu")
     assert len(hub.calls) == 1  # configs only
 
@@ -485,15 +487,15 @@ def test_the_deadline_shortens_each_request_and_then_refuses():
         (
             "text-pipeline",
             {"model_index.json": {"unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["x", "CLIP"]}},
-            "text",
+            "load only in the Stable Diffusion pipeline layout",
         ),
         (
             "latent",
             {"model_index.json": {"unet": ["diffusers", "UNet2DModel"], "vqvae": ["diffusers", "VQModel"]}},
-            "latent",
+            "names LDMPipeline, StableDiffusionPipeline or DiTPipeline",
         ),
         ("unknown-class", {"config.json": {"_class_name": "EvilModel"}}, "model class"),
-        ("class-cond", {"config.json": {"_class_name": "UNet2DModel", "num_class_embeds": 10}}, "class-conditional"),
+        ("class-cond", {"config.json": {"_class_name": "UNet2DModel", "num_class_embeds": 10}}, "as a DiTPipeline"),
         (
             "score-sde",
             {

@@ -19,6 +19,7 @@ from tiny_pipelines import DIT, LDM, SD_EPS, SD_V, tiny_repos  # noqa: F401 (tin
 import explorer
 from explorer.diffusion.conditioning import Conditioning, apply_conditioning, guide, rescale_guidance
 from explorer.models import decoders
+from explorer.models import loader as loader_module
 from explorer.models.decoders import Decoder
 from explorer.models.errors import CheckpointError, CheckpointProblem
 from explorer.models.latent import LatentDenoiser
@@ -134,7 +135,7 @@ def test_pipelines_outside_the_allowlist_are_refused_before_any_weights(
     snapshot = copy_repo(tiny_repos[SD_EPS], "explorer-test/odd-pipeline")
     index = json.loads((snapshot / "model_index.json").read_text())
     write_json(snapshot / "model_index.json", {**index, **change})
-    monkeypatch.setattr(torch.nn.Module, "load_state_dict", lambda *a, **k: pytest.fail("weights were loaded"))
+    monkeypatch.setattr(loader_module, "load_pipeline", lambda *a, **k: pytest.fail("weights were loaded"))
     with pytest.raises(CheckpointError) as caught:
         load("explorer-test/odd-pipeline", device="cpu")
     assert caught.value.problem is problem and words in one_sentence(caught.value)
@@ -212,8 +213,9 @@ def test_bad_conditioning_names_the_field(options, field):
 
 
 def test_conditioning_reaches_only_models_that_take_it(tiny_repos):  # noqa: F811
-    with pytest.raises(ValueError, match="unconditional model"):
-        explorer.sample(load(LDM, device="cpu"), prompt=PROMPT, num_inference_steps=2)
+    for options in ({"prompt": PROMPT}, {"class_label": 0}, {"guidance_scale": 2.0}):
+        with pytest.raises(ValueError, match=f"{next(iter(options))}: .* unconditional model"):
+            explorer.sample(load(LDM, device="cpu"), num_inference_steps=2, **options)
     with pytest.raises(ValueError, match="class_label"):
         explorer.sample(load(SD_V, device="cpu"), class_label=3, num_inference_steps=2)
     with pytest.raises(ValueError, match="prompt"):

@@ -72,7 +72,9 @@ class LatentDenoiser(Denoiser):
         self.scheduler_config = dict(scheduler)
         self.prediction = Prediction.parse(scheduler.get("prediction_type", "epsilon"))
         self.schedule = Schedule.from_diffusers_config(scheduler)
-        self.clip_sample = bool(scheduler.get("clip_sample", True))  # diffusers' schedulers' default
+        # Latents are not in [−1, 1]: without a clip_sample key, no clipping (diffusers' DDIM default True, with a
+        # warning that SD configs should set it false; the published SD configs do).
+        self.clip_sample = bool(scheduler.get("clip_sample", False))
         self.latent_channels = int(config.in_channels)
         size = config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
@@ -124,8 +126,13 @@ class LatentDenoiser(Denoiser):
         """This model bound to `conditioning` (prompt encoded once, here); the modules are shared, not copied."""
         if not isinstance(conditioning, Conditioning):
             raise TypeError(f"condition takes a Conditioning; got {type(conditioning).__name__}")
-        if not self.conditional and (conditioning.prompt or conditioning.negative_prompt or conditioning.class_label):
-            raise ValueError(f"{self.name} is an unconditional model and takes no prompt or class label")
+        given = [
+            field
+            for field in ("prompt", "negative_prompt", "guidance_scale", "class_label")
+            if getattr(conditioning, field) is not None
+        ] + (["guidance_rescale"] if conditioning.guidance_rescale else [])
+        if not self.conditional and given:
+            raise ValueError(f"{', '.join(given)}: {self.name} is an unconditional model and takes no conditioning")
         if self.family is Family.STABLE_DIFFUSION and conditioning.class_label is not None:
             raise ValueError(f"class_label: {self.name} is text-conditioned; give a prompt instead")
         if self.family is Family.DIT and (conditioning.prompt or conditioning.negative_prompt):
@@ -249,7 +256,7 @@ class LatentDenoiser(Denoiser):
         encoder's output before quantisation × scaling_factor), float32 [B, C, H/f, W/f] on the CPU. What teacher
         forcing noises as x₀."""
         with torch.inference_mode():
-            encoded = self.parts.decoder.encode(images.to(self.device, self.dtype))
+            encoded = self.parts.decoder.encode(images.to(self.device, self.parts.decoder.dtype))
             latents = encoded.latents if self.family is Family.LDM else encoded.latent_dist.mean
         return (latents * self.scaling_factor).to("cpu", torch.float32)
 
@@ -265,12 +272,11 @@ class LatentDenoiser(Denoiser):
             return decoders.linear_rgb(latents, self.family)
         if kind is Decoder.CHANNELS:
             return decoders.channel_grid(latents)
-        module = (
-            self.parts.decoder if kind is Decoder.EXACT else decoders.taesd_module(self.family, self.device, self.dtype)
-        )
-        scale = self.scaling_factor if kind is Decoder.EXACT else 1.0  # TAESD takes the scaled latents as they are
+        exact = kind is Decoder.EXACT
+        module = self.parts.decoder if exact else decoders.taesd_module(self.family, self.device, torch.float32)
+        scale = self.scaling_factor if exact else 1.0  # TAESD takes the scaled latents as they are
         with torch.inference_mode():
-            images = module.decode(latents.to(self.device, self.dtype) / scale).sample
+            images = module.decode(latents.to(self.device, module.dtype) / scale).sample
         return images.to("cpu", torch.float32).clamp(-1.0, 1.0)
 
 
@@ -299,7 +305,9 @@ def load_pipeline(
             classes = {part: _component_class(spec, part) for part in variants}
         for part, variant in variants.items():
             options = {"use_safetensors": True, "local_files_only": True, "variant": variant}
-            options["dtype" if spec.classes[part] == "CLIPTextModel" else "torch_dtype"] = dtype
+            # The decoder stays in float32 (SD's VAE overflows in float16; diffusers upcasts it, `force_upcast`).
+            precision = torch.float32 if part == spec.decoder_folder else dtype
+            options["dtype" if spec.classes[part] == "CLIPTextModel" else "torch_dtype"] = precision
             modules[part] = classes[part].from_pretrained(str(folder / part), **options).to(device).eval()
         tokenizer = None
         if "tokenizer" in spec.classes:

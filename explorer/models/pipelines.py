@@ -20,9 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-from explorer.models.errors import CheckpointError, CheckpointProblem, broken_files, read_json, unsupported
+from explorer.models.errors import CheckpointError, CheckpointProblem, read_json, unsupported
 
 DIFFUSERS_STEM = "diffusion_pytorch_model"  # diffusers' weight file names
 TRANSFORMERS_STEM = "model"  # transformers' weight file names
@@ -181,12 +180,3 @@ def read_pipeline(folder: Path, name: str) -> PipelineSpec | None:
             f"{name!r} is missing the {', '.join(missing)} its {pipeline} needs, so it cannot be loaded.",
         )
     return PipelineSpec(family, pipeline, classes)
-
-
-def component_config(folder: Path, component: str, name: str) -> dict[str, Any]:
-    """A component's config.json (scheduler: scheduler_config.json), read bounded."""
-    file = "scheduler_config.json" if component == "scheduler" else "config.json"
-    config = read_json(folder / component / file, name)
-    if component != "tokenizer" and not isinstance(config.get("_class_name"), str) and component != "text_encoder":
-        raise broken_files(name, f"{component}/{file} names no class (_class_name)")
-    return config
