@@ -19,6 +19,12 @@ from ui.state import forget_session
 
 CACHE_SWEEP = (600, 1800)  # every 10 min, delete the files this app put in Gradio's cache over 30 min ago
 
+# Presentation mode: the page's CSS and scripts (ui/browser) follow the body's class; the frame player redraws its
+# panels in two rows where that makes them larger.
+PRESENTATION_JS = """(on) => {
+  document.body.classList.toggle('presentation', on);
+  if (window.explorerFrames && window.explorerFrames.draw) { window.explorerFrames.draw(); }
+}"""
 COPY_LINK_JS = """(query) => {
   const url = location.origin + location.pathname + query;
   if (navigator.clipboard) { navigator.clipboard.writeText(url).catch(() => {}); }
@@ -32,7 +38,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
             large = gr.Checkbox(label="presentation mode", value=False, elem_id="presentation")
             link_button = gr.Button("Copy link to this view", size="sm", elem_id="copy_link")
             link = gr.Textbox(show_label=False, interactive=False, elem_id="link", placeholder="a link to this view")
-    large.change(None, large, None, js="(on) => { document.body.classList.toggle('presentation', on); }")
+    large.change(None, large, None, js=PRESENTATION_JS)
     url_frame = gr.State(None)  # frame=N in the URL: run on load, then show frame N
     current_tab = gr.State(restore.TABS[0])
     with gr.Tabs(elem_id="tabs") as tabs:

@@ -35,6 +35,7 @@ from explorer.diffusion.views import STEP_VIEWS
 from explorer.figures.images import grid
 from explorer.figures.sampling import run_diagnostics
 from explorer.validation import check_int
+from ui.pictures import PIXELS, Drawing, drawing_of
 from ui.state import StoredRun, run_by_key
 
 FRAME_BUDGET = 8_000_000  # bytes of PNG a run sends to the page at most (then an evenly spaced subset)
@@ -93,17 +94,20 @@ class Strips:
     """Every step of a run as a native-size picture of its six views side by side, drawn from uint8 views computed
     once for the whole run ([S, B, H, W, C] per view for images)."""
 
-    def __init__(self, compact: CompactTrajectory, low: int = 0, high: int | None = None) -> None:
-        """Steps low..high−1 (all by default) can be drawn."""
+    def __init__(
+        self, compact: CompactTrajectory, low: int = 0, high: int | None = None, drawing: Drawing = PIXELS
+    ) -> None:
+        """Steps low..high−1 (all by default) can be drawn; latent views through `drawing`'s decoder."""
         self.low = low
         self.points = compact.x_t.ndim == 3  # [S, B, 2]
         self.views = []
         for view in STEP_VIEWS:
-            stack = getattr(compact, view.name)[low:high].float().numpy()  # [S', B, *shape]
+            stack = getattr(compact, view.name)[low:high]  # [S', B, *shape]
             if self.points:
-                self.views.append((view.title, stack, 3.5 * view.half_range))
+                self.views.append((view.title, stack.float().numpy(), 3.5 * view.half_range))
             else:
-                scaled = np.nan_to_num(stack / view.half_range, nan=0.0, posinf=1.0, neginf=-1.0).clip(-1, 1)
+                pictures = np.stack([drawing.pixels(frame, view.half_range).numpy() for frame in stack])
+                scaled = np.nan_to_num(pictures, nan=0.0, posinf=1.0, neginf=-1.0).clip(-1, 1)
                 tiles = np.round((scaled + 1) * 127.5).astype(np.uint8).transpose(0, 1, 3, 4, 2)  # [S, B, H, W, C]
                 self.views.append((view.title, tiles, 0.0))
 
@@ -151,7 +155,8 @@ def held_positions(total: int, bytes_per_frame: float, budget: int = FRAME_BUDGE
 def payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = "") -> dict[str, Any]:
     """What the page needs to step through `stored` without the server, starting at position `start`."""
     compact = stored.compact
-    strips = Strips(compact)
+    drawing = drawing_of(stored.model)
+    strips = Strips(compact, drawing=drawing)
     total = len(compact)
     start = min(max(int(start), 0), total - 1)
     probe = np.unique(np.round(np.linspace(0, total - 1, min(SIZE_SAMPLES, total))).astype(np.int64))
@@ -167,6 +172,8 @@ def payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = 
         )
     else:
         note = f"All {total} frames are held by the page: stepping never calls the server."
+    if drawing.latent:
+        note += f" Latent frames are drawn by the {drawing.name}; **Decode this frame** draws the one shown exactly."
     picture, panels = strips.strip(start)
     return {
         "key": stored.key,
@@ -189,10 +196,11 @@ def fetch_frames(query: Any) -> dict[str, str]:
     """The player's server function: [key, position] → PNG data URLs of up to FETCH_WINDOW frames from there on."""
     if not isinstance(query, list | tuple) or len(query) != 2:
         raise ValueError("fetch_frames takes [key, position]")
-    compact = run_by_key(query[0]).compact
+    stored = run_by_key(query[0])
+    compact = stored.compact
     start = check_int("position", query[1], 0, len(compact) - 1)
     end = min(start + FETCH_WINDOW, len(compact))
-    return Strips(compact, start, end).encoded(range(start, end))
+    return Strips(compact, start, end, drawing_of(stored.model)).encoded(range(start, end))
 
 
 PLAYER_HTML = '<div class="frames-player"><canvas></canvas><div class="frames-note"></div></div>'
@@ -257,25 +265,46 @@ F.draw = () => {
   if (!d || !c) return;
   const k = F.index, from = F.shownFrom(k), img = F.images[from];
   const box = (c.parentElement && c.parentElement.clientWidth) || d.width;
-  const scale = Math.max(1, Math.floor(box / d.width));
+  const rows = F.rows(d, box), gap = 4;
+  const rowWidth = Math.max(...rows.map((row) => row.reduce((sum, p) => sum + p[2], 0) + gap * (row.length - 1)));
+  const scale = Math.max(1, Math.floor(box / rowWidth));
   const font = Math.max(12, Math.min(24, Math.round(5 * scale)));
-  const top = font + 8, band = font + 10, w = d.width * scale, h = d.height * scale;
-  if (c.width !== w || c.height !== h + top + band) { c.width = w; c.height = h + top + band; }
+  const top = font + 8, band = font + 10, w = rowWidth * scale, ph = d.height * scale, h = rows.length * (ph + top);
+  if (c.width !== w || c.height !== h + band) { c.width = w; c.height = h + band; }
   const g = c.getContext('2d');
   g.imageSmoothingEnabled = false;
   g.fillStyle = '#fff'; g.fillRect(0, 0, c.width, c.height);
   g.fillStyle = '#000'; g.font = font + 'px sans-serif'; g.textBaseline = 'top';
-  for (const [title, left] of d.panels) g.fillText(title, left * scale + 2, 4);
-  if (img && img.complete && img.naturalWidth) g.drawImage(img, 0, top, w, h);
-  g.fillStyle = '#eee'; g.fillRect(0, top + h, w, band);
+  const ready = img && img.complete && img.naturalWidth;
+  rows.forEach((row, r) => {
+    let x = 0;
+    const y = r * (ph + top);
+    for (const [title, left, width] of row) {
+      g.fillStyle = '#000'; g.fillText(title, x + 2, y + 4, width * scale - 4);
+      if (ready) g.drawImage(img, left, 0, width, d.height, x, y + top, width * scale, ph);
+      x += (width + gap) * scale;
+    }
+  });
+  c.dataset.scale = String(scale);
+  g.fillStyle = '#eee'; g.fillRect(0, h, w, band);
   g.fillStyle = '#000';
   const waiting = from === k ? '' : ' · shown: frame ' + (from + d.first) + ' while it loads';
-  g.fillText(d.captions[k] + waiting, 4, top + h + 5, w - 8);
+  g.fillText(d.captions[k] + waiting, 4, h + 5, w - 8);
   c.dataset.frame = String(k + d.first);
   c.dataset.total = String(d.total);
   c.dataset.which = d.which;
   F.draws += 1; F.lastDraw = performance.now();
   if (from !== k) F.fetch(k);
+};
+// One row of panels; two rows when that draws them larger and the page is in presentation mode (or fullscreen).
+F.rows = (d, box) => {
+  const one = [d.panels];
+  const wide = document.body.classList.contains('presentation') || document.fullscreenElement;
+  if (!wide || d.panels.length < 4) return one;
+  const half = Math.ceil(d.panels.length / 2);
+  const two = [d.panels.slice(0, half), d.panels.slice(half)];
+  const width = (rows) => Math.max(...rows.map((row) => row.reduce((sum, p) => sum + p[2] + 4, -4)));
+  return Math.floor(box / width(two)) > Math.floor(box / width(one)) ? two : one;
 };
 F.sync = () => { const b = document.getElementById('frame_sync'); if (b) b.click(); };
 F.synced = () => {

@@ -30,6 +30,7 @@ from explorer.figures.images import (
     with_caption,
 )
 from explorer.figures.sampling import diagnostics_figure, run_diagnostics
+from explorer.models.decoders import Decoder
 from explorer.validation import check_choice, check_int
 from ui import frames
 from ui.common import MODEL_WORK, on_gpu, user_errors
@@ -42,17 +43,21 @@ from ui.controls import (
     ScheduleValues,
     StepValues,
     bind,
+    bind_model,
     check_controls,
     event_inputs,
     parse_run,
 )
+from ui.estimate import long_run_note, zero_gpu_seconds
 from ui.frames import caption, frame_text
 from ui.models import dataset_of, is_bundled, load_model
+from ui.pictures import PIXELS, Drawing, drawing_of
 from ui.state import MIB, STORE, SessionRuns, Which, keep_branch, keep_run, session_of, session_runs, show, stored_run
 
 STREAM_FRAMES = 40  # at most this many pictures are streamed while a run computes
 EXPORT_ROOT = Path(tempfile.gettempdir()) / "explorer-exports"
 EXPORT_AGE_SECONDS = 300.0  # Gradio copies a served file into its own (swept) cache as the handler returns
+LATENT_EXPORT_FRAMES = 24  # a latent run's export decodes x_t and x̂₀ of each frame with the model's own decoder
 EXPORT_FRAMES = 120
 EXPORT_FPS = 12.0
 HOLD_LAST = 1.0  # seconds the exported GIF and MP4 stay on their last frame
@@ -73,29 +78,31 @@ STOPPED = "**Stopped.** That run was not kept; the frames, ◀ ▶ and Play brow
 # --- pictures of one frame --------------------------------------------------------------------
 
 
-def _panel(batch: torch.Tensor, half_range: float) -> Image.Image:
-    """One view of the whole batch: an image grid, or a scatter of points."""
+def _panel(batch: torch.Tensor, half_range: float, drawing: Drawing = PIXELS) -> Image.Image:
+    """One view of the whole batch: an image grid (latents drawn by `drawing`), or a scatter of points."""
     if batch.ndim == 2:  # points [B, 2]
         return scatter_frame(batch, size=PANEL_PIXELS, extent=3.5 * half_range)
-    count, _, height, _ = batch.shape
+    pictures = drawing.pixels(batch, half_range)
+    count, _, height, _ = pictures.shape
     columns = math.ceil(math.sqrt(count))
     scale = max(1, PANEL_PIXELS // (columns * (height + 2)))
-    return image_grid(batch / half_range, columns=columns, scale=scale)
+    return image_grid(pictures, columns=columns, scale=scale)
 
 
-def frame_picture(compact: CompactTrajectory, index: int) -> Image.Image:
+def frame_picture(compact: CompactTrajectory, index: int, drawing: Drawing = PIXELS) -> Image.Image:
     """Step `index` of a compact run: every view of the whole batch, side by side with titles, and its caption
-    ("frame k of S · t = …") inside the picture."""
-    views = [(view.title, _panel(compact.view(view.name, index), view.half_range)) for view in STEP_VIEWS]
-    return with_caption(labelled_row(views), caption(compact, index))
+    ("frame k of S · t = …", and for a latent run the decoder that drew it) inside the picture."""
+    views = [(view.title, _panel(compact.view(view.name, index), view.half_range, drawing)) for view in STEP_VIEWS]
+    note = f" · drawn by {drawing.name}" if drawing.latent else ""
+    return with_caption(labelled_row(views), caption(compact, index) + note)
 
 
 def _frame_slider(compact: CompactTrajectory, index: int) -> gr.Slider:
     return gr.Slider(minimum=1, maximum=len(compact), value=frame_of(index), step=1, interactive=True)
 
 
-def _streamed(step: Step, done: int, total: int) -> tuple:
-    views = [(view.title, _panel(getattr(step, view.name), view.half_range)) for view in STEP_VIEWS]
+def _streamed(step: Step, done: int, total: int, drawing: Drawing = PIXELS) -> tuple:
+    views = [(view.title, _panel(getattr(step, view.name), view.half_range, drawing)) for view in STEP_VIEWS]
     status = f"computing step {done} of {total} (t = {paper_t(step.timestep)})"
     picture = with_caption(labelled_row(views), f"computing: {status}")
     return picture, status, gr.skip(), gr.skip(), gr.skip()
@@ -112,29 +119,37 @@ def diagnostics_of(runs: SessionRuns):
     return diagnostics_figure(numbers, branch=(run_diagnostics(branch, branch.settings.schedule), label))
 
 
-def _finish(compact: CompactTrajectory, model: str, request: gr.Request | None, branch_from: int | None = None):
-    """Keep the run (or, from `branch_from`, the branch beside it) for this session; show its last frame, the
-    diagnostics and the final samples."""
+def _finish(
+    compact: CompactTrajectory,
+    values: RunValues,
+    request: gr.Request | None,
+    branch_from: int | None = None,
+):
+    """Keep the run made with the Run controls `values` (or, from `branch_from`, the branch beside it) for this
+    session; show its last frame, the diagnostics and the final samples."""
+    model = values.ref
     if branch_from is None:
-        keep_run(request, compact, model)
+        keep_run(request, compact, model, values)
     else:
-        keep_branch(request, compact, model, branch_from)
+        keep_branch(request, compact, model, branch_from, values)
+    drawing = drawing_of(model)
     last = len(compact) - 1
     figure = diagnostics_of(session_runs(request))
     return (
-        frame_picture(compact, last),
+        frame_picture(compact, last, drawing),
         frame_text(compact, last),
         _frame_slider(compact, last),
         figure,
-        finals_picture(compact.samples, dataset_of(model)),
+        finals_picture(compact.samples, dataset_of(model), drawing),
     )
 
 
-def finals_picture(samples: torch.Tensor, dataset: Dataset | None) -> Image.Image:
+def finals_picture(samples: torch.Tensor, dataset: Dataset | None, drawing: Drawing = PIXELS) -> Image.Image:
     """The final samples; for a model of a bundled data set, beside each sample's nearest example of the set the
     exact denoiser reverses, with the mean distance (a copy lies at 0)."""
     if dataset is None:
-        return _panel(samples, 1.0)
+        exact = Drawing(drawing.model, Decoder.EXACT)  # a latent model's samples: decoded by its own VAE
+        return labelled_row([(f"final samples · drawn by {exact.name}", _panel(samples, 1.0, exact))])
     data = exact_training_set(dataset)
     index, distance = nearest(samples, data)
     what = "training digit" if dataset is Dataset.DIGITS else f"of the {len(data):,} points"
@@ -154,7 +169,7 @@ def _frame_index(compact: CompactTrajectory, frame: Any) -> int:
 # --- handlers ---------------------------------------------------------------------------------
 
 
-@on_gpu
+@on_gpu(duration=zero_gpu_seconds)
 @user_errors
 def run(
     values: RunValues,
@@ -165,16 +180,19 @@ def run(
 ):
     """Sample with streamed frames, recording compactly as it goes; at the end the run is kept for this session."""
     denoiser, settings = parse_run(values, step, schedule)
+    drawing = drawing_of(values.ref)
     recorder = CompactRecorder(denoiser.name, denoiser.prediction, settings)
     total = settings.num_inference_steps
     every = max(1, total // STREAM_FRAMES)
+    if (note := long_run_note(denoiser, settings)) is not None:
+        yield gr.skip(), note, gr.skip(), gr.skip(), gr.skip()
     with torch.no_grad():
         for record in iterate(denoiser, settings):
             recorder.add(record)
             progress((recorder.count, total), desc="sampling", unit="steps")
             if recorder.count % every == 0 and recorder.count < total:
-                yield _streamed(record, recorder.count, total)
-    yield _finish(recorder.finish(), values.ref, request)
+                yield _streamed(record, recorder.count, total, drawing)
+    yield _finish(recorder.finish(), values, request)
 
 
 def branch_steps(run: SamplerSettings, index: int, steps: Any) -> int | None:
@@ -236,7 +254,8 @@ def branch(
     stored = session_runs(request).run
     compact = stored.compact
     index = _frame_index(compact, frame)
-    denoiser = load_model(stored.model)
+    values = stored.values if stored.values is not None else RunValues(model=stored.model)
+    denoiser = bind_model(load_model(stored.model), values)  # the run's prompt, class label and latent size
     remaining = branch_steps(compact.settings, index, steps)
     settings = branch_settings(compact.settings, denoiser, index, remaining_steps=remaining, **step.parse(schedule))
     needs = compact.nbytes + compact_nbytes(settings.num_inference_steps, settings.batch_size, denoiser.sample_shape)
@@ -252,7 +271,7 @@ def branch(
         for record in iterate_branch(denoiser, settings, compact.x_t[index], index):
             recorder.add(record)
             progress((recorder.count, total), desc="branch", unit="steps")
-    yield _finish(recorder.finish(), stored.model, request, branch_from=index)
+    yield _finish(recorder.finish(), values, request, branch_from=index)
 
 
 @user_errors
@@ -279,32 +298,36 @@ def open_frame(
     yield from run(values, step, schedule, request=request, progress=progress)
     compact = stored_run(request).compact
     index = min(position_of(check_int("frame", target, 1, MAX_STEPS)), len(compact) - 1)
-    yield frame_picture(compact, index), frame_text(compact, index), _frame_slider(compact, index), gr.skip(), gr.skip()
+    picture = frame_picture(compact, index, drawing_of(values.ref))
+    yield picture, frame_text(compact, index), _frame_slider(compact, index), gr.skip(), gr.skip()
 
 
 @user_errors
 def show_frame(frame: float, request: gr.Request = None):
     """Frame `frame` (1..number of steps) of this session's run: picture and diagnostics; no model call."""
-    compact = stored_run(request).compact
+    stored = stored_run(request)
+    compact = stored.compact
     index = _frame_index(compact, frame)
-    return frame_picture(compact, index), frame_text(compact, index)
+    return frame_picture(compact, index, drawing_of(stored.model)), frame_text(compact, index)
 
 
 @user_errors
 def step_frame(frame: float, delta: float, request: gr.Request = None):
     """Move `delta` frames (clamped to the run) and show that frame; returns the new frame number too."""
-    compact = stored_run(request).compact
+    stored = stored_run(request)
+    compact = stored.compact
     current = _frame_index(compact, frame)
     move = check_int("step", delta, -MAX_STEPS, MAX_STEPS)
     index = min(max(current + move, 0), len(compact) - 1)
-    return frame_of(index), frame_picture(compact, index), frame_text(compact, index)
+    return frame_of(index), frame_picture(compact, index, drawing_of(stored.model)), frame_text(compact, index)
 
 
-def _scaled_panel(batch: torch.Tensor, half_range: float, scale: int) -> Image.Image:
+def _scaled_panel(batch: torch.Tensor, half_range: float, scale: int, drawing: Drawing = PIXELS) -> Image.Image:
     """One view of the batch for an export, `scale`× its native size with nearest neighbour."""
     if batch.ndim == 2:  # points [B, 2]
         return scatter_frame(batch, size=64 * scale, extent=3.5 * half_range)
-    return image_grid(batch / half_range, columns=math.ceil(math.sqrt(batch.shape[0])), scale=scale)
+    pictures = drawing.pixels(batch, half_range)
+    return image_grid(pictures, columns=math.ceil(math.sqrt(batch.shape[0])), scale=scale)
 
 
 def _export_folder() -> Path:
@@ -318,16 +341,22 @@ def export(scale: float = 4, request: gr.Request = None):
     """The run as a GIF and an MP4: x_t and x̂₀ side by side at `scale`× native size (1–8, nearest neighbour), at
     most EXPORT_FRAMES frames, each with its caption inside; the final samples are held HOLD_LAST seconds."""
     factor = check_int("export size", scale, 1, MAX_EXPORT_SCALE)
-    compact = stored_run(request).compact
-    indices = np.unique(np.round(np.linspace(0, len(compact) - 1, min(EXPORT_FRAMES, len(compact)))).astype(int))
+    stored = stored_run(request)
+    compact = stored.compact
+    drawing = drawing_of(stored.model, Decoder.EXACT)  # a latent run's frames through its own decoder, in batches
+    count = min(LATENT_EXPORT_FRAMES if drawing.latent else EXPORT_FRAMES, len(compact))
+    indices = np.unique(np.round(np.linspace(0, len(compact) - 1, count)).astype(int))
+    note = f" · drawn by {drawing.name}" if drawing.latent else ""
     pictures = [
         with_caption(
-            labelled_row([(v.symbol, _scaled_panel(compact.view(v.name, int(k)), 1.0, factor)) for v in (X_T, X0)]),
-            caption(compact, int(k)),
+            labelled_row(
+                [(v.symbol, _scaled_panel(compact.view(v.name, int(k)), 1.0, factor, drawing)) for v in (X_T, X0)]
+            ),
+            caption(compact, int(k)) + note,
         )
         for k in indices
     ]
-    final = _scaled_panel(compact.samples, 1.0, factor)
+    final = _scaled_panel(compact.samples, 1.0, factor, drawing)
     pictures.append(with_caption(labelled_row([("x₀", final), ("final", final)]), "final samples (t = 0)"))
     folder = _export_folder()
     gif = export_gif(pictures, folder / "run.gif", fps=EXPORT_FPS, hold_last=HOLD_LAST)
@@ -338,12 +367,44 @@ def export(scale: float = 4, request: gr.Request = None):
 def frame_png(frame: float, scale: float = 4, request: gr.Request = None) -> str:
     """The frame shown as a PNG file: every view at `scale`× native size (1–8), its caption inside."""
     factor = check_int("export size", scale, 1, MAX_EXPORT_SCALE)
-    compact = stored_run(request).compact
+    stored = stored_run(request)
+    compact = stored.compact
     index = _frame_index(compact, frame)
-    views = [(v.title, _scaled_panel(compact.view(v.name, index), v.half_range, factor)) for v in STEP_VIEWS]
+    drawing = drawing_of(stored.model)
+    views = [(v.title, _scaled_panel(compact.view(v.name, index), v.half_range, factor, drawing)) for v in STEP_VIEWS]
     path = _export_folder() / f"frame-{frame_of(index)}.png"
-    with_caption(labelled_row(views), caption(compact, index)).save(path)
+    note = f" · drawn by {drawing.name}" if drawing.latent else ""
+    with_caption(labelled_row(views), caption(compact, index) + note).save(path)
     return str(path)
+
+
+DECODED_CACHE = 32  # decoded frames kept (per run key, frame and decoder): stepping back and forth decodes once
+_decoded: dict[tuple[str, int, str], Image.Image] = {}
+
+
+@on_gpu
+@user_errors
+def decode_frame(frame: float, decoder: str, request: gr.Request = None) -> Image.Image:
+    """x_t and x̂₀ of the frame shown, decoded by `decoder` (the model's own VAE/VQ decoder, TAESD from the local
+    cache, the linear projection or the raw channels) at the decoded size; cached."""
+    kind = check_choice("decoder", decoder, Decoder)
+    stored = stored_run(request)
+    index = _frame_index(stored.compact, frame)
+    drawing = drawing_of(stored.model, kind)
+    if not drawing.latent:
+        raise ValueError("this run is in pixel space: its frames are the pictures themselves (decoder: latent models)")
+    key = (stored.key, index, kind.value)
+    if key not in _decoded:
+        views = [
+            (f"{v.symbol} · {drawing.name}", _panel(stored.compact.view(v.name, index), 1.0, drawing))
+            for v in (X_T, X0)
+        ]
+        if len(_decoded) >= DECODED_CACHE:
+            _decoded.pop(next(iter(_decoded)))
+        _decoded[key] = with_caption(
+            labelled_row(views), caption(stored.compact, index) + f" · drawn by {drawing.name}"
+        )
+    return _decoded[key]
 
 
 def sweep_exports(age: float | None = None) -> int:
@@ -476,6 +537,14 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         fps = gr.Slider(0.5, 30, value=4, step=0.5, label="Play speed (frames per second)", elem_id="play_fps")
         frame = gr.Slider(1, 2, value=1, step=1, label="frame (step of the run)", elem_id="frame_slider", scale=4)
     sync = gr.Button("sync", elem_id="frame_sync", visible="hidden")
+    with gr.Row():
+        decoder = gr.Dropdown(
+            [d.value for d in Decoder], value=Decoder.EXACT.value, label="decoder (latent models)", elem_id="decoder"
+        )
+        decode_button = gr.Button("Decode this frame", elem_id="decode_frame", size="sm")
+    decoded = gr.Image(
+        label="this frame's x_t and x̂₀, decoded", format="png", type="pil", interactive=False, elem_id="decoded"
+    )
     diagnostics = gr.Plot(label="over the run", elem_id="diagnostics")
     with gr.Row():
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
@@ -491,6 +560,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         mp4 = gr.File(label="MP4")
         png = gr.File(label="PNG of this frame")
 
+    decode_button.click(decode_frame, [frame, decoder], decoded, api_name="decode_frame", **MODEL_WORK)
     outputs = [picture, status, frame, diagnostics, finals]
     frame_outputs = [player, frame, run_choice, branch_note]
 

@@ -31,6 +31,7 @@ class StoredRun:
     compact: CompactTrajectory
     model: str
     key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    values: Any = None  # the Run controls it was made with (a prompt, a class label, a latent size), for its branches
 
     @property
     def nbytes(self) -> int:
@@ -153,18 +154,21 @@ def session_of(request: Any | None) -> str:
     return getattr(request, "session_hash", None) or "anonymous"
 
 
-def keep_run(request: Any | None, compact: CompactTrajectory, model: str) -> StoredRun:
-    """Keep `compact` as this session's run (its earlier run and branch go); refused when over the per-session cap."""
-    stored = StoredRun(compact, model)
+def keep_run(request: Any | None, compact: CompactTrajectory, model: str, values: Any = None) -> StoredRun:
+    """Keep `compact` as this session's run (its earlier run and branch go); refused when over the per-session cap.
+    `values`: the Run controls it was made with."""
+    stored = StoredRun(compact, model, values=values)
     runs = SessionRuns(stored)
     STORE.put(session_of(request), runs, runs.nbytes)
     return stored
 
 
-def keep_branch(request: Any | None, compact: CompactTrajectory, model: str, from_index: int) -> StoredRun:
+def keep_branch(
+    request: Any | None, compact: CompactTrajectory, model: str, from_index: int, values: Any = None
+) -> StoredRun:
     """Keep `compact` beside this session's run as its branch from step `from_index` (a previous branch goes), and
     show it; refused when run and branch together exceed the per-session cap."""
-    stored = StoredRun(compact, model)
+    stored = StoredRun(compact, model, values=values)
     runs = replace(session_runs(request), branch=stored, branch_from=from_index, shown=Which.BRANCH)
     STORE.put(session_of(request), runs, runs.nbytes)
     return stored

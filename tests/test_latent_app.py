@@ -1,0 +1,124 @@
+"""Latent and conditional checkpoints in the app: a prompted run, its frames, on-demand decoding, branches, exports.
+
+The tiny Stable Diffusion and LDM checkpoints of tests/tiny_pipelines.py are loaded by repo id from the offline
+Hugging Face cache, through the same handlers the page calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+import torch
+from app_fixtures import FakeRequest, no_progress
+from PIL import Image
+from tiny_pipelines import LDM, SD_EPS, tiny_repos  # noqa: F401 (tiny_repos: a fixture)
+
+import explorer
+from explorer.models.decoders import Decoder, linear_rgb
+from explorer.models.loader import clear_cache
+from ui import frames, sampling, state
+from ui.controls import RunValues, ScheduleValues, StepValues, parse_run
+from ui.pictures import drawing_of
+
+PROMPT = "a red cube"
+
+
+@pytest.fixture(scope="module")
+def sd_run(tiny_repos):  # noqa: F811
+    clear_cache()
+    values = RunValues(typed=SD_EPS, prompt=PROMPT, guidance=3.0, steps=4, batch=2, seed=5)
+    request = FakeRequest("latent-sd")
+    outputs = list(
+        sampling.run(values, StepValues(sampler="ddim"), ScheduleValues(), request=request, progress=no_progress)
+    )
+    return values, request, outputs
+
+
+def test_a_prompted_run_is_the_apis_run_with_the_same_prompt(sd_run):
+    values, request, _outputs = sd_run
+    stored = state.stored_run(request)
+    denoiser, _settings = parse_run(values, StepValues(sampler="ddim"), ScheduleValues())
+    assert denoiser.conditioning.prompt == PROMPT and denoiser.guidance_scale == 3.0
+    reference = explorer.sample(
+        explorer.load(SD_EPS),
+        prompt=PROMPT,
+        guidance_scale=3.0,
+        sampler="ddim",
+        num_inference_steps=4,
+        batch_size=2,
+        seed=5,
+    )
+    torch.testing.assert_close(stored.compact.samples, reference.samples.float(), rtol=1e-4, atol=1e-4)
+    assert stored.values == values  # kept for its branches
+
+
+def test_latent_frames_are_drawn_by_the_linear_projection_and_say_so(sd_run):
+    _, request, outputs = sd_run
+    stored = state.stored_run(request)
+    drawing = drawing_of(stored.model)
+    assert drawing.latent and drawing.used is Decoder.LINEAR
+    payload = frames.payload(stored, 0)
+    assert "linear latent→RGB projection" in payload["note"]
+    x_t = stored.compact.view("x_t", 0)
+    expected = linear_rgb(x_t.float(), drawing.model.family)  # [B, 3, h, w] in [−1, 1]
+    strip = Image.open(io.BytesIO(base64.b64decode(payload["frames"]["0"].split(",", 1)[1]))).convert("RGB")
+    first = torch.tensor(list(strip.getdata()), dtype=torch.float32).reshape(strip.height, strip.width, 3)
+    h, w = x_t.shape[-2:]
+    tile = first[:h, :w].permute(2, 0, 1) / 127.5 - 1  # the first sample's x_t, top-left of the first panel
+    torch.testing.assert_close(tile, expected[0], atol=1.5 / 127.5, rtol=0)
+    picture, *_ = outputs[-1]
+    assert picture is not None
+
+
+def test_decode_this_frame_uses_the_models_own_decoder_and_caches(sd_run):
+    _, request, _ = sd_run
+    stored = state.stored_run(request)
+    decoded = sampling.decode_frame(2, "exact", request=request)
+    model = drawing_of(stored.model).model
+    height = model.image_shape[1]
+    assert decoded.height >= height  # full decoded size (two grids of the batch, labelled)
+    assert sampling.decode_frame(2, "exact", request=request) is decoded  # cached
+    x0 = stored.compact.view("x0", 1).float()
+    exact = model.parts.decoder.decode(x0 / model.scaling_factor).sample.clamp(-1, 1)
+    torch.testing.assert_close(model.decode(x0, Decoder.EXACT), exact, atol=1e-5, rtol=0)
+    with pytest.raises(Exception, match="decoder must be one of"):
+        sampling.decode_frame(2, "jpeg", request=request)
+
+
+def test_a_branch_keeps_the_runs_prompt(sd_run):
+    values, request, _ = sd_run
+    list(sampling.branch(2, StepValues(sampler="ddim"), ScheduleValues(), None, request=request, progress=no_progress))
+    runs = state.session_runs(request)
+    run, branched = runs.run.compact, runs.branch.compact
+    # the same settings from frame 2 on the same noise: the branch retraces the run, prompt included
+    torch.testing.assert_close(branched.samples, run.samples, rtol=1e-4, atol=1e-4)
+    assert runs.branch.values == values
+
+
+def test_a_pixel_run_refuses_decoding_by_name():
+    request = FakeRequest("latent-pixel")
+    list(
+        sampling.run(RunValues(steps=2, batch=1), StepValues(), ScheduleValues(), request=request, progress=no_progress)
+    )
+    with pytest.raises(Exception, match="pixel space"):
+        sampling.decode_frame(1, "exact", request=request)
+
+
+def test_an_ldm_run_draws_its_three_channel_latents_as_channels(tiny_repos):  # noqa: F811
+    request = FakeRequest("latent-ldm")
+    list(
+        sampling.run(
+            RunValues(typed=LDM, steps=2, batch=1),
+            StepValues(),
+            ScheduleValues(),
+            request=request,
+            progress=no_progress,
+        )
+    )
+    stored = state.stored_run(request)
+    assert drawing_of(stored.model).used is Decoder.CHANNELS
+    assert "raw latent channels" in frames.payload(stored, 0)["note"]
+    gif, mp4 = sampling.export(1, request=request)  # exact decoding, batched per frame
+    assert gif.endswith(".gif") and mp4.endswith(".mp4")
