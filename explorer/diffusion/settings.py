@@ -7,7 +7,7 @@ UI and the stored runs all carry that one object, so no option is parsed twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -23,6 +23,9 @@ from explorer.validation import check_float, check_int, parse_mode
 MAX_BATCH_SIZE = 4096
 MAX_BATCH_ELEMENTS = 2**22  # numbers in one [B, *shape] tensor: 16 MiB in float32
 MAX_SEED = 2**63 - 1
+# shipped.scheduler_settings, registered there on import (explorer imports it): settings cannot import shipped,
+# which builds SamplerSettings.
+OWN_SCHEDULER_SETTINGS: list[Callable[..., SamplerSettings]] = []
 END_OF_RUN = -1  # prev_timestep of the final step: it lands on x₀ itself (ᾱ = 1)
 
 
@@ -95,8 +98,7 @@ def resolve_settings(
     denoiser = as_denoiser(denoiser)
     kind = SamplerKind.parse(sampler)
     if kind is SamplerKind.SCHEDULER:  # the checkpoint's own scheduler decides its timesteps (shipped.py)
-        from explorer.diffusion.shipped import scheduler_settings
-
+        scheduler_settings = OWN_SCHEDULER_SETTINGS[0]
         fixed = {"variance": variance, "clip_sample": clip_sample, "schedule": schedule, "timesteps": timesteps}
         fixed["clip_range"] = None if clip_range == 1.0 else clip_range
         options = {"num_inference_steps": num_inference_steps, "eta": eta, "batch_size": batch_size, "seed": seed}

@@ -47,6 +47,7 @@ from explorer.diffusion.schedules import TimestepSpacing, current_scheduler_conf
 from explorer.diffusion.settings import (
     END_OF_RUN,
     MAX_SEED,
+    OWN_SCHEDULER_SETTINGS,
     SamplerKind,
     SamplerSettings,
     max_batch_size,
@@ -428,3 +429,6 @@ def describe(denoiser: Denoiser) -> str:
     calls = " (two model calls per step, each a frame)" if kind.calls_per_step > 1 else ""
     branch = "branching refused (multistep)" if kind.multistep else "branchable"
     return f"{kind.label}{calls}, {branch}"
+
+
+OWN_SCHEDULER_SETTINGS.append(scheduler_settings)  # resolve_settings(sampler="scheduler") calls it
