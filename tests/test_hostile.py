@@ -51,6 +51,10 @@ CHANGES: dict[str, dict[str, Any]] = {
     "compare": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},
     "compare_picture": {"cmp_data": "ring", "cmp_t": 10},
     "cloud": {"cloud_point": 0},
+    "model_schedule": {"schedule_model": "digits-eps"},
+    "update_schedules_1": {},  # after model_schedule: the Schedules view redrawn
+    "show_conditioning": {},
+    "decode_frame": {"frame_slider": 1, "decoder": "exact"},
     "link": {},
     "tab_selected": {},
     "restore": {},
@@ -68,6 +72,8 @@ TEXT = {
     "control": CONTROL,
     "not-a-string": 12345,
 }
+PROSE = {"long-10k": LONG, "control": CONTROL, "not-a-string": 12345}  # a prompt: any words are valid text
+FREE_TEXT = {"prompt", "negative_prompt"}
 CHOICE = {
     "outside": "not-a-choice",
     "traversal": "../../../../etc/passwd",
@@ -121,7 +127,7 @@ def hostile_values(component: dict[str, Any]) -> dict[str, Any]:
     if kind in ("slider", "number"):
         return numbers(props)
     if kind == "textbox":
-        return TEXT
+        return PROSE if props.get("elem_id") in FREE_TEXT else TEXT
     if kind in ("dropdown", "radio"):
         return {**CHOICE, **({"path": "/etc/passwd"} if props.get("allow_custom_value") else {})}
     if kind == "checkbox":

@@ -37,6 +37,7 @@ from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_
 from explorer.diffusion.trajectory import compact_nbytes
 from explorer.validation import check_bool, check_choice, check_float, check_int, check_seed, check_text
 from ui import state
+from ui.common import user_errors
 from ui.models import CONDITIONING_CONTROLS, DEFAULT_MODEL, check_ref, conditioning_controls, load_model, model_choices
 from ui.state import MIB
 
@@ -323,6 +324,7 @@ def check_controls(values: RunValues, step: StepValues, schedule: ScheduleValues
     check_int("batch", values.batch, 1, MAX_POINT_BATCH)
     options["spacing"] = check_choice("spacing", values.spacing, TimestepSpacing)
     options["seed"] = check_seed(values.seed)
+    values.conditioning(), values.latent_side()  # checked here too: nothing loads before a bad prompt is refused
     return options
 
 
@@ -350,12 +352,12 @@ def bind_model(denoiser: Denoiser, values: RunValues) -> Denoiser:
     return denoiser
 
 
+@user_errors
 def show_conditioning(model: str, typed: str) -> list[Any]:
-    """The conditioning box and each of its controls, shown only for models that take them (nothing is loaded)."""
-    try:
-        shown = conditioning_controls(RunValues(model=model, typed=typed).ref)
-    except (ValueError, TypeError):
-        shown = frozenset()
+    """The conditioning box and each of its controls, shown only for models that take them (nothing is loaded);
+    what is not a model reference is refused by name, as Run would refuse it."""
+    values = RunValues(model=check_text("model", model, 200), typed=check_text("typed model", typed, 200))
+    shown = conditioning_controls(values.ref) if values.ref else frozenset()
     return [gr.Accordion(visible=bool(shown))] + [gr.update(visible=name in shown) for name in CONDITIONING_CONTROLS]
 
 

@@ -2,7 +2,7 @@
 
 Each control with an `elem_id` is a URL parameter of that name (`T1`, `post_t`, `steps`, `seed`, …; `schedule` and
 `t` are kept as the older names of `family1` and `sched_t`), plus `tab`, `frame` (run a bundled model when the page
-opens and show that frame; a Hub model in a link waits for Run) and `present` (large type). A value out of its
+opens and show that frame; a Hub model in a link waits for Run) and `present` (presentation mode). A value out of its
 control's range is clamped to the range with a warning; anything else that does not parse is ignored with a
 warning. "Copy link" writes the parameters that differ from the page's defaults.
 """
