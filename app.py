@@ -74,17 +74,18 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     ).then(None, link, link, js=COPY_LINK_JS)
 
     page_state = [tabs, current_tab, url_frame, large]
-    loading = demo.load(restore_page, None, [*page_state, *controls.values()], api_visibility="private").then(
-        schedules_tab.update, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK
-    ).then(
-        posterior_tab.update, posterior_tab.inputs, posterior_tab.outputs, api_visibility="private", **VIEW_WORK
-    ).then(
-        sampling_tab.open_frame,
-        sampling_tab.open_inputs,
-        sampling_tab.outputs,
-        api_visibility="private",
-        show_progress="hidden",
-        **MODEL_WORK,
+    loading = (
+        demo.load(restore_page, None, [*page_state, *controls.values()], api_visibility="private")
+        .then(schedules_tab.update, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK)
+        .then(posterior_tab.update, posterior_tab.inputs, posterior_tab.outputs, api_visibility="private", **VIEW_WORK)
+        .then(
+            sampling_tab.open_frame,
+            sampling_tab.open_inputs,
+            sampling_tab.outputs,
+            api_visibility="private",
+            show_progress="hidden",
+            **MODEL_WORK,
+        )
     )
     sampling_tab.then_frames(loading)  # a talk link's run steps in the page at once
     demo.unload(forget_session)

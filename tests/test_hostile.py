@@ -72,7 +72,7 @@ TEXT = {
     "control": CONTROL,
     "not-a-string": 12345,
 }
-PROSE = {"long-10k": LONG, "control": CONTROL, "not-a-string": 12345}  # a prompt: any words are valid text
+PROSE = {"long-10k": LONG, "control": CONTROL}  # a prompt: any words (and digits: Gradio sends 12345 as text) are valid
 FREE_TEXT = {"prompt", "negative_prompt"}
 CHOICE = {
     "outside": "not-a-choice",

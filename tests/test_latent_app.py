@@ -122,3 +122,18 @@ def test_an_ldm_run_draws_its_three_channel_latents_as_channels(tiny_repos):  # 
     assert "raw latent channels" in frames.payload(stored, 0)["note"]
     gif, mp4 = sampling.export(1, request=request)  # exact decoding, batched per frame
     assert gif.endswith(".gif") and mp4.endswith(".mp4")
+
+
+def test_a_guided_run_is_sized_with_its_guidance_views(tiny_repos):  # noqa: F811
+    from explorer.diffusion.trajectory import compact_nbytes
+    from ui.controls import is_guided
+
+    guided, _ = parse_run(
+        RunValues(typed=SD_EPS, prompt=PROMPT, guidance=3.0, steps=2, batch=1), StepValues(), ScheduleValues()
+    )
+    plain, _ = parse_run(
+        RunValues(typed=SD_EPS, prompt=PROMPT, guidance=1.0, steps=2, batch=1), StepValues(), ScheduleValues()
+    )
+    assert is_guided(guided) and not is_guided(plain)
+    shape = guided.sample_shape
+    assert compact_nbytes(2, 1, shape, True) > compact_nbytes(2, 1, shape)

@@ -295,15 +295,17 @@ class RunValues:
         return (self.typed or "").strip() or self.model
 
 
-def check_fits(steps: int, batch: int, sample_shape: tuple[int, ...]) -> None:
+def check_fits(steps: int, batch: int, sample_shape: tuple[int, ...], guided: bool = False) -> None:
     """Refuse, before it starts, a run whose record would not fit a session's budget; say what would fit."""
     budget = state.STORE.max_bytes_per_session
-    needs = compact_nbytes(steps, batch, sample_shape)
+    needs = compact_nbytes(steps, batch, sample_shape, guided)
     if needs <= budget:
         return
-    per_step = compact_nbytes(1, batch, sample_shape)
+    per_step = compact_nbytes(1, batch, sample_shape, guided)
     fitting_steps = max(0, budget // per_step - 1)
-    fitting_batch = next((b for b in range(batch, 0, -1) if compact_nbytes(steps, b, sample_shape) <= budget), 0)
+    fitting_batch = next(
+        (b for b in range(batch, 0, -1) if compact_nbytes(steps, b, sample_shape, guided) <= budget), 0
+    )
     options = [f"at most {fitting_steps} steps at batch {batch}"] if fitting_steps else []
     options += [f"batch {fitting_batch} at {steps} steps"] if fitting_batch else []
     raise ValueError(
@@ -337,8 +339,13 @@ def parse_run(values: RunValues, step: StepValues, schedule: ScheduleValues) -> 
     is_image = len(denoiser.sample_shape) == 3
     batch_limit = min(MAX_IMAGE_BATCH, max_batch_size(denoiser.sample_shape)) if is_image else MAX_POINT_BATCH
     batch = check_int("batch", values.batch, 1, batch_limit)
-    check_fits(steps, batch, denoiser.sample_shape)
+    check_fits(steps, batch, denoiser.sample_shape, is_guided(denoiser))
     return denoiser, resolve_settings(denoiser, num_inference_steps=steps, batch_size=batch, **options)
+
+
+def is_guided(denoiser: Denoiser) -> bool:
+    """Whether a run of this (bound) model records the conditional and unconditional x̂₀ too (guidance w > 1)."""
+    return bool(getattr(denoiser, "conditional", False)) and float(getattr(denoiser, "guidance_scale", 1.0)) > 1.0
 
 
 def bind_model(denoiser: Denoiser, values: RunValues) -> Denoiser:
@@ -453,7 +460,7 @@ class RunControls(ControlGroup[RunValues]):
                 label = gr.Number(
                     defaults.class_label,
                     label="class label (−1: none)",
-                    precision=0,
+                    step=1,
                     minimum=-1,
                     maximum=MAX_CLASS_LABEL,
                     elem_id="class_label",

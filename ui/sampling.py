@@ -46,6 +46,7 @@ from ui.controls import (
     bind_model,
     check_controls,
     event_inputs,
+    is_guided,
     parse_run,
 )
 from ui.estimate import long_run_note, zero_gpu_seconds
@@ -258,7 +259,8 @@ def branch(
     denoiser = bind_model(load_model(stored.model), values)  # the run's prompt, class label and latent size
     remaining = branch_steps(compact.settings, index, steps)
     settings = branch_settings(compact.settings, denoiser, index, remaining_steps=remaining, **step.parse(schedule))
-    needs = compact.nbytes + compact_nbytes(settings.num_inference_steps, settings.batch_size, denoiser.sample_shape)
+    size = (settings.num_inference_steps, settings.batch_size, denoiser.sample_shape, is_guided(denoiser))
+    needs = compact.nbytes + compact_nbytes(*size)
     if needs > STORE.max_bytes_per_session:
         raise ValueError(
             f"run and branch together would keep {needs / MIB:.1f} MiB but a session may keep at most "
