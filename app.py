@@ -11,7 +11,7 @@ import argparse
 
 import gradio as gr
 
-from ui import cloud, parameterizations, posterior, restore, sampling, schedules
+from ui import cloud, exports, parameterizations, posterior, restore, sampling, schedules
 from ui.common import MODEL_WORK, VIEW_WORK
 from ui.launch import TITLE, configure_queue, launch, launch_options
 from ui.models import allow_local_folders
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     allow_local_folders(launch_options()["server_name"], args.allow_local_folders)
-    sampling.sweep_exports()  # what an earlier process (or a kill -9) left behind
+    exports.sweep_exports()  # what an earlier process (or a kill -9) left behind
     launch(demo)
 
 

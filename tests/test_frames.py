@@ -17,7 +17,7 @@ from PIL import Image
 ensure_models()
 from explorer.figures.images import labelled_row, to_uint8, with_caption  # noqa: E402
 from explorer.figures.sampling import diagnostics_figure, run_diagnostics  # noqa: E402
-from ui import frames, sampling, state  # noqa: E402
+from ui import exports, frames, sampling, state  # noqa: E402
 from ui.controls import RunValues, ScheduleValues, StepValues  # noqa: E402
 
 
@@ -124,8 +124,8 @@ def test_export_has_a_size_option_a_held_last_frame_and_a_png_of_one_frame(digit
         for k in range(animation.n_frames):
             animation.seek(k)
             durations.append(animation.info["duration"])
-        assert durations[-1] >= durations[0] + 1000 * sampling.HOLD_LAST - 1
-    assert imageio.get_reader(mp4).count_frames() == 7 + round(sampling.HOLD_LAST * sampling.EXPORT_FPS)
+        assert durations[-1] >= durations[0] + 1000 * exports.HOLD_LAST - 1
+    assert imageio.get_reader(mp4).count_frames() == 7 + round(exports.HOLD_LAST * exports.EXPORT_FPS)
     png = sampling.frame_png(4, 2, request=request)
     with Image.open(png) as one:
         assert one.width > 6 * 2 * 34

@@ -21,7 +21,7 @@ from raw_gradio import call_api, new_session
 
 ensure_models()
 import app  # noqa: E402 (after the bundled models exist)
-from ui import models, sampling  # noqa: E402
+from ui import exports, models, sampling  # noqa: E402
 from ui.controls import RunValues, ScheduleValues, StepValues  # noqa: E402
 from ui.launch import launch  # noqa: E402
 
@@ -231,9 +231,9 @@ def test_exports_are_swept_and_the_cache_is_aged():
     )
     gif, mp4 = sampling.export(request=request)
     folder = Path(gif).parent
-    assert folder.parent == sampling.EXPORT_ROOT and Path(mp4).is_file()
-    legacy = Path(sampling.tempfile.mkdtemp(prefix="explorer-export-"))
-    assert sampling.sweep_exports(None) >= 2
+    assert folder.parent == exports.EXPORT_ROOT and Path(mp4).is_file()
+    legacy = Path(exports.tempfile.mkdtemp(prefix="explorer-export-"))
+    assert exports.sweep_exports(None) >= 2
     assert not folder.exists() and not legacy.exists()
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from explorer.diffusion.indexing import frame_of, paper_t
+from explorer.diffusion.indexing import frame_of, paper_t, position_of
 from explorer.diffusion.trajectory import CompactTrajectory
 from explorer.diffusion.views import STEP_VIEWS
 from explorer.figures.images import grid
@@ -49,6 +49,11 @@ def caption(compact: CompactTrajectory, index: int) -> str:
     """What the picture of step `index` says about itself: "frame k of S · t = a → b" (paper t, b = 0: the data)."""
     t, s = paper_t(int(compact.timesteps[index])), paper_t(int(compact.prev_timesteps[index]))
     return f"frame {frame_of(index)} of {len(compact)} · t = {t} → {s if s > 0 else '0 (data)'}"
+
+
+def frame_index(compact: CompactTrajectory, frame: Any) -> int:
+    """The run position of a frame number from the page (1..S, checked against the run's length)."""
+    return position_of(check_int("frame", frame, 1, len(compact)))
 
 
 def _text_line(numbers: dict[str, np.ndarray], sigma: np.ndarray, compact: CompactTrajectory, index: int) -> str:

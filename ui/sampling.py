@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -22,8 +18,6 @@ from explorer.diffusion.settings import SamplerSettings
 from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, Step, compact_nbytes
 from explorer.diffusion.views import STEP_VIEWS, X0, X_T
 from explorer.figures.images import (
-    export_gif,
-    export_mp4,
     image_grid,
     labelled_row,
     scatter_frame,
@@ -50,19 +44,13 @@ from ui.controls import (
     parse_run,
 )
 from ui.estimate import long_run_note, zero_gpu_seconds
-from ui.frames import caption, frame_text
+from ui.exports import MAX_EXPORT_SCALE, export, frame_png
+from ui.frames import caption, frame_index, frame_text
 from ui.models import dataset_of, is_bundled, load_model
 from ui.pictures import PIXELS, Drawing, drawing_of
 from ui.state import MIB, STORE, SessionRuns, Which, keep_branch, keep_run, session_of, session_runs, show, stored_run
 
 STREAM_FRAMES = 40  # at most this many pictures are streamed while a run computes
-EXPORT_ROOT = Path(tempfile.gettempdir()) / "explorer-exports"
-EXPORT_AGE_SECONDS = 300.0  # Gradio copies a served file into its own (swept) cache as the handler returns
-LATENT_EXPORT_FRAMES = 24  # a latent run's export decodes x_t and x̂₀ of each frame with the model's own decoder
-EXPORT_FRAMES = 120
-EXPORT_FPS = 12.0
-HOLD_LAST = 1.0  # seconds the exported GIF and MP4 stay on their last frame
-MAX_EXPORT_SCALE = 8
 PANEL_PIXELS = 200
 EXACT_NOTE = """**Why learn p<sub>θ</sub> at all?** The `exact-*` models are the optimal denoiser E[x₀ | x<sub>t</sub>]
 of a finite training set, run through the same sampler on the same noise: the exact reverse of that set can only copy
@@ -162,11 +150,6 @@ def finals_picture(samples: torch.Tensor, dataset: Dataset | None, drawing: Draw
     return labelled_row([("final samples", _panel(samples, 1.0)), (title, _panel(data[index], 1.0))])
 
 
-def _frame_index(compact: CompactTrajectory, frame: Any) -> int:
-    """The run position of a frame number from the page (checked against the run's length)."""
-    return position_of(check_int("frame", frame, 1, len(compact)))
-
-
 # --- handlers ---------------------------------------------------------------------------------
 
 
@@ -254,7 +237,7 @@ def branch(
     run's) on the same noise stream; the branch is kept beside the run, which stays."""
     stored = session_runs(request).run
     compact = stored.compact
-    index = _frame_index(compact, frame)
+    index = frame_index(compact, frame)
     values = stored.values if stored.values is not None else RunValues(model=stored.model)
     denoiser = bind_model(load_model(stored.model), values)  # the run's prompt, class label and latent size
     remaining = branch_steps(compact.settings, index, steps)
@@ -309,7 +292,7 @@ def show_frame(frame: float, request: gr.Request = None):
     """Frame `frame` (1..number of steps) of this session's run: picture and diagnostics; no model call."""
     stored = stored_run(request)
     compact = stored.compact
-    index = _frame_index(compact, frame)
+    index = frame_index(compact, frame)
     return frame_picture(compact, index, drawing_of(stored.model)), frame_text(compact, index)
 
 
@@ -318,66 +301,10 @@ def step_frame(frame: float, delta: float, request: gr.Request = None):
     """Move `delta` frames (clamped to the run) and show that frame; returns the new frame number too."""
     stored = stored_run(request)
     compact = stored.compact
-    current = _frame_index(compact, frame)
+    current = frame_index(compact, frame)
     move = check_int("step", delta, -MAX_STEPS, MAX_STEPS)
     index = min(max(current + move, 0), len(compact) - 1)
     return frame_of(index), frame_picture(compact, index, drawing_of(stored.model)), frame_text(compact, index)
-
-
-def _scaled_panel(batch: torch.Tensor, half_range: float, scale: int, drawing: Drawing = PIXELS) -> Image.Image:
-    """One view of the batch for an export, `scale`× its native size with nearest neighbour."""
-    if batch.ndim == 2:  # points [B, 2]
-        return scatter_frame(batch, size=64 * scale, extent=3.5 * half_range)
-    pictures = drawing.pixels(batch, half_range)
-    return image_grid(pictures, columns=math.ceil(math.sqrt(batch.shape[0])), scale=scale)
-
-
-def _export_folder() -> Path:
-    sweep_exports(EXPORT_AGE_SECONDS)
-    EXPORT_ROOT.mkdir(exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=EXPORT_ROOT))
-
-
-@user_errors
-def export(scale: float = 4, request: gr.Request = None):
-    """The run as a GIF and an MP4: x_t and x̂₀ side by side at `scale`× native size (1–8, nearest neighbour), at
-    most EXPORT_FRAMES frames, each with its caption inside; the final samples are held HOLD_LAST seconds."""
-    factor = check_int("export size", scale, 1, MAX_EXPORT_SCALE)
-    stored = stored_run(request)
-    compact = stored.compact
-    drawing = drawing_of(stored.model, Decoder.EXACT)  # a latent run's frames through its own decoder, in batches
-    count = min(LATENT_EXPORT_FRAMES if drawing.latent else EXPORT_FRAMES, len(compact))
-    indices = np.unique(np.round(np.linspace(0, len(compact) - 1, count)).astype(int))
-    note = f" · drawn by {drawing.name}" if drawing.latent else ""
-    pictures = [
-        with_caption(
-            labelled_row(
-                [(v.symbol, _scaled_panel(compact.view(v.name, int(k)), 1.0, factor, drawing)) for v in (X_T, X0)]
-            ),
-            caption(compact, int(k)) + note,
-        )
-        for k in indices
-    ]
-    final = _scaled_panel(compact.samples, 1.0, factor, drawing)
-    pictures.append(with_caption(labelled_row([("x₀", final), ("final", final)]), "final samples (t = 0)"))
-    folder = _export_folder()
-    gif = export_gif(pictures, folder / "run.gif", fps=EXPORT_FPS, hold_last=HOLD_LAST)
-    return str(gif), str(export_mp4(pictures, folder / "run.mp4", fps=EXPORT_FPS, hold_last=HOLD_LAST))
-
-
-@user_errors
-def frame_png(frame: float, scale: float = 4, request: gr.Request = None) -> str:
-    """The frame shown as a PNG file: every view at `scale`× native size (1–8), its caption inside."""
-    factor = check_int("export size", scale, 1, MAX_EXPORT_SCALE)
-    stored = stored_run(request)
-    compact = stored.compact
-    index = _frame_index(compact, frame)
-    drawing = drawing_of(stored.model)
-    views = [(v.title, _scaled_panel(compact.view(v.name, index), v.half_range, factor, drawing)) for v in STEP_VIEWS]
-    path = _export_folder() / f"frame-{frame_of(index)}.png"
-    note = f" · drawn by {drawing.name}" if drawing.latent else ""
-    with_caption(labelled_row(views), caption(compact, index) + note).save(path)
-    return str(path)
 
 
 DECODED_CACHE = 32  # decoded frames kept (per run key, frame and decoder): stepping back and forth decodes once
@@ -391,7 +318,7 @@ def decode_frame(frame: float, decoder: str, request: gr.Request = None) -> Imag
     cache, the linear projection or the raw channels) at the decoded size; cached."""
     kind = check_choice("decoder", decoder, Decoder)
     stored = stored_run(request)
-    index = _frame_index(stored.compact, frame)
+    index = frame_index(stored.compact, frame)
     drawing = drawing_of(stored.model, kind)
     if not drawing.latent:
         raise ValueError("this run is in pixel space: its frames are the pictures themselves (decoder: latent models)")
@@ -409,23 +336,6 @@ def decode_frame(frame: float, decoder: str, request: gr.Request = None) -> Imag
     return _decoded[key]
 
 
-def sweep_exports(age: float | None = None) -> int:
-    """Remove export folders older than `age` seconds (all with None, as at startup); returns how many went.
-
-    Also removes the `explorer-export-*` folders earlier versions left in the temporary directory.
-    """
-    now, removed = time.time(), 0
-    folders = [*EXPORT_ROOT.glob("*"), *Path(tempfile.gettempdir()).glob("explorer-export-*")]
-    for folder in folders:
-        try:
-            if folder.is_dir() and not folder.is_symlink() and (age is None or now - folder.stat().st_mtime > age):
-                shutil.rmtree(folder)
-                removed += 1
-        except OSError:  # another process removed it first
-            continue
-    return removed
-
-
 def stopped(request: gr.Request = None) -> str:
     """What the status line says after Stop: the cancelled run was not kept, and what stepping now shows."""
     if STORE.get(session_of(request)) is None:
@@ -437,7 +347,7 @@ def _start(runs: SessionRuns, frame: Any) -> int:
     """The position to show of the current run: the slider's frame when it is one of it, else its last."""
     compact = runs.compact
     try:
-        return _frame_index(compact, frame)
+        return frame_index(compact, frame)
     except ValueError:
         return len(compact) - 1
 
