@@ -38,3 +38,33 @@ def silent_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "ENDPOINT", url)
         yield url
+
+
+# --- the app in Chromium (the browser tests share these; each test module gets its own server and browser) ---
+
+
+@pytest.fixture(scope="module")
+def app_url() -> Iterator[str]:
+    """The app started exactly as `python app.py` starts it (ui.launch.launch), on a free port of this machine."""
+    from app_fixtures import ensure_models, free_port
+
+    ensure_models()
+    import app
+    from ui.launch import launch
+
+    port = free_port()
+    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser(app_url: str):
+    """Debian's Chromium through Playwright (`playwright install` cannot download browsers here)."""
+    from app_fixtures import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

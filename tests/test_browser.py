@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from app_fixtures import CHROMIUM, CHROMIUM_ARGS, ensure_models, free_port
+from app_fixtures import CHROMIUM
 
 SHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -16,29 +16,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
 ]
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    ensure_models()
-    import app
-    from ui.launch import launch
-
-    port = free_port()
-    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)  # exactly what `python app.py` runs
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser(app_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _watch(tab) -> list[str]:
@@ -50,6 +27,7 @@ def _watch(tab) -> list[str]:
 
 @pytest.fixture(scope="module")
 def page(browser, app_url):
+    SHOTS.mkdir(parents=True, exist_ok=True)
     tab = browser.new_page(viewport=VIEWPORT)
     tab.errors = _watch(tab)
     tab.goto(app_url)

@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import test_browser
 from app_fixtures import CHROMIUM
 
 SHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 VIEWPORT = {"width": 1400, "height": 1000}
 STEPS = 50
 PLOT = "#cloud .js-plotly-plot"
-app_url, browser = test_browser.app_url, test_browser.browser  # the app on its own port and Chromium, as there
 
 pytestmark = [
     pytest.mark.browser,

@@ -4,7 +4,7 @@ once, Stop leaves no "computing" line, and a branch is steppable beside its run.
 from __future__ import annotations
 
 import pytest
-from test_browser import VIEWPORT, _set_number, _watch, app_url, browser, pytestmark  # noqa: F401 (fixtures, marks)
+from test_browser import VIEWPORT, _set_number, _watch, pytestmark  # noqa: F401 (marks)
 
 CANVAS = "#frame canvas"
 
@@ -18,14 +18,14 @@ def _wait_frame(page, frame: int, total: int, timeout: float = 30_000) -> None:
     page.wait_for_selector(f"#frame_text:has-text('Frame {frame} of {total}')", timeout=timeout)
 
 
-def _server_requests(page, app_url: str) -> list[str]:  # noqa: F811
+def _server_requests(page, app_url: str) -> list[str]:
     seen: list[str] = []
     page.on("request", lambda request: seen.append(request.url) if request.url.startswith(app_url) else None)
     return seen
 
 
 @pytest.fixture(scope="module")
-def page(browser, app_url):  # noqa: F811
+def page(browser, app_url):
     """A page with a finished 12-step run on digits (batch 4)."""
     tab = browser.new_page(viewport=VIEWPORT)
     tab.errors = _watch(tab)
@@ -39,7 +39,7 @@ def page(browser, app_url):  # noqa: F811
     tab.close()
 
 
-def test_ten_quick_presses_move_ten_frames_without_a_request(page, app_url):  # noqa: F811
+def test_ten_quick_presses_move_ten_frames_without_a_request(page, app_url):
     requests = _server_requests(page, app_url)
     for _ in range(10):
         page.keyboard.press("ArrowLeft")
@@ -55,7 +55,7 @@ def test_ten_quick_presses_move_ten_frames_without_a_request(page, app_url):  # 
     assert page.errors == []
 
 
-def test_the_slider_shows_its_frame_in_the_page(page, app_url):  # noqa: F811
+def test_the_slider_shows_its_frame_in_the_page(page, app_url):
     requests = _server_requests(page, app_url)
     _set_number(page, "frame_slider", "7")
     _wait_frame(page, 7, 12)
@@ -116,7 +116,7 @@ def test_stop_says_stopped_and_stepping_browses_the_last_finished_run(page):
     assert page.locator(CANVAS).is_visible()
 
 
-def test_a_talk_link_steps_in_the_page_at_once(browser, app_url):  # noqa: F811
+def test_a_talk_link_steps_in_the_page_at_once(browser, app_url):
     tab = browser.new_page(viewport=VIEWPORT)
     errors = _watch(tab)
     try:

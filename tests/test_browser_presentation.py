@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_fixtures import CHROMIUM, CHROMIUM_ARGS, ensure_models, free_port
+from app_fixtures import CHROMIUM
 
 from ui.launch import PRESENTATION_SCALE
 
@@ -123,28 +123,6 @@ OVERLAPPING_TITLES = """(id) => {
   }));
   return overlaps;
 }"""
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    ensure_models()
-    import app
-    from ui.launch import launch
-
-    port = free_port()
-    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)  # exactly what `python app.py` runs
-    yield f"http://127.0.0.1:{port}/"
-    app.demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser(app_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _open(browser, url: str, viewport: dict):

@@ -11,7 +11,7 @@ import re
 
 import pytest
 import torch
-from app_fixtures import CHROMIUM, CHROMIUM_ARGS, ensure_models, free_port
+from app_fixtures import CHROMIUM, ensure_models
 
 from explorer import Schedule, timestep_of
 from explorer.data import example_digit
@@ -195,34 +195,21 @@ def test_the_marked_pixel_is_outlined_on_every_tile():
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
-def test_the_panel_renders_katex_in_chromium():
-    ensure_models()
-    from playwright.sync_api import sync_playwright
-
-    import app
-    from ui.launch import launch
-
-    port = free_port()
-    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.get_by_role("tab", name="Posterior").click()
-            page.wait_for_selector("#post_numbers:has-text('t = 200')", timeout=300_000)  # a loaded machine is slow
-            page.get_by_text("Derivation: Bayes' rule").click()
-            panel = page.locator("#post_derivation")
-            page.wait_for_function(
-                "() => document.querySelectorAll('#post_derivation .katex-display').length >= 10", timeout=120_000
-            )
-            visible = panel.evaluate(
-                "(node) => { const c = node.cloneNode(true); c.querySelectorAll('.katex-mathml').forEach("
-                "(m) => m.remove()); return c.innerText; }"
-            )
-            assert "$" not in visible and "\\frac" not in visible and "\\tilde" not in visible
-            assert panel.locator(".katex-error").count() == 0
-            assert "pixel 120 (row 7, column 8)" in visible and "digits-eps" in visible
-            browser.close()
-    finally:
-        app.demo.close()
+def test_the_panel_renders_katex_in_chromium(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    page.get_by_role("tab", name="Posterior").click()
+    page.wait_for_selector("#post_numbers:has-text('t = 200')", timeout=300_000)  # a loaded machine is slow
+    page.get_by_text("Derivation: Bayes' rule").click()
+    panel = page.locator("#post_derivation")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#post_derivation .katex-display').length >= 10", timeout=120_000
+    )
+    visible = panel.evaluate(
+        "(node) => { const c = node.cloneNode(true); c.querySelectorAll('.katex-mathml').forEach("
+        "(m) => m.remove()); return c.innerText; }"
+    )
+    assert "$" not in visible and "\\frac" not in visible and "\\tilde" not in visible
+    assert panel.locator(".katex-error").count() == 0
+    assert "pixel 120 (row 7, column 8)" in visible and "digits-eps" in visible
+    page.close()
