@@ -55,6 +55,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "update_schedules_1": {},  # after model_schedule: the Schedules view redrawn
     "show_conditioning": {},
     "decode_frame": {"frame_slider": 1, "decoder": "exact"},
+    "compare_checkpoints": {},  # every hostile value is refused before a checkpoint loads
     "link": {},
     "tab_selected": {},
     "restore": {},

