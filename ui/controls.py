@@ -457,12 +457,12 @@ class RunControls(ControlGroup[RunValues]):
                     label="guidance rescale φ (zero-SNR models)",
                     elem_id="guidance_rescale",
                 )
-                label = gr.Number(
-                    defaults.class_label,
-                    label="class label (−1: none)",
+                label = gr.Slider(
+                    -1,
+                    MAX_CLASS_LABEL,
+                    value=defaults.class_label,
                     step=1,
-                    minimum=-1,
-                    maximum=MAX_CLASS_LABEL,
+                    label="class label (−1: none)",
                     elem_id="class_label",
                 )
                 size = gr.Slider(

@@ -344,12 +344,10 @@ def stopped(request: gr.Request = None) -> str:
 
 
 def _start(runs: SessionRuns, frame: Any) -> int:
-    """The position to show of the current run: the slider's frame when it is one of it, else its last."""
-    compact = runs.compact
-    try:
-        return frame_index(compact, frame)
-    except ValueError:
-        return len(compact) - 1
+    """The position to show of the current run: the slider's frame (a frame number of this run or of a longer one
+    before it: then this run's last); anything that is not a frame number is refused by name."""
+    number = check_int("frame", frame, 1, MAX_STEPS)
+    return min(position_of(number), len(runs.compact) - 1)
 
 
 def _run_choice(runs: SessionRuns) -> gr.Radio:
@@ -365,6 +363,7 @@ def _branch_note(runs: SessionRuns) -> str:
     return branch_sentence(runs.run.compact.settings, runs.branch.compact.settings, runs.branch_from)
 
 
+@user_errors
 def frames_after(frame: float, request: gr.Request = None) -> tuple:
     """After a run, a branch, Stop or a talk link: the page's frames of this session's current run (from the frame
     on the slider), the run/branch selector and the branch's sentence; nothing without a run."""
@@ -383,6 +382,7 @@ def frames_after(frame: float, request: gr.Request = None) -> tuple:
 @user_errors
 def choose(which: str, frame: float, request: gr.Request = None) -> tuple:
     """Step through the run or its branch (the selector); stays on the same frame number when it exists."""
+    check_int("frame", frame, 1, MAX_STEPS)  # before anything changes
     runs = show(request, check_choice("run choice", which, Which))
     start = _start(runs, frame)
     return frames.payload(runs.current, start, which=runs.shown.value), gr.Slider(
