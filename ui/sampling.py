@@ -492,7 +492,11 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     )
     then_frames(branch_event)
     stop_button.click(None, None, None, js=_js(f"F.stopped({STOPPED!r})"), **JS_ONLY)
-    then_frames(stop_button.click(stopped, None, [status], cancels=[run_event, branch_event], api_visibility="private"))
+    stopping = then_frames(
+        stop_button.click(stopped, None, [status], cancels=[run_event, branch_event], api_visibility="private")
+    )
+    # Said again once the page's frames are back: the cancelled run's last streamed line may land after the first.
+    stopping.then(stopped, None, [status], api_visibility="private", show_progress="hidden")
     run_choice.input(choose, [run_choice, frame], [player, frame], api_visibility="private", show_progress="hidden")
 
     # Stepping happens in the page (the player); the server endpoints stay for API users, on buttons never shown.
