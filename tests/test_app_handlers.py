@@ -33,7 +33,7 @@ def models():
 def test_schedules_returns_figure_tables_and_strip():
     figure, table, formulas, spacings, strip, caption, t, steps = update_schedules()
     assert isinstance(t, dict) and isinstance(steps, dict)  # inside T: the sliders are left as they are
-    names = {trace.name for trace in figure.data}
+    names = {trace.name for trace in figure.data if trace.name}  # unnamed traces: markers and bands
     assert any(name.startswith("1: linear") for name in names)
     assert any(name.startswith("2: squaredcos_cap_v2") for name in names)
     assert "β_t" in table and r"\tilde\beta_{500}" in formulas
