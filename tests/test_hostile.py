@@ -54,6 +54,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "model_schedule": {"schedule_model": "digits-eps"},
     "update_schedules_1": {},  # after model_schedule: the Schedules view redrawn
     "show_conditioning": {},
+    "model_info": {},
     "decode_frame": {"frame_slider": 1, "decoder": "exact"},
     "compare_checkpoints": {},  # every hostile value is refused before a checkpoint loads
     "link": {},

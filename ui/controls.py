@@ -35,10 +35,19 @@ from explorer.diffusion.schedules import (
 )
 from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_size, resolve_settings
 from explorer.diffusion.trajectory import compact_nbytes
+from explorer.models.device import pick_device
 from explorer.validation import check_bool, check_choice, check_float, check_int, check_seed, check_text
 from ui import state
 from ui.common import user_errors
-from ui.models import CONDITIONING_CONTROLS, DEFAULT_MODEL, check_ref, conditioning_controls, load_model, model_choices
+from ui.models import (
+    CONDITIONING_CONTROLS,
+    DEFAULT_MODEL,
+    check_ref,
+    conditioning_controls,
+    describe,
+    load_model,
+    model_choices,
+)
 from ui.state import MIB
 
 V = TypeVar("V")
@@ -360,6 +369,18 @@ def bind_model(denoiser: Denoiser, values: RunValues) -> Denoiser:
 
 
 @user_errors
+def model_info(model: str, typed: str) -> str:
+    """The model box's line about the chosen model (catalogue facts, measured speed); nothing is loaded."""
+    from ui.estimate import measured_seconds  # ui.estimate reads RunValues from here
+
+    values = RunValues(model=check_text("model", model, 200), typed=check_text("typed model", typed, 200))
+    if not values.ref:
+        return ""
+    device = str(pick_device())
+    return describe(values.ref, measured_seconds(values.ref, device), device)
+
+
+@user_errors
 def show_conditioning(model: str, typed: str) -> list[Any]:
     """The conditioning box and each of its controls, shown only for models that take them (nothing is loaded);
     what is not a model reference is refused by name, as Run would refuse it."""
@@ -489,6 +510,15 @@ class RunControls(ControlGroup[RunValues]):
         }
         self.step = StepControls(
             {"sampler": sampler, "eta": eta, "variance": variance, "clip": clip, "schedule_choice": schedule_choice}
+        )
+        self.info = gr.Markdown(model_info(defaults.model, ""), elem_id="model_info")
+        gr.on(
+            triggers=[model.change, typed.blur, typed.submit],
+            fn=model_info,
+            inputs=[model, typed],
+            outputs=self.info,
+            api_visibility="private",
+            show_progress="hidden",
         )
         gr.on(
             triggers=[model.change, typed.blur, typed.submit],

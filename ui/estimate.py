@@ -22,6 +22,7 @@ from ui.models import takes_conditioning
 LONG_RUN_SECONDS = 20.0  # a run estimated longer than this says so before it starts
 GPU_SECONDS = (30, 300)  # the ZeroGPU slot asked for, at least and at most
 _MEASURED: dict[tuple, float] = {}
+_BY_NAME: dict[tuple[str, str], float] = {}  # (model name, device) → the last measured pass
 _LOCK = threading.Lock()
 
 
@@ -48,7 +49,14 @@ def seconds_per_pass(denoiser: Denoiser) -> float:
         seconds = time.perf_counter() - start
     with _LOCK:
         _MEASURED[key] = seconds
+        _BY_NAME[(denoiser.name, str(denoiser.device))] = seconds
     return seconds
+
+
+def measured_seconds(name: str, device: str) -> float | None:
+    """Seconds per sample-pass measured for the model `name` on `device` in this process, or None."""
+    with _LOCK:
+        return _BY_NAME.get((name, device))
 
 
 def run_seconds(denoiser: Denoiser, settings: SamplerSettings) -> float:

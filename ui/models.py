@@ -150,3 +150,32 @@ def conditioning_controls(ref: str) -> frozenset[str]:
 def takes_conditioning(ref: str) -> bool:
     """Whether `ref` takes any of the conditioning or latent-size controls (see `conditioning_controls`)."""
     return bool(conditioning_controls(ref))
+
+
+FAMILY_NAMES = {
+    "pixel": "pixel space",
+    "stable_diffusion": "Stable Diffusion (latent, text-conditioned)",
+    "ldm": "latent diffusion (VQ latents)",
+    "dit": "DiT (latent, class-conditioned, learned σ)",
+}
+
+
+def describe(ref: str, seconds_per_pass: float | None, device: str) -> str:
+    """One line about `ref` for the model box: family, prediction, shape and parameters from the catalogue, and the
+    seconds per step at batch 1 measured on this device (or when it will be). String checks only: nothing loads."""
+    ref = (ref or "").strip()
+    entry = next((entry for entry in catalogue() if entry.name == ref), None)
+    where = "this GPU" if device.startswith("cuda") else "this CPU"
+    speed = (
+        f"≈ {seconds_per_pass:.2f} s per step at batch 1 on {where} (measured)"
+        if seconds_per_pass is not None
+        else f"seconds per step on {where}: measured by its first run, which says so before a long one"
+    )
+    if entry is None:
+        check_ref(ref)
+        return f"`{ref}`: read from its configs when it loads · {speed}"
+    shape = "×".join(str(size) for size in entry.sample_shape)
+    return (
+        f"`{entry.name}`: {FAMILY_NAMES.get(entry.family, entry.family)} · {entry.prediction.value} · "
+        f"samples {shape} · {entry.num_parameters / 1e6:,.1f} M parameters · {speed}"
+    )
