@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from app_fixtures import CHROMIUM
+from test_browser import _set_number
 
 from ui.launch import PRESENTATION_SCALE
 
@@ -142,12 +143,6 @@ def projector(browser, app_url):
     tab = _open(browser, app_url, PROJECTOR)
     yield tab
     tab.close()
-
-
-def _set_number(page, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(value)
-    box.press("Enter")
 
 
 def _presentation(page, on: bool) -> None:
