@@ -46,6 +46,7 @@ from ui.models import (
     conditioning_controls,
     describe,
     load_model,
+    measured_seconds,
     model_choices,
 )
 from ui.state import MIB
@@ -371,8 +372,6 @@ def bind_model(denoiser: Denoiser, values: RunValues) -> Denoiser:
 @user_errors
 def model_info(model: str, typed: str) -> str:
     """The model box's line about the chosen model (catalogue facts, measured speed); nothing is loaded."""
-    from ui.estimate import measured_seconds  # ui.estimate reads RunValues from here
-
     values = RunValues(model=check_text("model", model, 200), typed=check_text("typed model", typed, 200))
     if not values.ref:
         return ""

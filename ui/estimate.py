@@ -17,12 +17,11 @@ import torch
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.settings import SamplerSettings
 from ui.controls import RunValues
-from ui.models import takes_conditioning
+from ui.models import measured_seconds, record_speed, takes_conditioning
 
 LONG_RUN_SECONDS = 20.0  # a run estimated longer than this says so before it starts
 GPU_SECONDS = (30, 300)  # the ZeroGPU slot asked for, at least and at most
 _MEASURED: dict[tuple, float] = {}
-_BY_NAME: dict[tuple[str, str], float] = {}  # (model name, device) → the last measured pass
 _LOCK = threading.Lock()
 
 
@@ -49,14 +48,8 @@ def seconds_per_pass(denoiser: Denoiser) -> float:
         seconds = time.perf_counter() - start
     with _LOCK:
         _MEASURED[key] = seconds
-        _BY_NAME[(denoiser.name, str(denoiser.device))] = seconds
+    record_speed(denoiser.name, str(denoiser.device), seconds)
     return seconds
-
-
-def measured_seconds(name: str, device: str) -> float | None:
-    """Seconds per sample-pass measured for the model `name` on `device` in this process, or None."""
-    with _LOCK:
-        return _BY_NAME.get((name, device))
 
 
 def run_seconds(denoiser: Denoiser, settings: SamplerSettings) -> float:
@@ -104,3 +97,6 @@ def zero_gpu_seconds(values: RunValues, *args: object, **kwargs: object) -> int:
     except (TypeError, ValueError, AttributeError):
         return GPU_SECONDS[0]
     return gpu_duration(LOAD_SECONDS + steps * batch * GPU_PASS_SECONDS[kind])
+
+
+__all__ = ["measured_seconds"]  # re-exported: the speed table lives in ui.models, which the model box reads

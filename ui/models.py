@@ -179,3 +179,16 @@ def describe(ref: str, seconds_per_pass: float | None, device: str) -> str:
         f"`{entry.name}`: {FAMILY_NAMES.get(entry.family, entry.family)} · {entry.prediction.value} · "
         f"samples {shape} · {entry.num_parameters / 1e6:,.1f} M parameters · {speed}"
     )
+
+
+_SPEEDS: dict[tuple[str, str], float] = {}  # (model name, device) → seconds per sample-pass, measured by ui.estimate
+
+
+def record_speed(name: str, device: str, seconds: float) -> None:
+    """Keep the seconds per sample-pass measured for the model `name` on `device` (the model box shows it)."""
+    _SPEEDS[(name, device)] = seconds
+
+
+def measured_seconds(name: str, device: str) -> float | None:
+    """Seconds per sample-pass measured for the model `name` on `device` in this process, or None."""
+    return _SPEEDS.get((name, device))
