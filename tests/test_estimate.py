@@ -53,7 +53,7 @@ def test_the_gpu_slot_is_twice_the_estimate_within_bounds():
 def test_the_model_box_says_what_a_model_is_and_its_measured_speed(monkeypatch):
     import pytest
 
-    from ui import controls
+    from ui import controls, models
     from ui.controls import model_info
 
     monkeypatch.setattr(controls, "pick_device", lambda: torch.device("cpu"))  # where the counting model runs
@@ -64,7 +64,7 @@ def test_the_model_box_says_what_a_model_is_and_its_measured_speed(monkeypatch):
     denoiser, _ = _counting_denoiser()
     denoiser.name = "google/ddpm-cifar10-32"
     seconds = estimate.seconds_per_pass(denoiser)
-    assert estimate.measured_seconds(denoiser.name, "cpu") == seconds
+    assert models.measured_seconds(denoiser.name, "cpu") == seconds
     assert f"≈ {seconds:.2f} s per step at batch 1" in model_info("google/ddpm-cifar10-32", "")
     with pytest.raises(Exception, match="local folder"):
         model_info("digits-eps", "../../etc")

@@ -17,7 +17,7 @@ import torch
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.settings import SamplerSettings
 from ui.controls import RunValues
-from ui.models import measured_seconds, record_speed, takes_conditioning
+from ui.models import record_speed, takes_conditioning
 
 LONG_RUN_SECONDS = 20.0  # a run estimated longer than this says so before it starts
 GPU_SECONDS = (30, 300)  # the ZeroGPU slot asked for, at least and at most
@@ -97,6 +97,3 @@ def zero_gpu_seconds(values: RunValues, *args: object, **kwargs: object) -> int:
     except (TypeError, ValueError, AttributeError):
         return GPU_SECONDS[0]
     return gpu_duration(LOAD_SECONDS + steps * batch * GPU_PASS_SECONDS[kind])
-
-
-__all__ = ["measured_seconds"]  # re-exported: the speed table lives in ui.models, which the model box reads

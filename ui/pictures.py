@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from explorer.diffusion.denoiser import Denoiser
-from explorer.models.decoders import Decoder
+from explorer.models.decoders import LATENT_RGB, Decoder
 from ui.models import load_model, takes_conditioning
 
 FRAME_DECODER = Decoder.LINEAR  # what the page's frames of a latent run are drawn with
@@ -56,8 +56,6 @@ class Drawing:
 
 def has_linear(model: Denoiser) -> bool:
     """Whether the model's family has a latent → RGB matrix."""
-    from explorer.models.decoders import LATENT_RGB
-
     return getattr(model, "family", None) in LATENT_RGB
 
 

@@ -137,6 +137,8 @@ def finals_picture(samples: torch.Tensor, dataset: Dataset | None, drawing: Draw
     """The final samples; for a model of a bundled data set, beside each sample's nearest example of the set the
     exact denoiser reverses, with the mean distance (a copy lies at 0)."""
     if dataset is None:
+        if not drawing.latent:
+            return _panel(samples, 1.0)
         exact = Drawing(drawing.model, Decoder.EXACT)  # a latent model's samples: decoded by its own VAE
         return labelled_row([(f"final samples · drawn by {exact.name}", _panel(samples, 1.0, exact))])
     data = exact_training_set(dataset)
