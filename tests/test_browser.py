@@ -89,7 +89,12 @@ def test_the_posterior_follows_schedule_1(page):
     page.wait_for_function(
         "(old) => document.querySelector('#post_numbers').innerText !== old", arg=before, timeout=30_000
     )
-    _set_number(page, "be1", "0.02") if False else None
+    # Put schedule 1 back, so that the tests after this one see the page as it opens.
+    page.get_by_role("tab", name="Schedules").click()
+    doubled = page.locator("#schedule_table").inner_text()
+    _set_number(page, "be1", "0.02")
+    page.wait_for_function(changed, arg=doubled, timeout=30_000)
+    assert page.locator("#schedule_table").inner_text() == table
 
 
 def test_posterior_draws_the_true_reverse_on_2d_data(page):

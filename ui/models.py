@@ -32,11 +32,6 @@ def allow_local_folders(server_name: str | None, flag: bool = False) -> bool:
     return _local_folders
 
 
-def local_folders() -> bool:
-    """Whether typed local folders are accepted in this process."""
-    return _local_folders
-
-
 def bundled_models() -> list[str]:
     """Names of the bundled checkpoints present on disk (empty while none are trained yet)."""
     return sorted(bundled_names())
