@@ -492,7 +492,7 @@ def test_the_deadline_shortens_each_request_and_then_refuses():
         (
             "latent",
             {"model_index.json": {"unet": ["diffusers", "UNet2DModel"], "vqvae": ["diffusers", "VQModel"]}},
-            "names LDMPipeline, StableDiffusionPipeline or DiTPipeline",
+            "names LDMPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline or DiTPipeline",
         ),
         ("unknown-class", {"config.json": {"_class_name": "EvilModel"}}, "model class"),
         ("class-cond", {"config.json": {"_class_name": "UNet2DModel", "num_class_embeds": 10}}, "as a DiTPipeline"),

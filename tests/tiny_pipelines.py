@@ -7,6 +7,7 @@ offline Hugging Face cache (HF_HOME from conftest) and loaded by repo id with HF
     explorer-test/tiny-sd-zsnr    a zero-terminal-SNR v model (DDIM)      rescale_betas_zero_snr, trailing
     explorer-test/tiny-ldm        CompVis/ldm-celebahq-256 (VQ, DDIM)     VQ latents, scaling_factor 1.0
     explorer-test/tiny-dit        facebook/DiT-XL-2-256 (DDIM)            class labels, 8 output channels (learned σ)
+    explorer-test/tiny-sdxl       stable-diffusion-xl-base-1.0 (DDIM)     two CLIP encoders, pooled text, size ids
 
 `tiny_repos` (session scope) builds them once per test session. The text encoder is a CLIPTextModel from a tiny
 CLIPTextConfig; its tokenizer is a vocab.json of the 256 byte-level characters (each also with `</w>`) plus the two
@@ -30,9 +31,11 @@ from diffusers import (
     VQModel,
 )
 from test_hub import cache_repo, write_json
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-SD_EPS, SD_V, SD_ZSNR, LDM, DIT = (f"explorer-test/tiny-{n}" for n in ("sd-eps", "sd-v", "sd-zsnr", "ldm", "dit"))
+SD_EPS, SD_V, SD_ZSNR, LDM, DIT, SDXL = (
+    f"explorer-test/tiny-{n}" for n in ("sd-eps", "sd-v", "sd-zsnr", "ldm", "dit", "sdxl")
+)
 SD_BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 TOKEN_LENGTH = 77  # CLIP's model_max_length in every SD repo
 
@@ -71,6 +74,76 @@ def tiny_vae(seed: int) -> AutoencoderKL:
     ).eval()
 
 
+def tiny_text_config(vocab: int) -> CLIPTextConfig:
+    """A two-layer CLIP text encoder config (hidden size 32, projection 32) for the byte-level tokenizer above."""
+    return CLIPTextConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=TOKEN_LENGTH,
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 1,
+        pad_token_id=vocab - 1,
+        projection_dim=32,
+    )
+
+
+def build_sdxl(repo_id: str = SDXL, seed: int = 30) -> Path:
+    """SDXL base's layout: CLIP-L (text_encoder) and CLIP-G with projection (text_encoder_2), two tokenizers, a UNet
+    with `addition_embed_type: text_time` (6 size ids × 8 + the pooled 32 = 80 added inputs), VAE scale 0.13025."""
+    snapshot = cache_repo(repo_id)
+    torch.manual_seed(seed)
+    UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,
+        cross_attention_dim=64,
+        norm_num_groups=2,
+    ).eval().save_pretrained(snapshot / "unet", safe_serialization=True)
+    vae = tiny_vae(seed + 1)
+    vae.register_to_config(scaling_factor=0.13025, force_upcast=True)
+    vae.save_pretrained(snapshot / "vae", safe_serialization=True)
+    vocab = write_tokenizer(snapshot / "tokenizer")
+    write_tokenizer(snapshot / "tokenizer_2")
+    torch.manual_seed(seed + 2)
+    CLIPTextModel(tiny_text_config(vocab)).eval().save_pretrained(snapshot / "text_encoder", safe_serialization=True)
+    torch.manual_seed(seed + 3)
+    CLIPTextModelWithProjection(tiny_text_config(vocab)).eval().save_pretrained(
+        snapshot / "text_encoder_2", safe_serialization=True
+    )
+    DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1).save_pretrained(
+        snapshot / "scheduler"
+    )
+    write_json(
+        snapshot / "model_index.json",
+        {
+            "_class_name": "StableDiffusionXLPipeline",
+            "_diffusers_version": "0.19.0.dev0",
+            "force_zeros_for_empty_prompt": True,
+            "scheduler": ["diffusers", "DDIMScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "tokenizer_2": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        },
+    )
+    return snapshot
+
+
 def build_stable_diffusion(repo_id: str, scheduler: dict, seed: int) -> Path:
     snapshot = cache_repo(repo_id)
     torch.manual_seed(seed)
@@ -89,19 +162,7 @@ def build_stable_diffusion(repo_id: str, scheduler: dict, seed: int) -> Path:
     tiny_vae(seed + 1).save_pretrained(snapshot / "vae", safe_serialization=True)
     vocab = write_tokenizer(snapshot / "tokenizer")
     torch.manual_seed(seed + 2)
-    text = CLIPTextConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        max_position_embeddings=TOKEN_LENGTH,
-        bos_token_id=vocab - 2,
-        eos_token_id=vocab - 1,
-        pad_token_id=vocab - 1,
-        projection_dim=32,
-    )
-    CLIPTextModel(text).eval().save_pretrained(snapshot / "text_encoder", safe_serialization=True)
+    CLIPTextModel(tiny_text_config(vocab)).eval().save_pretrained(snapshot / "text_encoder", safe_serialization=True)
     kind = PNDMScheduler if scheduler.pop("_class", "DDIM") == "PNDM" else DDIMScheduler
     kind.from_config(scheduler).save_pretrained(snapshot / "scheduler")
     saved = json.loads((snapshot / "scheduler" / "scheduler_config.json").read_text())
@@ -218,6 +279,7 @@ def build_all() -> dict[str, Path]:
         ),
         LDM: build_ldm(),
         DIT: build_dit(),
+        SDXL: build_sdxl(),
     }
 
 

@@ -123,6 +123,7 @@ CONDITIONING_CONTROLS = ("prompt", "negative_prompt", "guidance", "guidance_resc
 FAMILY_CONTROLS: dict[str, frozenset[str]] = {
     "pixel": frozenset(),
     "stable_diffusion": frozenset({"prompt", "negative_prompt", "guidance", "guidance_rescale", "latent_size"}),
+    "sdxl": frozenset({"prompt", "negative_prompt", "guidance", "guidance_rescale", "latent_size"}),
     "ldm": frozenset({"latent_size"}),
     "dit": frozenset({"class_label", "guidance"}),  # a DiT's positional embedding fixes its latent size
 }
@@ -150,6 +151,7 @@ def takes_conditioning(ref: str) -> bool:
 FAMILY_NAMES = {
     "pixel": "pixel space",
     "stable_diffusion": "Stable Diffusion (latent, text-conditioned)",
+    "sdxl": "SDXL (latent, two text encoders, size conditioning)",
     "ldm": "latent diffusion (VQ latents)",
     "dit": "DiT (latent, class-conditioned, learned σ)",
 }

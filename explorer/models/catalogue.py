@@ -34,7 +34,7 @@ class CatalogueEntry:
     num_parameters: int
     dataset: str
     description: str
-    family: str = "pixel"  # explorer.models.pipelines.Family: pixel, stable_diffusion, ldm or dit
+    family: str = "pixel"  # explorer.models.pipelines.Family: pixel, stable_diffusion, sdxl, ldm or dit
 
 
 _DDPM_256 = "DDPM (Ho et al. 2020) on {dataset}, 256×256, linear β, fixed_small variance, ≈113.7 M parameters."
@@ -70,7 +70,10 @@ HUB_ENTRIES: tuple[CatalogueEntry, ...] = (
 # (SD's VAE: 83,653,863) and the text encoder (CLIP ViT-L/14: 123,060,480; OpenCLIP ViT-H/14: 340,387,840), from the
 # published model cards; DiT-XL/2 is the DiT paper's 675 M, rounded. fp32 weights of these repos exceed the default
 # 2 GiB limit: a server that offers them raises EXPLORER_MAX_WEIGHT_BYTES (README).
+# SDXL: its UNet (2.57 B) and OpenCLIP ViT-bigG/14 with projection (694.7 M) as counted in the diffusers weights;
+# its VAE has SD's architecture.
 _SD_VAE, _CLIP_L, _CLIP_H = 83_653_863, 123_060_480, 340_387_840
+_SDXL_UNET, _CLIP_G = 2_567_463_684, 694_659_840
 LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
     CatalogueEntry(
         "stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -122,6 +125,19 @@ LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
         "DiT-XL/2: a class-conditional latent transformer, 256×256 (32×32×4 latents), 1000 classes, learned σ "
         "(learned_range), guidance 4 by default.",
         "dit",
+    ),
+    CatalogueEntry(
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        Source.HUB,
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        None,
+        Prediction.EPSILON,
+        (4, 128, 128),
+        _SDXL_UNET + _SD_VAE + _CLIP_L + _CLIP_G,
+        "internal (Stability AI)",
+        "SDXL base 1.0: two text encoders (CLIP-L and OpenCLIP-G, pooled) and size/crop conditioning, 1024×1024 "
+        "(128×128×4 latents), ε-prediction, scaled_linear β, guidance 5 by default.",
+        "sdxl",
     ),
 )
 

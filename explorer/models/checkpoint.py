@@ -37,16 +37,16 @@ from explorer.models.weights import check_weights
 MODEL_CLASSES = ("UNet2DModel", "PointDenoiserMLP")
 SCHEDULER_CLASSES = SCHEDULER.classes  # discrete-time β schedules (explorer.models.pipelines)
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s'\"/]+/)*([^\s'\"/]*)")
-TEXT_COMPONENTS = ("text_encoder", "tokenizer")
+TEXT_COMPONENTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
 LATENT_COMPONENTS = ("vae", "vqvae", "movq")
 
 TEXT_CONDITIONED = (
-    "it is text-conditioned, and text-conditioned checkpoints load only in the Stable Diffusion pipeline layout "
-    "(a model_index.json naming StableDiffusionPipeline)"
+    "it is text-conditioned, and text-conditioned checkpoints load only in the Stable Diffusion pipeline layouts "
+    "(a model_index.json naming StableDiffusionPipeline or StableDiffusionXLPipeline)"
 )
 LATENT = (
     "it is a latent diffusion model, and latent checkpoints load only in a pipeline layout whose model_index.json "
-    "names LDMPipeline, StableDiffusionPipeline or DiTPipeline"
+    "names LDMPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline or DiTPipeline"
 )
 
 

@@ -5,7 +5,7 @@
                (VQ: vqvae.decode(latents / scaling_factor), scaling 1.0)
     taesd      AutoencoderTiny (madebyollin/taesd) when its weights are in     ≈ 1.2 M parameters
                the local Hugging Face cache; never downloaded here
-    linear     one 4×3 matrix per latent family (HUB_MODELS.md): latent        a matrix product
+    linear     one 4×3 matrix per latent family (its `latent_rgb`): latent     a matrix product
                channels → R, G, B at latent resolution
     channels   the raw latent channels side by side, grey, ±3 → black..white   none
 
@@ -22,6 +22,9 @@ from pathlib import Path
 import torch
 
 from explorer.models.errors import CheckpointError, CheckpointProblem
+from explorer.models.families import FAMILIES
+from explorer.models.families.base import LatentRGB
+from explorer.models.families.stable_diffusion import SD_LATENT_RGB  # noqa: F401 (the SD 1/2 matrix, for tests)
 from explorer.models.pipelines import Family
 from explorer.validation import parse_mode
 
@@ -41,18 +44,10 @@ class Decoder(StrEnum):
         return parse_mode(cls, value, field)
 
 
-# Rows: latent channels; columns: R, G, B (HUB_MODELS.md). DiT decodes with sd-vae-ft-ema: the SD 1/2 latent space.
-SD_LATENT_RGB = (
-    (0.3512, 0.2297, 0.3227),
-    (0.3250, 0.4974, 0.2350),
-    (-0.2829, 0.1762, 0.2721),
-    (-0.2120, -0.2616, -0.7177),
-)
-LATENT_RGB: dict[Family, tuple[tuple[tuple[float, ...], ...], tuple[float, float, float]]] = {
-    Family.STABLE_DIFFUSION: (SD_LATENT_RGB, (0.0, 0.0, 0.0)),
-    Family.DIT: (SD_LATENT_RGB, (0.0, 0.0, 0.0)),
-}
-TAESD_REPOS: dict[Family, str] = {Family.STABLE_DIFFUSION: "madebyollin/taesd", Family.DIT: "madebyollin/taesd"}
+# Each family's latent→RGB matrix (rows: latent channels; columns: R, G, B; then a bias) and TAESD repo, from its
+# behaviour (explorer.models.families).
+LATENT_RGB: dict[Family, LatentRGB] = {f: kind.latent_rgb for f, kind in FAMILIES.items() if kind.latent_rgb}
+TAESD_REPOS: dict[Family, str] = {f: kind.taesd_repo for f, kind in FAMILIES.items() if kind.taesd_repo}
 
 
 def linear_rgb(latents: torch.Tensor, family: Family) -> torch.Tensor:

@@ -23,11 +23,13 @@ import httpx2
 
 from explorer.models.checkpoint import read_layout
 from explorer.models.errors import MAX_CONFIG_BYTES, CheckpointError, CheckpointProblem, read_json
-from explorer.models.pipelines import TOKENIZER_PATTERNS, read_pipeline
+from explorer.models.pipelines import read_pipeline
 from explorer.models.weights import WEIGHTS_STEM, check_weight_size, plan_weights
 
 CONFIG_FILES = ("model_index.json", "config.json", "scheduler_config.json", "unet/config.json")
-COMPONENT_CONFIGS = tuple(f"{part}/config.json" for part in ("text_encoder", "vae", "vqvae", "transformer"))
+COMPONENT_CONFIGS = tuple(
+    f"{part}/config.json" for part in ("text_encoder", "text_encoder_2", "vae", "vqvae", "transformer")
+)
 SCHEDULER_FILES = ("scheduler/scheduler_config.json",)
 WEIGHT_PATTERNS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*index*.json")  # cache only
 HUB_TIMEOUT_SECONDS = 10.0  # one request
@@ -220,7 +222,7 @@ def fetch_hub_checkpoint(repo_id: str, revision: str | None = None) -> Path:
     spec = read_pipeline(configs, repo_id)  # refuses custom pipelines, remote code and unknown families
     if spec is not None:
         folders = {f"{part}/": stem for part, stem in spec.weight_folders().items()}
-        extra = TOKENIZER_PATTERNS if "tokenizer" in spec.classes else ()
+        extra = spec.tokenizer_patterns()
     else:
         layout = read_layout(configs, repo_id)  # refuses what the explorer cannot run before any weights
         folders = {"" if layout.model_folder == configs else f"{layout.model_folder.name}/": WEIGHTS_STEM}

@@ -6,8 +6,12 @@ computes it inside its loop:
 
     family             forward pass (B samples)                                   guided when w > 1
     stable_diffusion   unet(x, t, encoder_hidden_states=CLIP(prompt))             batch [uncond; cond] of 2B
+    sdxl               unet(x, t, CLIP-L ⊕ CLIP-G, pooled, size ids)              batch [uncond; cond] of 2B
     ldm                unet(x, t)                                                 never (unconditional)
     dit                transformer(x, t, class_labels=y)[:, :C] (ε̂; [:, C:] σ)    batch [cond; null] of 2B
+
+Each family's forward pass, conditioning rules and latent drawing are its behaviour (`explorer.models.families`);
+this module only holds the modules, binds a view to its conditioning and runs the step's pass.
 
 `condition(Conditioning)` returns a denoiser bound to a prompt (encoded once) or a class label, sharing the modules;
 the guided prediction f_u + w (f_c − f_u) (`explorer.diffusion.conditioning`) is what the sampler steps with, and
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +41,12 @@ from explorer.models.checkpoint import (
     variance_type_of,
 )
 from explorer.models.decoders import Decoder
-from explorer.models.errors import broken_files, read_json, unsupported
-from explorer.models.pipelines import Family, PipelineSpec
+from explorer.models.errors import broken_files, read_json
+from explorer.models.families import LatentParts, behaviour
+from explorer.models.pipelines import PipelineSpec
 from explorer.models.weights import check_pipeline_weights
 
 DEFAULT_STEPS = 50  # what the families' diffusers pipelines default to
-DEFAULT_GUIDANCE = {Family.STABLE_DIFFUSION: 7.5, Family.LDM: 1.0, Family.DIT: 4.0}  # the pipelines' defaults
-
-
-@dataclass(frozen=True)
-class LatentParts:
-    """The loaded modules of a latent checkpoint (shared by every conditioned view of it)."""
-
-    network: torch.nn.Module  # UNet2DConditionModel, UNet2DModel or DiTTransformer2DModel
-    decoder: torch.nn.Module  # AutoencoderKL or VQModel
-    text_encoder: torch.nn.Module | None = None  # CLIPTextModel (stable_diffusion)
-    tokenizer: Any = None  # CLIPTokenizer (stable_diffusion)
 
 
 class LatentDenoiser(Denoiser):
@@ -68,6 +61,8 @@ class LatentDenoiser(Denoiser):
         self, parts: LatentParts, spec: PipelineSpec, scheduler: dict[str, Any], *, name: str, description: str
     ) -> None:
         self.parts, self.family, self.name = parts, spec.family, name
+        self.kind = behaviour(spec.family)
+        self.pipeline_options = dict(spec.options)
         config = parts.network.config
         self.scheduler_config = dict(scheduler)
         self.prediction = Prediction.parse(scheduler.get("prediction_type", "epsilon"))
@@ -82,8 +77,8 @@ class LatentDenoiser(Denoiser):
         self.learned_variance = int(config.out_channels or self.latent_channels) == 2 * self.latent_channels
         self.variance_type = variance_type_of(scheduler, self.learned_variance, name)
         self.default_steps = DEFAULT_STEPS
-        self.default_guidance = DEFAULT_GUIDANCE[self.family]
-        self.num_classes = int(config.num_embeds_ada_norm) if self.family is Family.DIT else None
+        self.default_guidance = self.kind.default_guidance
+        self.num_classes = self.kind.num_classes(parts.network)
         decoder_config = parts.decoder.config
         self.scaling_factor = float(getattr(decoder_config, "scaling_factor", 1.0) or 1.0)
         self.vae_scale_factor = 2 ** (len(decoder_config.block_out_channels) - 1)
@@ -92,7 +87,7 @@ class LatentDenoiser(Denoiser):
             height * self.vae_scale_factor,
             width * self.vae_scale_factor,
         )
-        modules = [parts.network, parts.decoder] + ([parts.text_encoder] if parts.text_encoder is not None else [])
+        modules = [parts.network, parts.decoder, *parts.text_encoders]
         self.num_parameters = sum(p.numel() for module in modules for p in module.parameters())
         self.description = description
         self.conditioning = Conditioning()
@@ -112,57 +107,38 @@ class LatentDenoiser(Denoiser):
     @property
     def conditional(self) -> bool:
         """True for families that take a prompt or a class label."""
-        return self.family in (Family.STABLE_DIFFUSION, Family.DIT)
+        return self.kind.conditional
 
     @property
     def guidance_scale(self) -> float:
         """The guidance scale w this view steps with: the conditioning's, else the family's default (1 for dit
         without a class label: the null class alone)."""
-        if self.family is Family.DIT and self.conditioning.class_label is None:
-            return 1.0
-        return self.conditioning.scale(self.default_guidance) if self.conditional else 1.0
+        return self.kind.guidance_scale(self)
 
     def condition(self, conditioning: Conditioning) -> LatentDenoiser:
         """This model bound to `conditioning` (prompt encoded once, here); the modules are shared, not copied."""
         if not isinstance(conditioning, Conditioning):
             raise TypeError(f"condition takes a Conditioning; got {type(conditioning).__name__}")
-        given = [
-            field
-            for field in ("prompt", "negative_prompt", "guidance_scale", "class_label")
-            if getattr(conditioning, field) is not None
-        ] + (["guidance_rescale"] if conditioning.guidance_rescale else [])
-        if not self.conditional and given:
-            raise ValueError(f"{', '.join(given)}: {self.name} is an unconditional model and takes no conditioning")
-        if self.family is Family.STABLE_DIFFUSION and conditioning.class_label is not None:
-            raise ValueError(f"class_label: {self.name} is text-conditioned; give a prompt instead")
-        if self.family is Family.DIT and (conditioning.prompt or conditioning.negative_prompt):
-            raise ValueError(f"prompt: {self.name} is class-conditioned; give a class_label instead")
-        if (
-            self.family is Family.DIT
-            and conditioning.class_label is not None
-            and conditioning.class_label >= self.num_classes
-        ):
-            raise ValueError(
-                f"class_label must be a whole number in [0, {self.num_classes - 1}]; got {conditioning.class_label}"
-            )
+        self.kind.check_conditioning(self, conditioning)
         bound = copy.copy(self)
         bound.conditioning = conditioning
         bound._embeddings, bound._lock = {}, threading.Lock()
-        if self.family is Family.STABLE_DIFFUSION:
-            bound._text_embeddings()  # encoded once, now
+        bound.embeddings()  # encoded once, now
         return bound
+
+    def embeddings(self) -> dict[str, torch.Tensor]:
+        """What the family's forward pass needs from this view's conditioning (text embeddings), computed once."""
+        with self._lock:
+            if not self._embeddings:
+                self._embeddings = self.kind.embed(self)
+            return self._embeddings
 
     def predict(self, x_t: torch.Tensor, timestep: TimestepLike) -> DenoiserOutput:
         steps = batch_timesteps(x_t, timestep, self.sample_shape, self.schedule.num_train_timesteps)
         x = x_t.to(device=self.device, dtype=self.dtype)
         steps = steps.to(self.device)
         with torch.inference_mode():
-            if self.family is Family.STABLE_DIFFUSION:
-                conditional, unconditional, variance = *self._text_pass(x, steps), None
-            elif self.family is Family.DIT:
-                conditional, unconditional, variance = self._class_pass(x, steps)
-            else:
-                conditional, unconditional, variance = self.parts.network(x, steps).sample, None, None
+            conditional, unconditional, variance = self.kind.forward(self, x, steps)
         back = torch.promote_types(x_t.dtype, torch.float32)
 
         def out(tensor: torch.Tensor | None) -> torch.Tensor | None:
@@ -180,73 +156,20 @@ class LatentDenoiser(Denoiser):
             unconditional=unconditional,
         )
 
-    # -- the families' forward passes (inside inference mode) ---------------------------------------
-
-    def _text_embeddings(self) -> dict[str, torch.Tensor]:
-        """CLIP embeddings [1, L, D] of the prompt ("" when none) and, when guided, of the negative prompt."""
-        with self._lock:
-            if not self._embeddings:
-                cond = self.conditioning
-                self._embeddings["conditional"] = self._encode(cond.prompt or "")
-                if self.guidance_scale > 1.0:
-                    self._embeddings["unconditional"] = self._encode(cond.negative_prompt or "")
-            return self._embeddings
-
-    def _encode(self, text: str) -> torch.Tensor:
-        """As diffusers' StableDiffusionPipeline.encode_prompt: max-length padding, truncation, last hidden state."""
-        tokenizer, encoder = self.parts.tokenizer, self.parts.text_encoder
-        tokens = tokenizer(
-            [text], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-        )
-        device = next(encoder.parameters()).device
-        mask = tokens.attention_mask.to(device) if getattr(encoder.config, "use_attention_mask", False) else None
-        with torch.inference_mode():
-            hidden = encoder(tokens.input_ids.to(device), attention_mask=mask)[0]  # [1, L, D]
-        return hidden.to(device=self.device, dtype=self.dtype)
-
-    def _text_pass(self, x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        embeddings = self._text_embeddings()
-        batch = x.shape[0]
-        cond = embeddings["conditional"].repeat(batch, 1, 1)  # [B, L, D]
-        if self.guidance_scale <= 1.0:
-            return self.parts.network(x, steps, encoder_hidden_states=cond).sample, None
-        uncond = embeddings["unconditional"].repeat(batch, 1, 1)
-        both = self.parts.network(
-            torch.cat([x, x]), torch.cat([steps, steps]), encoder_hidden_states=torch.cat([uncond, cond])
-        ).sample  # [2B, C, h, w]: diffusers' order, unconditional first
-        unconditional, conditional = both.chunk(2)
-        return conditional, unconditional
-
-    def _class_pass(
-        self, x: torch.Tensor, steps: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        batch, channels = x.shape[0], self.latent_channels
-        label = self.conditioning.class_label
-        labels = torch.full((batch,), self.num_classes if label is None else label, device=self.device)
-        if self.guidance_scale <= 1.0:
-            output = self.parts.network(x, timestep=steps, class_labels=labels).sample
-            conditional, unconditional, rest = output[:, :channels], None, output[:, channels:]
-        else:
-            nulls = torch.full((batch,), self.num_classes, device=self.device)
-            output = self.parts.network(
-                torch.cat([x, x]), timestep=torch.cat([steps, steps]), class_labels=torch.cat([labels, nulls])
-            ).sample  # [2B, 2C or C, h, w]: diffusers' order, conditional first
-            conditional, unconditional = output[:, :channels].chunk(2)
-            rest = output[:batch, channels:]  # the conditional pass's σ channels
-        return conditional, unconditional, rest if self.learned_variance else None
-
     def resized(self, height: int, width: int) -> LatentDenoiser:
         """This model sampling latents of height × width (e.g. SD at a reduced resolution on a CPU); both must be
         multiples of the network's downsampling factor. Modules and conditioning are shared."""
-        factor = 2 ** (len(self.parts.network.config.block_out_channels) - 1) if self.family is not Family.DIT else 2
+        factor = self.kind.downsample_factor(self.parts.network)
         for field, size in (("height", height), ("width", width)):
             if isinstance(size, bool) or not isinstance(size, int) or size < factor or size % factor:
                 raise ValueError(f"{field} must be a positive multiple of {factor} latent pixels; got {size!r}")
-        if self.family is Family.DIT and (height, width) != self.sample_shape[1:]:
-            raise ValueError(f"a DiT's positional embedding fixes its latent size at {self.sample_shape[1:]}")
+        self.kind.check_size(self, height, width)
         bound = copy.copy(self)
         bound.sample_shape = (self.latent_channels, height, width)
         bound.image_shape = (self.image_shape[0], height * self.vae_scale_factor, width * self.vae_scale_factor)
+        if bound._embeddings:  # size-dependent embeddings (SDXL's size ids) are computed again for the new size
+            bound._embeddings, bound._lock = {}, threading.Lock()
+            bound.embeddings()
         return bound
 
     # -- frames -----------------------------------------------------------------------------------
@@ -257,7 +180,7 @@ class LatentDenoiser(Denoiser):
         forcing noises as x₀."""
         with torch.inference_mode():
             encoded = self.parts.decoder.encode(images.to(self.device, self.parts.decoder.dtype))
-            latents = encoded.latents if self.family is Family.LDM else encoded.latent_dist.mean
+            latents = self.kind.encoder_latents(encoded)
         return (latents * self.scaling_factor).to("cpu", torch.float32)
 
     def decode(self, latents: torch.Tensor, decoder: str | Decoder = Decoder.EXACT) -> torch.Tensor:
@@ -296,6 +219,7 @@ def load_pipeline(
 
     Every weight folder is checked on disk first (`check_pipeline_weights`: no pickle, one size limit for all).
     """
+    kind = behaviour(spec.family)
     variants = check_pipeline_weights(folder, spec.weight_folders(), name)
     scheduler = read_json(folder / "scheduler" / "scheduler_config.json", name)
     check_scheduler_config(scheduler, name)
@@ -306,19 +230,15 @@ def load_pipeline(
         for part, variant in variants.items():
             options = {"use_safetensors": True, "local_files_only": True, "variant": variant}
             # The decoder stays in float32 (SD's VAE overflows in float16; diffusers upcasts it, `force_upcast`).
-            precision = torch.float32 if part == spec.decoder_folder else dtype
-            options["dtype" if spec.classes[part] == "CLIPTextModel" else "torch_dtype"] = precision
+            precision = torch.float32 if part == kind.decoder_folder else dtype
+            transformers_class = spec.classes[part].startswith("CLIPTextModel")
+            options["dtype" if transformers_class else "torch_dtype"] = precision
             modules[part] = classes[part].from_pretrained(str(folder / part), **options).to(device).eval()
-        tokenizer = None
-        if "tokenizer" in spec.classes:
-            from transformers import CLIPTokenizer
-
-            tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
         parts = LatentParts(
-            network=modules[spec.denoiser_folder],
-            decoder=modules[spec.decoder_folder],
-            text_encoder=modules.get("text_encoder"),
-            tokenizer=tokenizer,
+            network=modules[kind.denoiser_folder],
+            decoder=modules[kind.decoder_folder],
+            text_encoders=tuple(modules[encoder] for encoder, _ in kind.text_folders),
+            tokenizers=kind.load_tokenizers(folder),
         )
         return LatentDenoiser(
             parts, spec, scheduler, name=name, description=description or f"{spec.pipeline_class} checkpoint {name}"
@@ -327,12 +247,10 @@ def load_pipeline(
 
 def _component_class(spec: PipelineSpec, part: str) -> type:
     class_name = spec.classes[part]
-    if class_name == "CLIPTextModel":
-        from transformers import CLIPTextModel
+    if class_name in ("CLIPTextModel", "CLIPTextModelWithProjection"):
+        import transformers
 
-        return CLIPTextModel
-    if spec.family is Family.LDM and part == "unet" and class_name != "UNet2DModel":
-        raise unsupported(spec.pipeline_class, f"its unet is {class_name}")
+        return getattr(transformers, class_name)
     try:
         return _diffusers_class(class_name)
     except AttributeError:

@@ -23,7 +23,10 @@ from explorer.models.pipelines import read_pipeline
 from explorer.models.refs import Source, resolve_ref
 
 MAX_CACHED_MODELS = 4
-COMPONENT_FOLDERS = ("unet", "scheduler", "vae", "vqvae", "transformer", "text_encoder", "tokenizer")
+COMPONENT_FOLDERS = (
+    *("unet", "scheduler", "vae", "vqvae", "transformer"),
+    *("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
+)
 MODEL_CACHE: ModelCache[Denoiser] = ModelCache(MAX_CACHED_MODELS)
 
 

@@ -4,6 +4,9 @@
     pixel              none (flat), DDPMPipeline, …   unet/ UNet2DModel                               none
     stable_diffusion   StableDiffusionPipeline        unet/ UNet2DConditionModel, with text_encoder/  vae/ AutoencoderKL
                                                       CLIPTextModel and tokenizer/ CLIPTokenizer
+    sdxl               StableDiffusionXLPipeline      unet/ UNet2DConditionModel (text_time), with    vae/ AutoencoderKL
+                                                      text_encoder/ CLIPTextModel, text_encoder_2/
+                                                      CLIPTextModelWithProjection and two tokenizers
     ldm                LDMPipeline                    unet/ UNet2DModel on VQ latents                 vqvae/ VQModel
     dit                DiTPipeline                    transformer/ DiTTransformer2DModel (or          vae/ AutoencoderKL
                                                       Transformer2DModel), class labels
@@ -17,7 +20,7 @@ Pure JSON reading: no torch, no diffusers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -32,6 +35,7 @@ class Family(StrEnum):
 
     PIXEL = "pixel"
     STABLE_DIFFUSION = "stable_diffusion"
+    SDXL = "sdxl"
     LDM = "ldm"
     DIT = "dit"
 
@@ -69,12 +73,22 @@ SCHEDULER = _component(
     "KDPM2AncestralDiscreteScheduler",
     stem=None,
 )
+CLIP_TOKENIZER = _component("transformers", "CLIPTokenizer", "CLIPTokenizerFast", stem=None)
 FAMILY_COMPONENTS: dict[Family, dict[str, Component]] = {
     Family.STABLE_DIFFUSION: {
         "unet": _component("diffusers", "UNet2DConditionModel"),
         "vae": _component("diffusers", "AutoencoderKL"),
         "text_encoder": _component("transformers", "CLIPTextModel", stem=TRANSFORMERS_STEM),
-        "tokenizer": _component("transformers", "CLIPTokenizer", "CLIPTokenizerFast", stem=None),
+        "tokenizer": CLIP_TOKENIZER,
+        "scheduler": SCHEDULER,
+    },
+    Family.SDXL: {
+        "unet": _component("diffusers", "UNet2DConditionModel"),
+        "vae": _component("diffusers", "AutoencoderKL"),
+        "text_encoder": _component("transformers", "CLIPTextModel", stem=TRANSFORMERS_STEM),
+        "text_encoder_2": _component("transformers", "CLIPTextModelWithProjection", stem=TRANSFORMERS_STEM),
+        "tokenizer": CLIP_TOKENIZER,
+        "tokenizer_2": CLIP_TOKENIZER,
         "scheduler": SCHEDULER,
     },
     Family.LDM: {
@@ -93,16 +107,23 @@ PIPELINE_FAMILIES: dict[str, Family] = {
     "DDIMPipeline": Family.PIXEL,
     "PNDMPipeline": Family.PIXEL,
     "StableDiffusionPipeline": Family.STABLE_DIFFUSION,
+    "StableDiffusionXLPipeline": Family.SDXL,
     "LDMPipeline": Family.LDM,
     "DiTPipeline": Family.DIT,
 }
+PIPELINE_OPTIONS = frozenset({"force_zeros_for_empty_prompt", "requires_safety_checker"})  # read from the index
 IGNORED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})  # never loaded
 WHY_NOT: dict[str, str] = {  # pipelines people bring that the explorer does not run, and why
-    "StableDiffusionXLPipeline": "SDXL needs two text encoders and added size and crop conditioning, which the "
-    "explorer's Stable Diffusion family does not carry",
+    "StableDiffusion3Pipeline": "SD3 is a flow-matching model (an MMDiT transformer predicting the velocity ε − x₀ "
+    "under FlowMatchEulerDiscreteScheduler, with a T5 encoder beside two CLIPs), and the explorer runs discrete "
+    "β-schedule checkpoints only",
+    "FluxPipeline": "FLUX.1 is a flow-matching model (a transformer on packed 2×2 latent patches predicting the "
+    "velocity ε − x₀, with dynamic shift and a T5 encoder), and the explorer runs discrete β-schedule checkpoints only",
+    "StableDiffusionXLImg2ImgPipeline": "an SDXL refiner is an image-to-image model with only the second text "
+    "encoder; load the SDXL base checkpoint instead",
     "ConsistencyModelPipeline": "a consistency model has no discrete β schedule",
 }
-TOKENIZER_PATTERNS = ("tokenizer/*.json", "tokenizer/*.txt")  # vocab.json, merges.txt and the small configs
+TOKENIZER_FILES = ("*.json", "*.txt")  # vocab.json, merges.txt and the small configs of a tokenizer folder
 
 
 @dataclass(frozen=True)
@@ -112,19 +133,22 @@ class PipelineSpec:
     family: Family
     pipeline_class: str
     classes: dict[str, str]  # component folder -> class name, for the components the family uses
+    options: dict[str, bool | int | float | str] = field(default_factory=dict)  # e.g. force_zeros_for_empty_prompt
 
     def weight_folders(self) -> dict[str, str]:
         """Component folders that hold weights, with the stem of their weight files."""
         parts = FAMILY_COMPONENTS[self.family]
         return {folder: parts[folder].stem for folder in self.classes if parts[folder].stem is not None}
 
-    @property
-    def denoiser_folder(self) -> str:
-        return "transformer" if self.family is Family.DIT else "unet"
-
-    @property
-    def decoder_folder(self) -> str:
-        return "vqvae" if self.family is Family.LDM else "vae"
+    def tokenizer_patterns(self) -> tuple[str, ...]:
+        """Download patterns of the tokenizer folders this checkpoint uses (their small text files)."""
+        parts = FAMILY_COMPONENTS[self.family]
+        return tuple(
+            f"{folder}/{pattern}"
+            for folder in self.classes
+            if parts[folder] is CLIP_TOKENIZER
+            for pattern in TOKENIZER_FILES
+        )
 
 
 def _refuse_custom(name: str, what: str) -> CheckpointError:
@@ -158,6 +182,11 @@ def read_pipeline(folder: Path, name: str) -> PipelineSpec | None:
         return None
     parts = FAMILY_COMPONENTS[family]
     classes: dict[str, str] = {}
+    options = {
+        key: value
+        for key, value in index.items()
+        if not key.startswith("_") and isinstance(value, bool | int | float | str) and key in PIPELINE_OPTIONS
+    }
     for key, value in index.items():
         if key.startswith("_") or key in IGNORED_COMPONENTS or not isinstance(value, list):
             continue
@@ -179,4 +208,4 @@ def read_pipeline(folder: Path, name: str) -> PipelineSpec | None:
             CheckpointProblem.MISSING_FILES,
             f"{name!r} is missing the {', '.join(missing)} its {pipeline} needs, so it cannot be loaded.",
         )
-    return PipelineSpec(family, pipeline, classes)
+    return PipelineSpec(family, pipeline, classes, options)
