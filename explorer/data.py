@@ -18,13 +18,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explorer.validation import parse_mode
+from explorer.validation import Mode
 
 DIGIT_SIZE = 16
 HELD_OUT_PER_CLASS = 100
@@ -39,27 +38,19 @@ RING_RADIUS = math.sqrt(2.0)  # points on a circle of radius √2 have unit std 
 RING_STD = 0.1
 
 
-class Split(StrEnum):
+class Split(Mode, field="split"):
     """Which part of the fixed digits split."""
 
     TRAIN = "train"
     HELD_OUT = "held_out"
 
-    @classmethod
-    def parse(cls, value: str | Split, field: str = "split") -> Split:
-        return parse_mode(cls, value, field)
 
-
-class Dataset(StrEnum):
+class Dataset(Mode, field="data"):
     """The data sets a bundled model can be trained on."""
 
     DIGITS = "digits"
     MOONS = "moons"
     RING = "ring"
-
-    @classmethod
-    def parse(cls, value: str | Dataset, field: str = "data") -> Dataset:
-        return parse_mode(cls, value, field)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -155,17 +146,13 @@ POINT_SET_SIZE = 1000  # the finite 2-D data set whose exact reverse the oracle 
 PICTURE_SIDE = DIGIT_SIZE
 
 
-class X0Source(StrEnum):
+class X0Source(Mode, field="x₀ source"):
     """Where the views take x₀ from."""
 
     DIGIT = "digit"
     MOONS = "moons"
     RING = "ring"
     UPLOAD = "uploaded image"
-
-    @classmethod
-    def parse(cls, value: str | X0Source, field: str = "x₀ source") -> X0Source:
-        return parse_mode(cls, value, field)
 
     @property
     def dataset(self) -> Dataset:

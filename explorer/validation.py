@@ -13,6 +13,29 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 E = TypeVar("E", bound=StrEnum)
+M = TypeVar("M", bound="Mode")
+
+
+class Mode(StrEnum):
+    """A mode: a `str` enum parsed at the edge by `Kind.parse(value)`, which names its field in every refusal.
+
+    A subclass names the field once, in its class line: `class Prediction(Mode, field="prediction type")`, and may
+    add `aliases` (extra names for members) and `casefold=False` (case matters)."""
+
+    def __init_subclass__(
+        cls, *, field: str | None = None, aliases: Mapping[str, str] | None = None, casefold: bool = True, **kw: Any
+    ) -> None:
+        super().__init_subclass__(**kw)
+        cls.field_name = field or cls.__name__
+        cls.aliases = dict(aliases or {})
+        cls.casefold = casefold
+
+    @classmethod
+    def parse(cls: type[M], value: object, field: str | None = None) -> M:
+        """The member named by `value` (trimmed; case-insensitive unless the class says otherwise; or an alias);
+        an unknown value raises ValueError naming `field` (the class's own by default) and every valid choice."""
+        aliases = {name: cls(target) for name, target in cls.aliases.items()}
+        return parse_mode(cls, value, field or cls.field_name, aliases=aliases, casefold=cls.casefold)
 
 
 def parse_mode(

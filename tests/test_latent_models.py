@@ -309,9 +309,9 @@ def test_the_catalogue_offers_the_latent_families():
         ("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", "epsilon"),
     ]:
         entry = entries[name]
-        assert explorer.Family(entry.family) == family and entry.prediction == prediction
+        assert entry.family is explorer.Family(family) and entry.prediction == prediction
         assert entry.sample_shape[0] == 4 and entry.num_parameters > 700e6
-    assert entries["google/ddpm-cifar10-32"].family == "pixel"
+    assert entries["google/ddpm-cifar10-32"].family is explorer.Family.PIXEL
 
 
 def test_stable_diffusion_runs_at_a_reduced_resolution(tiny_repos):  # noqa: F811

@@ -140,7 +140,7 @@ def conditioning_controls(ref: str) -> frozenset[str]:
     if entry is None:
         check_ref(ref)  # a path or a malformed id: ValueError
         return frozenset(CONDITIONING_CONTROLS)
-    return FAMILY_CONTROLS.get(str(entry.family), frozenset(CONDITIONING_CONTROLS))
+    return FAMILY_CONTROLS.get(entry.family, frozenset(CONDITIONING_CONTROLS))
 
 
 def takes_conditioning(ref: str) -> bool:

@@ -32,14 +32,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 import torch
 
 from explorer.diffusion.oracle import posterior_weights
 from explorer.diffusion.tensors import append_dims
-from explorer.validation import parse_mode
+from explorer.validation import Mode
 
 Sigma = float | torch.Tensor
 
@@ -48,18 +47,13 @@ BASE_SHIFT, MAX_SHIFT = 0.5, 1.15
 BASE_IMAGE_SEQ_LEN, MAX_IMAGE_SEQ_LEN = 256, 4096
 
 
-class FlowTarget(StrEnum):
+class FlowTarget(Mode, field="flow target"):
     """What a prediction at x_σ means: the flow velocity u, or one of the VP quantities at equal SNR."""
 
     FLOW = "flow"
     EPSILON = "epsilon"
     SAMPLE = "sample"
     V_PREDICTION = "v_prediction"
-
-    @classmethod
-    def parse(cls, value: str | FlowTarget, field: str = "flow target") -> FlowTarget:
-        """Parse a target name; unknown names raise ValueError listing the valid ones."""
-        return parse_mode(cls, value, field)
 
 
 # --- the path and its equal-SNR twin on the variance-preserving path ------------------------------------------

@@ -18,25 +18,19 @@ instead of returning inf. Outputs have the promoted dtype of the inputs, at leas
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import StrEnum
 
 import torch
 
 from explorer.diffusion.tensors import append_dims
-from explorer.validation import parse_mode
+from explorer.validation import Mode
 
 
-class Prediction(StrEnum):
+class Prediction(Mode, field="prediction type"):
     """What a denoiser outputs; values are diffusers' `prediction_type` strings."""
 
     EPSILON = "epsilon"
     SAMPLE = "sample"
     V_PREDICTION = "v_prediction"
-
-    @classmethod
-    def parse(cls, value: str | Prediction, field: str = "prediction type") -> Prediction:
-        """Parse a prediction type; unknown names raise ValueError listing the valid ones."""
-        return parse_mode(cls, value, field)
 
 
 AlphaBar = float | torch.Tensor

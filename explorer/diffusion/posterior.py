@@ -18,25 +18,20 @@ timesteps. Tensors are [B, ...] of any rank; results keep the shape and device o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import torch
 
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import TimestepLike, gather
-from explorer.validation import parse_mode
+from explorer.validation import Mode
 
 
-class VarianceType(StrEnum):
+class VarianceType(Mode, field="variance"):
     """Which variance the reverse step p_θ(x_{t−1}|x_t) uses; values are diffusers' strings."""
 
     FIXED_SMALL = "fixed_small"
     FIXED_LARGE = "fixed_large"
     LEARNED_RANGE = "learned_range"
-
-    @classmethod
-    def parse(cls, value: str | VarianceType, field: str = "variance") -> VarianceType:
-        return parse_mode(cls, value, field)
 
 
 @dataclass(frozen=True)

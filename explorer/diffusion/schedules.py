@@ -26,13 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 from explorer.diffusion.indexing import paper_t
-from explorer.validation import parse_mode
+from explorer.validation import Mode
 
 MIN_TIMESTEPS = 2
 MAX_TIMESTEPS = 10_000
@@ -41,7 +40,7 @@ DEFAULT_BETA_START = 1e-4
 DEFAULT_BETA_END = 0.02
 
 
-class BetaSchedule(StrEnum):
+class BetaSchedule(Mode, field="schedule name", aliases={"cosine": "squaredcos_cap_v2"}):
     """Named β schedules; values are diffusers' `beta_schedule` strings."""
 
     LINEAR = "linear"
@@ -49,22 +48,13 @@ class BetaSchedule(StrEnum):
     SQUAREDCOS_CAP_V2 = "squaredcos_cap_v2"
     SIGMOID = "sigmoid"
 
-    @classmethod
-    def parse(cls, value: str | BetaSchedule, field: str = "schedule name") -> BetaSchedule:
-        """Parse a schedule name; `cosine` is an alias of `squaredcos_cap_v2`."""
-        return parse_mode(cls, value, field, aliases={"cosine": cls.SQUAREDCOS_CAP_V2})
 
-
-class TimestepSpacing(StrEnum):
+class TimestepSpacing(Mode, field="timestep spacing"):
     """How a sampler with fewer steps than T picks its timesteps (diffusers' `timestep_spacing`)."""
 
     LEADING = "leading"
     TRAILING = "trailing"
     LINSPACE = "linspace"
-
-    @classmethod
-    def parse(cls, value: str | TimestepSpacing, field: str = "timestep spacing") -> TimestepSpacing:
-        return parse_mode(cls, value, field)
 
 
 # --- β schedules as pure functions: (T, parameters) -> float64 [T] ------------------------------

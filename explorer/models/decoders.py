@@ -16,7 +16,6 @@ channels: 1 channel, C·w wide). Pure functions here; the exact and TAESD decode
 from __future__ import annotations
 
 import threading
-from enum import StrEnum
 from pathlib import Path
 
 import torch
@@ -26,22 +25,18 @@ from explorer.models.families import FAMILIES
 from explorer.models.families.base import LatentRGB
 from explorer.models.families.stable_diffusion import SD_LATENT_RGB  # noqa: F401 (the SD 1/2 matrix, for tests)
 from explorer.models.pipelines import Family
-from explorer.validation import parse_mode
+from explorer.validation import Mode
 
 CHANNEL_RANGE = 3.0  # a raw latent channel is drawn from −3 (black) to 3 (white)
 
 
-class Decoder(StrEnum):
+class Decoder(Mode, field="decoder"):
     """How a latent frame is drawn."""
 
     EXACT = "exact"
     TAESD = "taesd"
     LINEAR = "linear"
     CHANNELS = "channels"
-
-    @classmethod
-    def parse(cls, value: str | Decoder, field: str = "decoder") -> Decoder:
-        return parse_mode(cls, value, field)
 
 
 # Each family's latent→RGB matrix (rows: latent channels; columns: R, G, B; then a bias) and TAESD repo, from its

@@ -21,16 +21,16 @@ Pure JSON reading: no torch, no diffusers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 from explorer.models.errors import CheckpointError, CheckpointProblem, read_json, unsupported
+from explorer.validation import Mode
 
 DIFFUSERS_STEM = "diffusion_pytorch_model"  # diffusers' weight file names
 TRANSFORMERS_STEM = "model"  # transformers' weight file names
 
 
-class Family(StrEnum):
+class Family(Mode, field="family"):
     """A checkpoint family: how its parts fit together and what a step's tensors are (pixels or latents)."""
 
     PIXEL = "pixel"
