@@ -16,6 +16,9 @@ from PIL import Image, ImageDraw
 
 GRID_GAP = 2  # pixels between tiles, before upscaling
 GAP_VALUE = 255  # white gaps: tiles of noise stay distinguishable
+TITLE_SIZE = 15  # px, a picture title's font size
+MIN_TITLE_SIZE = 9  # px: a title shrinks no further, it wraps (and a word that still does not fit is broken)
+LINE_GAP = 3
 
 
 def to_uint8(images: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
@@ -114,7 +117,7 @@ def export_mp4(frames: Sequence[Image.Image], path: str | Path, *, fps: float = 
     return path
 
 
-def _title_font(size: int = 15):
+def _title_font(size: int = TITLE_SIZE):
     """DejaVu Sans when installed (it has x̂₀, ε̂, μ), else Pillow's default font."""
     from PIL import ImageFont
 
@@ -124,16 +127,55 @@ def _title_font(size: int = 15):
         return ImageFont.load_default(size=size)
 
 
-def labelled_row(panels: Sequence[tuple[str, Image.Image]], *, gap: int = 8, header: int = 22) -> Image.Image:
-    """Pictures side by side, each with a title above it (white background)."""
-    font = _title_font()
+def title_lines(title: str, width: int, font) -> list[str]:
+    """`title` broken into lines that each fit `width` pixels in `font`: at spaces and at ' · ' where possible,
+    inside a word only when the word alone is wider than the panel. Pure layout, from measured text widths."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def fits(text: str) -> bool:
+        return draw.textlength(text, font=font) <= width
+
+    lines: list[str] = []
+    for word in title.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and fits(candidate):
+            lines[-1] = candidate
+            continue
+        while not fits(word) and len(word) > 1:  # a word wider than the panel: break it where it stops fitting
+            cut = max(1, next((k for k in range(len(word), 0, -1) if fits(word[:k])), 1))
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    return lines or [""]
+
+
+def _fitted_titles(titles: Sequence[str], widths: Sequence[int]) -> tuple[object, list[list[str]]]:
+    """One font size for every title of a row (the largest from TITLE_SIZE down to MIN_TITLE_SIZE at which each
+    title fits its panel in at most two lines), and each title's lines at that size."""
+    for size in range(TITLE_SIZE, MIN_TITLE_SIZE - 1, -1):
+        font = _title_font(size)
+        laid = [title_lines(title, max(width - 4, 1), font) for title, width in zip(titles, widths, strict=True)]
+        if all(len(lines) <= 2 for lines in laid) or size == MIN_TITLE_SIZE:
+            return font, laid
+    raise AssertionError("unreachable")
+
+
+def labelled_row(panels: Sequence[tuple[str, Image.Image]], *, gap: int = 8) -> Image.Image:
+    """Pictures side by side, each with its title above it (white background).
+
+    Titles are laid out from their measured width: shrunk (to MIN_TITLE_SIZE) and wrapped within their own panel,
+    never over a neighbour; the header is as tall as the longest title needs."""
+    font, laid = _fitted_titles([title for title, _ in panels], [picture.width for _, picture in panels])
+    line_height = font.size + LINE_GAP
+    header = max(len(lines) for lines in laid) * line_height + 4
     width = sum(p.width for _, p in panels) + gap * (len(panels) - 1)
     height = max(p.height for _, p in panels) + header
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     left = 0
-    for title, picture in panels:
-        draw.text((left + 2, 2), title, fill="black", font=font)
+    for (_, picture), lines in zip(panels, laid, strict=True):
+        for row, line in enumerate(lines):
+            draw.text((left + 2, 2 + row * line_height), line, fill="black", font=font)
         canvas.paste(picture.convert("RGB"), (left, header))
         left += picture.width + gap
     return canvas
