@@ -21,7 +21,9 @@ def noisy_batch(shape: tuple[int, ...], a: torch.Tensor, seed: int = 0):
     eps = torch.randn(shape, generator=g, dtype=torch.float64)
     view = a.reshape((-1,) + (1,) * (len(shape) - 1))
     x_t = view.sqrt() * x0 + (1 - view).sqrt() * eps
-    truth = {Prediction.SAMPLE: x0, Prediction.EPSILON: eps, Prediction.V_PREDICTION: v_from_x0_eps(x0, eps, a)}
+    v = view.sqrt() * eps - (1 - view).sqrt() * x0
+    truth = {Prediction.SAMPLE: x0, Prediction.EPSILON: eps, Prediction.V_PREDICTION: v, Prediction.FLOW: eps - x0}
+    torch.testing.assert_close(v_from_x0_eps(x0, eps, a), v)
     return x_t, truth
 
 
@@ -97,7 +99,7 @@ def test_epsilon_to_x0_is_refused_where_alpha_bar_is_zero() -> None:
 
 def test_bad_arguments_are_refused() -> None:
     x = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match="epsilon, sample, v_prediction"):
+    with pytest.raises(ValueError, match="epsilon, sample, v_prediction, flow_prediction"):
         convert(x, "noise", "sample", x, 0.5)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         convert(x, "epsilon", "sample", x, 1.5)
@@ -109,7 +111,20 @@ def test_bad_arguments_are_refused() -> None:
         convert(x, "sample", "epsilon", x, 1.0)
 
 
+def test_the_flow_velocity_is_that_of_the_equal_snr_flow_point() -> None:
+    """u at x_t (ᾱ) is the velocity of x_σ = (1−σ) x₀ + σ ε at σ = √(1−ᾱ)/(√ᾱ + √(1−ᾱ)): x_σ = x_t/(√ᾱ + √(1−ᾱ))."""
+    a = torch.tensor([0.999, 0.5, 0.01, 0.0], dtype=torch.float64)
+    x_t, truth = noisy_batch((4, 3), a)
+    sigma = ((1 - a).sqrt() / (a.sqrt() + (1 - a).sqrt())).reshape(-1, 1)
+    x_sigma = (1 - sigma) * truth[Prediction.SAMPLE] + sigma * truth[Prediction.EPSILON]
+    torch.testing.assert_close(x_sigma, x_t / (a.sqrt() + (1 - a).sqrt()).reshape(-1, 1))
+    x0 = convert(truth[Prediction.FLOW], Prediction.FLOW, Prediction.SAMPLE, x_t, a)
+    torch.testing.assert_close(x0, x_sigma - sigma * truth[Prediction.FLOW])  # x₀ = x_σ − σ u, even at ᾱ = 0
+    with pytest.raises(ValueError, match="undefined where ᾱ_t = 0"):
+        convert(truth[Prediction.EPSILON], Prediction.EPSILON, Prediction.FLOW, x_t, a)
+
+
 def test_prediction_enum_values_are_diffusers_strings() -> None:
-    assert [p.value for p in Prediction] == ["epsilon", "sample", "v_prediction"]
+    assert [p.value for p in Prediction] == ["epsilon", "sample", "v_prediction", "flow_prediction"]
     assert Prediction.parse(" V_Prediction ") is Prediction.V_PREDICTION
     assert Prediction.EPSILON == "epsilon"

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
@@ -18,6 +19,7 @@ from tools.train import (
     model_output,
     parse_args,
     pick_device,
+    scheduler_config,
     seed_everything,
     train,
     training_data,
@@ -33,6 +35,13 @@ def test_schedule_is_the_shared_linear_one():
     assert schedule.betas[0] == pytest.approx(1e-4) and schedule.betas[-1] == pytest.approx(0.02)
 
 
+def test_a_flow_model_trains_on_the_vp_schedule_of_equal_snr_to_sigma_t_over_T():
+    sigma = np.arange(1, 1001) / 1000
+    expected = (1 - sigma) ** 2 / ((1 - sigma) ** 2 + sigma**2)
+    np.testing.assert_allclose(training_schedule(Prediction.FLOW).alphas_cumprod, expected, rtol=1e-12, atol=1e-15)
+    assert scheduler_config(Dataset.MOONS, Prediction.FLOW) == {"num_train_timesteps": 1000, "shift": 1.0}
+
+
 @pytest.mark.parametrize("prediction", list(Prediction))
 def test_training_target_matches_the_parameterization(prediction):
     schedule = training_schedule()
@@ -45,6 +54,8 @@ def test_training_target_matches_the_parameterization(prediction):
         torch.testing.assert_close(target, noise)
     elif prediction is Prediction.SAMPLE:
         torch.testing.assert_close(target, x0)
+    elif prediction is Prediction.FLOW:  # rectified flow's velocity
+        torch.testing.assert_close(target, noise - x0)
     else:  # v turns back into x0 through the inverse converter
         alpha_cumprod = torch.from_numpy(schedule.alphas_cumprod[timestep.numpy()])
         torch.testing.assert_close(x0_from_v(x_t, target, alpha_cumprod), x0, atol=1e-5, rtol=1e-5)

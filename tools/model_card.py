@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 from explorer.data import Dataset
+from explorer.diffusion.parameterization import Prediction, prediction_of
 from tools.metrics import BASELINE_PAIRS, CONFIDENCE_TARGET, ENERGY_RATIO_LIMIT, MAX_CLASS_FRACTION
 
 _DATA_TEXT = {
@@ -34,6 +35,23 @@ _TARGETS = {
     True: f"mean confidence ≥ {CONFIDENCE_TARGET:g}, every class present, none above {MAX_CLASS_FRACTION:.0%}",
     False: f"energy-distance ratio ≤ {ENERGY_RATIO_LIMIT:g}",
 }
+
+
+def _schedule_text(scheduler: dict) -> str:
+    """The card's sentence on the schedule: a DDPMScheduler's β range, or a flow model's σ grid."""
+    if prediction_of(scheduler) is Prediction.FLOW:
+        return (
+            f"Flow matching (rectified flow): x_σ = (1 − σ) x₀ + σ ε on the grid σ = t/T, T = "
+            f"{scheduler['num_train_timesteps']}, shift {scheduler.get('shift', 1.0):g}; the network predicts the "
+            "velocity u = ε − x₀ (`flow_prediction`) from the VP point of equal SNR, x_σ/√((1 − σ)² + σ²), and the "
+            "0-based index of σ. No clipping. `scheduler_config.json` is a FlowMatchEulerDiscreteScheduler config."
+        )
+    return (
+        f"Linear β from {scheduler['beta_start']:g} to {scheduler['beta_end']:g}, T = "
+        f"{scheduler['num_train_timesteps']}; prediction type `{scheduler['prediction_type']}`; variance "
+        f"`{scheduler['variance_type']}`; clip_sample {str(scheduler['clip_sample']).lower()} "
+        f"(range {scheduler['clip_sample_range']:g}). `scheduler_config.json` is a DDPMScheduler config."
+    )
 
 
 def _quality_lines(quality: dict) -> list[str]:
@@ -104,7 +122,7 @@ def render_card(folder: str | Path) -> str:
         f"# {folder.name}",
         "",
         f"A small denoiser bundled with the reverse-diffusion explorer, trained on {data.value}, predicting "
-        f"`{scheduler['prediction_type']}`.",
+        f"`{prediction_of(scheduler).value}`.",
         "",
         "## Data",
         "",
@@ -121,10 +139,7 @@ def render_card(folder: str | Path) -> str:
         "",
         "## Schedule and prediction",
         "",
-        f"Linear β from {scheduler['beta_start']:g} to {scheduler['beta_end']:g}, T = "
-        f"{scheduler['num_train_timesteps']}; prediction type `{scheduler['prediction_type']}`; variance "
-        f"`{scheduler['variance_type']}`; clip_sample {str(scheduler['clip_sample']).lower()} "
-        f"(range {scheduler['clip_sample_range']:g}). `scheduler_config.json` is a DDPMScheduler config.",
+        _schedule_text(scheduler),
         "",
         "## Training",
         "",
@@ -145,7 +160,8 @@ def render_card(folder: str | Path) -> str:
     if quality_path.exists():
         record = json.loads(quality_path.read_text())
         lines += [
-            f"{record['samples']:,} samples drawn with diffusers' `DDPMScheduler` ({record['steps']} steps, "
+            f"{record['samples']:,} samples drawn with diffusers' `{record['sampler'].removeprefix('diffusers.')}` "
+            f"({record['steps']} steps, "
             f"seed {record['seed']}), measured by `{record['command']}` in {record['wall_seconds'] / 60:.1f} min "
             f"on {record['machine']}{_load_note(record)}{_reuse_note(record)}:",
             "",

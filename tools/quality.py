@@ -45,7 +45,8 @@ from tools.classifier import CLASSIFIER_NAME, PRETRAINED_DIR, load_classifier, t
 from tools.metrics import DigitsQuality, PointsQuality, digits_quality, points_quality
 from tools.model_card import write_card
 
-MODEL_NAMES = tuple(f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v"))
+# Every trained bundled model: a folder of pretrained/ with the training.json that tools.train writes.
+MODEL_NAMES = tuple(sorted(path.parent.name for path in PRETRAINED_DIR.glob("*/training.json")))
 MAX_SAMPLES = 100_000
 
 
@@ -92,10 +93,11 @@ def ddpm_sample(
     first m chunks of a larger run equal a smaller run's. With `cache`, each finished chunk is saved there
     (and reused), so an interrupted run keeps what it drew.
     """
-    from diffusers import DDPMScheduler
+    import diffusers
 
     model = load_model(folder)
-    scheduler = DDPMScheduler.from_pretrained(folder)
+    flow = sampler_class(folder) == FLOW_SCHEDULER
+    scheduler = getattr(diffusers, sampler_class(folder)).from_pretrained(folder)
     if not 1 <= steps <= scheduler.config.num_train_timesteps:
         raise ValueError(f"steps must be in [1, {scheduler.config.num_train_timesteps}]; got {steps}")
     scheduler.set_timesteps(steps)
@@ -110,7 +112,7 @@ def ddpm_sample(
         generator = torch.Generator().manual_seed(seed * 100_003 + k)
         x = torch.randn((size, *sample_shape(model)), generator=generator)  # [size, ...]
         for i, t in enumerate(scheduler.timesteps):
-            out = model(x, t)
+            out = _flow_velocity(model, x, float(t), scheduler.config.num_train_timesteps) if flow else model(x, t)
             out = out.sample if hasattr(out, "sample") else out
             x = scheduler.step(out, t, x, generator=generator).prev_sample
             if log_every and (i + 1) % log_every == 0:
@@ -120,6 +122,27 @@ def ddpm_sample(
             np.save(path, x.numpy())
         chunks.append(x)
     return torch.cat(chunks)  # [n, ...]
+
+
+FLOW_SCHEDULER = "FlowMatchEulerDiscreteScheduler"
+
+
+def sampler_class(folder: str | Path) -> str:
+    """The diffusers scheduler a bundled model is scored with: DDPMScheduler, or a flow model's own flow scheduler."""
+    kind = json.loads((Path(folder) / "scheduler_config.json").read_text()).get("_class_name")
+    return FLOW_SCHEDULER if kind == FLOW_SCHEDULER else "DDPMScheduler"
+
+
+def _flow_velocity(model: nn.Module, x_sigma: torch.Tensor, timestep: float, T: int) -> torch.Tensor:
+    """A bundled flow model's velocity at diffusers' flow point x_σ (timestep = σ·T): the model takes the VP point of
+    equal SNR, x_σ / c(σ), and the 0-based index of σ on its grid t/T (scored with `steps` = T, on the grid)."""
+    index = round(timestep) - 1
+    if abs(timestep - (index + 1)) > 1e-3 or not 0 <= index < T:
+        raise ValueError(f"a flow model is scored on its own σ grid t/T; timestep {timestep:.3f} is not on it")
+    sigma = (index + 1) / T
+    c = math.sqrt((1 - sigma) ** 2 + sigma**2)  # x_VP = x_σ / c(σ) = x_σ (√ᾱ + √(1−ᾱ))
+    out = model(x_sigma / c, torch.full((x_sigma.shape[0],), index))
+    return out.sample if hasattr(out, "sample") else out
 
 
 # --- scoring ----------------------------------------------------------------------------------------
@@ -191,7 +214,7 @@ def _run_evaluation(args: argparse.Namespace) -> int:
             "samples": args.samples,
             "steps": args.steps,
             "seed": args.seed,
-            "sampler": "diffusers.DDPMScheduler",
+            "sampler": "diffusers." + sampler_class(folder),
             "command": f"python -m tools.quality --model {args.model} --samples {args.samples} "
             f"--steps {args.steps} --seed {args.seed} --batch-size {args.batch_size}"
             + (f" --cache {args.cache}" if args.cache else "")

@@ -4,7 +4,10 @@ Training objective (DDPM, Ho et al. 2020, Algorithm 1, with the target chosen by
 
     timestep ~ U{0, …, T−1}   (0-based; paper t = timestep + 1)
     ε ~ N(0, I),  x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε        `explorer.diffusion.posterior.q_sample`
-    target = ε | x₀ | v = √ᾱ_t ε − √(1−ᾱ_t) x₀       `explorer.diffusion.parameterization.v_from_x0_eps`
+    target = ε | x₀ | v = √ᾱ_t ε − √(1−ᾱ_t) x₀ | u = ε − x₀ (flow)   `parameterization.v_from_x0_eps`
+    A flow model (`--prediction flow_prediction`) trains on the VP schedule of equal SNR to σ = t/T: its x_t is the
+    flow point x_σ = (1−σ) x₀ + σ ε divided by √ᾱ + √(1−ᾱ), so rectified flow's path and velocity, with the VP
+    machinery (samplers, posterior, teacher forcing) unchanged.
     loss = mean w_t ‖model(x_t, timestep) − target‖²  MSE on the model's own target
     w_t = 1 (`--loss-weighting uniform`, the default), or min-SNR-γ (Hang et al. 2023): the weight that turns
           each target's MSE into min(SNR_t, γ) · ‖x₀ − x̂₀‖², i.e. min(SNR, γ) for x₀, min(SNR, γ)/SNR for ε,
@@ -118,13 +121,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def training_schedule() -> Schedule:
-    """The schedule every bundled model shares: linear β from 1e-4 to 0.02 over T = 1000."""
+def training_schedule(prediction: Prediction = Prediction.EPSILON) -> Schedule:
+    """The schedule every bundled model shares: linear β from 1e-4 to 0.02 over T = 1000; a flow model's is the VP
+    schedule of equal SNR to the flow grid σ = t/T (t = 1..T), so x_t = √ᾱ x₀ + √(1−ᾱ) ε is x_σ/(√ᾱ + √(1−ᾱ))."""
+    if prediction is Prediction.FLOW:
+        return Schedule.from_diffusers_config({"_class_name": FLOW_SCHEDULER, **FLOW_SCHEDULER_CONFIG})
     return Schedule.from_name(BETA_SCHEDULE, NUM_TRAIN_TIMESTEPS, beta_start=BETA_START, beta_end=BETA_END)
 
 
+FLOW_SCHEDULER = "FlowMatchEulerDiscreteScheduler"
+FLOW_SCHEDULER_CONFIG = {"num_train_timesteps": NUM_TRAIN_TIMESTEPS, "shift": 1.0}
+
+
 def scheduler_config(data: Dataset, prediction: Prediction) -> dict:
-    """The DDPMScheduler settings saved beside each model (clipping to [-1, 1] for digits only)."""
+    """The scheduler settings saved beside each model: DDPMScheduler's (clipping to [-1, 1] for digits only), or a
+    flow model's FlowMatchEulerDiscreteScheduler (σ = t/T, no shift)."""
+    if prediction is Prediction.FLOW:
+        return dict(FLOW_SCHEDULER_CONFIG)
     return {
         "num_train_timesteps": NUM_TRAIN_TIMESTEPS,
         "beta_schedule": BETA_SCHEDULE,
@@ -155,11 +168,14 @@ def model_output(model: nn.Module, x_t: torch.Tensor, timestep: torch.Tensor) ->
 def training_target(
     prediction: Prediction, schedule: Schedule, x0: torch.Tensor, noise: torch.Tensor, timestep: torch.Tensor
 ) -> torch.Tensor:
-    """What the model should output at x_t made from (x0, noise, timestep): ε, x₀ or v. Shapes [B, ...]."""
+    """What the model should output at x_t made from (x0, noise, timestep): ε, x₀, v or the flow velocity ε − x₀.
+    Shapes [B, ...]."""
     if prediction is Prediction.EPSILON:
         return noise
     if prediction is Prediction.SAMPLE:
         return x0
+    if prediction is Prediction.FLOW:
+        return noise - x0
     alpha_cumprod = gather(schedule.alphas_cumprod, timestep, x0).flatten()  # [B]
     return v_from_x0_eps(x0, noise, alpha_cumprod)
 
@@ -176,6 +192,9 @@ def loss_weights(
         weight = clipped
     elif prediction is Prediction.EPSILON:
         weight = clipped / snr
+    elif prediction is Prediction.FLOW:  # ‖u − û‖² = ‖x₀ − x̂₀‖²/σ², σ = √(1−ᾱ)/(√ᾱ + √(1−ᾱ))
+        a = torch.from_numpy(schedule.alphas_cumprod[timestep.cpu().numpy()]).to(timestep.device)
+        weight = clipped * ((1 - a).sqrt() / (a.sqrt() + (1 - a).sqrt())) ** 2
     else:
         weight = clipped / (snr + 1.0)
     return weight.float()
@@ -221,12 +240,13 @@ def cpu_model() -> str:
 
 def save_checkpoint(ema: nn.Module, config: TrainConfig, *, steps: int, wall_seconds: float, device: torch.device):
     """Write the EMA model, scheduler config, training.json and a model card into `config.out`."""
-    from diffusers import DDPMScheduler
+    import diffusers
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     ema.save_pretrained(out, safe_serialization=True)
-    DDPMScheduler(**scheduler_config(config.data, config.prediction)).save_pretrained(out)
+    kind = FLOW_SCHEDULER if config.prediction is Prediction.FLOW else "DDPMScheduler"
+    getattr(diffusers, kind)(**scheduler_config(config.data, config.prediction)).save_pretrained(out)
     recipe = {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(config).items()}
     record = {
         "recipe": recipe,
@@ -250,7 +270,7 @@ def train(config: TrainConfig) -> TrainResult:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     device = pick_device(config.device)
-    schedule = training_schedule()
+    schedule = training_schedule(config.prediction)
     pool = training_data(config.data, config.seed).to(device)
     model = build_model(config.data).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)

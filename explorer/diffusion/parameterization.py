@@ -1,13 +1,18 @@
-"""What a network predicts, and exact conversions between ε-, x₀- and v-prediction.
+"""What a network predicts, and exact conversions between ε-, x₀-, v- and flow-prediction.
 
-Notation (x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε; v from Salimans & Ho 2022, "Progressive distillation", §4):
+Notation (x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε; v from Salimans & Ho 2022, "Progressive distillation", §4; the flow velocity
+of rectified flow, Liu et al. 2023, at equal SNR, `explorer.diffusion.flow`):
 
     code name   symbol   meaning
     x_t         x_t      the noisy sample, [B, ...]
     x0          x₀       the clean sample ("sample" in diffusers)
     eps         ε        the noise that made x_t from x₀
     v           v        √ᾱ_t ε − √(1−ᾱ_t) x₀
+    u           u        ε − x₀: the flow velocity, d x_σ / dσ on x_σ = (1−σ) x₀ + σ ε ("flow_prediction")
     a           ᾱ_t      a float, or a [B] tensor of per-sample values, in [0, 1]
+
+With a = √ᾱ and b = √(1−ᾱ) the flow point of equal SNR is x_σ = x_t / (a + b) at σ = b / (a + b), so u converts
+with x_t alone: x₀ = (x_t − b u)/(a + b), ε = (x_t + a u)/(a + b), v = ((a − b) x_t + u)/(a + b).
 
 Every converter comes with its inverse. Each needs x_t, and each divides by √ᾱ_t or √(1−ᾱ_t)
 except the two out of v: x₀ = √ᾱ x_t − √(1−ᾱ) v and ε = √(1−ᾱ) x_t + √ᾱ v are defined everywhere.
@@ -17,10 +22,12 @@ instead of returning inf. Outputs have the promoted dtype of the inputs, at leas
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
+from explorer.diffusion.schedules import FLOW_SCHEDULERS
 from explorer.diffusion.tensors import append_dims
 from explorer.validation import Mode
 
@@ -31,7 +38,18 @@ class Prediction(Mode, field="prediction type"):
     EPSILON = "epsilon"
     SAMPLE = "sample"
     V_PREDICTION = "v_prediction"
+    FLOW = "flow_prediction"  # diffusers' name for the velocity ε − x₀ (UniPC's and DPM-Solver's use_flow_sigmas)
 
+
+def prediction_of(scheduler_config: Mapping[str, Any]) -> Prediction:
+    """What a checkpoint predicts, from its scheduler config: `prediction_type` (diffusers' default epsilon), or the
+    flow velocity for a flow-matching scheduler, whose configs carry no prediction type."""
+    if scheduler_config.get("_class_name") in FLOW_SCHEDULERS:
+        return Prediction.FLOW
+    return Prediction.parse(scheduler_config.get("prediction_type", Prediction.EPSILON))
+
+
+THREE_SPACES = (Prediction.EPSILON, Prediction.SAMPLE, Prediction.V_PREDICTION)  # ε, x₀, v: what every view shows
 
 AlphaBar = float | torch.Tensor
 
@@ -104,6 +122,48 @@ def v_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, a: AlphaBar) -> torch.Ten
     return sa * eps - sb * x0
 
 
+def _flow_coefficients(a: AlphaBar, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return _coefficients(a, like)  # (a, b) = (√ᾱ, √(1−ᾱ)); a + b ≥ 1, so x_σ = x_t/(a + b) is always defined
+
+
+def x0_from_flow(x_t: torch.Tensor, u: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """x₀ = (x_t − √(1−ᾱ) u) / (√ᾱ + √(1−ᾱ)). Inverse of `flow_from_x0`."""
+    sa, sb = _flow_coefficients(a, x_t)
+    return (x_t - sb * u) / (sa + sb)
+
+
+def flow_from_x0(x_t: torch.Tensor, x0: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """u = (x_t − (√ᾱ + √(1−ᾱ)) x₀) / √(1−ᾱ). Inverse of `x0_from_flow`."""
+    sa, sb = _flow_coefficients(a, x_t)
+    _refuse_where_zero(sb, _UNDEFINED_AT_ONE.format(target="the flow velocity u"))
+    return (x_t - (sa + sb) * x0) / sb
+
+
+def eps_from_flow(x_t: torch.Tensor, u: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """ε = (x_t + √ᾱ u) / (√ᾱ + √(1−ᾱ)). Inverse of `flow_from_eps`."""
+    sa, sb = _flow_coefficients(a, x_t)
+    return (x_t + sa * u) / (sa + sb)
+
+
+def flow_from_eps(x_t: torch.Tensor, eps: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """u = ((√ᾱ + √(1−ᾱ)) ε − x_t) / √ᾱ. Inverse of `eps_from_flow`."""
+    sa, sb = _flow_coefficients(a, x_t)
+    _refuse_where_zero(sa, _UNDEFINED_AT_ZERO_SNR.format(target="the flow velocity u"))
+    return ((sa + sb) * eps - x_t) / sa
+
+
+def v_from_flow(x_t: torch.Tensor, u: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """v = ((√ᾱ − √(1−ᾱ)) x_t + u) / (√ᾱ + √(1−ᾱ)). Inverse of `flow_from_v`."""
+    sa, sb = _flow_coefficients(a, x_t)
+    return ((sa - sb) * x_t + u) / (sa + sb)
+
+
+def flow_from_v(x_t: torch.Tensor, v: torch.Tensor, a: AlphaBar) -> torch.Tensor:
+    """u = (√ᾱ + √(1−ᾱ)) v − (√ᾱ − √(1−ᾱ)) x_t. Inverse of `v_from_flow`; defined everywhere."""
+    sa, sb = _flow_coefficients(a, x_t)
+    return (sa + sb) * v - (sa - sb) * x_t
+
+
 Converter = Callable[[torch.Tensor, torch.Tensor, AlphaBar], torch.Tensor]
 
 _CONVERTERS: dict[tuple[Prediction, Prediction], Converter] = {
@@ -113,6 +173,12 @@ _CONVERTERS: dict[tuple[Prediction, Prediction], Converter] = {
     (Prediction.V_PREDICTION, Prediction.SAMPLE): x0_from_v,
     (Prediction.EPSILON, Prediction.V_PREDICTION): v_from_eps,
     (Prediction.V_PREDICTION, Prediction.EPSILON): eps_from_v,
+    (Prediction.FLOW, Prediction.SAMPLE): x0_from_flow,
+    (Prediction.SAMPLE, Prediction.FLOW): flow_from_x0,
+    (Prediction.FLOW, Prediction.EPSILON): eps_from_flow,
+    (Prediction.EPSILON, Prediction.FLOW): flow_from_eps,
+    (Prediction.FLOW, Prediction.V_PREDICTION): v_from_flow,
+    (Prediction.V_PREDICTION, Prediction.FLOW): flow_from_v,
 }
 
 

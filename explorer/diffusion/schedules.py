@@ -211,6 +211,14 @@ def current_scheduler_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return current
 
 
+FLOW_SCHEDULERS = frozenset({"FlowMatchEulerDiscreteScheduler"})
+
+
+def flow_alphas_cumprod(sigmas: np.ndarray) -> np.ndarray:
+    """ᾱ(σ) = (1 − σ)² / ((1 − σ)² + σ²): the VP noise level of equal SNR to the flow point x_σ, float64."""
+    return (1.0 - sigmas) ** 2 / ((1.0 - sigmas) ** 2 + sigmas**2)
+
+
 # --- the Schedule ------------------------------------------------------------------------------
 
 
@@ -355,11 +363,37 @@ class Schedule:
         return cls(betas=_check_betas(betas), name=name)
 
     @classmethod
+    def from_flow_sigmas(cls, sigmas: Sequence[float] | np.ndarray, name: str = "flow") -> Schedule:
+        """The variance-preserving schedule of equal SNR to a flow-matching σ grid (ascending, in (0, 1]).
+
+        x_σ = (1 − σ) x₀ + σ ε has SNR (1 − σ)²/σ², so index i gets ᾱ_i = (1 − σ_i)² / ((1 − σ_i)² + σ_i²) and
+        β_i = 1 − ᾱ_i/ᾱ_{i−1} (ᾱ_{−1} = 1); σ = 1 gives ᾱ = 0 and β = 1, zero terminal SNR.
+        """
+        grid = np.asarray(sigmas, dtype=np.float64)
+        if grid.ndim != 1 or grid.size < MIN_TIMESTEPS or not np.all(np.isfinite(grid)):
+            raise ValueError(f"flow sigmas must be a 1-D array of at least {MIN_TIMESTEPS} finite values")
+        if np.any(grid <= 0) or np.any(grid > 1) or np.any(np.diff(grid) <= 0):
+            raise ValueError("flow sigmas must increase strictly within (0, 1]")
+        alphas_cumprod = flow_alphas_cumprod(grid)
+        previous = np.r_[1.0, alphas_cumprod[:-1]]
+        return cls(betas=_check_betas(1.0 - alphas_cumprod / previous), name=name)
+
+    @classmethod
     def from_diffusers_config(cls, config: Mapping[str, Any]) -> Schedule:
         """The training schedule described by a diffusers scheduler config (`scheduler_config.json`), early formats
-        included (see `current_scheduler_config`)."""
+        included (see `current_scheduler_config`). A FlowMatchEulerDiscreteScheduler config gives the VP schedule of
+        equal SNR to its training σ grid (i + 1)/T, shifted by `shift` unless the shift is dynamic."""
         config = current_scheduler_config(config)
         count = config.get("num_train_timesteps", 1000)
+        if config.get("_class_name") in FLOW_SCHEDULERS:
+            sigmas = np.arange(1, _check_num_timesteps(count) + 1, dtype=np.float64) / count
+            shift = float(config.get("shift", 1.0))
+            dynamic = bool(config.get("use_dynamic_shifting", False))
+            if not dynamic and shift != 1.0:
+                sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
+            return cls.from_flow_sigmas(
+                sigmas, name="flow" + ("" if dynamic or shift == 1.0 else f" (shift {shift:g})")
+            )
         rescale = bool(config.get("rescale_betas_zero_snr", False))
         trained = config.get("trained_betas")
         if trained is not None:

@@ -26,7 +26,7 @@ import torch
 
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.noise import step_noise
-from explorer.diffusion.parameterization import Prediction, convert, v_from_x0_eps
+from explorer.diffusion.parameterization import THREE_SPACES, Prediction, convert, v_from_x0_eps
 from explorer.diffusion.posterior import VarianceType, q_posterior, q_sample, reverse_log_variance
 from explorer.diffusion.schedules import Schedule, inference_timesteps
 from explorer.diffusion.views import PREDICTION_VIEWS
@@ -148,7 +148,7 @@ def teacher_force(
     for denoiser in denoisers:
         output = _predict_all(denoiser, x_t, steps)
         views = {}
-        for target in Prediction:
+        for target in THREE_SPACES:
             per_step = []
             for k, t in enumerate(steps):
                 a_t = float(schedule.alphas_cumprod[t])
@@ -159,7 +159,7 @@ def teacher_force(
             views[target] = torch.stack(per_step)
         errors: dict[str, np.ndarray | None] = {"eps_mse": None, "x0_mse": None, "v_mse": None, "kl": None}
         if truth is not None:
-            for key, target, true in zip(("eps_mse", "x0_mse", "v_mse"), Prediction, truth, strict=True):
+            for key, target, true in zip(("eps_mse", "x0_mse", "v_mse"), THREE_SPACES, truth, strict=True):
                 errors[key] = _mean_over_samples((views[target] - true) ** 2)
             errors["kl"] = np.array(
                 [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.parameterization import Prediction, prediction_of
 from explorer.models import refs
 from explorer.models.checkpoint import read_layout, sample_shape_of
 from explorer.models.errors import CheckpointError
@@ -181,7 +181,7 @@ def bundled_entry(folder: Path) -> CatalogueEntry | None:
         return None
     try:
         layout = read_layout(folder, folder.name)
-        prediction = Prediction.parse(layout.scheduler_config.get("prediction_type", "epsilon"))
+        prediction = prediction_of(layout.scheduler_config)
         sample_shape = sample_shape_of(layout.model_config)
     except (CheckpointError, ValueError, TypeError):  # a folder being written, or not a model: not offered
         return None

@@ -24,9 +24,9 @@ from typing import Any
 import torch
 
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
-from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.parameterization import prediction_of
 from explorer.diffusion.posterior import VarianceType
-from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.schedules import FLOW_SCHEDULERS, Schedule
 from explorer.diffusion.tensors import TimestepLike, as_timesteps
 from explorer.models.errors import CheckpointError as CheckpointError  # re-exported: explorer imports both from here
 from explorer.models.errors import CheckpointProblem as CheckpointProblem
@@ -122,7 +122,7 @@ def check_model_config(config: dict[str, Any], name: str) -> None:
 
 
 def check_scheduler_config(config: dict[str, Any], name: str) -> None:
-    """Refuse schedulers without a discrete β schedule (score-SDE, Karras VE, flow matching)."""
+    """Refuse schedulers without a discrete noise schedule (score-SDE, Karras VE); flow matching's σ grid is one."""
     class_name = config.get("_class_name")
     if class_name is not None and class_name not in SCHEDULER_CLASSES:
         raise unsupported(name, f"its scheduler {class_name} has no discrete-time DDPM β schedule")
@@ -155,11 +155,12 @@ class ModuleDenoiser(Denoiser):
         config, scheduler = layout.model_config, layout.scheduler_config
         self.module = module.eval()
         self.name = name
-        self.prediction = Prediction.parse(scheduler.get("prediction_type", "epsilon"))
+        self.prediction = prediction_of(scheduler)
         self.schedule = Schedule.from_diffusers_config(scheduler)
         self.scheduler_config = dict(scheduler)  # as read, with its _class_name
         self.sample_shape = sample_shape_of(config)
-        self.clip_sample = bool(scheduler.get("clip_sample", True))  # diffusers' DDPMScheduler default
+        # diffusers' DDPMScheduler clips by default; its flow-matching scheduler never clips
+        self.clip_sample = bool(scheduler.get("clip_sample", scheduler.get("_class_name") not in FLOW_SCHEDULERS))
         self.learned_variance = has_learned_variance(config)
         self.variance_type = variance_type_of(scheduler, self.learned_variance, name)
         self.num_parameters = sum(parameter.numel() for parameter in module.parameters())

@@ -29,7 +29,7 @@ import torch
 
 from explorer.diffusion.conditioning import Conditioning, guide, rescale_guidance
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
-from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.parameterization import prediction_of
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import TimestepLike
 from explorer.models import decoders
@@ -65,7 +65,7 @@ class LatentDenoiser(Denoiser):
         self.pipeline_options = dict(spec.options)
         config = parts.network.config
         self.scheduler_config = dict(scheduler)
-        self.prediction = Prediction.parse(scheduler.get("prediction_type", "epsilon"))
+        self.prediction = prediction_of(scheduler)
         self.schedule = Schedule.from_diffusers_config(scheduler)
         # Latents are not in [−1, 1]: without a clip_sample key, no clipping (diffusers' DDIM default True, with a
         # warning that SD configs should set it false; the published SD configs do).

@@ -71,6 +71,7 @@ SCHEDULER = _component(
     "HeunDiscreteScheduler",
     "KDPM2DiscreteScheduler",
     "KDPM2AncestralDiscreteScheduler",
+    "FlowMatchEulerDiscreteScheduler",  # flow matching: its σ grid is read as the VP schedule of equal SNR
     stem=None,
 )
 CLIP_TOKENIZER = _component("transformers", "CLIPTokenizer", "CLIPTokenizerFast", stem=None)
