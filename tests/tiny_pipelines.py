@@ -8,6 +8,8 @@ offline Hugging Face cache (HF_HOME from conftest) and loaded by repo id with HF
     explorer-test/tiny-ldm        CompVis/ldm-celebahq-256 (VQ, DDIM)     VQ latents, scaling_factor 1.0
     explorer-test/tiny-dit        facebook/DiT-XL-2-256 (DDIM)            class labels, 8 output channels (learned σ)
     explorer-test/tiny-sdxl       stable-diffusion-xl-base-1.0 (DDIM)     two CLIP encoders, pooled text, size ids
+    explorer-test/tiny-sd3        stable-diffusion-3.5-medium (flow)      MMDiT, two CLIPs + T5, 16 channels, shift 3
+    explorer-test/tiny-sd3-no-t5  the same without text_encoder_3         T5 left out: zeros in its place
 
 `tiny_repos` (session scope) builds them once per test session. The text encoder is a CLIPTextModel from a tiny
 CLIPTextConfig; its tokenizer is a vocab.json of the 256 byte-level characters (each also with `</w>`) plus the two
@@ -31,10 +33,10 @@ from diffusers import (
     VQModel,
 )
 from test_hub import cache_repo, write_json
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
-SD_EPS, SD_V, SD_ZSNR, LDM, DIT, SDXL = (
-    f"explorer-test/tiny-{n}" for n in ("sd-eps", "sd-v", "sd-zsnr", "ldm", "dit", "sdxl")
+SD_EPS, SD_V, SD_ZSNR, LDM, DIT, SDXL, SD3, SD3_NO_T5 = (
+    f"explorer-test/tiny-{n}" for n in ("sd-eps", "sd-v", "sd-zsnr", "ldm", "dit", "sdxl", "sd3", "sd3-no-t5")
 )
 SD_BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 TOKEN_LENGTH = 77  # CLIP's model_max_length in every SD repo
@@ -141,6 +143,97 @@ def build_sdxl(repo_id: str = SDXL, seed: int = 30) -> Path:
             "vae": ["diffusers", "AutoencoderKL"],
         },
     )
+    return snapshot
+
+
+def write_t5_tokenizer(folder: Path) -> int:
+    """A T5 tokenizer folder built offline with the `tokenizers` package: a Unigram model over the letters (with
+    the ▁ word marker), a Metaspace pre-tokenizer and a post-processor that appends </s>. Returns its size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(c, -1.0) for c in "▁abcdefghijklmnopqrstuvwxyz"]
+    tokenizer = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    special = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+    write_json(folder / "special_tokens_map.json", special)
+    write_json(folder / "tokenizer_config.json", {**special, "tokenizer_class": "T5Tokenizer", "extra_ids": 0})
+    return len(pieces)
+
+
+def build_sd3(repo_id: str = SD3, *, with_t5: bool = True, seed: int = 40) -> Path:
+    """SD3.5's layout: an SD3Transformer2DModel (patch 2, joint attention 32 = T5's width), a 16-channel VAE with
+    scaling 1.5305 and shift 0.0609, two CLIP encoders with projection, T5 (or none), FlowMatchEulerDiscreteScheduler
+    with shift 3."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+
+    snapshot = cache_repo(repo_id)
+    torch.manual_seed(seed)
+    SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=16,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=32,
+        pooled_projection_dim=64,
+        out_channels=16,
+        pos_embed_max_size=16,
+    ).eval().save_pretrained(snapshot / "transformer", safe_serialization=True)
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=16,
+        norm_num_groups=2,
+        sample_size=16,
+        scaling_factor=1.5305,
+        shift_factor=0.0609,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    ).eval()
+    vae.save_pretrained(snapshot / "vae", safe_serialization=True)
+    vocab = write_tokenizer(snapshot / "tokenizer")
+    write_tokenizer(snapshot / "tokenizer_2")
+    for k, folder in enumerate(("text_encoder", "text_encoder_2")):
+        torch.manual_seed(seed + 2 + k)
+        CLIPTextModelWithProjection(tiny_text_config(vocab)).eval().save_pretrained(
+            snapshot / folder, safe_serialization=True
+        )
+    index = {
+        "_class_name": "StableDiffusion3Pipeline",
+        "_diffusers_version": "0.31.0.dev0",
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModelWithProjection"],
+        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+        "text_encoder_3": [None, None],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "tokenizer_2": ["transformers", "CLIPTokenizer"],
+        "tokenizer_3": [None, None],
+        "transformer": ["diffusers", "SD3Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+        "image_encoder": [None, None],
+        "feature_extractor": [None, None],
+    }
+    if with_t5:
+        size = write_t5_tokenizer(snapshot / "tokenizer_3")
+        torch.manual_seed(seed + 4)
+        t5 = T5Config(vocab_size=size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, decoder_start_token_id=0)
+        T5EncoderModel(t5).eval().save_pretrained(snapshot / "text_encoder_3", safe_serialization=True)
+        index |= {
+            "text_encoder_3": ["transformers", "T5EncoderModel"],
+            "tokenizer_3": ["transformers", "T5TokenizerFast"],
+        }
+    FlowMatchEulerDiscreteScheduler(shift=3.0).save_pretrained(snapshot / "scheduler")
+    write_json(snapshot / "model_index.json", index)
     return snapshot
 
 
@@ -280,6 +373,8 @@ def build_all() -> dict[str, Path]:
         LDM: build_ldm(),
         DIT: build_dit(),
         SDXL: build_sdxl(),
+        SD3: build_sd3(),
+        SD3_NO_T5: build_sd3(SD3_NO_T5, with_t5=False, seed=50),
     }
 
 

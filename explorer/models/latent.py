@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 
 from explorer.diffusion.conditioning import Conditioning, guide, rescale_guidance
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
-from explorer.diffusion.parameterization import prediction_of
+from explorer.diffusion.parameterization import Prediction, prediction_of
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import TimestepLike
 from explorer.models import decoders
@@ -43,10 +44,8 @@ from explorer.models.checkpoint import (
 from explorer.models.decoders import Decoder
 from explorer.models.errors import broken_files, read_json
 from explorer.models.families import LatentParts, behaviour
-from explorer.models.pipelines import PipelineSpec
+from explorer.models.pipelines import FAMILY_COMPONENTS, PipelineSpec
 from explorer.models.weights import check_pipeline_weights
-
-DEFAULT_STEPS = 50  # what the families' diffusers pipelines default to
 
 
 class LatentDenoiser(Denoiser):
@@ -76,11 +75,12 @@ class LatentDenoiser(Denoiser):
         self.sample_shape = (self.latent_channels, int(height), int(width))
         self.learned_variance = int(config.out_channels or self.latent_channels) == 2 * self.latent_channels
         self.variance_type = variance_type_of(scheduler, self.learned_variance, name)
-        self.default_steps = DEFAULT_STEPS
+        self.default_steps = self.kind.default_steps
         self.default_guidance = self.kind.default_guidance
         self.num_classes = self.kind.num_classes(parts.network)
         decoder_config = parts.decoder.config
         self.scaling_factor = float(getattr(decoder_config, "scaling_factor", 1.0) or 1.0)
+        self.shift_factor = float(getattr(decoder_config, "shift_factor", None) or 0.0)  # SD3 and FLUX VAEs
         self.vae_scale_factor = 2 ** (len(decoder_config.block_out_channels) - 1)
         self.image_shape = (
             int(decoder_config.out_channels),
@@ -172,21 +172,33 @@ class LatentDenoiser(Denoiser):
             bound.embeddings()
         return bound
 
+    def on_sigmas(self, sigmas: Sequence[float]) -> LatentDenoiser:
+        """This flow model on the σ grid a flow scheduler visits (descending, without the terminal 0, as
+        `FlowMatchEulerDiscreteScheduler.sigmas[:-1]`): its schedule becomes the VP schedule of equal SNR at exactly
+        those σ, so DDIM (η = 0) over every one of them is flow Euler on that grid. Modules are shared."""
+        if self.prediction is not Prediction.FLOW:
+            raise ValueError(f"on_sigmas: {self.name} predicts {self.prediction.value}, not the flow velocity")
+        bound = copy.copy(self)
+        bound.schedule = Schedule.from_flow_sigmas(
+            sorted(float(s) for s in sigmas), name=f"{self.schedule.name}, bound"
+        )
+        return bound
+
     # -- frames -----------------------------------------------------------------------------------
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Latents of images [B, 3, H, W] in [−1, 1]: the mean of the VAE's posterior × scaling_factor (VQ: the
-        encoder's output before quantisation × scaling_factor), float32 [B, C, H/f, W/f] on the CPU. What teacher
-        forcing noises as x₀."""
+        """Latents of images [B, 3, H, W] in [−1, 1]: (the mean of the VAE's posterior − shift_factor) ×
+        scaling_factor (VQ: the encoder's output before quantisation × scaling_factor), float32 [B, C, H/f, W/f] on
+        the CPU. What teacher forcing noises as x₀."""
         with torch.inference_mode():
             encoded = self.parts.decoder.encode(images.to(self.device, self.parts.decoder.dtype))
             latents = self.kind.encoder_latents(encoded)
-        return (latents * self.scaling_factor).to("cpu", torch.float32)
+        return ((latents - self.shift_factor) * self.scaling_factor).to("cpu", torch.float32)
 
     def decode(self, latents: torch.Tensor, decoder: str | Decoder = Decoder.EXACT) -> torch.Tensor:
         """Pictures of latents [B, C, h, w]: float32 CPU images in [−1, 1] (see `explorer.models.decoders`).
 
-        exact: decoder.decode(latents / scaling_factor).sample, the model's own VAE (or VQ) decoder.
+        exact: decoder.decode(latents / scaling_factor + shift_factor).sample, the model's own VAE (or VQ) decoder.
         """
         kind = Decoder.parse(decoder)
         if latents.ndim != 4 or tuple(latents.shape[1:])[:1] != self.sample_shape[:1]:
@@ -197,9 +209,9 @@ class LatentDenoiser(Denoiser):
             return decoders.channel_grid(latents)
         exact = kind is Decoder.EXACT
         module = self.parts.decoder if exact else decoders.taesd_module(self.family, self.device, torch.float32)
-        scale = self.scaling_factor if exact else 1.0  # TAESD takes the scaled latents as they are
+        scale, shift = (self.scaling_factor, self.shift_factor) if exact else (1.0, 0.0)  # TAESD: latents as they are
         with torch.inference_mode():
-            images = module.decode(latents.to(self.device, module.dtype) / scale).sample
+            images = module.decode(latents.to(self.device, module.dtype) / scale + shift).sample
         return images.to("cpu", torch.float32).clamp(-1.0, 1.0)
 
 
@@ -231,14 +243,14 @@ def load_pipeline(
             options = {"use_safetensors": True, "local_files_only": True, "variant": variant}
             # The decoder stays in float32 (SD's VAE overflows in float16; diffusers upcasts it, `force_upcast`).
             precision = torch.float32 if part == kind.decoder_folder else dtype
-            transformers_class = spec.classes[part].startswith("CLIPTextModel")
-            options["dtype" if transformers_class else "torch_dtype"] = precision
+            from_transformers = FAMILY_COMPONENTS[spec.family][part].library == "transformers"
+            options["dtype" if from_transformers else "torch_dtype"] = precision
             modules[part] = classes[part].from_pretrained(str(folder / part), **options).to(device).eval()
         parts = LatentParts(
             network=modules[kind.denoiser_folder],
             decoder=modules[kind.decoder_folder],
-            text_encoders=tuple(modules[encoder] for encoder, _ in kind.text_folders),
-            tokenizers=kind.load_tokenizers(folder),
+            text_encoders=tuple(modules[encoder] for encoder, _ in kind.text_folders if encoder in modules),
+            tokenizers=kind.load_tokenizers(folder, spec.classes),
         )
         return LatentDenoiser(
             parts, spec, scheduler, name=name, description=description or f"{spec.pipeline_class} checkpoint {name}"
@@ -247,7 +259,7 @@ def load_pipeline(
 
 def _component_class(spec: PipelineSpec, part: str) -> type:
     class_name = spec.classes[part]
-    if class_name in ("CLIPTextModel", "CLIPTextModelWithProjection"):
+    if FAMILY_COMPONENTS[spec.family][part].library == "transformers":
         import transformers
 
         return getattr(transformers, class_name)

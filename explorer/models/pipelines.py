@@ -36,6 +36,7 @@ class Family(Mode, field="family"):
     PIXEL = "pixel"
     STABLE_DIFFUSION = "stable_diffusion"
     SDXL = "sdxl"
+    SD3 = "sd3"
     LDM = "ldm"
     DIT = "dit"
 
@@ -47,10 +48,11 @@ class Component:
     library: str
     classes: frozenset[str]
     stem: str | None  # None: no weights (tokenizer, scheduler)
+    optional: bool = False  # the pipeline runs without it (SD3's T5 encoder and its tokenizer)
 
 
-def _component(library: str, *classes: str, stem: str | None = DIFFUSERS_STEM) -> Component:
-    return Component(library, frozenset(classes), stem)
+def _component(library: str, *classes: str, stem: str | None = DIFFUSERS_STEM, optional: bool = False) -> Component:
+    return Component(library, frozenset(classes), stem, optional)
 
 
 SCHEDULER = _component(
@@ -75,6 +77,8 @@ SCHEDULER = _component(
     stem=None,
 )
 CLIP_TOKENIZER = _component("transformers", "CLIPTokenizer", "CLIPTokenizerFast", stem=None)
+CLIP_WITH_PROJECTION = _component("transformers", "CLIPTextModelWithProjection", stem=TRANSFORMERS_STEM)
+T5_TOKENIZER = _component("transformers", "T5TokenizerFast", "T5Tokenizer", stem=None, optional=True)
 FAMILY_COMPONENTS: dict[Family, dict[str, Component]] = {
     Family.STABLE_DIFFUSION: {
         "unet": _component("diffusers", "UNet2DConditionModel"),
@@ -87,9 +91,20 @@ FAMILY_COMPONENTS: dict[Family, dict[str, Component]] = {
         "unet": _component("diffusers", "UNet2DConditionModel"),
         "vae": _component("diffusers", "AutoencoderKL"),
         "text_encoder": _component("transformers", "CLIPTextModel", stem=TRANSFORMERS_STEM),
-        "text_encoder_2": _component("transformers", "CLIPTextModelWithProjection", stem=TRANSFORMERS_STEM),
+        "text_encoder_2": CLIP_WITH_PROJECTION,
         "tokenizer": CLIP_TOKENIZER,
         "tokenizer_2": CLIP_TOKENIZER,
+        "scheduler": SCHEDULER,
+    },
+    Family.SD3: {
+        "transformer": _component("diffusers", "SD3Transformer2DModel"),
+        "vae": _component("diffusers", "AutoencoderKL"),
+        "text_encoder": CLIP_WITH_PROJECTION,
+        "text_encoder_2": CLIP_WITH_PROJECTION,
+        "text_encoder_3": _component("transformers", "T5EncoderModel", stem=TRANSFORMERS_STEM, optional=True),
+        "tokenizer": CLIP_TOKENIZER,
+        "tokenizer_2": CLIP_TOKENIZER,
+        "tokenizer_3": T5_TOKENIZER,
         "scheduler": SCHEDULER,
     },
     Family.LDM: {
@@ -109,15 +124,13 @@ PIPELINE_FAMILIES: dict[str, Family] = {
     "PNDMPipeline": Family.PIXEL,
     "StableDiffusionPipeline": Family.STABLE_DIFFUSION,
     "StableDiffusionXLPipeline": Family.SDXL,
+    "StableDiffusion3Pipeline": Family.SD3,
     "LDMPipeline": Family.LDM,
     "DiTPipeline": Family.DIT,
 }
 PIPELINE_OPTIONS = frozenset({"force_zeros_for_empty_prompt", "requires_safety_checker"})  # read from the index
 IGNORED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})  # never loaded
 WHY_NOT: dict[str, str] = {  # pipelines people bring that the explorer does not run, and why
-    "StableDiffusion3Pipeline": "SD3 is a flow-matching model (an MMDiT transformer predicting the velocity ε − x₀ "
-    "under FlowMatchEulerDiscreteScheduler, with a T5 encoder beside two CLIPs), and the explorer runs discrete "
-    "β-schedule checkpoints only",
     "FluxPipeline": "FLUX.1 is a flow-matching model (a transformer on packed 2×2 latent patches predicting the "
     "velocity ε − x₀, with dynamic shift and a T5 encoder), and the explorer runs discrete β-schedule checkpoints only",
     "StableDiffusionXLImg2ImgPipeline": "an SDXL refiner is an image-to-image model with only the second text "
@@ -147,7 +160,7 @@ class PipelineSpec:
         return tuple(
             f"{folder}/{pattern}"
             for folder in self.classes
-            if parts[folder] is CLIP_TOKENIZER
+            if parts[folder].stem is None and folder.startswith("tokenizer")
             for pattern in TOKENIZER_FILES
         )
 
@@ -203,7 +216,7 @@ def read_pipeline(folder: Path, name: str) -> PipelineSpec | None:
             allowed = ", ".join(sorted(part.classes))
             raise unsupported(name, f"its {key} is {library}.{str(class_name)[:60]}, not one of {allowed}")
         classes[key] = str(class_name)
-    missing = [key for key in parts if key not in classes]
+    missing = [key for key, part in parts.items() if key not in classes and not part.optional]
     if missing:
         raise CheckpointError(
             CheckpointProblem.MISSING_FILES,

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import torch
 
 from explorer.diffusion.conditioning import Conditioning
+from explorer.diffusion.schedules import Schedule
 from explorer.models.pipelines import Family
 
 Prediction3 = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]  # conditional, unconditional, variance
@@ -58,6 +59,7 @@ class LatentDenoiser(Protocol):
 
     name: str
     parts: LatentParts
+    schedule: Schedule
     conditioning: Conditioning
     latent_channels: int
     learned_variance: bool
@@ -65,6 +67,7 @@ class LatentDenoiser(Protocol):
     sample_shape: tuple[int, int, int]
     image_shape: tuple[int, int, int]
     pipeline_options: dict[str, Any]
+    scheduler_config: dict[str, Any]
 
     @property
     def device(self) -> torch.device: ...
@@ -86,6 +89,7 @@ class LatentFamily:
     decoder_folder = "vae"
     text_folders: tuple[tuple[str, str], ...] = ()  # (text encoder folder, its tokenizer folder), in order
     default_guidance = 1.0
+    default_steps = 50  # what the family's diffusers pipeline defaults to
     takes_prompt = False
     takes_class_label = False
     latent_rgb: LatentRGB | None = None
@@ -147,15 +151,17 @@ class LatentFamily:
 
     # -- loading ---------------------------------------------------------------------------------------
 
-    def load_tokenizers(self, folder: Path) -> tuple[Any, ...]:
-        """The tokenizers of `text_folders`, from the local files only."""
+    def load_tokenizers(self, folder: Path, classes: dict[str, str]) -> tuple[Any, ...]:
+        """The tokenizers of `text_folders` the checkpoint has (`classes`: folder → class name, from its
+        model_index.json against the allowlist), from the local files only."""
         if not self.text_folders:
             return ()
-        from transformers import CLIPTokenizer
+        import transformers
 
         return tuple(
-            CLIPTokenizer.from_pretrained(str(folder / tokenizer), local_files_only=True)
+            getattr(transformers, classes[tokenizer]).from_pretrained(str(folder / tokenizer), local_files_only=True)
             for _, tokenizer in self.text_folders
+            if tokenizer in classes
         )
 
 
