@@ -120,7 +120,11 @@ def test_an_index_pointing_at_a_pickle_shard_is_refused(tiny_repos, tmp_path, fo
         ({"unet": ["my_package", "MyUNet"]}, CheckpointProblem.UNSUPPORTED, "never runs code"),
         ({"unet": ["diffusers", "UNet2DModel"]}, CheckpointProblem.UNSUPPORTED, "not one of UNet2DConditionModel"),
         ({"_class_name": "KandinskyV22Pipeline"}, CheckpointProblem.UNSUPPORTED, "not a family the explorer runs"),
-        ({"_class_name": "StableDiffusion3Pipeline"}, CheckpointProblem.UNSUPPORTED, "not one of CLIPTextModelWithProjection"),
+        (
+            {"_class_name": "StableDiffusion3Pipeline"},
+            CheckpointProblem.UNSUPPORTED,
+            "not one of CLIPTextModelWithProjection",
+        ),
         ({"_class_name": "FluxPipeline"}, CheckpointProblem.UNSUPPORTED, "FLUX.1 is a flow-matching model"),
         ({"_class_name": "StableDiffusionXLPipeline"}, CheckpointProblem.MISSING_FILES, "missing the text_encoder_2"),
         ({"movq": ["diffusers", "VQModel"]}, CheckpointProblem.UNSUPPORTED, "component 'movq'"),

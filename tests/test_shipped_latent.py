@@ -150,6 +150,6 @@ def test_sdxl_base_is_read_as_the_sdxl_family_and_flux_is_refused_naming_what_is
     assert spec.options == {"force_zeros_for_empty_prompt": True}
     assert set(spec.weight_folders()) == {"unet", "vae", "text_encoder", "text_encoder_2"}
     (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
-    with pytest.raises(explorer.CheckpointError, match="FLUX.1 is a flow-matching model") as refused:
+    with pytest.raises(explorer.CheckpointError, match=r"FLUX\.1 is a flow-matching model") as refused:
         explorer.load(str(folder), allow_local=True)
     assert "\n" not in str(refused.value)
