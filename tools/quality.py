@@ -46,6 +46,7 @@ from tools.metrics import DigitsQuality, PointsQuality, digits_quality, points_q
 from tools.model_card import write_card
 
 MODEL_NAMES = tuple(f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v"))
+MODEL_NAMES += ("moons-eps-minsnr5",)  # ε with min-SNR-5 weighting, beside moons-eps on the Parameterizations tab
 MAX_SAMPLES = 100_000
 
 
