@@ -106,9 +106,9 @@ def trajectory_views(request: gr.Request | None):
             pictures = drawing_of(stored.model).pixels(batch, view.half_range)  # latents: the linear projection
             rows.append((view.title, image_grid(pictures, columns=len(frames), scale=4)))
     if batch.ndim == 2:
-        caption = f"{stored.model.name}: every sample at the last frame, t = {shown_t[-1]}"
+        caption = f"{stored.model}: every sample at the last frame, t = {shown_t[-1]}"
     else:
-        caption = f"{stored.model.name}, first sample; columns left to right: t = " + ", ".join(map(str, shown_t))
+        caption = f"{stored.model}, first sample; columns left to right: t = " + ", ".join(map(str, shown_t))
     return with_caption(labelled_row(rows), caption)
 
 
