@@ -2,7 +2,9 @@
 
 Built from a teacher-forcing result on known x₀ (`explorer.diffusion.teacher.teacher_force`), so that every model
 saw the same x_t. The flow velocity u = ε − x₀ is a fourth space: no bundled model predicts it, but every
-prediction converts into it (û = ε̂ − x̂₀, the velocity of the flow path at the same SNR; `weighting`).
+prediction converts into it (û = ε̂ − x̂₀, the velocity of the flow path at the same SNR; `weighting`). The seam for
+flow models: once a denoiser can predict u, its `ModelErrors.target` is `Target.FLOW` and its own error is
+errors[FLOW]; nothing else here changes.
 
     code name             symbol                   meaning, one value per t ([S], float64)
     timesteps             t − 1                    diffusers' 0-based timesteps (paper t via `indexing.paper_t`)
