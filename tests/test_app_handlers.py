@@ -215,7 +215,7 @@ def test_the_parameterizations_tab_fills_on_open_and_shows_the_last_run_with_its
     assert {"RMS of ε", "ε: SNR", "min-SNR-5: min(SNR, 5)"} <= {trace.name for trace in table_plot.data}
     assert "moons-eps-minsnr5" in rows and rows.count("\n|") >= 6  # header, rule, ε, x₀, v, u, min-SNR
     _run(request, steps=5, batch=4)
-    run_views = parameterizations.last_run(request=request)
+    run_views = parameterizations.trajectory_views(request)
     assert isinstance(run_views, Image.Image)
     skipped = parameterizations.open_if_shown("sampling", "moons", 3, 0, 10, request=request)
     assert len(skipped) == parameterizations.OPEN_OUTPUTS

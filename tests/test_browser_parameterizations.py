@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-from app_fixtures import CHROMIUM
+import test_browser
+from test_browser import _set_number, pytestmark  # noqa: F401 (the marks)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
-]
-
-
-@pytest.fixture(scope="module")
-def page(browser, app_url):
-    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-    tab.errors = []
-    tab.on("pageerror", lambda error: tab.errors.append(str(error)))
-    tab.goto(app_url)
-    tab.wait_for_selector("#schedule_plot .js-plotly-plot", timeout=60_000)
-    yield tab
-    tab.close()
-
-
-def _set_number(page, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(value)
-    box.press("Enter")
+page = test_browser.page  # the same page fixture: the app opened in Chromium, its errors watched
 
 
 def test_the_tab_shows_its_figures_when_opened_without_a_button(page):

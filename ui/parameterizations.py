@@ -177,19 +177,19 @@ def parameterization_table(data: str, seed: float):
 
 
 @user_errors
-def last_run(request: gr.Request = None):
-    """The "your last run" panel: this session's run as x̂₀, ε̂ and v̂ (None before any run)."""
-    return trajectory_views(request)
-
-
-@user_errors
 def open_tab(data: str, steps: float, seed: float, t: float, request: gr.Request = None):
     """Everything the tab shows, computed when it opens: the comparison, the measured table and the last run."""
     return (*compare(data, steps, seed, t, request), *parameterization_table(data, seed))
 
 
+@user_errors
 def open_if_shown(tab: str, data: str, steps: float, seed: float, t: float, request: gr.Request = None):
-    """`open_tab` when the page opens on this tab (a link with tab=parameterizations), else nothing."""
+    """`open_tab` when the page opens on this tab (a link with tab=parameterizations), else nothing (its inputs are
+    checked either way: a bad value is refused, never skipped)."""
+    check_choice("data", data, DataChoice)
+    check_int("number of steps compared", steps, 2, 100)
+    check_seed(seed)
+    check_int("t", t, 1, 1000)
     if tab != TAB_ID:
         return (gr.skip(),) * OPEN_OUTPUTS
     return open_tab(data, steps, seed, t, request)
