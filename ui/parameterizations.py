@@ -1,4 +1,5 @@
-"""Parameterizations view: ε-, x₀- and v-prediction models on the same x_t, errors in every space, KL terms."""
+"""Parameterizations view: ε-, x₀- and v-prediction models on the same x_t, errors in every space, KL terms, and the
+parameterization table measured (target sizes, implied weights, min-SNR); it fills when its tab opens."""
 
 from __future__ import annotations
 
