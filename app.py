@@ -49,8 +49,8 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         with gr.Tab("Reverse sampling", id="sampling"):
             sampling_tab = sampling.build(schedules_tab.first, url_frame)
             cloud.build()
-        with gr.Tab("Parameterizations", id="parameterizations"):
-            parameterizations_controls = parameterizations.build()["inputs"]
+        with gr.Tab("Parameterizations", id=parameterizations.TAB_ID) as parameterizations_page:
+            parameterizations_tab = parameterizations.build()
     tabs.select(restore.tab_selected, None, current_tab, api_visibility="private", show_progress="hidden")
 
     # The Posterior reads schedule 1: opening its tab redraws it, so it never shows an older schedule's numbers.
@@ -63,7 +63,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     groups += (sampling_tab.controls.step,)
     everything = [c for group in groups for c in group.components.values()]
     controls = {c.elem_id: c for c in everything if c.elem_id and not isinstance(c, gr.Image)}
-    controls |= {c.elem_id: c for c in parameterizations_controls}
+    controls |= {c.elem_id: c for c in parameterizations_tab.controls}
     restore_page = restore.make_restore(controls)
     link_button.click(
         restore.make_link(controls, current_tab, sampling_tab.frame),
@@ -88,6 +88,22 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         )
     )
     sampling_tab.then_frames(loading)  # a talk link's run steps in the page at once
+    # The Parameterizations tab computes when it opens (on a link that opens on it, after that link's run).
+    paper_tab = parameterizations_tab
+    parameterizations_page.select(
+        parameterizations.open_tab,
+        paper_tab.open_inputs,
+        paper_tab.open_outputs,
+        api_visibility="private",
+        **MODEL_WORK,
+    )
+    loading.then(
+        parameterizations.open_if_shown,
+        [current_tab, *paper_tab.open_inputs],
+        paper_tab.open_outputs,
+        api_visibility="private",
+        **MODEL_WORK,
+    )
     demo.unload(forget_session)
 
 configure_queue(demo)

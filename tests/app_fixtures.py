@@ -10,6 +10,7 @@ from pathlib import Path
 import explorer.models.refs as refs
 
 NAMES = [f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v")]
+NAMES += ["moons-eps-minsnr5"]  # ε trained with min-SNR-5 weighting, beside moons-eps on the Parameterizations tab
 CHECKPOINT_FILES = ("config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors")
 PREDICTIONS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright cannot download browsers here
@@ -26,7 +27,7 @@ CHROMIUM_ARGS = [
 
 @functools.cache
 def ensure_models() -> Path:
-    """Point `explorer.models.refs` at a folder holding all nine bundled names (real ones when present)."""
+    """Point `explorer.models.refs` at a folder holding every bundled name in NAMES (real ones when present)."""
     if all((refs.PRETRAINED_DIR / name / file).is_file() for name in NAMES for file in CHECKPOINT_FILES):
         return refs.PRETRAINED_DIR
     from diffusers import DDPMScheduler
@@ -37,7 +38,7 @@ def ensure_models() -> Path:
 
     folder = Path(tempfile.mkdtemp(prefix="explorer-test-models-"))
     for name in NAMES:
-        data, suffix = name.split("-")
+        data, suffix = name.split("-")[:2]
         out = folder / name
         build_model(Dataset(data)).save_pretrained(out, safe_serialization=True)
         DDPMScheduler(**scheduler_config(Dataset(data), Prediction(PREDICTIONS[suffix]))).save_pretrained(out)

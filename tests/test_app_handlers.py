@@ -207,6 +207,24 @@ def test_compare_shows_three_models():
     assert width >= 3 * 160 and height >= 4 * 160  # truth and three models, three 160-pixel scatter panels each
 
 
+def test_the_parameterizations_tab_fills_on_open_and_shows_the_last_run_with_its_t():
+    request = FakeRequest("table-open")
+    empty = parameterizations.open_tab("moons", 3, 0, 10, request=request)
+    assert len(empty) == parameterizations.OPEN_OUTPUTS and empty[3] is None  # no run yet: nothing to show
+    table_plot, rows = empty[4], empty[5]
+    assert {"RMS of ε", "ε: SNR", "min-SNR-5: min(SNR, 5)"} <= {trace.name for trace in table_plot.data}
+    assert "moons-eps-minsnr5" in rows and rows.count("\n|") >= 6  # header, rule, ε, x₀, v, u, min-SNR
+    _run(request, steps=5, batch=4)
+    run_views = parameterizations.trajectory_views(request)
+    assert isinstance(run_views, Image.Image)
+    skipped = parameterizations.open_if_shown("sampling", "moons", 3, 0, 10, request=request)
+    assert len(skipped) == parameterizations.OPEN_OUTPUTS
+    shown = parameterizations.open_if_shown(parameterizations.TAB_ID, "moons", 3, 0, 10, request=request)
+    assert isinstance(shown[3], Image.Image) and shown[3].size == run_views.size
+    with pytest.raises(gr.Error, match="data must be"):
+        parameterizations.parameterization_table("uploaded image", 0)
+
+
 def _restored(**params: str) -> dict:
     """What the page load sets from a URL: {"tab", "frame", "present", then each control by name: value}."""
     import app

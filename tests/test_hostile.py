@@ -50,6 +50,9 @@ CHANGES: dict[str, dict[str, Any]] = {
     "frame_png": {"frame_slider": 1},
     "compare": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},
     "compare_picture": {"cmp_data": "ring", "cmp_t": 10},
+    "parameterization_table": {"cmp_data": "ring"},
+    "open_tab": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},  # the Parameterizations tab opened
+    "open_if_shown": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},  # a page load (tab from the URL)
     "cloud": {"cloud_point": 0},
     "model_schedule": {"schedule_model": "digits-eps"},
     "update_schedules_1": {},  # after model_schedule: the Schedules view redrawn

@@ -1,7 +1,10 @@
-"""Parameterizations view: ε-, x₀- and v-prediction models on the same x_t, errors in every space, KL terms."""
+"""Parameterizations view: ε-, x₀- and v-prediction models on the same x_t, errors in every space, KL terms, and the
+parameterization table measured (target sizes, implied weights, min-SNR); it fills when its tab opens."""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from enum import StrEnum
 
 import gradio as gr
@@ -10,11 +13,15 @@ import torch
 from PIL import Image
 
 from explorer.data import X0Source, choose_x0, point_set, spread_subset
-from explorer.diffusion.indexing import timestep_of
+from explorer.diffusion.indexing import paper_t, timestep_of
+from explorer.diffusion.measured_table import measure_table
 from explorer.diffusion.teacher import TeacherForcing, teacher_force
 from explorer.diffusion.views import PREDICTION_VIEWS, X0
-from explorer.figures.images import image_grid, labelled_row, scatter_frame
+from explorer.diffusion.weighting import Target
+from explorer.figures.images import image_grid, labelled_row, scatter_frame, with_caption
 from explorer.figures.sampling import comparison_figure
+from explorer.figures.weighting import table_figure
+from explorer.figures.weighting_rows import rows_markdown, table_rows
 from explorer.validation import check_choice, check_int, check_seed, check_text
 from ui import state
 from ui.common import MODEL_WORK, slider_events, user_errors
@@ -26,6 +33,11 @@ SUFFIXES = tuple(view.name for view in PREDICTION_VIEWS)  # bundled models are n
 EXAMPLES = 8
 DIGIT_STRIDE = 101  # the held-out digits are sorted by class, 100 each: one example of 0, 1, 2, …
 POINTS = 256
+TABLE_STEPS = 16  # t measured: this many evenly spaced, and as many geometrically spaced (both ends of t show)
+TABLE_DIGITS = 4  # digits per t in the measured table (1,024 values: an RMS's standard error ≈ 0.022)
+TAB_ID = "parameterizations"  # the tab's id in app.py and in links (tab=parameterizations)
+OPEN_OUTPUTS = 6  # comparison figure, picture, summary, last run, table figure, table rows
+MIN_SNR = {"moons": ("moons-eps", "moons-eps-minsnr5", 5.0)}  # uniform ε, min-SNR-γ ε (same recipe), γ
 INTRO = """### ε, x₀ or v: the same information, different targets
 Three bundled models were trained on the same data, each predicting a different quantity; the fourth, `exact-*`, is
 the exact denoiser E[x₀ | x<sub>t</sub>] of their training set (no parameters). Here they see the same
@@ -78,12 +90,13 @@ def side_by_side(result: TeacherForcing, k: int) -> Image.Image:
 
 
 def trajectory_views(request: gr.Request | None):
-    """This session's run seen as x̂₀, ε̂ and v̂ over ten frames (first sample), or None without a run."""
+    """This session's run seen as x̂₀, ε̂ and v̂ over ten frames (first sample), each t labelled; None without a run."""
     stored = state.STORE.get(state.session_of(request))
     if stored is None:
         return None
     compact = stored.compact
     frames = np.unique(np.round(np.linspace(0, len(compact) - 1, 10)).astype(int))
+    shown_t = paper_t(np.asarray(compact.timesteps)[frames])
     rows = []
     for view in (X0, *(v for v in PREDICTION_VIEWS if v is not X0)):
         batch = torch.stack([compact.view(view.name, int(k))[0] for k in frames])  # [F, *shape]
@@ -93,13 +106,24 @@ def trajectory_views(request: gr.Request | None):
         else:
             pictures = drawing_of(stored.model).pixels(batch, view.half_range)  # latents: the linear projection
             rows.append((view.title, image_grid(pictures, columns=len(frames), scale=4)))
-    return labelled_row(rows)
+    if batch.ndim == 2:
+        caption = f"{stored.model}: every sample at the last frame, t = {shown_t[-1]}"
+    else:
+        caption = f"{stored.model}, first sample; columns left to right: t = " + ", ".join(map(str, shown_t))
+    return with_caption(labelled_row(rows), caption)
 
 
 def _forced(data: str, seed: float, *, t: float | None = None, count: int = 1) -> TeacherForcing:
     """Teacher forcing of the three models of `data`: at paper step t, or at `count` evenly spaced steps."""
     source = X0Source(check_choice("data", data, DataChoice).value)
     chosen_seed = check_seed(seed)
+    if t is not None:
+        t = check_int("t", t, 1, 1000)
+    return _forced_cached(source, chosen_seed, t, count)
+
+
+@functools.lru_cache(maxsize=8)
+def _forced_cached(source: X0Source, seed: int, t: int | None, count: int) -> TeacherForcing:
     denoisers = models_for(source)
     T = denoisers[0].schedule.num_train_timesteps
     if t is not None:
@@ -110,7 +134,66 @@ def _forced(data: str, seed: float, *, t: float | None = None, count: int = 1) -
         x0 = torch.cat([choose_x0(source, DIGIT_STRIDE * k) for k in range(EXAMPLES)])
     else:
         x0 = spread_subset(point_set(source.dataset), POINTS)  # both moons, not the first (upper) one only
-    return teacher_force(denoisers, x0=x0, timesteps=timesteps, seed=chosen_seed)
+    return teacher_force(denoisers, x0=x0, timesteps=timesteps, seed=seed)
+
+
+def table_timesteps(T: int, count: int = TABLE_STEPS) -> np.ndarray:
+    """0-based timesteps of the measured table: `count` evenly spaced over 1..T and `count` geometrically spaced."""
+    even = np.linspace(0, T - 1, count)
+    geometric = timestep_of(np.round(np.geomspace(1, T, count)).astype(np.int64))
+    return np.unique(np.concatenate([np.round(even).astype(np.int64), geometric]))
+
+
+@functools.lru_cache(maxsize=6)
+def _table(source: X0Source, seed: int):
+    """The measured parameterization table of `source`'s models: (figure, Markdown rows)."""
+    denoisers = models_for(source)
+    pair = MIN_SNR.get(source.dataset.value)
+    if pair is not None:
+        denoisers.append(load_model(pair[1]))
+    schedule = denoisers[0].schedule
+    if source is X0Source.DIGIT:
+        x0 = torch.cat([choose_x0(source, DIGIT_STRIDE * k) for k in range(TABLE_DIGITS)])
+    else:
+        x0 = spread_subset(point_set(source.dataset), POINTS)
+    forced = teacher_force(denoisers, x0=x0, timesteps=table_timesteps(schedule.num_train_timesteps), seed=seed)
+    table = measure_table(forced, schedule)
+    networks = {Target(m.prediction.value): m.name for m in denoisers[:3]}
+    rows = table_rows(table, networks, min_snr=pair)
+    gamma = pair[2] if pair is not None else 5.0
+    figure = table_figure(table, gamma=gamma, min_snr=pair[:2] if pair is not None else None)
+    text = (
+        f"Measured at {len(table.timesteps)} t on {x0.shape[0]} x₀ ({table.samples} values per t; data mean square "
+        f"m2 = {table.m2:.3g}), same noise for every model (seed {seed}). Every number below is read off these "
+        "curves.\n\n" + rows_markdown(rows)
+    )
+    return figure, text
+
+
+@user_errors
+def parameterization_table(data: str, seed: float):
+    """The parameterization table measured on the bundled models of `data`: figure and Markdown."""
+    source = X0Source(check_choice("data", data, DataChoice).value)
+    return _table(source, check_seed(seed))
+
+
+@user_errors
+def open_tab(data: str, steps: float, seed: float, t: float, request: gr.Request = None):
+    """Everything the tab shows, computed when it opens: the comparison, the measured table and the last run."""
+    return (*compare(data, steps, seed, t, request), *parameterization_table(data, seed))
+
+
+@user_errors
+def open_if_shown(tab: str, data: str, steps: float, seed: float, t: float, request: gr.Request = None):
+    """`open_tab` when the page opens on this tab (a link with tab=parameterizations), else nothing (its inputs are
+    checked either way: a bad value is refused, never skipped)."""
+    check_choice("data", data, DataChoice)
+    check_int("number of steps compared", steps, 2, 100)
+    check_seed(seed)
+    check_int("t", t, 1, 1000)
+    if tab != TAB_ID:
+        return (gr.skip(),) * OPEN_OUTPUTS
+    return open_tab(data, steps, seed, t, request)
 
 
 @user_errors
@@ -179,7 +262,31 @@ def compare_checkpoints(first: str, second: str, steps: float, seed: float, requ
     return comparison_figure(result), summary
 
 
-def build() -> dict:
+TABLE_INTRO = r"""### The parameterization table, measured
+The same information, four targets: ε, x₀, v = √ᾱ ε − √(1−ᾱ) x₀ and the flow-matching velocity u = ε − x₀ (of the
+path x = (1 − σ) x₀ + σ ε with the same SNR, σ = 1/(1 + √SNR)). Any prediction converts exactly into x̂₀, so each
+loss is an MSE on x₀ with a weight that depends on t:
+
+$$\|\varepsilon - \hat\varepsilon\|^2 = \mathrm{SNR}_t\,\|x_0 - \hat x_0\|^2, \qquad
+\|v - \hat v\|^2 = (1 + \mathrm{SNR}_t)\,\|x_0 - \hat x_0\|^2, \qquad
+\|u - \hat u\|^2 = \frac{\|x_0 - \hat x_0\|^2}{\sigma^2} = (1 + \sqrt{\mathrm{SNR}_t})^2\,\|x_0 - \hat x_0\|^2$$
+
+min-SNR-γ (Hang et al. 2023) replaces the weight by min(SNR<sub>t</sub>, γ). Below: each target's size, the weights
+(the markers are measured error ratios), where each model's own error is large, and, on moons, an ε model trained
+with uniform weighting beside the same recipe trained with min-SNR-5 (`moons-eps-minsnr5`). The table's last column
+is computed from the curves each time they are drawn."""
+
+
+@dataclass(frozen=True)
+class ParameterizationsTab:
+    """What app.py wires: the controls (URL parameters), and the handler that fills the tab when it opens."""
+
+    controls: list  # components with an elem_id
+    open_inputs: list  # data, steps, seed, t
+    open_outputs: list  # OPEN_OUTPUTS components
+
+
+def build() -> ParameterizationsTab:
     gr.Markdown(INTRO)
     with gr.Row():
         data = gr.Radio([c.value for c in DataChoice], value=DataChoice.DIGIT.value, label="data", elem_id="cmp_data")
@@ -194,8 +301,14 @@ def build() -> dict:
         "prediction converted to ε, x₀ and v (grey = 0; ε and v are shown on ±3)."
     )
     picture = gr.Image(show_label=False, format="png", type="pil", interactive=False, elem_id="comparison_picture")
-    gr.Markdown("**Your last run** (Reverse sampling tab) seen as x̂₀, ε̂ and v̂ over ten of its frames.")
+    gr.Markdown(
+        "**Your last run** (Reverse sampling tab) seen as x̂₀, ε̂ and v̂ over ten of its frames (empty until you run a "
+        "model; refreshed each time this tab opens)."
+    )
     run_views = gr.Image(show_label=False, format="png", type="pil", interactive=False, elem_id="comparison_run")
+    gr.Markdown(TABLE_INTRO, latex_delimiters=[{"left": "$$", "right": "$$", "display": True}])
+    table_plot = gr.Plot(label="the parameterization table, measured", elem_id="table_plot")
+    table_text = gr.Markdown(elem_id="table_rows")
     with gr.Accordion("Two Hub checkpoints on your last latent run (SD 2.1-base ε against SD 2.1 v)", open=False):
         gr.Markdown(
             "Teacher forcing of two checkpoints that share a latent space and schedule family on the final latents of "
@@ -235,4 +348,13 @@ def build() -> dict:
         trigger_mode="always_last",
         show_progress="hidden",
     )
-    return {"inputs": inputs, "outputs": outputs}
+    gr.on(
+        triggers=[button.click, data.change],
+        fn=parameterization_table,
+        inputs=[data, seed],
+        outputs=[table_plot, table_text],
+        api_name="parameterization_table",
+        **MODEL_WORK,
+        trigger_mode="always_last",
+    )
+    return ParameterizationsTab(inputs, inputs, [*outputs, table_plot, table_text])

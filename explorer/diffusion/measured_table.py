@@ -1,0 +1,108 @@
+"""The parameterization table measured: per t, each target's size and each model's error in every space.
+
+Built from a teacher-forcing result on known x₀ (`explorer.diffusion.teacher.teacher_force`), so that every model
+saw the same x_t. The flow velocity u = ε − x₀ is a fourth space: no bundled model predicts it, but every
+prediction converts into it (û = ε̂ − x̂₀, the velocity of the flow path at the same SNR; `weighting`). The seam for
+flow models: once a denoiser can predict u, its `ModelErrors.target` is `Target.FLOW` and its own error is
+errors[FLOW]; nothing else here changes.
+
+    code name             symbol                   meaning, one value per t ([S], float64)
+    timesteps             t − 1                    diffusers' 0-based timesteps (paper t via `indexing.paper_t`)
+    snr, alpha_cumprod    SNR_t, ᾱ_t               the schedule's
+    m2                    E‖x₀‖²/D                 the mean square of the x₀ used (one number)
+    rms[target]           √(mean (target)²)        measured over the batch and the dimensions
+    closed_rms[target]    `weighting.target_rms`   its expectation for ε ~ N(0, I) independent of x₀
+    errors[target]        mean (target − target̂)²  one model's teacher-forced MSE in that space
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from explorer.diffusion.schedules import Schedule
+from explorer.diffusion.teacher import TeacherForcing
+from explorer.diffusion.weighting import Target, flow_velocity, target_rms
+
+_FIELDS = {Target.EPSILON: "eps", Target.SAMPLE: "x0", Target.V_PREDICTION: "v"}  # TeacherForcing's names
+
+
+@dataclass(frozen=True)
+class ModelErrors:
+    """One model's teacher-forced MSE per t in each of the four spaces ([S] float64 each)."""
+
+    name: str
+    target: Target  # what the model itself predicts
+    errors: dict[Target, np.ndarray]
+
+    def own(self) -> np.ndarray:
+        """The error in the model's own space: what its (uniform) training loss measured."""
+        return self.errors[self.target]
+
+
+@dataclass(frozen=True)
+class MeasuredTable:
+    """Per-t sizes of the four targets, measured and closed-form, and every model's errors."""
+
+    timesteps: np.ndarray  # int64 [S], ascending
+    snr: np.ndarray  # [S]
+    alpha_cumprod: np.ndarray  # [S]
+    m2: float
+    samples: int  # values averaged per t and target: batch × dimensions
+    rms: dict[Target, np.ndarray]
+    closed_rms: dict[Target, np.ndarray]
+    models: tuple[ModelErrors, ...]
+
+    def model(self, name: str) -> ModelErrors:
+        """The errors of the model called `name`; ValueError naming the ones measured otherwise."""
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise ValueError(f"no model named {name!r} was measured; measured: {', '.join(m.name for m in self.models)}")
+
+
+def _mean_square(values: torch.Tensor) -> np.ndarray:
+    """[S, B, *shape] → [S]: the mean of values² over the batch and the dimensions, float64."""
+    return values.reshape(values.shape[0], -1).double().pow(2).mean(dim=1).numpy()
+
+
+def measure_table(result: TeacherForcing, schedule: Schedule) -> MeasuredTable:
+    """The measured table of a teacher-forcing `result` made from known x₀ (its timesteps in any order)."""
+    if result.eps is None or result.x0 is None:
+        raise ValueError("the measured table needs teacher forcing on known x₀ (not a sampled trajectory)")
+    order = np.argsort(result.timesteps, kind="stable")
+    steps = result.timesteps[order]
+    truth = {target: getattr(result, field)[order] for target, field in _FIELDS.items()}
+    truth[Target.FLOW] = flow_velocity(truth[Target.SAMPLE], truth[Target.EPSILON])
+    alpha_cumprod = schedule.alphas_cumprod[steps]
+    m2 = float(truth[Target.SAMPLE][0].double().pow(2).mean())
+    models = []
+    for forced in result.models:
+        predicted = {target: getattr(forced, field)[order] for target, field in _FIELDS.items()}
+        predicted[Target.FLOW] = flow_velocity(predicted[Target.SAMPLE], predicted[Target.EPSILON])
+        errors = {target: _mean_square(predicted[target].double() - truth[target].double()) for target in Target}
+        models.append(ModelErrors(forced.name, Target(forced.prediction.value), errors))
+    return MeasuredTable(
+        timesteps=steps.astype(np.int64),
+        snr=schedule.snr[steps],
+        alpha_cumprod=alpha_cumprod,
+        m2=m2,
+        samples=int(truth[Target.EPSILON][0].numel()),
+        rms={target: np.sqrt(_mean_square(values)) for target, values in truth.items()},
+        closed_rms={target: target_rms(target, alpha_cumprod, m2) for target in Target},
+        models=tuple(models),
+    )
+
+
+def crossings(t: np.ndarray, first: np.ndarray, second: np.ndarray) -> list[float]:
+    """Where two positive curves over ascending t cross: t interpolated linearly on log(first / second).
+
+    NaN values (an undefined conversion) are skipped; a curve that touches without changing sign is not a crossing.
+    """
+    gap = np.log(np.asarray(first, dtype=np.float64)) - np.log(np.asarray(second, dtype=np.float64))
+    keep = np.isfinite(gap)
+    t, gap = np.asarray(t, dtype=np.float64)[keep], gap[keep]
+    change = np.flatnonzero(gap[:-1] * gap[1:] < 0)
+    return [float(t[k] + (t[k + 1] - t[k]) * gap[k] / (gap[k] - gap[k + 1])) for k in change]

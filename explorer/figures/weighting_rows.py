@@ -1,0 +1,192 @@
+"""The chapter's parameterization table, one row per target, each with a sentence computed from the measured curves.
+
+Nothing here is typed as a result: every t, ratio and size in a sentence is read off a `MeasuredTable`. "Which end
+of t is hard" compares a model's own-space MSE relative to its target's mean square at the lowest and the highest
+t measured (a factor `HARD_FACTOR` apart or more names one end, else both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from explorer.diffusion.indexing import paper_t
+from explorer.diffusion.measured_table import MeasuredTable, crossings
+from explorer.diffusion.weighting import Target, implied_weight
+
+HARD_FACTOR = 3.0
+TARGET_SIZE = {
+    Target.EPSILON: "1",
+    Target.SAMPLE: "√m2 (the data's RMS)",
+    Target.V_PREDICTION: "√(ᾱ + (1−ᾱ) m2)",
+    Target.FLOW: "√(1 + m2)",
+}
+WEIGHT = {Target.EPSILON: "SNR", Target.SAMPLE: "1", Target.V_PREDICTION: "1 + SNR", Target.FLOW: "(1 + √SNR)²"}
+ROW_NAMES = {
+    Target.EPSILON: "ε-prediction",
+    Target.SAMPLE: "x₀-prediction",
+    Target.V_PREDICTION: "v-prediction",
+    Target.FLOW: "flow velocity u",
+}
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row: the parameterization, its target's size and implied weight (closed forms), and what was measured."""
+
+    name: str
+    target_size: str
+    weight: str
+    measured: str
+
+
+def _g(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _range(values: np.ndarray) -> str:
+    low, high = _g(np.nanmin(values)), _g(np.nanmax(values))
+    return low if low == high else f"{low}–{high}"
+
+
+def _t(table: MeasuredTable) -> np.ndarray:
+    return paper_t(table.timesteps).astype(np.float64)
+
+
+def _size_clause(table: MeasuredTable, target: Target) -> str:
+    rms, closed = table.rms[target], table.closed_rms[target]
+    gap, error = np.abs(rms - closed).max(), (2 * table.samples) ** -0.5
+    return (
+        f"RMS measured {_range(rms)} (closed form {_range(closed)}; largest gap {_g(gap)} on "
+        f"{table.samples} values per t, where one standard error of an RMS near 1 is ≈ {_g(error)})"
+    )
+
+
+def hard_end(table: MeasuredTable, name: str) -> str:
+    """'low t', 'high t' or 'both ends': where the model's own-space MSE ÷ target mean square is larger."""
+    model = table.model(name)
+    relative = model.own() / table.rms[model.target] ** 2
+    low, high = relative[0], relative[-1]
+    if low >= HARD_FACTOR * high:
+        return "low t"
+    if high >= HARD_FACTOR * low:
+        return "high t"
+    return "both ends"
+
+
+def _own_clause(table: MeasuredTable, name: str) -> str:
+    model = table.model(name)
+    t = _t(table)
+    relative = model.own() / table.rms[model.target] ** 2
+    end = hard_end(table, name)
+    return (
+        f"{name}'s own MSE ÷ target mean square is {_g(relative[0])} at t = {t[0]:.0f} and {_g(relative[-1])} at "
+        f"t = {t[-1]:.0f} (largest {_g(np.nanmax(relative))} at t = {t[np.nanargmax(relative)]:.0f}): "
+        + ("neither end is easy" if end == "both ends" else f"the {end.replace(' ', '-')} end is hard")
+    )
+
+
+def _versus_clause(table: MeasuredTable, name: str, other: str) -> str:
+    """Where `name` beats `other` in x₀ space: the two ends, and where the measured curves cross."""
+    t = _t(table)
+    mine, theirs = table.model(name).errors[Target.SAMPLE], table.model(other).errors[Target.SAMPLE]
+    ratio = mine / theirs
+    where = crossings(t, mine, theirs)
+    text = f"in x₀ space its MSE is {_g(ratio[0])}× {other}'s at t = {t[0]:.0f} and {_g(ratio[-1])}× at t = {t[-1]:.0f}"
+    if not where:
+        return text + ", and the curves never cross"
+    if len(where) <= 2:
+        return text + "; the curves cross at t ≈ " + " and ".join(f"{x:.0f}" for x in where)
+    inside = (t >= where[0]) & (t <= where[-1])
+    spread = np.abs(np.log(ratio[inside])).max()
+    return text + (
+        f"; they first cross at t ≈ {where[0]:.0f} and last at t ≈ {where[-1]:.0f} ({len(where)} crossings), within "
+        f"{_g(100 * np.expm1(spread))} % of each other in between"
+    )
+
+
+def _both_ends_clause(table: MeasuredTable, name: str, low_model: str, high_model: str) -> str:
+    """v against ε at the lowest t and against x₀ at the highest t, in x₀ space."""
+    t, mine = _t(table), table.model(name).errors[Target.SAMPLE]
+    low = mine[0] / table.model(low_model).errors[Target.SAMPLE][0]
+    high = mine[-1] / table.model(high_model).errors[Target.SAMPLE][-1]
+    return (
+        f"in x₀ space its MSE is {_g(low)}× {low_model}'s at t = {t[0]:.0f} and {_g(high)}× {high_model}'s at "
+        f"t = {t[-1]:.0f}"
+    )
+
+
+def _weight_clause(table: MeasuredTable, target: Target) -> str:
+    t, weight = _t(table), implied_weight(target, table.snr)
+    if np.ptp(weight) == 0:
+        return f"weight on ‖x₀ − x̂₀‖² {_g(weight[0])} at every t"
+    return f"weight on ‖x₀ − x̂₀‖² from {_g(weight[0])} at t = {t[0]:.0f} to {_g(weight[-1])} at t = {t[-1]:.0f}"
+
+
+def min_snr_sentence(table: MeasuredTable, uniform: str, weighted: str, gamma: float) -> str:
+    """How the min-SNR-γ ε model's x₀ error compares with the uniform one's, split where SNR = γ."""
+    t = _t(table)
+    ratio = table.model(weighted).errors[Target.SAMPLE] / table.model(uniform).errors[Target.SAMPLE]
+    above = table.snr > gamma  # low t: min-SNR weighs these steps γ/SNR < 1 times plain ε-MSE
+    parts = []
+    for mask, where in ((above, f"SNR > {gamma:g}"), (~above, f"SNR ≤ {gamma:g}")):
+        if mask.any():
+            mean = float(np.exp(np.log(ratio[mask]).mean()))
+            parts.append(f"{_g(mean)}× on the {mask.sum()} t with {where} (t {t[mask].min():.0f}–{t[mask].max():.0f})")
+    return (
+        f"{weighted}'s x₀ MSE ÷ {uniform}'s, geometric mean: " + ", ".join(parts) + f"; {_g(ratio[-1])}× at "
+        f"t = {t[-1]:.0f}. Its loss is plain ε-MSE × min(SNR, {gamma:g})/SNR, less than 1 only where SNR > {gamma:g}."
+    )
+
+
+def table_rows(
+    table: MeasuredTable,
+    networks: dict[Target, str],
+    *,
+    min_snr: tuple[str, str, float] | None = None,
+) -> list[TableRow]:
+    """One row per target, in the order ε, x₀, v, u, then min-SNR when (uniform, weighted, γ) is given.
+
+    networks: the model measured for each of ε, x₀, v (a target left out gets its closed forms and no model clause).
+    """
+    rows = []
+    for target in Target:
+        clauses = [_size_clause(table, target), _weight_clause(table, target)]
+        name = networks.get(target)
+        if name is not None:
+            clauses.append(_own_clause(table, name))
+            if target is Target.V_PREDICTION and {Target.EPSILON, Target.SAMPLE} <= networks.keys():
+                clauses.append(_both_ends_clause(table, name, networks[Target.EPSILON], networks[Target.SAMPLE]))
+            elif target is Target.EPSILON and Target.SAMPLE in networks:
+                clauses.append(_versus_clause(table, name, networks[Target.SAMPLE]))
+        if target is Target.FLOW:
+            errors = {m.name: float(np.exp(np.log(m.errors[target]).mean())) for m in table.models}
+            trained = {n: e for n, e in errors.items() if n in networks.values()} or errors
+            best = min(trained, key=trained.get)
+            clauses.append(
+                f"no model here predicts u; converted (û = ε̂ − x̂₀), the lowest geometric-mean u-MSE of the networks "
+                f"is {best}'s ({_g(errors[best])}; the least of every model measured: {_g(min(errors.values()))})"
+            )
+        rows.append(TableRow(ROW_NAMES[target], TARGET_SIZE[target], WEIGHT[target], "; ".join(clauses) + "."))
+    if min_snr is not None:
+        uniform, weighted, gamma = min_snr
+        rows.append(
+            TableRow(
+                f"ε with min-SNR-{gamma:g}",
+                TARGET_SIZE[Target.EPSILON],
+                f"min(SNR, {gamma:g})",
+                min_snr_sentence(table, uniform, weighted, gamma),
+            )
+        )
+    return rows
+
+
+def rows_markdown(rows: list[TableRow]) -> str:
+    """The rows as a Markdown table."""
+    lines = [
+        "| parameterization | target RMS | weight on ‖x₀ − x̂₀‖² | what the measured curves show |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {r.name} | {r.target_size} | {r.weight} | {r.measured} |" for r in rows]
+    return "\n".join(lines)
