@@ -12,7 +12,7 @@ from explorer.diffusion.measured_table import MeasuredTable, ModelErrors, crossi
 from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.teacher import teacher_force
-from explorer.diffusion.weighting import Target, flow_sigma, implied_weight, min_snr_weight, target_rms
+from explorer.diffusion.weighting import flow_sigma, implied_weight, min_snr_weight, target_rms
 from explorer.figures.weighting import table_figure
 from explorer.figures.weighting_rows import hard_end, min_snr_sentence, table_rows
 from tools.train import LossWeighting, loss_weights
@@ -46,10 +46,10 @@ def test_each_targets_error_is_its_implied_weight_times_the_x0_error(a):
 
     x0_error = float(((x0 - x0_hat) ** 2).sum())
     expected = {
-        Target.EPSILON: (float(((eps - eps_hat) ** 2).sum()), snr),
-        Target.SAMPLE: (x0_error, 1.0),
-        Target.V_PREDICTION: (float(((v - v_hat) ** 2).sum()), 1 + snr),
-        Target.FLOW: (float(((u - u_hat) ** 2).sum()), 1 / sigma**2),
+        Prediction.EPSILON: (float(((eps - eps_hat) ** 2).sum()), snr),
+        Prediction.SAMPLE: (x0_error, 1.0),
+        Prediction.V_PREDICTION: (float(((v - v_hat) ** 2).sum()), 1 + snr),
+        Prediction.FLOW: (float(((u - u_hat) ** 2).sum()), 1 / sigma**2),
     }
     for target, (error, weight) in expected.items():
         assert implied_weight(target, snr) == pytest.approx(weight, rel=1e-10)
@@ -65,7 +65,7 @@ def test_min_snr_is_min_snr_gamma_on_the_x0_error_and_what_training_uses(predict
     reference = np.minimum(schedule.snr, gamma)
     np.testing.assert_allclose(min_snr_weight(schedule.snr, gamma), reference, rtol=1e-15)
     trained = loss_weights(LossWeighting.MIN_SNR, Prediction(prediction), schedule, timestep, gamma).double().numpy()
-    on_x0 = trained * implied_weight(Target(prediction), schedule.snr)  # the loss in x₀ terms
+    on_x0 = trained * implied_weight(Prediction(prediction), schedule.snr)  # the loss in x₀ terms
     np.testing.assert_allclose(on_x0, reference, rtol=1e-6)
     with pytest.raises(ValueError, match="gamma"):
         min_snr_weight(schedule.snr, 0.0)
@@ -73,11 +73,11 @@ def test_min_snr_is_min_snr_gamma_on_the_x0_error_and_what_training_uses(predict
 
 def test_weights_at_the_extremes_of_snr():
     assert implied_weight("epsilon", 0.0) == 0 and implied_weight("v_prediction", 0.0) == 1
-    assert implied_weight("flow", 0.0) == 1 and implied_weight("sample", np.inf) == 1
-    assert np.isinf(implied_weight("epsilon", np.inf)) and np.isinf(implied_weight("flow", np.inf))
+    assert implied_weight("flow_prediction", 0.0) == 1 and implied_weight("sample", np.inf) == 1
+    assert np.isinf(implied_weight("epsilon", np.inf)) and np.isinf(implied_weight("flow_prediction", np.inf))
     with pytest.raises(ValueError, match="SNR"):
         implied_weight("epsilon", -1.0)
-    with pytest.raises(ValueError, match="target"):
+    with pytest.raises(ValueError, match="prediction type"):
         implied_weight("score", 1.0)
 
 
@@ -104,12 +104,12 @@ def test_measured_target_sizes_match_their_closed_forms_within_sampling_error():
     m2 = float(x0.double().pow(2).mean())
     assert m2 == pytest.approx(1.0, rel=1e-6) and table.m2 == pytest.approx(m2, rel=1e-6)
     tolerance = 5 * (2 / values) ** 0.5  # five standard errors of an RMS near 1 (each mean square has s.e. ≤ 2/√N)
-    np.testing.assert_allclose(table.rms[Target.EPSILON], 1.0, atol=tolerance)
-    np.testing.assert_allclose(table.rms[Target.SAMPLE], m2**0.5, rtol=1e-6)  # x₀ is the data itself
-    np.testing.assert_allclose(table.rms[Target.V_PREDICTION], np.sqrt(a + (1 - a) * m2), atol=tolerance)
-    np.testing.assert_allclose(table.rms[Target.V_PREDICTION], 1.0, atol=tolerance)  # unit variance: v's RMS → 1
-    np.testing.assert_allclose(table.rms[Target.FLOW], np.sqrt(1 + m2), atol=tolerance)
-    for target in Target:  # and the module's closed forms are those formulas
+    np.testing.assert_allclose(table.rms[Prediction.EPSILON], 1.0, atol=tolerance)
+    np.testing.assert_allclose(table.rms[Prediction.SAMPLE], m2**0.5, rtol=1e-6)  # x₀ is the data itself
+    np.testing.assert_allclose(table.rms[Prediction.V_PREDICTION], np.sqrt(a + (1 - a) * m2), atol=tolerance)
+    np.testing.assert_allclose(table.rms[Prediction.V_PREDICTION], 1.0, atol=tolerance)  # unit variance: v's RMS → 1
+    np.testing.assert_allclose(table.rms[Prediction.FLOW], np.sqrt(1 + m2), atol=tolerance)
+    for target in Prediction:  # and the module's closed forms are those formulas
         np.testing.assert_allclose(table.closed_rms[target], target_rms(target, a, m2), rtol=1e-12)
     np.testing.assert_allclose(target_rms("v_prediction", a, 0.25), np.sqrt(a + 0.25 * (1 - a)), rtol=1e-12)
 
@@ -118,12 +118,12 @@ def test_measured_errors_in_every_space_are_the_weights_times_the_x0_error():
     x0 = _unit_data(512, seed=3)
     table = _measured(x0, [0, 49, 499, 999])
     for model in table.models:
-        for target in Target:
-            expected = implied_weight(target, table.snr) * model.errors[Target.SAMPLE]
+        for target in Prediction:
+            expected = implied_weight(target, table.snr) * model.errors[Prediction.SAMPLE]
             np.testing.assert_allclose(model.errors[target], expected, rtol=2e-3)
     # the x₀-prediction model "half" outputs 0.5 x_t: its x₀ error, written here, float64
     a = Schedule.from_name("linear", 1000).alphas_cumprod[table.timesteps]
-    assert table.model("half").errors[Target.SAMPLE][0] < table.model("half").errors[Target.SAMPLE][-1]
+    assert table.model("half").errors[Prediction.SAMPLE][0] < table.model("half").errors[Prediction.SAMPLE][-1]
     assert a[0] > a[-1]
 
 
@@ -144,10 +144,10 @@ def _synthetic(eps_low_hard: bool) -> MeasuredTable:
 
     def model(name, target, own):
         x0 = own / implied_weight(target, snr)
-        return ModelErrors(name, target, {t: implied_weight(t, snr) * x0 for t in Target})
+        return ModelErrors(name, target, {t: implied_weight(t, snr) * x0 for t in Prediction})
 
     eps_own = falling if eps_low_hard else rising
-    rms = {t: ones for t in Target}
+    rms = {t: ones for t in Prediction}
     return MeasuredTable(
         steps,
         snr,
@@ -156,18 +156,22 @@ def _synthetic(eps_low_hard: bool) -> MeasuredTable:
         100,
         rms,
         rms,
-        (model("e", Target.EPSILON, eps_own), model("x", Target.SAMPLE, rising), model("m", Target.EPSILON, falling)),
+        (
+            model("e", Prediction.EPSILON, eps_own),
+            model("x", Prediction.SAMPLE, rising),
+            model("m", Prediction.EPSILON, falling),
+        ),
     )
 
 
 def test_the_rows_follow_the_numbers_not_a_script():
     low, high = _synthetic(True), _synthetic(False)
     assert hard_end(low, "e") == "low t" and hard_end(high, "e") == "high t" and hard_end(low, "x") == "high t"
-    networks = {Target.EPSILON: "e", Target.SAMPLE: "x"}
+    networks = {Prediction.EPSILON: "e", Prediction.SAMPLE: "x"}
     first = table_rows(low, networks)[0].measured
     second = table_rows(high, networks)[0].measured
     assert "the low-t end is hard" in first and "the high-t end is hard" in second
-    ratio = low.model("e").errors[Target.SAMPLE][0] / low.model("x").errors[Target.SAMPLE][0]
+    ratio = low.model("e").errors[Prediction.SAMPLE][0] / low.model("x").errors[Prediction.SAMPLE][0]
     assert f"{ratio:.3g}× x's at t = 1" in first
     sentence = min_snr_sentence(low, "e", "m", 5.0)
     assert "SNR > 5" in sentence and "SNR ≤ 5" in sentence

@@ -15,9 +15,9 @@ from PIL import Image
 from explorer.data import X0Source, choose_x0, point_set, spread_subset
 from explorer.diffusion.indexing import paper_t, timestep_of
 from explorer.diffusion.measured_table import measure_table
+from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.teacher import TeacherForcing, teacher_force
 from explorer.diffusion.views import PREDICTION_VIEWS, X0
-from explorer.diffusion.weighting import Target
 from explorer.figures.images import image_grid, labelled_row, scatter_frame, with_caption
 from explorer.figures.sampling import comparison_figure
 from explorer.figures.weighting import table_figure
@@ -158,7 +158,7 @@ def _table(source: X0Source, seed: int):
         x0 = spread_subset(point_set(source.dataset), POINTS)
     forced = teacher_force(denoisers, x0=x0, timesteps=table_timesteps(schedule.num_train_timesteps), seed=seed)
     table = measure_table(forced, schedule)
-    networks = {Target(m.prediction.value): m.name for m in denoisers[:3]}
+    networks = {Prediction(m.prediction.value): m.name for m in denoisers[:3]}
     rows = table_rows(table, networks, min_snr=pair)
     gamma = pair[2] if pair is not None else 5.0
     figure = table_figure(table, gamma=gamma, min_snr=pair[:2] if pair is not None else None)

@@ -62,10 +62,10 @@ class FlowTarget(Mode, field="flow target"):
 def _sigma(sigma: Sigma, like: torch.Tensor) -> torch.Tensor:
     """σ as a tensor broadcasting against `like` ([B] → [B, 1, …]), checked to lie in [0, 1]."""
     dtype = torch.promote_types(like.dtype, torch.float32)
-    s = torch.as_tensor(sigma, dtype=torch.float64, device=like.device)
-    if torch.isnan(s).any() or (s < 0).any() or (s > 1).any():
+    sig = torch.as_tensor(sigma, dtype=torch.float64, device=like.device)
+    if torch.isnan(sig).any() or (sig < 0).any() or (sig > 1).any():
         raise ValueError("sigma (σ) must lie in [0, 1]")
-    return append_dims(s, like.ndim).to(dtype)
+    return append_dims(sig, like.ndim).to(dtype)
 
 
 def _refuse(where: torch.Tensor, message: str) -> None:
@@ -75,20 +75,20 @@ def _refuse(where: torch.Tensor, message: str) -> None:
 
 def path_point(x0: torch.Tensor, eps: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """x_σ = (1 − σ) x₀ + σ ε. x0, eps: [B, ...]; sigma a float or [B]."""
-    s = _sigma(sigma, x0)
-    return (1 - s) * x0 + s * eps
+    sig = _sigma(sigma, x0)
+    return (1 - sig) * x0 + sig * eps
 
 
 def path_scale(sigma: Sigma) -> torch.Tensor:
     """c(σ) = √((1 − σ)² + σ²) in float64: x_VP = x_σ / c."""
-    s = torch.as_tensor(sigma, dtype=torch.float64)
-    return ((1 - s) ** 2 + s**2).sqrt()
+    sig = torch.as_tensor(sigma, dtype=torch.float64)
+    return ((1 - sig) ** 2 + sig**2).sqrt()
 
 
 def alpha_cumprod_of_sigma(sigma: Sigma) -> torch.Tensor:
     """ᾱ(σ) = (1 − σ)² / ((1 − σ)² + σ²), the VP ᾱ of equal SNR, float64."""
-    s = torch.as_tensor(sigma, dtype=torch.float64)
-    return (1 - s) ** 2 / ((1 - s) ** 2 + s**2)
+    sig = torch.as_tensor(sigma, dtype=torch.float64)
+    return (1 - sig) ** 2 / ((1 - sig) ** 2 + sig**2)
 
 
 def sigma_of_alpha_cumprod(alpha_cumprod: Sigma) -> torch.Tensor:
@@ -123,9 +123,9 @@ def x0_from_u(x_sigma: torch.Tensor, u: torch.Tensor, sigma: Sigma) -> torch.Ten
 
 def u_from_x0(x_sigma: torch.Tensor, x0: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """u = (x_σ − x₀) / σ. Inverse of `x0_from_u`."""
-    s = _sigma(sigma, x_sigma)
-    _refuse(s == 0, _AT_ZERO.format(target="u from x₀"))
-    return (x_sigma - x0) / s
+    sig = _sigma(sigma, x_sigma)
+    _refuse(sig == 0, _AT_ZERO.format(target="u from x₀"))
+    return (x_sigma - x0) / sig
 
 
 def eps_from_u(x_sigma: torch.Tensor, u: torch.Tensor, sigma: Sigma) -> torch.Tensor:
@@ -135,23 +135,23 @@ def eps_from_u(x_sigma: torch.Tensor, u: torch.Tensor, sigma: Sigma) -> torch.Te
 
 def u_from_eps(x_sigma: torch.Tensor, eps: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """u = (ε − x_σ) / (1 − σ). Inverse of `eps_from_u`."""
-    s = _sigma(sigma, x_sigma)
-    _refuse(s == 1, _AT_ONE.format(target="u from ε"))
-    return (eps - x_sigma) / (1 - s)
+    sig = _sigma(sigma, x_sigma)
+    _refuse(sig == 1, _AT_ONE.format(target="u from ε"))
+    return (eps - x_sigma) / (1 - sig)
 
 
 def v_from_u(x_sigma: torch.Tensor, u: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """v = ((1 − 2σ) x_σ + c² u) / c, the VP v at equal SNR (v = √ᾱ ε − √(1−ᾱ) x₀). Inverse of `u_from_v`."""
-    s = _sigma(sigma, x_sigma)
-    c = ((1 - s) ** 2 + s**2).sqrt()
-    return ((1 - 2 * s) * x_sigma + c**2 * u) / c
+    sig = _sigma(sigma, x_sigma)
+    c = ((1 - sig) ** 2 + sig**2).sqrt()
+    return ((1 - 2 * sig) * x_sigma + c**2 * u) / c
 
 
 def u_from_v(x_sigma: torch.Tensor, v: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """u = (c v − (1 − 2σ) x_σ) / c². Inverse of `v_from_u`; defined everywhere (c ≥ 1/√2)."""
-    s = _sigma(sigma, x_sigma)
-    c = ((1 - s) ** 2 + s**2).sqrt()
-    return (c * v - (1 - 2 * s) * x_sigma) / c**2
+    sig = _sigma(sigma, x_sigma)
+    c = ((1 - sig) ** 2 + sig**2).sqrt()
+    return (c * v - (1 - 2 * sig) * x_sigma) / c**2
 
 
 def u_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -283,10 +283,10 @@ def exact_velocity(data: torch.Tensor, x_sigma: torch.Tensor, sigma: Sigma) -> t
     conditional velocities ε − x_n are straight lines; their posterior average u* is what bends the trajectories.
     data: [N, ...] with the sample shape of x_sigma [B, ...]; sigma in (0, 1], a float or [B]. Returns float64.
     """
-    s = torch.as_tensor(sigma, dtype=torch.float64).expand(x_sigma.shape[0])  # [B]
-    _refuse(s == 0, _AT_ZERO.format(target="the exact velocity"))
+    sig = torch.as_tensor(sigma, dtype=torch.float64).expand(x_sigma.shape[0])  # [B]
+    _refuse(sig == 0, _AT_ZERO.format(target="the exact velocity"))
     flat = x_sigma.reshape(x_sigma.shape[0], -1).double()  # [B, D]
     points = data.reshape(data.shape[0], -1).double()  # [N, D]
-    weights = posterior_weights(points, flat / path_scale(s)[:, None], alpha_cumprod_of_sigma(s))  # [B, N]
+    weights = posterior_weights(points, flat / path_scale(sig)[:, None], alpha_cumprod_of_sigma(sig))  # [B, N]
     x0_hat = weights @ points  # [B, D]
-    return ((flat - x0_hat) / s[:, None]).reshape(x_sigma.shape)
+    return ((flat - x0_hat) / sig[:, None]).reshape(x_sigma.shape)

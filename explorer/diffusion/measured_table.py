@@ -3,7 +3,7 @@
 Built from a teacher-forcing result on known x₀ (`explorer.diffusion.teacher.teacher_force`), so that every model
 saw the same x_t. The flow velocity u = ε − x₀ is a fourth space: no bundled model predicts it, but every
 prediction converts into it (û = ε̂ − x̂₀, the velocity of the flow path at the same SNR; `weighting`). The seam for
-flow models: once a denoiser can predict u, its `ModelErrors.target` is `Target.FLOW` and its own error is
+flow models: once a denoiser can predict u, its `ModelErrors.target` is `Prediction.FLOW` and its own error is
 errors[FLOW]; nothing else here changes.
 
     code name             symbol                   meaning, one value per t ([S], float64)
@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.teacher import TeacherForcing
-from explorer.diffusion.weighting import Target, flow_velocity, target_rms
+from explorer.diffusion.weighting import flow_velocity, target_rms
 
-_FIELDS = {Target.EPSILON: "eps", Target.SAMPLE: "x0", Target.V_PREDICTION: "v"}  # TeacherForcing's names
+_FIELDS = {Prediction.EPSILON: "eps", Prediction.SAMPLE: "x0", Prediction.V_PREDICTION: "v"}  # TeacherForcing's names
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ class ModelErrors:
     """One model's teacher-forced MSE per t in each of the four spaces ([S] float64 each)."""
 
     name: str
-    target: Target  # what the model itself predicts
-    errors: dict[Target, np.ndarray]
+    target: Prediction  # what the model itself predicts
+    errors: dict[Prediction, np.ndarray]
 
     def own(self) -> np.ndarray:
         """The error in the model's own space: what its (uniform) training loss measured."""
@@ -51,8 +52,8 @@ class MeasuredTable:
     alpha_cumprod: np.ndarray  # [S]
     m2: float
     samples: int  # values averaged per t and target: batch × dimensions
-    rms: dict[Target, np.ndarray]
-    closed_rms: dict[Target, np.ndarray]
+    rms: dict[Prediction, np.ndarray]
+    closed_rms: dict[Prediction, np.ndarray]
     models: tuple[ModelErrors, ...]
 
     def model(self, name: str) -> ModelErrors:
@@ -75,23 +76,23 @@ def measure_table(result: TeacherForcing, schedule: Schedule) -> MeasuredTable:
     order = np.argsort(result.timesteps, kind="stable")
     steps = result.timesteps[order]
     truth = {target: getattr(result, field)[order] for target, field in _FIELDS.items()}
-    truth[Target.FLOW] = flow_velocity(truth[Target.SAMPLE], truth[Target.EPSILON])
+    truth[Prediction.FLOW] = flow_velocity(truth[Prediction.SAMPLE], truth[Prediction.EPSILON])
     alpha_cumprod = schedule.alphas_cumprod[steps]
-    m2 = float(truth[Target.SAMPLE][0].double().pow(2).mean())
+    m2 = float(truth[Prediction.SAMPLE][0].double().pow(2).mean())
     models = []
     for forced in result.models:
         predicted = {target: getattr(forced, field)[order] for target, field in _FIELDS.items()}
-        predicted[Target.FLOW] = flow_velocity(predicted[Target.SAMPLE], predicted[Target.EPSILON])
-        errors = {target: _mean_square(predicted[target].double() - truth[target].double()) for target in Target}
-        models.append(ModelErrors(forced.name, Target(forced.prediction.value), errors))
+        predicted[Prediction.FLOW] = flow_velocity(predicted[Prediction.SAMPLE], predicted[Prediction.EPSILON])
+        errors = {target: _mean_square(predicted[target].double() - truth[target].double()) for target in Prediction}
+        models.append(ModelErrors(forced.name, forced.prediction, errors))
     return MeasuredTable(
         timesteps=steps.astype(np.int64),
         snr=schedule.snr[steps],
         alpha_cumprod=alpha_cumprod,
         m2=m2,
-        samples=int(truth[Target.EPSILON][0].numel()),
+        samples=int(truth[Prediction.EPSILON][0].numel()),
         rms={target: np.sqrt(_mean_square(values)) for target, values in truth.items()},
-        closed_rms={target: target_rms(target, alpha_cumprod, m2) for target in Target},
+        closed_rms={target: target_rms(target, alpha_cumprod, m2) for target in Prediction},
         models=tuple(models),
     )
 

@@ -29,26 +29,10 @@ weight is, and the others are inf (an error there is not recoverable from x₀'s
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import numpy as np
 import torch
 
-from explorer.validation import parse_mode
-
-
-class Target(StrEnum):
-    """What a network regresses on: diffusers' three prediction types and the flow-matching velocity."""
-
-    EPSILON = "epsilon"
-    SAMPLE = "sample"
-    V_PREDICTION = "v_prediction"
-    FLOW = "flow"
-
-    @classmethod
-    def parse(cls, value: str | Target, field: str = "target") -> Target:
-        """Parse a target name; unknown names raise ValueError listing the valid ones."""
-        return parse_mode(cls, value, field)
+from explorer.diffusion.parameterization import Prediction
 
 
 def _snr(snr: np.ndarray | float) -> np.ndarray:
@@ -70,16 +54,16 @@ def flow_velocity(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return eps - x0
 
 
-def implied_weight(target: str | Target, snr: np.ndarray | float) -> np.ndarray:
+def implied_weight(target: str | Prediction, snr: np.ndarray | float) -> np.ndarray:
     """w_t with ‖target − target̂‖² = w_t ‖x₀ − x̂₀‖² (see the notation table), float64 like `snr`."""
-    target = Target.parse(target)
+    target = Prediction.parse(target)
     snr = _snr(snr)
     with np.errstate(over="ignore"):
-        if target is Target.EPSILON:
+        if target is Prediction.EPSILON:
             return snr.copy()
-        if target is Target.SAMPLE:
+        if target is Prediction.SAMPLE:
             return np.ones_like(snr)
-        if target is Target.V_PREDICTION:
+        if target is Prediction.V_PREDICTION:
             return 1.0 + snr
         return (1.0 + np.sqrt(snr)) ** 2
 
@@ -91,18 +75,18 @@ def min_snr_weight(snr: np.ndarray | float, gamma: float) -> np.ndarray:
     return np.minimum(_snr(snr), float(gamma))
 
 
-def target_rms(target: str | Target, alpha_cumprod: np.ndarray | float, m2: float) -> np.ndarray:
+def target_rms(target: str | Prediction, alpha_cumprod: np.ndarray | float, m2: float) -> np.ndarray:
     """The expected RMS per dimension of a target at ᾱ_t, for data of mean square `m2` (closed forms above)."""
-    target = Target.parse(target)
+    target = Prediction.parse(target)
     a = np.asarray(alpha_cumprod, dtype=np.float64)
     if np.isnan(a).any() or (a < 0).any() or (a > 1).any():
         raise ValueError("alpha_cumprod (ᾱ_t) must lie in [0, 1]")
     if not np.isfinite(m2) or m2 < 0:
         raise ValueError(f"the data's mean square m2 must be a finite number ≥ 0; got {m2}")
-    if target is Target.EPSILON:
+    if target is Prediction.EPSILON:
         return np.ones_like(a)
-    if target is Target.SAMPLE:
+    if target is Prediction.SAMPLE:
         return np.full_like(a, np.sqrt(m2))
-    if target is Target.V_PREDICTION:
+    if target is Prediction.V_PREDICTION:
         return np.sqrt(a + (1.0 - a) * m2)
     return np.full_like(a, np.sqrt(1.0 + m2))

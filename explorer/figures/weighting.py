@@ -14,18 +14,24 @@ from plotly.subplots import make_subplots
 
 from explorer.diffusion.indexing import paper_t
 from explorer.diffusion.measured_table import MeasuredTable
-from explorer.diffusion.weighting import Target, implied_weight, min_snr_weight
+from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.weighting import implied_weight, min_snr_weight
 from explorer.figures.sampling import LEGEND_BELOW, MODEL_DASHES, MODEL_SYMBOLS
 from explorer.figures.schedules import COLOURS, FONT
 
-SYMBOLS = {Target.EPSILON: "ε", Target.SAMPLE: "x₀", Target.V_PREDICTION: "v", Target.FLOW: "u = ε − x₀"}
-TARGET_COLOURS = {Target.EPSILON: "#1f77b4", Target.SAMPLE: "#d62728", Target.V_PREDICTION: "#2ca02c"}
-TARGET_COLOURS[Target.FLOW] = "#9467bd"
+SYMBOLS = {
+    Prediction.EPSILON: "ε",
+    Prediction.SAMPLE: "x₀",
+    Prediction.V_PREDICTION: "v",
+    Prediction.FLOW: "u = ε − x₀",
+}
+TARGET_COLOURS = {Prediction.EPSILON: "#1f77b4", Prediction.SAMPLE: "#d62728", Prediction.V_PREDICTION: "#2ca02c"}
+TARGET_COLOURS[Prediction.FLOW] = "#9467bd"
 WEIGHT_NAMES = {
-    Target.EPSILON: "ε: SNR",
-    Target.SAMPLE: "x₀: 1",
-    Target.V_PREDICTION: "v: 1 + SNR",
-    Target.FLOW: "u: 1/σ² = (1 + √SNR)²",
+    Prediction.EPSILON: "ε: SNR",
+    Prediction.SAMPLE: "x₀: 1",
+    Prediction.V_PREDICTION: "v: 1 + SNR",
+    Prediction.FLOW: "u: 1/σ² = (1 + √SNR)²",
 }
 PANELS = (
     "RMS of each target (dotted: closed form)",
@@ -50,7 +56,7 @@ def _line(x, y, name, colour, *, dash="solid", group=None, legend=True, width=2.
 
 
 def _targets_panel(figure: go.Figure, table: MeasuredTable, t: np.ndarray) -> None:
-    for target in Target:
+    for target in Prediction:
         colour = TARGET_COLOURS[target]
         figure.add_trace(_line(t, table.rms[target], f"RMS of {SYMBOLS[target]}", colour, group="targets"), 1, 1)
         closed = _line(t, table.closed_rms[target], "closed form", colour, dash="dot", group="targets", legend=False)
@@ -58,18 +64,18 @@ def _targets_panel(figure: go.Figure, table: MeasuredTable, t: np.ndarray) -> No
 
 
 def _weights_panel(figure: go.Figure, table: MeasuredTable, t: np.ndarray, gamma: float | None) -> None:
-    reference = next((m for m in table.models if m.target is Target.EPSILON), table.models[0])
-    for target in Target:
+    reference = next((m for m in table.models if m.target is Prediction.EPSILON), table.models[0])
+    for target in Prediction:
         colour = TARGET_COLOURS[target]
         figure.add_trace(_line(t, implied_weight(target, table.snr), WEIGHT_NAMES[target], colour, group="w"), 1, 2)
-        ratio = reference.errors[target] / reference.errors[Target.SAMPLE]
+        ratio = reference.errors[target] / reference.errors[Prediction.SAMPLE]
         figure.add_trace(
             go.Scatter(
                 x=t,
                 y=ratio,
                 name=f"measured: {reference.name}'s {SYMBOLS[target].split(' ')[0]} MSE ÷ its x₀ MSE",
                 legendgroup="w",
-                showlegend=target is Target.EPSILON,
+                showlegend=target is Prediction.EPSILON,
                 mode="markers",
                 marker=dict(color=colour, size=5, symbol="circle-open", maxdisplayed=40),
             ),
@@ -100,7 +106,9 @@ def table_figure(table: MeasuredTable, *, gamma: float | None = None, min_snr: t
         label = f"{model.name} ({SYMBOLS[model.target].split(' ')[0]}-prediction)"
         relative = model.own() / table.rms[model.target] ** 2
         for (row, col), values in zip(
-            ((1, 3), (2, 1), (2, 2)), (relative, model.errors[Target.SAMPLE], model.errors[Target.FLOW]), strict=True
+            ((1, 3), (2, 1), (2, 2)),
+            (relative, model.errors[Prediction.SAMPLE], model.errors[Prediction.FLOW]),
+            strict=True,
         ):
             figure.add_trace(
                 go.Scatter(
@@ -117,7 +125,7 @@ def table_figure(table: MeasuredTable, *, gamma: float | None = None, min_snr: t
                 col,
             )
     if min_snr is not None:
-        uniform, weighted = (table.model(name).errors[Target.SAMPLE] for name in min_snr)
+        uniform, weighted = (table.model(name).errors[Prediction.SAMPLE] for name in min_snr)
         figure.add_trace(_line(t, weighted / uniform, f"{min_snr[1]} ÷ {min_snr[0]}", "black", width=2.5), 2, 3)
         figure.add_hline(y=1.0, line=dict(color="grey", width=1), row=2, col=3)
     else:

@@ -13,21 +13,27 @@ import numpy as np
 
 from explorer.diffusion.indexing import paper_t
 from explorer.diffusion.measured_table import MeasuredTable, crossings
-from explorer.diffusion.weighting import Target, implied_weight
+from explorer.diffusion.parameterization import Prediction
+from explorer.diffusion.weighting import implied_weight
 
 HARD_FACTOR = 3.0
 TARGET_SIZE = {
-    Target.EPSILON: "1",
-    Target.SAMPLE: "√m2 (the data's RMS)",
-    Target.V_PREDICTION: "√(ᾱ + (1−ᾱ) m2)",
-    Target.FLOW: "√(1 + m2)",
+    Prediction.EPSILON: "1",
+    Prediction.SAMPLE: "√m2 (the data's RMS)",
+    Prediction.V_PREDICTION: "√(ᾱ + (1−ᾱ) m2)",
+    Prediction.FLOW: "√(1 + m2)",
 }
-WEIGHT = {Target.EPSILON: "SNR", Target.SAMPLE: "1", Target.V_PREDICTION: "1 + SNR", Target.FLOW: "(1 + √SNR)²"}
+WEIGHT = {
+    Prediction.EPSILON: "SNR",
+    Prediction.SAMPLE: "1",
+    Prediction.V_PREDICTION: "1 + SNR",
+    Prediction.FLOW: "(1 + √SNR)²",
+}
 ROW_NAMES = {
-    Target.EPSILON: "ε-prediction",
-    Target.SAMPLE: "x₀-prediction",
-    Target.V_PREDICTION: "v-prediction",
-    Target.FLOW: "flow velocity u",
+    Prediction.EPSILON: "ε-prediction",
+    Prediction.SAMPLE: "x₀-prediction",
+    Prediction.V_PREDICTION: "v-prediction",
+    Prediction.FLOW: "flow velocity u",
 }
 
 
@@ -54,7 +60,7 @@ def _t(table: MeasuredTable) -> np.ndarray:
     return paper_t(table.timesteps).astype(np.float64)
 
 
-def _size_clause(table: MeasuredTable, target: Target) -> str:
+def _size_clause(table: MeasuredTable, target: Prediction) -> str:
     rms, closed = table.rms[target], table.closed_rms[target]
     gap, error = np.abs(rms - closed).max(), (2 * table.samples) ** -0.5
     return (
@@ -90,7 +96,7 @@ def _own_clause(table: MeasuredTable, name: str) -> str:
 def _versus_clause(table: MeasuredTable, name: str, other: str) -> str:
     """Where `name` beats `other` in x₀ space: the two ends, and where the measured curves cross."""
     t = _t(table)
-    mine, theirs = table.model(name).errors[Target.SAMPLE], table.model(other).errors[Target.SAMPLE]
+    mine, theirs = table.model(name).errors[Prediction.SAMPLE], table.model(other).errors[Prediction.SAMPLE]
     ratio = mine / theirs
     where = crossings(t, mine, theirs)
     text = f"in x₀ space its MSE is {_g(ratio[0])}× {other}'s at t = {t[0]:.0f} and {_g(ratio[-1])}× at t = {t[-1]:.0f}"
@@ -108,16 +114,16 @@ def _versus_clause(table: MeasuredTable, name: str, other: str) -> str:
 
 def _both_ends_clause(table: MeasuredTable, name: str, low_model: str, high_model: str) -> str:
     """v against ε at the lowest t and against x₀ at the highest t, in x₀ space."""
-    t, mine = _t(table), table.model(name).errors[Target.SAMPLE]
-    low = mine[0] / table.model(low_model).errors[Target.SAMPLE][0]
-    high = mine[-1] / table.model(high_model).errors[Target.SAMPLE][-1]
+    t, mine = _t(table), table.model(name).errors[Prediction.SAMPLE]
+    low = mine[0] / table.model(low_model).errors[Prediction.SAMPLE][0]
+    high = mine[-1] / table.model(high_model).errors[Prediction.SAMPLE][-1]
     return (
         f"in x₀ space its MSE is {_g(low)}× {low_model}'s at t = {t[0]:.0f} and {_g(high)}× {high_model}'s at "
         f"t = {t[-1]:.0f}"
     )
 
 
-def _weight_clause(table: MeasuredTable, target: Target) -> str:
+def _weight_clause(table: MeasuredTable, target: Prediction) -> str:
     t, weight = _t(table), implied_weight(target, table.snr)
     if np.ptp(weight) == 0:
         return f"weight on ‖x₀ − x̂₀‖² {_g(weight[0])} at every t"
@@ -127,7 +133,7 @@ def _weight_clause(table: MeasuredTable, target: Target) -> str:
 def min_snr_sentence(table: MeasuredTable, uniform: str, weighted: str, gamma: float) -> str:
     """How the min-SNR-γ ε model's x₀ error compares with the uniform one's, split where SNR = γ."""
     t = _t(table)
-    ratio = table.model(weighted).errors[Target.SAMPLE] / table.model(uniform).errors[Target.SAMPLE]
+    ratio = table.model(weighted).errors[Prediction.SAMPLE] / table.model(uniform).errors[Prediction.SAMPLE]
     above = table.snr > gamma  # low t: min-SNR weighs these steps γ/SNR < 1 times plain ε-MSE
     parts = []
     for mask, where in ((above, f"SNR > {gamma:g}"), (~above, f"SNR ≤ {gamma:g}")):
@@ -142,7 +148,7 @@ def min_snr_sentence(table: MeasuredTable, uniform: str, weighted: str, gamma: f
 
 def table_rows(
     table: MeasuredTable,
-    networks: dict[Target, str],
+    networks: dict[Prediction, str],
     *,
     min_snr: tuple[str, str, float] | None = None,
 ) -> list[TableRow]:
@@ -151,16 +157,18 @@ def table_rows(
     networks: the model measured for each of ε, x₀, v (a target left out gets its closed forms and no model clause).
     """
     rows = []
-    for target in Target:
+    for target in Prediction:
         clauses = [_size_clause(table, target), _weight_clause(table, target)]
         name = networks.get(target)
         if name is not None:
             clauses.append(_own_clause(table, name))
-            if target is Target.V_PREDICTION and {Target.EPSILON, Target.SAMPLE} <= networks.keys():
-                clauses.append(_both_ends_clause(table, name, networks[Target.EPSILON], networks[Target.SAMPLE]))
-            elif target is Target.EPSILON and Target.SAMPLE in networks:
-                clauses.append(_versus_clause(table, name, networks[Target.SAMPLE]))
-        if target is Target.FLOW:
+            if target is Prediction.V_PREDICTION and {Prediction.EPSILON, Prediction.SAMPLE} <= networks.keys():
+                clauses.append(
+                    _both_ends_clause(table, name, networks[Prediction.EPSILON], networks[Prediction.SAMPLE])
+                )
+            elif target is Prediction.EPSILON and Prediction.SAMPLE in networks:
+                clauses.append(_versus_clause(table, name, networks[Prediction.SAMPLE]))
+        if target is Prediction.FLOW:
             errors = {m.name: float(np.exp(np.log(m.errors[target]).mean())) for m in table.models}
             trained = {n: e for n, e in errors.items() if n in networks.values()} or errors
             best = min(trained, key=trained.get)
@@ -174,7 +182,7 @@ def table_rows(
         rows.append(
             TableRow(
                 f"ε with min-SNR-{gamma:g}",
-                TARGET_SIZE[Target.EPSILON],
+                TARGET_SIZE[Prediction.EPSILON],
                 f"min(SNR, {gamma:g})",
                 min_snr_sentence(table, uniform, weighted, gamma),
             )
