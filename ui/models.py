@@ -15,8 +15,11 @@ from explorer.data import Dataset, exact_training_set
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.oracle import OptimalDenoiser
 from explorer.diffusion.parameterization import Prediction
-from explorer.models.catalogue import catalogue
-from explorer.models.loader import load
+from explorer.models.catalogue import CatalogueEntry, catalogue
+from explorer.models.families import FAMILIES
+from explorer.models.latent import LatentDenoiser
+from explorer.models.loader import load, loaded
+from explorer.models.pipelines import Family
 from explorer.models.refs import Source, bundled_names, local_folders_allowed, resolve_ref
 
 DEFAULT_MODEL = "digits-eps"
@@ -120,27 +123,43 @@ def optional_model(ref: str) -> Denoiser | None:
 
 
 CONDITIONING_CONTROLS = ("prompt", "negative_prompt", "guidance", "guidance_rescale", "class_label", "latent_size")
-FAMILY_CONTROLS: dict[str, frozenset[str]] = {
-    "pixel": frozenset(),
-    "stable_diffusion": frozenset({"prompt", "negative_prompt", "guidance", "guidance_rescale", "latent_size"}),
-    "sdxl": frozenset({"prompt", "negative_prompt", "guidance", "guidance_rescale", "latent_size"}),
-    "ldm": frozenset({"latent_size"}),
-    "dit": frozenset({"class_label", "guidance"}),  # a DiT's positional embedding fixes its latent size
+# What each family takes and what the page calls it, from the family's own code (explorer.models.families).
+FAMILY_CONTROLS: dict[Family, frozenset[str]] = {
+    Family.PIXEL: frozenset(),
+    **{family: kind.controls for family, kind in FAMILIES.items()},
 }
+FAMILY_NAMES: dict[Family, str] = {Family.PIXEL: "pixel space", **{f: kind.title for f, kind in FAMILIES.items()}}
+
+
+def loaded_model(ref: str) -> Denoiser | None:
+    """The denoiser `load_model(ref)` would return if it is loaded already, else None (nothing is loaded);
+    ValueError for what is not a reference."""
+    if exact_dataset(ref) is not None:
+        return load_model(ref)  # built from the bundled ε-model and the data set: cheap, and cached
+    return loaded(ref, allow_local=_local_folders, dtype=app_dtype())
+
+
+def family_of(denoiser: Denoiser) -> Family:
+    """The family of a loaded denoiser: a latent checkpoint's own, else pixel space."""
+    return denoiser.family if isinstance(denoiser, LatentDenoiser) else Family.PIXEL
+
+
+def _entry(ref: str) -> CatalogueEntry | None:
+    return next((entry for entry in catalogue() if entry.name == ref), None)
 
 
 def conditioning_controls(ref: str) -> frozenset[str]:
-    """The Run controls of `CONDITIONING_CONTROLS` that `ref` takes, by its catalogue family: none for bundled, exact
-    and pixel models; all of them for a typed Hub id outside the catalogue (what it takes is known only once it
-    loads). ValueError for what is not a reference. String checks only: nothing is loaded."""
+    """The Run controls of `CONDITIONING_CONTROLS` that `ref` takes, by its family: none for bundled, exact and
+    pixel models; a loaded or catalogued model's family's; all of them for a typed Hub id not loaded yet (what it
+    takes is known only once it loads). ValueError for what is not a reference. Nothing is loaded."""
     ref = (ref or "").strip()
     if exact_dataset(ref) is not None or ref in bundled_models():
-        return FAMILY_CONTROLS["pixel"]
-    entry = next((entry for entry in catalogue() if entry.name == ref), None)
-    if entry is None:
-        check_ref(ref)  # a path or a malformed id: ValueError
-        return frozenset(CONDITIONING_CONTROLS)
-    return FAMILY_CONTROLS.get(entry.family, frozenset(CONDITIONING_CONTROLS))
+        return FAMILY_CONTROLS[Family.PIXEL]
+    check_ref(ref)  # a path or a malformed id: ValueError
+    if (model := loaded_model(ref)) is not None:
+        return FAMILY_CONTROLS[family_of(model)]
+    entry = _entry(ref)
+    return frozenset(CONDITIONING_CONTROLS) if entry is None else FAMILY_CONTROLS[entry.family]
 
 
 def takes_conditioning(ref: str) -> bool:
@@ -148,32 +167,35 @@ def takes_conditioning(ref: str) -> bool:
     return bool(conditioning_controls(ref))
 
 
-FAMILY_NAMES = {
-    "pixel": "pixel space",
-    "stable_diffusion": "Stable Diffusion (latent, text-conditioned)",
-    "sdxl": "SDXL (latent, two text encoders, size conditioning)",
-    "ldm": "latent diffusion (VQ latents)",
-    "dit": "DiT (latent, class-conditioned, learned σ)",
-}
-
-
 def describe(ref: str, seconds_per_pass: float | None, device: str) -> str:
-    """One line about `ref` for the model box: family, prediction, shape and parameters from the catalogue, and the
-    seconds per step at batch 1 measured on this device (or when it will be). String checks only: nothing loads."""
+    """One line about `ref` for the model box. Once the model is loaded: its family, prediction, scheduler class,
+    number of training timesteps and sample shape, read from the loaded model; before that, the catalogue's facts
+    (or that a typed id is read when it loads). Then the seconds per step at batch 1 measured on this device, or
+    when it will be. Nothing is loaded."""
     ref = (ref or "").strip()
-    entry = next((entry for entry in catalogue() if entry.name == ref), None)
     where = "this GPU" if device.startswith("cuda") else "this CPU"
     speed = (
         f"≈ {seconds_per_pass:.2f} s per step at batch 1 on {where} (measured)"
         if seconds_per_pass is not None
         else f"seconds per step on {where}: measured by its first run, which says so before a long one"
     )
+    check_ref(ref)
+    if (model := loaded_model(ref)) is not None:
+        scheduler = model.scheduler_config.get("_class_name", "no scheduler config (the explorer's own samplers)")
+        shape = "×".join(str(size) for size in model.sample_shape)
+        kind = FAMILY_NAMES[family_of(model)] if len(model.sample_shape) > 1 else "points in the plane"
+        if exact_dataset(ref) is not None:
+            kind += ", the exact E[x₀ | x_t] of its training set"
+        return (
+            f"`{ref}` (loaded): {kind} · {Prediction.parse(model.prediction).value} · "
+            f"{scheduler} · T = {model.schedule.num_train_timesteps} · samples {shape} · {speed}"
+        )
+    entry = _entry(ref)
     if entry is None:
-        check_ref(ref)
-        return f"`{ref}`: read from its configs when it loads · {speed}"
+        return f"`{ref}`: family, prediction and scheduler are read from its configs when it loads · {speed}"
     shape = "×".join(str(size) for size in entry.sample_shape)
     return (
-        f"`{entry.name}`: {FAMILY_NAMES.get(entry.family, entry.family)} · {entry.prediction.value} · "
+        f"`{entry.name}`: {FAMILY_NAMES[entry.family]} · {entry.prediction.value} · "
         f"samples {shape} · {entry.num_parameters / 1e6:,.1f} M parameters · {speed}"
     )
 

@@ -41,6 +41,7 @@ from ui.controls import (
     check_controls,
     event_inputs,
     is_guided,
+    model_info,
     parse_run,
 )
 from ui.estimate import long_run_note, zero_gpu_seconds
@@ -488,6 +489,9 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         bind(run, *run_groups), event_inputs(*run_groups), outputs, api_name="run", **MODEL_WORK
     )
     then_frames(run_event)
+    # Once a run has loaded the model, the model box names what loaded (family, prediction, scheduler, speed).
+    model_box = [controls["model"], controls["typed"]]
+    run_event.then(model_info, model_box, controls.info, api_visibility="private", show_progress="hidden")
     branch_groups = (One(frame), controls.step, schedule, One(controls["steps"]))
     branch_event = branch_button.click(
         bind(branch, *branch_groups), event_inputs(*branch_groups), outputs, api_name="branch", **MODEL_WORK

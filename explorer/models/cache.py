@@ -53,6 +53,11 @@ class ModelCache(Generic[Model]):
                         del self._loading[key]
             return value
 
+    def peek(self, key: Hashable) -> Model | None:
+        """The cached model for `key`, or None; never loads and does not count as a use."""
+        with self._lock:
+            return self._entries.get(key)
+
     def loading(self) -> int:
         """How many keys are being loaded right now."""
         with self._lock:

@@ -50,8 +50,8 @@ def load(
     with one sentence. The result is shared: the same (source, revision, device, dtype) returns the same object.
     """
     source, identifier = resolve_ref(ref, revision=revision, allow_local=allow_local)
+    key = _key(source, identifier, revision, device, dtype)
     target, precision = pick_device(device), weight_dtype(dtype)
-    key = (source, identifier, revision, str(target), str(precision))
 
     def loader() -> Denoiser:
         if source is Source.LOCAL:
@@ -63,6 +63,25 @@ def load(
         return load_checkpoint(folder, name=identifier, device=target, dtype=precision, description=description)
 
     return MODEL_CACHE.get_or_load(key, loader)
+
+
+def loaded(
+    ref: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+    revision: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    allow_local: bool = False,
+) -> Denoiser | None:
+    """The denoiser `load` would return if it is already loaded, else None: nothing is read or downloaded.
+    ValueError (one sentence) for what is not a reference, as `load` would raise."""
+    source, identifier = resolve_ref(ref, revision=revision, allow_local=allow_local)
+    return MODEL_CACHE.peek(_key(source, identifier, revision, device, dtype))
+
+
+def _key(source: Source, identifier: str, revision: str | None, device: object, dtype: object) -> tuple:
+    """The cache key of a loaded model: (source, id, revision, device, dtype), the device and dtype resolved."""
+    return (source, identifier, revision, str(pick_device(device)), str(weight_dtype(dtype)))
 
 
 def load_checkpoint(

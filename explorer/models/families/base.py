@@ -11,6 +11,7 @@ between families lives here instead of in branches on a name:
                                                                             + size ids
     latent → RGB         latent_rgb, taesd_repo          SD matrix, taesd   SDXL, taesdxl none     SD, taesd
     latent size          downsample_factor, fixed_size   UNet levels        UNet levels   levels   patch 2, fixed
+    page controls        controls (from the above)       prompt, w, φ, size same          size     label, w
 
 A new family is one file here (a subclass), one row in `explorer.models.pipelines` (its pipeline class and the
 components it may name) and one entry in `explorer.models.families.FAMILIES`.
@@ -92,13 +93,25 @@ class LatentFamily:
     default_steps = 50  # what the family's diffusers pipeline defaults to
     takes_prompt = False
     takes_class_label = False
+    fixed_size = False  # the network's positional embedding fixes the latent size (DiT)
     latent_rgb: LatentRGB | None = None
     taesd_repo: str | None = None
+    title = "latent diffusion"  # what the page calls the family
 
     @property
     def conditional(self) -> bool:
         """True for families that take a prompt or a class label."""
         return self.takes_prompt or self.takes_class_label
+
+    @property
+    def controls(self) -> frozenset[str]:
+        """The run settings this family takes, by the names the page and the API give them."""
+        taken = {"latent_size"} if not self.fixed_size else set()
+        if self.takes_prompt:
+            taken |= {"prompt", "negative_prompt", "guidance", "guidance_rescale"}
+        if self.takes_class_label:
+            taken |= {"class_label", "guidance"}
+        return frozenset(taken)
 
     # -- shapes --------------------------------------------------------------------------------------
 

@@ -18,9 +18,11 @@ from explorer.models.pipelines import Family
 
 class DiT(LatentFamily):
     family = Family.DIT
+    title = "DiT (latent, class-conditioned, learned σ)"
     denoiser_folder = "transformer"
     default_guidance = 4.0  # DiTPipeline's default
     takes_class_label = True
+    fixed_size = True  # its positional embedding fixes the latent size
     latent_rgb = (SD_LATENT_RGB, (0.0, 0.0, 0.0))
     taesd_repo = "madebyollin/taesd"
 

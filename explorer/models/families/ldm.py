@@ -17,6 +17,7 @@ from explorer.models.pipelines import Family
 
 class LatentDiffusion(LatentFamily):
     family = Family.LDM
+    title = "latent diffusion (VQ latents)"
     decoder_folder = "vqvae"
 
     def encoder_latents(self, encoded: Any) -> torch.Tensor:

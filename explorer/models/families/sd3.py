@@ -59,6 +59,7 @@ def flow_point(model: LatentDenoiser, x: torch.Tensor, steps: torch.Tensor) -> t
 
 class StableDiffusion3(LatentFamily):
     family = Family.SD3
+    title = "Stable Diffusion 3 (flow matching, MMDiT, two CLIP encoders and T5)"
     denoiser_folder = "transformer"
     text_folders = (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2"), ("text_encoder_3", "tokenizer_3"))
     default_guidance = 7.0  # StableDiffusion3Pipeline's defaults

@@ -31,6 +31,7 @@ SDXL_LATENT_BIAS = (0.1084, -0.0175, -0.0011)
 
 class StableDiffusionXL(LatentFamily):
     family = Family.SDXL
+    title = "SDXL (latent, two text encoders, size conditioning)"
     text_folders = (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2"))
     default_guidance = 5.0  # StableDiffusionXLPipeline's default
     takes_prompt = True

@@ -24,6 +24,7 @@ SD_LATENT_RGB = (
 
 class StableDiffusion(LatentFamily):
     family = Family.STABLE_DIFFUSION
+    title = "Stable Diffusion (latent, text-conditioned)"
     text_folders = (("text_encoder", "tokenizer"),)
     default_guidance = 7.5  # StableDiffusionPipeline's default
     takes_prompt = True
