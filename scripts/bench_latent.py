@@ -40,7 +40,7 @@ SD15_SCHEDULER = {  # stable-diffusion-v1-5's scheduler/scheduler_config.json (P
     "trained_betas": None,
     "clip_sample": False,
 }
-SD_LINEAR_RGB = torch.tensor(  # HUB_MODELS.md: SD 1.x/2.x latent → RGB (rows: latent channels)
+SD_LINEAR_RGB = torch.tensor(  # SD 1.x/2.x latent → RGB, as ComfyUI publishes it (rows: latent channels)
     [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]]
 )
 TEXT_TOKENS, TEXT_WIDTH = 77, 768

@@ -1,4 +1,4 @@
-"""The package's promises: importable without gradio, the public names of DESIGN.md, no unsafe patterns."""
+"""The package's promises: importable without gradio, its public names (explorer.__all__), no unsafe patterns."""
 
 from __future__ import annotations
 

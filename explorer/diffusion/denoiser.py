@@ -150,7 +150,7 @@ OPTIONAL = ("clip_sample", "variance_type", "device", "dtype", "scheduler_config
 
 
 def as_denoiser(model: Any) -> Denoiser:
-    """`model` itself when it is a `Denoiser`; else the duck-typed object DESIGN.md describes, wrapped.
+    """`model` itself when it is a `Denoiser`; else a duck-typed model object, wrapped.
 
     The object must be callable as `model(x_t, timestep)` and have `.prediction`, `.schedule`, `.sample_shape`
     and `.name`; `.clip_sample`, `.variance_type`, `.device` and `.dtype` are read when present.
