@@ -32,7 +32,7 @@ def models():
 
 def test_schedules_returns_figure_tables_and_strip():
     figure, table, formulas, spacings, strip, caption, t, steps = update_schedules()
-    assert isinstance(t, dict) and isinstance(steps, dict)  # inside T: the sliders are left as they are
+    assert t.maximum == 1000 and steps.maximum == 1000  # inside T: only the range is sent
     names = {trace.name for trace in figure.data if trace.name}  # unnamed traces: markers and bands
     assert any(name.startswith("1: linear") for name in names)
     assert any(name.startswith("2: squaredcos_cap_v2") for name in names)
@@ -46,7 +46,7 @@ def test_schedules_against_beta_and_at_the_ends():
     figure, *_ = update_schedules(ViewValues(x_axis="β_t", t=1))
     assert figure.layout.xaxis.type == "log"
     _, table, _formulas, *_, t, steps = update_schedules(ViewValues(t=4000))  # beyond T: clamped to T = 1000
-    assert "t = 1000" in table and t.value == 1000 and isinstance(steps, dict)  # the slider follows; steps stays
+    assert "t = 1000" in table and t.value == 1000 and t.maximum == 1000 and steps.maximum == 1000  # the slider follows
 
 
 @pytest.mark.parametrize(
@@ -75,10 +75,10 @@ def test_a_hidden_schedule_is_still_checked():
 
 
 def test_t_and_the_step_count_follow_T():
-    *_, t, steps = update_schedules(first=ScheduleValues(T=100))  # t = 500 and 50 steps: both beyond or at T
-    assert t.value == 100 and isinstance(steps, dict)
+    *_, t, steps = update_schedules(first=ScheduleValues(T=100))  # t = 500 and 50 steps: t beyond T
+    assert t.value == 100 and t.maximum == 100 and steps.maximum == 100  # both ranges end at T
     *_, t, steps = update_schedules(ViewValues(t=150, num_steps=400), first=ScheduleValues(T=300))
-    assert isinstance(t, dict) and steps.value == 300  # a value inside is left to the page
+    assert t.maximum == 300 and steps.value == 300
 
 
 @pytest.mark.parametrize("source", ["digit", "moons", "ring"])
@@ -137,6 +137,21 @@ def test_run_streams_then_frames_step_without_the_model():
     assert new == 4 and "Frame 4 of 4" in text  # clamped at the end
     gif, mp4 = sampling.export(request=request)
     assert gif.endswith(".gif") and mp4.endswith(".mp4")
+
+
+def test_stop_says_whether_the_run_was_stopped_or_had_already_finished():
+    """Stop during a run: not kept, and the earlier run stays the one shown; Stop after the end: kept."""
+    request = FakeRequest("handlers-stop")
+    first = _run(request)
+    kept = state.stored_run(request)
+    assert "had already finished and is kept" in sampling.stopped(request=request)
+    values = RunValues(steps=8, batch=2, seed=1)
+    running = sampling.run(values, StepValues(), ScheduleValues(), request=request, progress=no_progress)
+    next(running)  # the first streamed frame: the run is computing
+    running.close()  # what Gradio does to a cancelled event's generator
+    said = sampling.stopped(request=request)
+    assert said.startswith("**Stopped.** That run was not kept") and state.stored_run(request) is kept
+    assert "Frame 4 of 4" in first[-1][1]
 
 
 def test_branch_with_unchanged_settings_restarts_exactly():

@@ -66,6 +66,7 @@ def test_t_follows_T_at_once_when_T_is_typed(page):
     page.wait_for_selector("#schedule_table:has-text('t = 300')", timeout=30_000)
     assert page.locator("#sched_t input[type=number]").input_value() == "300"
     assert "t = 300" in page.locator("#schedule_formulas").inner_text()
+    page.wait_for_selector("#sched_t input[type=range][max='300']", timeout=30_000)  # its range ends at T too
     _set_number(page, "sched_t", "150")
     page.wait_for_selector("#schedule_table:has-text('t = 150')", timeout=30_000)
     _set_number(page, "T1", "2")  # below t: both follow, and nothing complains about t > T

@@ -17,7 +17,6 @@ import html
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 import gradio as gr
@@ -37,7 +36,7 @@ from explorer.diffusion.schedules import (
 from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_size, resolve_settings
 from explorer.diffusion.trajectory import compact_nbytes
 from explorer.models.device import pick_device
-from explorer.validation import check_bool, check_choice, check_float, check_int, check_seed, check_text
+from explorer.validation import Mode, check_bool, check_choice, check_float, check_int, check_seed, check_text
 from ui import state
 from ui.common import user_errors
 from ui.models import (
@@ -216,7 +215,7 @@ class ScheduleControls(ControlGroup[ScheduleValues]):
 # --- runs ---------------------------------------------------------------------------------------------------
 
 
-class Toggle(StrEnum):
+class Toggle(Mode, field="clipping"):
     """A setting that defaults to the checkpoint's own value."""
 
     MODEL = "model default"
@@ -224,13 +223,13 @@ class Toggle(StrEnum):
     OFF = "off"
 
 
-class VarianceChoice(StrEnum):
+class VarianceChoice(Mode, field="variance"):
     MODEL = "model default"
     FIXED_SMALL = "fixed_small"
     FIXED_LARGE = "fixed_large"
 
 
-class ScheduleChoice(StrEnum):
+class ScheduleChoice(Mode, field="sampling schedule"):
     MODEL = "the model's own"
     SCHEDULE_1 = "schedule 1 (Schedules tab)"
 

@@ -179,7 +179,7 @@ def payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = 
     else:
         note = f"All {total} frames are held by the page: stepping never calls the server."
     if drawing.latent:
-        note += f" Latent frames are drawn by the {drawing.name}; **Decode this frame** draws the one shown exactly."
+        note += f" Latent frames are drawn by the {drawing.name}; “Decode this frame” draws the one shown exactly."
     picture, panels = strips.strip(start)
     return {
         "key": stored.key,
@@ -245,6 +245,7 @@ F.reveal = (on) => {
   if (F.element) F.element.style.display = on ? '' : 'none';
 };
 F.load = (data) => {
+  F.busy = false;
   if (!data || !data.key) return;
   const same = F.data && F.data.key === data.key;
   if (!same) { F.images = {}; F.asked = new Set(); }
@@ -345,11 +346,11 @@ F.play = (fps) => {
   }, 1000 / F.fps);
 };
 F.speed = (fps) => { if (F.timer) { F.stop(); F.play(fps); } };
-F.computing = () => { F.stop(); F.reveal(false); };
-F.idle = () => { if (F.data) F.reveal(true); };
-F.stopped = (message) => {
+F.computing = () => { F.stop(); F.reveal(false); F.busy = true; };
+F.stopped = (stopped, finished) => {
   if (!F.data) return;
-  F.notice = message;
+  F.notice = F.busy ? stopped : finished;
+  F.busy = false;
   F.reveal(true);
   F.draw();
   F.sync();

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from enum import StrEnum
 
 import gradio as gr
 import numpy as np
@@ -22,7 +21,7 @@ from explorer.figures.images import image_grid, labelled_row, scatter_frame, wit
 from explorer.figures.sampling import comparison_figure
 from explorer.figures.weighting import table_figure
 from explorer.figures.weighting_rows import rows_markdown, table_rows
-from explorer.validation import check_choice, check_int, check_seed, check_text
+from explorer.validation import Mode, check_choice, check_int, check_seed, check_text
 from ui import state
 from ui.common import MODEL_WORK, slider_events, user_errors
 from ui.controls import RunValues, bind_model
@@ -47,7 +46,7 @@ parameterization is easy to learn; the black curves show how large each target i
 KL term of the training bound (nats per dimension). t is the paper's step, 1..T."""
 
 
-class DataChoice(StrEnum):
+class DataChoice(Mode, field="data"):
     """Data sets with three bundled models (ε, x₀, v)."""
 
     DIGIT = X0Source.DIGIT.value

@@ -49,7 +49,21 @@ from ui.exports import MAX_EXPORT_SCALE, export, frame_png
 from ui.frames import caption, frame_index, frame_text
 from ui.models import dataset_of, is_bundled, load_model
 from ui.pictures import PIXELS, Drawing, drawing_of
-from ui.state import MIB, STORE, SessionRuns, Which, keep_branch, keep_run, session_of, session_runs, show, stored_run
+from ui.state import (
+    MIB,
+    STORE,
+    Outcome,
+    SessionRuns,
+    Which,
+    computing,
+    keep_branch,
+    keep_run,
+    last_outcome,
+    session_of,
+    session_runs,
+    show,
+    stored_run,
+)
 
 STREAM_FRAMES = 40  # at most this many pictures are streamed while a run computes
 PANEL_PIXELS = 200
@@ -63,6 +77,7 @@ calls the model, nor the server: the page holds the frames. t is the paper's ste
 frames. **Branch** reruns the run from the frame shown with the settings above (steps = the branch's total, its first
 frames kept) on the same noise, and keeps it beside the run: choose which one to step through."""
 STOPPED = "**Stopped.** That run was not kept; the frames, ◀ ▶ and Play browse this session's last finished run."
+FINISHED = "**Nothing to stop:** the run had already finished and is kept; ◀ ▶ and Play browse it."
 
 
 # --- pictures of one frame --------------------------------------------------------------------
@@ -171,15 +186,16 @@ def run(
     recorder = CompactRecorder(denoiser.name, denoiser.prediction, settings)
     total = settings.num_inference_steps
     every = max(1, total // STREAM_FRAMES)
-    if (note := long_run_note(denoiser, settings)) is not None:
-        yield gr.skip(), note, gr.skip(), gr.skip(), gr.skip()
-    with torch.no_grad():
-        for record in iterate(denoiser, settings):
-            recorder.add(record)
-            progress((recorder.count, total), desc="sampling", unit="steps")
-            if recorder.count % every == 0 and recorder.count < total:
-                yield _streamed(record, recorder.count, total, drawing)
-    yield _finish(recorder.finish(), values, request)
+    with computing(request):
+        if (note := long_run_note(denoiser, settings)) is not None:
+            yield gr.skip(), note, gr.skip(), gr.skip(), gr.skip()
+        with torch.no_grad():
+            for record in iterate(denoiser, settings):
+                recorder.add(record)
+                progress((recorder.count, total), desc="sampling", unit="steps")
+                if recorder.count % every == 0 and recorder.count < total:
+                    yield _streamed(record, recorder.count, total, drawing)
+        yield _finish(recorder.finish(), values, request)
 
 
 def branch_steps(run: SamplerSettings, index: int, steps: Any) -> int | None:
@@ -254,12 +270,13 @@ def branch(
         )
     recorder = CompactRecorder.continuing(compact, index, settings)  # compact as it goes, like a run
     total = settings.num_inference_steps
-    yield gr.skip(), f"branching from frame {frame_of(index)}…", gr.skip(), gr.skip(), gr.skip()
-    with torch.no_grad():
-        for record in iterate_branch(denoiser, settings, compact.x_t[index], index):
-            recorder.add(record)
-            progress((recorder.count, total), desc="branch", unit="steps")
-    yield _finish(recorder.finish(), values, request, branch_from=index)
+    with computing(request):
+        yield gr.skip(), f"branching from frame {frame_of(index)}…", gr.skip(), gr.skip(), gr.skip()
+        with torch.no_grad():
+            for record in iterate_branch(denoiser, settings, compact.x_t[index], index):
+                recorder.add(record)
+                progress((recorder.count, total), desc="branch", unit="steps")
+        yield _finish(recorder.finish(), values, request, branch_from=index)
 
 
 @user_errors
@@ -340,10 +357,11 @@ def decode_frame(frame: float, decoder: str, request: gr.Request = None) -> Imag
 
 
 def stopped(request: gr.Request = None) -> str:
-    """What the status line says after Stop: the cancelled run was not kept, and what stepping now shows."""
+    """What the status line says after Stop: the run in progress was stopped and not kept (and what stepping now
+    shows), or there was none: the last run had finished and is kept."""
     if STORE.get(session_of(request)) is None:
         return "**Stopped.** That run was not kept, and this session has no finished run: press **Run**."
-    return STOPPED
+    return FINISHED if last_outcome(request) is Outcome.KEPT else STOPPED
 
 
 def _start(runs: SessionRuns, frame: Any) -> int:
@@ -497,7 +515,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         bind(branch, *branch_groups), event_inputs(*branch_groups), outputs, api_name="branch", **MODEL_WORK
     )
     then_frames(branch_event)
-    stop_button.click(None, None, None, js=_js(f"F.stopped({STOPPED!r})"), **JS_ONLY)
+    stop_button.click(None, None, None, js=_js(f"F.stopped({STOPPED!r}, {FINISHED!r})"), **JS_ONLY)
     stopping = then_frames(
         stop_button.click(stopped, None, [status], cancels=[run_event, branch_event], api_visibility="private")
     )

@@ -66,11 +66,16 @@ class ScheduleView:
     strip_caption: str
     t: int  # the step shown: the control's t, clamped to schedule 1's T
     num_steps: int  # the sampler's step count, clamped likewise
+    max_t: int  # schedule 1's T: the most either slider can mean
 
 
-def _follow(given: float, used: int) -> Any:
-    """A slider's update: its value moves to what the view used when that differs (t beyond T), else nothing."""
-    return gr.Slider(value=used) if float(given) != used else gr.skip()
+def _follow(field: str, given: float, used: int, maximum: int) -> Any:
+    """A slider's update: its range ends at schedule 1's T, and its value moves to what the view used when that
+    differs (it was beyond T), with a warning that says so rather than a silent clamp."""
+    if float(given) != used:
+        gr.Warning(f"{field}: {given:g} is beyond T = {maximum} of schedule 1; {used} is shown")
+        return gr.Slider(value=used, maximum=maximum)
+    return gr.Slider(maximum=maximum)
 
 
 def _label(slot: int, schedule: Schedule) -> str:
@@ -115,7 +120,7 @@ def schedule_view(view: ViewValues, slots: tuple[ScheduleValues, ...]) -> Schedu
     table = step_table([(item.label, item.schedule) for item in labelled], chosen)
     strip, caption = noised_strip(schedules)
     spacings = f"**A {steps}-step sampler on schedule 1** visits (paper t):\n\n" + spacing_table(first, visited)
-    return ScheduleView(figure, table, step_formulas(first, chosen), spacings, strip, caption, chosen, steps)
+    return ScheduleView(figure, table, step_formulas(first, chosen), spacings, strip, caption, chosen, steps, T)
 
 
 @user_errors
@@ -123,7 +128,8 @@ def update_schedules(view: ViewValues, first: ScheduleValues, second: ScheduleVa
     """The Schedules view: figure, table, formulas, spacings, noised strip; then t and the step count, moved to
     schedule 1's T when they were beyond it (so the sliders always show the step the formulas use)."""
     shown = schedule_view(view, (first, second, third))
-    t, steps = _follow(view.t, shown.t), _follow(view.num_steps, shown.num_steps)
+    t = _follow("t", view.t, shown.t, shown.max_t)
+    steps = _follow("sampling steps", view.num_steps, shown.num_steps, shown.max_t)
     return shown.figure, shown.table, shown.formulas, shown.spacings, shown.strip, shown.strip_caption, t, steps
 
 

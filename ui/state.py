@@ -11,7 +11,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -160,6 +161,7 @@ def keep_run(request: Any | None, compact: CompactTrajectory, model: str, values
     stored = StoredRun(compact, model, values=values)
     runs = SessionRuns(stored)
     STORE.put(session_of(request), runs, runs.nbytes)
+    _note_outcome(request, Outcome.KEPT)
     return stored
 
 
@@ -171,7 +173,47 @@ def keep_branch(
     stored = StoredRun(compact, model, values=values)
     runs = replace(session_runs(request), branch=stored, branch_from=from_index, shown=Which.BRANCH)
     STORE.put(session_of(request), runs, runs.nbytes)
+    _note_outcome(request, Outcome.KEPT)
     return stored
+
+
+class Outcome(StrEnum):
+    """How a session's latest computation (a run or a branch) ended, for what Stop says."""
+
+    RUNNING = "running"
+    KEPT = "kept"
+    NOT_KEPT = "not kept"  # stopped, failed, or refused before it was kept
+
+
+MAX_OUTCOMES = 4096  # sessions remembered; the oldest are forgotten first (Stop then says only what it knows)
+_OUTCOMES: OrderedDict[str, Outcome] = OrderedDict()
+_OUTCOMES_LOCK = threading.Lock()
+
+
+def _note_outcome(request: Any | None, outcome: Outcome) -> None:
+    with _OUTCOMES_LOCK:
+        _OUTCOMES[session_of(request)] = outcome
+        _OUTCOMES.move_to_end(session_of(request))
+        while len(_OUTCOMES) > MAX_OUTCOMES:
+            _OUTCOMES.popitem(last=False)
+
+
+def last_outcome(request: Any | None) -> Outcome | None:
+    """How this session's latest run or branch ended (RUNNING while it computes), or None when not known."""
+    with _OUTCOMES_LOCK:
+        return _OUTCOMES.get(session_of(request))
+
+
+@contextmanager
+def computing(request: Any | None) -> Iterator[None]:
+    """Mark this session's run or branch as running until it is kept (`keep_run`, `keep_branch`); leaving
+    without that (Stop cancels the generator, or an error) marks it not kept."""
+    _note_outcome(request, Outcome.RUNNING)
+    try:
+        yield
+    finally:
+        if last_outcome(request) is Outcome.RUNNING:
+            _note_outcome(request, Outcome.NOT_KEPT)
 
 
 def session_runs(request: Any | None) -> SessionRuns:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ from explorer.diffusion.denoiser import Denoiser, as_denoiser
 from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.posterior import VarianceType
 from explorer.diffusion.schedules import Schedule, TimestepSpacing, inference_timesteps
-from explorer.validation import check_float, check_int, parse_mode
+from explorer.validation import Mode, check_float, check_int
 
 MAX_BATCH_SIZE = 4096
 MAX_BATCH_ELEMENTS = 2**22  # numbers in one [B, *shape] tensor: 16 MiB in float32
@@ -29,17 +28,13 @@ OWN_SCHEDULER_SETTINGS: list[Callable[..., SamplerSettings]] = []
 END_OF_RUN = -1  # prev_timestep of the final step: it lands on x₀ itself (ᾱ = 1)
 
 
-class SamplerKind(StrEnum):
+class SamplerKind(Mode, field="sampler"):
     """The reverse update: DDPM ancestral sampling, or DDIM (η = 0 deterministic; η = 1 matches DDPM's fixed_small
     step only without clipping: with clip_sample, DDIM keeps the unclipped ε̂ in its direction term)."""
 
     DDPM = "ddpm"
     DDIM = "ddim"
     SCHEDULER = "scheduler"  # the checkpoint's own diffusers scheduler, through its step() (explorer.diffusion.shipped)
-
-    @classmethod
-    def parse(cls, value: str | SamplerKind, field: str = "sampler") -> SamplerKind:
-        return parse_mode(cls, value, field)
 
 
 @dataclass(frozen=True)

@@ -423,12 +423,4 @@ def branch_scheduler_settings(
     return replace(settings, eta=float(eta))
 
 
-def describe(denoiser: Denoiser) -> str:
-    """One line naming the checkpoint's scheduler and whether its frames can be branched from."""
-    kind = shipped_kind(shipped_config(as_denoiser(denoiser)))
-    calls = " (two model calls per step, each a frame)" if kind.calls_per_step > 1 else ""
-    branch = "branching refused (multistep)" if kind.multistep else "branchable"
-    return f"{kind.label}{calls}, {branch}"
-
-
 OWN_SCHEDULER_SETTINGS.append(scheduler_settings)  # resolve_settings(sampler="scheduler") calls it
