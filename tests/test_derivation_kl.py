@@ -34,7 +34,7 @@ def arithmetic(latex: str) -> float:
     text = text.replace(r"\big(", "(").replace(r"\big)", ")").replace("^2", "**2").replace(r"\cdot", "*")
     if not re.fullmatch(r"[\d.e()+\-* ]+", text):
         raise AssertionError(f"unexpected arithmetic on the page: {latex!r}")
-    return float(eval(text))  # noqa: S307 - digits, brackets and operators only (checked above)
+    return float(eval(text))  # digits, brackets and operators only (checked above)
 
 
 @pytest.mark.parametrize(("name", "t", "x0", "x0_hat"), CASES)
