@@ -108,7 +108,8 @@ def drawn_reverse(settings: SamplerSettings) -> DrawnReverse:
         note = (
             "DDIM does not follow the Markov reverse q(x<sub>s</sub> | x<sub>t</sub>): each component is its "
             "q<sub>σ</sub>(x<sub>s</sub> | x<sub>t</sub>, x̂₀ = x<sub>n</sub>), mean √ᾱ<sub>s</sub> x<sub>n</sub> + "
-            "√(1 − ᾱ<sub>s</sub> − σ²) ε<sub>n</sub>, variance σ² = η² β̃"
+            "√(1 − ᾱ<sub>s</sub> − σ²) ε<sub>n</sub>, ε<sub>n</sub> = (x<sub>t</sub> − √ᾱ<sub>t</sub> "
+            "x<sub>n</sub>)/√(1 − ᾱ<sub>t</sub>), variance σ² = η² β̃"
         )
         if eta == 0:
             note += (
