@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from explorer import Schedule
-from explorer.diffusion.oracle import OptimalDenoiser, mixture_density, posterior_weights, true_reverse
+from explorer.diffusion.oracle import (
+    OptimalDenoiser,
+    mixture_density,
+    posterior_weights,
+    reverse_between,
+    true_reverse,
+)
 from explorer.diffusion.sampler import sample
 
 SCHEDULE = Schedule.from_name("linear", 1000)
@@ -122,3 +128,22 @@ def test_the_grid_density_is_the_mixture_density_on_the_grid():
     grid = torch.from_numpy(np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2))
     direct = mixture_density(mixture, grid).reshape(3, 17, 31)
     torch.testing.assert_close(grid_density(mixture, xs, ys), direct, rtol=1e-10, atol=1e-300)
+
+
+def test_reverse_between_is_ddims_reverse_and_reduces_to_the_exact_one_at_eta_one() -> None:
+    """DDIM's q_σ at η = 1 has σ² = β̃ and the posterior mean μ̃ (Song et al. 2021, eq. 16): the Markov reverse."""
+    x_t = torch.randn(3, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    exact = true_reverse(DATA, SCHEDULE, x_t, 300, 120)
+    ddim = reverse_between(DATA, SCHEDULE, x_t, 300, 120, eta=1.0)
+    torch.testing.assert_close(ddim.means, exact.means, rtol=0, atol=1e-12)
+    assert ddim.variance == pytest.approx(exact.variance, rel=1e-12)
+    deterministic = reverse_between(DATA, SCHEDULE, x_t, 300, 120, eta=0.0)
+    a_t, a_s = float(SCHEDULE.alphas_cumprod[300]), float(SCHEDULE.alphas_cumprod[120])
+    eps = (x_t[:, None, :] - math.sqrt(a_t) * DATA.double()[None]) / math.sqrt(1 - a_t)
+    torch.testing.assert_close(deterministic.means, math.sqrt(a_s) * DATA.double()[None] + math.sqrt(1 - a_s) * eps)
+    assert deterministic.variance == 0.0
+    same = reverse_between(DATA, SCHEDULE, x_t, 300, 300)  # a corrector call: no change of level
+    torch.testing.assert_close(same.mean(), x_t)
+    assert same.variance == 0.0
+    with pytest.raises(ValueError, match=r"prev_timestep must be an integer in \[-1, 300\]"):
+        reverse_between(DATA, SCHEDULE, x_t, 300, 301)

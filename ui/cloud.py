@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import gradio as gr
 
 from explorer.data import Dataset, exact_training_set
-from explorer.figures.cloud import GRID_CELLS, TRAIL_FRAMES, AnimatedFigure, Cloud, cloud_figure, run_cloud
+from explorer.figures.cloud import (
+    GRID_CELLS,
+    TRAIL_FRAMES,
+    AnimatedFigure,
+    Cloud,
+    cloud_figure,
+    reverse_name,
+    run_cloud,
+)
 from explorer.validation import check_int
 from ui.common import MODEL_WORK, user_errors
 from ui.models import dataset_of
@@ -66,11 +74,13 @@ def caption(cloud: Cloud, dataset: Dataset) -> str:
         f"x<sub>n</sub>, (1 − ᾱ<sub>t</sub>) I), for the fixed {len(cloud.data):,} points of {dataset.value} "
         f"(grey in the last frame), averaged over each cell of a {GRID_CELLS}×{GRID_CELLS} grid. It is exact for "
         "that finite training set: the distribution the exact denoiser reverses, not a fit to the model's samples. "
-        f"**Red:** point {k} at x<sub>t</sub> (ring), the contours of the exact reverse q(x<sub>s</sub> | "
-        "x<sub>t</sub>), s the run's next step (t − 1 when it visits every step), which is the oracle's mixture over "
-        "the training set, and its mean (+); **black ×:** where the run actually sent that point, its "
-        "x<sub>s</sub>. At the last step the exact reverse is a set of point masses on training points, so only its "
-        "mean is drawn."
+        f"**Red:** point {k} at x<sub>t</sub> (ring), the contours of the reverse drawn, {reverse_name(cloud)}, "
+        "for its jump to x<sub>s</sub>, s the run's next noise level (t − 1 when it visits every step), mixed over "
+        "the training set with the exact weights w<sub>n</sub>(x<sub>t</sub>) = p(x₀ = x<sub>n</sub> | "
+        f"x<sub>t</sub>), and its mean (+). {cloud.reverse.note} **Black ×:** where the run actually sent that "
+        "point, its x<sub>s</sub>. Where the reverse is a set of point masses (the last step lands on training "
+        "points) only its mean is drawn; a corrector call (Heun's 2nd-order call, PNDM's second) lands on its own "
+        "noise level, so it has no jump to draw."
     )
 
 

@@ -213,7 +213,7 @@ def compare(data: str, steps: float, seed: float, t: float, request: gr.Request 
         means = [np.nanmean(getattr(m, f"{view.name}_mse")) for m in networks]
         best.append(f"{view.symbol}: **{networks[int(np.nanargmin(means))].name}**")
     summary = f"Lowest mean squared error of the three networks over the {len(result.timesteps)} t shown, per space — "
-    summary += " · ".join(best)
+    summary += " · ".join(best) + "".join(f"\n\n{note}" for note in result.notes)
     return comparison_figure(result), picture, summary, trajectory_views(request)
 
 
@@ -257,6 +257,7 @@ def compare_checkpoints(first: str, second: str, steps: float, seed: float, requ
             )
             for symbol, errors in means.items()
         )
+        + "".join(f"\n\n{note}" for note in result.notes)
     )
     return comparison_figure(result), summary
 

@@ -69,6 +69,13 @@ def _mean_square(values: torch.Tensor) -> np.ndarray:
     return values.reshape(values.shape[0], -1).double().pow(2).mean(dim=1).numpy()
 
 
+def own_v(truth: dict[Prediction, torch.Tensor], alphas_cumprod: np.ndarray) -> torch.Tensor:
+    """v = √ᾱ ε − √(1−ᾱ) x₀ of the true ε and x₀ ([S, B, *shape]) at one model's own ᾱ per t ([S]; NaN: none)."""
+    a = torch.from_numpy(np.asarray(alphas_cumprod, dtype=np.float64))  # [S]
+    a = a.reshape(-1, *([1] * (truth[Prediction.EPSILON].ndim - 1)))
+    return a.sqrt() * truth[Prediction.EPSILON].double() - (1 - a).sqrt() * truth[Prediction.SAMPLE].double()
+
+
 def measure_table(result: TeacherForcing, schedule: Schedule) -> MeasuredTable:
     """The measured table of a teacher-forcing `result` made from known x₀ (its timesteps in any order)."""
     if result.eps is None or result.x0 is None:
@@ -83,7 +90,10 @@ def measure_table(result: TeacherForcing, schedule: Schedule) -> MeasuredTable:
     for forced in result.models:
         predicted = {target: getattr(forced, field)[order] for target, field in _FIELDS.items()}
         predicted[Prediction.FLOW] = flow_velocity(predicted[Prediction.SAMPLE], predicted[Prediction.EPSILON])
-        errors = {target: _mean_square(predicted[target].double() - truth[target].double()) for target in Prediction}
+        own = dict(truth)
+        if forced.alphas_cumprod is not None:  # v's truth at the model's own level of each t (teacher.py)
+            own[Prediction.V_PREDICTION] = own_v(truth, forced.alphas_cumprod[order])
+        errors = {target: _mean_square(predicted[target].double() - own[target].double()) for target in Prediction}
         models.append(ModelErrors(forced.name, forced.prediction, errors))
     return MeasuredTable(
         timesteps=steps.astype(np.int64),

@@ -10,6 +10,8 @@ approximates has a closed form (Ho et al. 2020 eqs. 4 and 7 combined with Bayes'
     means[b, n]    μ̃_t(x_n, x_t)                             posterior mean given x₀ = x_n (eq. 7)
     variance       β̃_t                                        shared by every component
     q(x_{t−1}|x_t) = Σ_n w_n(x_t) N(μ̃_t(x_n, x_t), β̃_t I)    the "intractable" reverse, exact here
+    reverse_between                                           the same between any two levels s ≤ t, or DDIM's
+                                                              Σ_n w_n q_σ(x_s | x_t, x_n) (Song et al. 2021 eq. 12)
 
 `reverse_densities` evaluates, on a grid around one 2-D point x_t, the true mixture q(x_s | x_t), the single
 Gaussian q(x_s | x_t, x₀) and a model's Gaussian step p_θ(x_s | x_t) = N(μ̃(x̂₀, x_t), β̃): what the Posterior
@@ -93,7 +95,8 @@ class OptimalDenoiser(Denoiser):
 class ReverseMixture:
     """q(x_s | x_t) = Σ_n weights[b, n] N(means[b, n], variance I) for each of B points x_t.
 
-    weights: float64 [B, N]; means: float64 [B, N, D]; variance: β̃ of the jump t → s (0 when s is x₀ itself).
+    weights: float64 [B, N]; means: float64 [B, N, D]; variance: β̃ of the jump t → s (0 when s is x₀ itself or
+    s = t; DDIM's σ² = η² β̃).
     """
 
     weights: torch.Tensor
@@ -125,24 +128,63 @@ def true_reverse(
     data: [N, D]; x_t: [B, D]. A larger jump (smaller s) shows the multi-modal mixture; s = t − 1 at a small
     β_t is almost Gaussian. prev_timestep = −1 jumps to x₀: the components are the data points themselves.
     """
-    total = schedule.num_train_timesteps
-    t = int(as_timesteps(timestep, total))
+    t = int(as_timesteps(timestep, schedule.num_train_timesteps))
     s = previous_t(t) if prev_timestep is None else int(prev_timestep)
     if not -1 <= s < t:
         raise ValueError(
             f"prev_timestep must be an integer in [-1, {previous_t(t)}] (below timestep {t}); got {prev_timestep}"
         )
+    return reverse_between(data, schedule, x_t, t, s)
+
+
+def reverse_between(
+    data: torch.Tensor,
+    schedule: Schedule,
+    x_t: torch.Tensor,
+    timestep: int,
+    prev_timestep: int,
+    *,
+    eta: float | None = None,
+) -> ReverseMixture:
+    """A reverse step from timestep t to s = prev_timestep (0-based, −1 ≤ s ≤ t) mixed over the exact weights w_n(x_t).
+
+    eta None: the exact reverse q(x_s | x_t) = Σ_n w_n q(x_s | x_t, x_n), what a DDPM step approximates.
+    eta ∈ [0, 1]: DDIM's non-Markov reverse (Song et al. 2021, eq. 12) with x̂₀ = x_n in each component,
+        q_σ(x_s | x_t, x_n) = N(√ᾱ_s x_n + √(1 − ᾱ_s − σ²) (x_t − √ᾱ_t x_n)/√(1 − ᾱ_t), σ² I),  σ = η β̃^½,
+    whose mean is the DDIM step of the exact denoiser (the step is linear in x̂₀ = Σ_n w_n x_n).
+    s = t (a corrector call that lands on its own noise level) is the point mass at x_t; s = −1 lands on the data.
+    data: [N, D]; x_t: [B, D]; the variance is 0 where the step adds no noise.
+    """
+    total = schedule.num_train_timesteps
+    t = int(as_timesteps(timestep, total))
+    s = int(prev_timestep)
+    if not -1 <= s <= t:
+        raise ValueError(f"prev_timestep must be an integer in [-1, {t}] (at most timestep {t}); got {prev_timestep}")
+    if eta is not None and not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be a number in [0, 1]; got {eta}")
     points = _flatten(data)  # [N, D]
     x = _flatten(x_t)  # [B, D]
     a_t = float(schedule.alphas_cumprod[t])
     weights = posterior_weights(points, x, torch.full((x.shape[0],), a_t, dtype=torch.float64))
+    if s == t:  # no change of noise level: x_s = x_t under every component
+        return ReverseMixture(weights, x[:, None, :].expand(-1, points.shape[0], -1).clone(), 0.0, t, s)
     if s == -1:
-        means = points[None].expand(x.shape[0], -1, -1).clone()
-        return ReverseMixture(weights, means, 0.0, t, s)
-    jump = schedule.respace([s, t])  # index 1 is the jump t → s
-    c0, ct = float(jump.posterior_mean_coef_x0[1]), float(jump.posterior_mean_coef_xt[1])
-    means = c0 * points[None, :, :] + ct * x[:, None, :]  # [B, N, D]
-    return ReverseMixture(weights, means, float(jump.posterior_variance[1]), t, s)
+        a_s, variance = 1.0, 0.0
+    else:
+        jump = schedule.respace([s, t])  # index 1 is the jump t → s
+        a_s, variance = float(jump.alphas_cumprod[0]), float(jump.posterior_variance[1])
+    if eta is None:
+        if s == -1:
+            means = points[None].expand(x.shape[0], -1, -1).clone()
+        else:
+            c0, ct = float(jump.posterior_mean_coef_x0[1]), float(jump.posterior_mean_coef_xt[1])
+            means = c0 * points[None, :, :] + ct * x[:, None, :]  # [B, N, D]
+        return ReverseMixture(weights, means, variance, t, s)
+    sigma2 = eta * eta * variance
+    direction = math.sqrt(max(1.0 - a_s - sigma2, 0.0))
+    eps = (x[:, None, :] - math.sqrt(a_t) * points[None, :, :]) / math.sqrt(1.0 - a_t)  # [B, N, D]: ε of each x_n
+    means = math.sqrt(a_s) * points[None, :, :] + direction * eps
+    return ReverseMixture(weights, means, sigma2, t, s)
 
 
 def mixture_density(mixture: ReverseMixture, grid: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,12 @@
 Notation (Ho et al. 2020 eq. 5; KL of two isotropic Gaussians in D dimensions):
 
     code name      symbol                  meaning
-    timesteps[k]   t_k                     0-based timesteps evaluated, in the order given
-    x_t[k]         x_{t_k}                 the shared inputs, [S, B, *shape]
+    timesteps[k]   t_k                     0-based timesteps of the reference schedule (the first model's, the run's, or
+                                           `schedule=`), in the order given: they name the noise levels compared
+    own t_k        t_k^m                   each model's own timestep of the same level, matched by log SNR
+                                           (`explorer.diffusion.noise_levels`); the model sees x_t at its own ᾱ(t_k^m)
+                                           and converts with its own schedule. No common level: NaN and a note
+    x_t[k]         x_{t_k}                 the shared inputs at the reference levels, [S, B, *shape]
     truth          ε, x₀, v                known when x₀ is given: x_t = √ᾱ x₀ + √(1−ᾱ) ε, ε from (seed, k)
     *_mse[k]       mean over batch and pixels of (prediction − truth)²
     kl[k]          L_{t−1} / D = KL(q(x_{t−1}|x_t,x₀) ‖ p_θ(x_{t−1}|x_t)) / D, in nats per dimension:
@@ -26,6 +30,7 @@ import torch
 
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.noise import step_noise
+from explorer.diffusion.noise_levels import LOG_SNR_TOLERANCE, UNMATCHED, match_log_snr
 from explorer.diffusion.parameterization import THREE_SPACES, Prediction, convert, v_from_x0_eps
 from explorer.diffusion.posterior import VarianceType, q_posterior, q_sample, reverse_log_variance
 from explorer.diffusion.schedules import Schedule, inference_timesteps
@@ -37,7 +42,11 @@ MAX_CHUNK = 256
 
 @dataclass(frozen=True)
 class ModelForcing:
-    """One denoiser's predictions on the shared x_t ([S, B, *shape], float32) and its per-step errors ([S])."""
+    """One denoiser's predictions at the shared noise levels ([S, B, *shape], float32) and its per-step errors ([S]).
+
+    timesteps and alphas_cumprod are the model's own (int64 / float64 [S]): −1 and NaN where it has no common
+    level with the reference, and then its values are NaN and `note` says so.
+    """
 
     name: str
     prediction: Prediction
@@ -48,6 +57,9 @@ class ModelForcing:
     x0_mse: np.ndarray | None
     v_mse: np.ndarray | None
     kl: np.ndarray | None  # L_{t−1} per dimension, t ≥ 2; NaN at t = 1 (L₀ is a decoder term, see the module notes)
+    timesteps: np.ndarray | None = None  # int64 [S]: its own timestep of each level, −1 where none
+    alphas_cumprod: np.ndarray | None = None  # float64 [S]: its own ᾱ there, NaN where none
+    note: str | None = None  # the sentence saying where no common noise level exists
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,11 @@ class TeacherForcing:
     x0: torch.Tensor | None
     v: torch.Tensor | None
     models: tuple[ModelForcing, ...]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """One sentence per model that has no common noise level with the reference at some of the timesteps."""
+        return tuple(model.note for model in self.models if model.note)
 
     def target_rms(self) -> dict[str, np.ndarray]:
         """Root-mean-square size of each regression target per step ([S] each): what each network must output."""
@@ -98,6 +115,23 @@ def _kl_per_dimension(
     return float(0.5 * (log_var - np.log(true_var) + true_var / model_var - 1) + per_sample.mean())
 
 
+def _views(
+    denoiser: Denoiser, output: torch.Tensor, x_t: torch.Tensor, alphas: np.ndarray
+) -> dict[Prediction, torch.Tensor]:
+    """The model's raw output [S, B, *shape] in ε, x₀ and v, converted with its own ᾱ per step ([S], NaN rows: none)."""
+    views = {}
+    for target in THREE_SPACES:
+        per_step = []
+        for k, a_t in enumerate(alphas):
+            defined = target is Prediction.EPSILON or denoiser.prediction is not Prediction.EPSILON or a_t > 0
+            if np.isfinite(a_t) and defined:
+                per_step.append(convert(output[k], denoiser.prediction, target, x_t[k], float(a_t)))
+            else:  # no common level, or x̂₀ from ε̂ at ᾱ = 0 (undefined): NaN, never inf
+                per_step.append(torch.full_like(x_t[k], float("nan")))
+        views[target] = torch.stack(per_step)
+    return views
+
+
 def teacher_force(
     denoisers: Sequence[Denoiser],
     *,
@@ -107,20 +141,22 @@ def teacher_force(
     seed: int = 0,
     schedule: Schedule | None = None,
     variance: str | VarianceType = VarianceType.FIXED_SMALL,
+    tolerance: float = LOG_SNR_TOLERANCE,
 ) -> TeacherForcing:
-    """Evaluate every denoiser on the same x_t: q(x_t|x₀) draws of a known x₀ ([B, *shape], shared noise
+    """Evaluate every denoiser at the same noise levels: q(x_t|x₀) draws of a known x₀ ([B, *shape], shared noise
     from (seed, k)), or the recorded x_t of a sampled trajectory. Errors and KL need x₀.
 
-    timesteps: 0-based, default 100 evenly spaced over [0, T−1] (x₀ given) or the trajectory's own.
+    timesteps: 0-based on the reference schedule (`schedule`, else the trajectory's, else the first denoiser's);
+    default 100 evenly spaced over [0, T−1] (x₀ given) or the trajectory's own. Each model is called at its own
+    timestep of the same log SNR (within `tolerance`) on x_t drawn at its own ᾱ there (the same ε), and converts
+    with its own schedule; where it has no such level its values are NaN and its `note` says so.
     """
     if not denoisers:
         raise ValueError("teacher_force needs at least one denoiser")
     if (x0 is None) == (trajectory is None):
         raise ValueError("give exactly one of x0 (known data) or trajectory (a sampled run)")
-    schedule = schedule or denoisers[0].schedule
-    for d in denoisers:
-        if d.schedule.num_train_timesteps != schedule.num_train_timesteps:
-            raise ValueError(f"every denoiser must share T = {schedule.num_train_timesteps}; {d.name} has another T")
+    if schedule is None:
+        schedule = trajectory.settings.schedule if trajectory is not None else denoisers[0].schedule
     variance = VarianceType.parse(variance)
     total = schedule.num_train_timesteps
 
@@ -131,7 +167,7 @@ def teacher_force(
         if missing:
             raise ValueError(f"timesteps {missing[:5]} were not visited by the trajectory")
         x_t = torch.stack([by_timestep[int(t)] for t in steps]).double()  # [S, B, *shape]
-        truth = None
+        noise = clean = None
     else:
         default = inference_timesteps(total, min(total, DEFAULT_POINTS), "linspace")
         steps = default if timesteps is None else np.asarray(timesteps, dtype=np.int64)
@@ -140,31 +176,36 @@ def teacher_force(
         clean = x0.double()
         noise = torch.stack([step_noise(seed, k, tuple(clean.shape)).double() for k in range(steps.size)])
         x_t = torch.stack([q_sample(schedule, clean, int(t), noise[k]) for k, t in enumerate(steps)])
-        a = torch.from_numpy(schedule.alphas_cumprod[steps])  # [S]
-        v = torch.stack([v_from_x0_eps(clean, noise[k], a[k]) for k in range(steps.size)])
-        truth = (noise, clean.expand_as(x_t), v)
 
     results = []
     for denoiser in denoisers:
-        output = _predict_all(denoiser, x_t, steps)
-        views = {}
-        for target in THREE_SPACES:
-            per_step = []
-            for k, t in enumerate(steps):
-                a_t = float(schedule.alphas_cumprod[t])
-                if target is Prediction.EPSILON or denoiser.prediction is not Prediction.EPSILON or a_t > 0:
-                    per_step.append(convert(output[k], denoiser.prediction, target, x_t[k], a_t))
-                else:  # x̂₀ from ε̂ at ᾱ = 0 is undefined: shown as NaN, never as inf
-                    per_step.append(torch.full_like(x_t[k], float("nan")))
-            views[target] = torch.stack(per_step)
+        match = match_log_snr(denoiser.schedule, schedule.log_snr[steps], tolerance)
+        own, rows = match.timesteps, np.flatnonzero(match.matched)
+        seen = x_t.clone()  # [S, B, *shape]: x_t at the model's own ᾱ (the reference's where it has no level)
+        if clean is not None:
+            for k in rows:
+                seen[k] = q_sample(denoiser.schedule, clean, int(own[k]), noise[k])
+        output = torch.full_like(seen, float("nan"))
+        if rows.size:
+            output[torch.from_numpy(rows)] = _predict_all(denoiser, seen[torch.from_numpy(rows)], own[rows])
+        views = _views(denoiser, output, seen, match.alphas_cumprod)
         errors: dict[str, np.ndarray | None] = {"eps_mse": None, "x0_mse": None, "v_mse": None, "kl": None}
-        if truth is not None:
+        if clean is not None:
+            v_own = torch.stack(
+                [
+                    v_from_x0_eps(clean, noise[k], float(a)) if np.isfinite(a) else torch.full_like(clean, float("nan"))
+                    for k, a in enumerate(match.alphas_cumprod)
+                ]
+            )
+            truth = (noise, clean.expand_as(x_t), v_own)
             for key, target, true in zip(("eps_mse", "x0_mse", "v_mse"), THREE_SPACES, truth, strict=True):
                 errors[key] = _mean_over_samples((views[target] - true) ** 2)
             errors["kl"] = np.array(
                 [
-                    _kl_per_dimension(schedule, truth[1][k], views[Prediction.SAMPLE][k], x_t[k], int(t), variance)
-                    for k, t in enumerate(steps)
+                    _kl_per_dimension(denoiser.schedule, clean, views[Prediction.SAMPLE][k], seen[k], int(t), variance)
+                    if t != UNMATCHED
+                    else float("nan")
+                    for k, t in enumerate(own)
                 ]
             )
         results.append(
@@ -175,7 +216,14 @@ def teacher_force(
                 x0=views[Prediction.SAMPLE].float(),
                 v=views[Prediction.V_PREDICTION].float(),
                 **errors,
+                timesteps=own,
+                alphas_cumprod=match.alphas_cumprod,
+                note=match.refusal(denoiser.name, steps),
             )
         )
-    eps, x0_truth, v_truth = (None, None, None) if truth is None else (t.float() for t in truth)
-    return TeacherForcing(steps.astype(np.int64), x_t.float(), eps, x0_truth, v_truth, tuple(results))
+    truth_eps = truth_x0 = truth_v = None
+    if clean is not None:
+        a = torch.from_numpy(schedule.alphas_cumprod[steps])  # [S]
+        truth_v = torch.stack([v_from_x0_eps(clean, noise[k], a[k]) for k in range(steps.size)]).float()
+        truth_eps, truth_x0 = noise.float(), clean.expand_as(x_t).float()
+    return TeacherForcing(steps.astype(np.int64), x_t.float(), truth_eps, truth_x0, truth_v, tuple(results))

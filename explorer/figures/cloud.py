@@ -4,12 +4,15 @@ For a run of a 2-D model and the finite set {x_n} (N points) its exact denoiser 
 
     x_t of the batch        orange points, with faint trails of the last TRAIL_FRAMES frames
     q(x_t)                  blue picture beneath: (1/N) Σ_n N(x_t; √ᾱ_t x_n, (1 − ᾱ_t) I), exact cell averages
-    q(x_s | x_t)            red contours for one highlighted point: the oracle's exact reverse of the run's jump
-                            t → s, drawn as the regions holding MASS_SHARES of its mass; + its mean E[x_s | x_t]
+    the reverse             red contours for one highlighted point: the reverse of the run's jump t → s that its
+                            sampler follows, mixed over the exact weights w_n(x_t) (`drawn_reverse`): DDPM's exact
+                            q(x_s | x_t), DDIM's q_σ(x_s | x_t, x_n); drawn as the regions holding MASS_SHARES of
+                            its mass; + its mean (for an exact denoiser, where the run's step goes before noise)
     the run's x_s           black ×: where the run sent that point
 
 Frames: at most `MAX_FRAMES` evenly spaced steps of the run (the first and the last always), then the final
-samples x₀. Step k shows x_t entering step k (paper t = timesteps[k] + 1; s = prev_timesteps[k] + 1).
+samples x₀. Step k shows x_t entering step k, at paper t = timesteps[k] + 1, and lands on s (`frame_levels`): a
+corrector call (Heun's 2nd-order call, PNDM's second) lands on its own level, s = t, and has no jump to draw.
 
 Every trace is a scatter trace and the density is a layout image: a Plotly animation redraws non-scatter traces
 (heatmap, contour) only after removing them, so they would flicker off at every frame while playing.
@@ -31,9 +34,9 @@ from PIL import Image
 from plotly.io.json import to_json_plotly
 
 from explorer.diffusion.indexing import frame_of, paper_t
-from explorer.diffusion.oracle import true_reverse
+from explorer.diffusion.oracle import ReverseMixture, reverse_between
 from explorer.diffusion.schedules import Schedule
-from explorer.diffusion.settings import END_OF_RUN
+from explorer.diffusion.settings import END_OF_RUN, SamplerKind, SamplerSettings
 from explorer.diffusion.trajectory import CompactTrajectory
 from explorer.figures.densities import (
     LocalDensity,
@@ -70,6 +73,65 @@ def strided(count: int, limit: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, count - 1, min(count, limit))).astype(np.int64))
 
 
+def frame_levels(compact: CompactTrajectory) -> tuple[np.ndarray, np.ndarray]:
+    """0-based timesteps of each step's x_t and of the level its x_s lands on (int64 [S] each; −1 = the data).
+
+    x_prev of step k is x_t of step k + 1, so it lands on timesteps[k + 1], the last step on the run's final
+    timestep. Heun's and PNDM's corrector calls repeat a timestep (876, 751, 751, 626, …): such a call lands on
+    its own level (s = t). The one place that reads where a step lands.
+    """
+    return compact.timesteps.astype(np.int64), compact.prev_timesteps.astype(np.int64)
+
+
+def _alpha_bar(schedule: Schedule, timestep: int) -> float:
+    """ᾱ of a 0-based timestep; 1 for END_OF_RUN (the data)."""
+    return 1.0 if timestep == END_OF_RUN else float(schedule.alphas_cumprod[timestep])
+
+
+@dataclass(frozen=True)
+class DrawnReverse:
+    """Which reverse the cloud draws for a run: eta None is the exact q(x_s | x_t), else DDIM's with this η."""
+
+    eta: float | None
+    name: str  # HTML, for the legend and the caption
+    note: str  # one sentence for the caption: what the run's sampler does with it
+
+
+def drawn_reverse(settings: SamplerSettings) -> DrawnReverse:
+    """The reverse a run's sampler follows: DDPM's exact q(x_s | x_t), DDIM's q_σ(x_s | x_t, x̂₀) with its η; for a
+    checkpoint's own scheduler the exact q(x_s | x_t), labelled as not the update that scheduler makes."""
+    exact = "exact q(x<sub>s</sub> | x<sub>t</sub>)"
+    if settings.sampler is SamplerKind.DDIM:
+        eta = float(settings.eta)
+        mixed = "Σ<sub>n</sub> w<sub>n</sub> q<sub>σ</sub>(x<sub>s</sub> | x<sub>t</sub>, x<sub>n</sub>)"
+        name = f"DDIM's reverse (η = {eta:g}): {mixed}"
+        note = (
+            "DDIM does not follow the Markov reverse q(x<sub>s</sub> | x<sub>t</sub>): each component is its "
+            "q<sub>σ</sub>(x<sub>s</sub> | x<sub>t</sub>, x̂₀ = x<sub>n</sub>), mean √ᾱ<sub>s</sub> x<sub>n</sub> + "
+            "√(1 − ᾱ<sub>s</sub> − σ²) ε<sub>n</sub>, ε<sub>n</sub> = (x<sub>t</sub> − √ᾱ<sub>t</sub> "
+            "x<sub>n</sub>)/√(1 − ᾱ<sub>t</sub>), variance σ² = η² β̃"
+        )
+        if eta == 0:
+            note += (
+                "; at η = 0 every component is a point mass, so no contours are drawn, only the mean, which is "
+                "where an exact denoiser's DDIM step goes"
+            )
+        return DrawnReverse(eta, name, note + ".")
+    if settings.sampler is SamplerKind.SCHEDULER:
+        return DrawnReverse(
+            None,
+            exact,
+            "The run used the checkpoint's own scheduler, whose update is not drawn: the contours are the exact "
+            "reverse of the forward process between the frame's noise levels, for comparison.",
+        )
+    return DrawnReverse(
+        None,
+        exact,
+        "DDPM's step N(μ̃(x̂₀, x<sub>t</sub>), σ²) approximates this mixture; with the exact denoiser its mean is "
+        "the mixture's mean.",
+    )
+
+
 @dataclass(frozen=True)
 class CloudFrame:
     """One frame: paper t → s (t = 0: the final samples, no step), the drawn points [P, 2] and densities."""
@@ -78,10 +140,12 @@ class CloudFrame:
     s: int
     points: np.ndarray  # [P, 2] float32: x_t of the drawn points (the samples in the final frame)
     marginal: np.ndarray | None  # [G, G] cell averages of q(x_t); None in the final frame
-    reverse: LocalDensity | None  # the exact q(x_s | x_t) of the highlighted point; None for s = 0 (point masses)
+    reverse: LocalDensity | None  # the drawn reverse of the highlighted point; None where it is point masses
     highlight: np.ndarray  # [2]: the highlighted point's x_t
     model_next: np.ndarray | None  # [2]: where the run sent it (its x_s); None in the final frame
-    exact_mean: np.ndarray | None  # [2]: E[x_s | x_t] under the exact reverse; None in the final frame
+    exact_mean: np.ndarray | None  # [2]: the drawn reverse's mean; None in the final frame and for s = t
+    alpha_t: float = 1.0  # ᾱ of x_t
+    alpha_s: float = 1.0  # ᾱ of the level the step lands on
 
 
 @dataclass(frozen=True)
@@ -96,6 +160,7 @@ class Cloud:
     highlighted: int  # index in the batch
     batch_size: int
     num_steps: int
+    reverse: DrawnReverse  # which reverse the contours and the mean are
 
     @property
     def centres(self) -> np.ndarray:
@@ -113,7 +178,7 @@ def run_cloud(
 ) -> Cloud:
     """The cloud of a 2-D `CompactTrajectory` over the finite set data [N, 2] its densities are exact for.
 
-    highlighted: the batch index whose exact reverse is drawn. The run's own schedule gives ᾱ_t and β̃.
+    highlighted: the batch index whose reverse is drawn (`drawn_reverse`). The run's own schedule gives ᾱ and β̃.
     """
     shape = tuple(compact.samples.shape[1:])
     if shape != (2,):
@@ -128,13 +193,16 @@ def run_cloud(
     states = compact.x_t[torch.from_numpy(positions)][:, torch.from_numpy(shown)]  # [F, P, 2]
     edges = np.linspace(-1.0, 1.0, GRID_CELLS + 1) * _half_width(states, data)
     points = data.double()
+    drawn = drawn_reverse(compact.settings)
+    timesteps, landings = frame_levels(compact)
     frames = []
     for k in positions:
-        timestep, prev = int(compact.timesteps[k]), int(compact.prev_timesteps[k])
+        timestep, prev = int(timesteps[k]), int(landings[k])
         x_t = compact.x_t[k].double()  # [B, 2]
-        mixture = true_reverse(points, schedule, x_t[highlighted : highlighted + 1], timestep, prev)
+        one = x_t[highlighted : highlighted + 1]  # [1, 2]
+        mixture: ReverseMixture = reverse_between(points, schedule, one, timestep, prev, eta=drawn.eta)
         x_s = compact.view("x_prev", int(k))[highlighted].double().numpy()
-        reverse = None if prev == END_OF_RUN else reverse_cells(mixture, x_s[None])
+        reverse = None if mixture.variance <= 0 else reverse_cells(mixture, x_s[None])
         frames.append(
             CloudFrame(
                 t=int(paper_t(timestep)),
@@ -144,17 +212,29 @@ def run_cloud(
                 reverse=reverse,
                 highlight=x_t[highlighted].numpy(),
                 model_next=x_s,
-                exact_mean=mixture.mean()[0].numpy(),
+                exact_mean=None if prev == timestep else mixture.mean()[0].numpy(),
+                alpha_t=_alpha_bar(schedule, timestep),
+                alpha_s=_alpha_bar(schedule, prev),
             )
         )
     samples = compact.samples.double()
+    final = _alpha_bar(schedule, int(landings[-1]))
     frames.append(
         CloudFrame(
-            0, 0, samples[torch.from_numpy(shown)].float().numpy(), None, None, samples[highlighted].numpy(), None, None
+            0,
+            0,
+            samples[torch.from_numpy(shown)].float().numpy(),
+            None,
+            None,
+            samples[highlighted].numpy(),
+            None,
+            None,
+            alpha_t=final,
+            alpha_s=final,
         )
     )
     trails = strided(len(shown), TRAIL_POINTS)
-    return Cloud(edges, tuple(frames), data.double().numpy(), shown, trails, highlighted, batch, total)
+    return Cloud(edges, tuple(frames), data.double().numpy(), shown, trails, highlighted, batch, total, drawn)
 
 
 # --- the animated figure ------------------------------------------------------------------------------
@@ -246,16 +326,26 @@ def frame_title(cloud: Cloud, j: int) -> str:
     if frame.marginal is None:
         return f"the final samples x₀ ({count} points) over the {len(cloud.data):,} training points (grey)"
     s = f"{frame.s}" if frame.s > 0 else "0 (data)"
+    corrector = " (a corrector call: it lands on its own noise level, no jump)" if frame.s == frame.t else ""
     return (
-        f"t = {frame.t} → {s}: x<sub>t</sub> of {count} points · blue: exact q(x<sub>t</sub>), darkest = "
+        f"t = {frame.t} → {s}{corrector}: x<sub>t</sub> of {count} points · blue: exact q(x<sub>t</sub>), darkest = "
         f"{frame.marginal.max():.3g} · frame {frame_of(j)} of {len(cloud.frames)}"
     )
 
 
 def frame_name(cloud: Cloud, j: int) -> str:
-    """The slider label of frame j: its paper t, or 0 (x₀) for the final samples."""
+    """The slider label of frame j: its paper t (with ′ for each earlier frame at the same t: Heun and PNDM call the
+    model twice at one t, and Plotly finds frames by name), or 0 (x₀) for the final samples."""
     frame = cloud.frames[j]
-    return "0 (x₀)" if frame.marginal is None else str(frame.t)
+    if frame.marginal is None:
+        return "0 (x₀)"
+    repeats = sum(other.t == frame.t and other.marginal is not None for other in cloud.frames[:j])
+    return str(frame.t) + "′" * repeats
+
+
+def reverse_name(cloud: Cloud) -> str:
+    """The name of the reverse the contours draw (HTML)."""
+    return cloud.reverse.name
 
 
 def _styles(cloud: Cloud) -> list[dict]:
@@ -285,7 +375,7 @@ def _styles(cloud: Cloud) -> list[dict]:
             mode="lines",
             line=dict(width=1.5, color=HIGHLIGHT),
             hoverinfo="skip",
-            name=f"exact q(x<sub>s</sub> | x<sub>t</sub>) of point {k}: {shares} % of its mass",
+            name=f"{reverse_name(cloud)} of point {k}: {shares} % of its mass",
         ),
         dict(
             mode="markers",
@@ -301,7 +391,7 @@ def _styles(cloud: Cloud) -> list[dict]:
         dict(
             mode="markers",
             marker=dict(size=13, symbol="cross-thin-open", color=HIGHLIGHT, line=dict(width=2.5)),
-            name="exact E[x<sub>s</sub> | x<sub>t</sub>]",
+            name="its mean" if cloud.reverse.eta is not None else "exact E[x<sub>s</sub> | x<sub>t</sub>]",
         ),
     ]
 

@@ -236,9 +236,15 @@ def _kl_lines(schedule: Schedule, t: int, pixel: PixelValues) -> list[str]:
             "al. (2020) use a decoder term L₀ = −log p<sub>θ</sub>(x₀ | x₁) at t = 1 instead of this KL."
         )
     else:
+        gap = c0 * (pixel.x0 - pixel.x0_hat)  # μ̃ − μ_θ from the unrounded values: the x_t terms cancel exactly
         lines.append(
-            rf"$$L_{{{p}}} = \frac{{\big({n(mean)} - ({n(model_mean)})\big)^2}}{{2 \cdot {n(variance)}}} = "
-            rf"{n(kl)}\ \text{{nats}}$$"
+            rf"$$\tilde\mu_{{{t}}} - \mu_\theta = c_0\,(x_0 - \hat x_0) = {n(c0)} \cdot ({n(pixel.x0 - pixel.x0_hat)}) "
+            rf"= {n(gap)}$$"
+        )
+        lines.append(rf"$$L_{{{p}}} = \frac{{({n(gap)})^2}}{{2 \cdot {n(variance)}}} = {n(kl)}\ \text{{nats}}$$")
+        lines.append(
+            "The difference μ̃ − μ<sub>θ</sub> is computed from the unrounded x₀ and x̂₀: the two means above, "
+            "rounded to 4 digits, can agree in every digit shown while their difference still decides the KL."
         )
     return lines
 
