@@ -19,6 +19,7 @@ from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, St
 from explorer.diffusion.views import STEP_VIEWS, X0, X_T
 from explorer.figures.images import (
     image_grid,
+    labelled_grid,
     labelled_row,
     scatter_frame,
     with_caption,
@@ -149,23 +150,52 @@ def _finish(
     )
 
 
+FINALS_PIXELS = 480  # the final samples' grid is drawn about this wide (at least 2× native)
+MAX_FINALS_WIDTH = 760  # …and at most this wide per panel, so samples and neighbours fit a page side by side
+
+
+def finals_distances(samples: torch.Tensor, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Each final sample's nearest example of `data` (index int64 [B]) and its L2 distance (float64 [B]), and one
+    sentence with the median distance (a copy of a training example lies at 0)."""
+    index, distance = nearest(samples, data)
+    median = float(distance.median())
+    verdict = "copies of training examples" if median < 1e-3 else "new samples, not copies"
+    return index, distance, f"median distance to the nearest training example {median:.3g}: {verdict}"
+
+
+def _finals_grid(images: torch.Tensor, labels: list[str], drawing: Drawing = PIXELS) -> Image.Image:
+    """A batch of images as one grid at least 2× native (up to MAX_FINALS_WIDTH), each with its label under it."""
+    pictures = drawing.pixels(images, 1.0)
+    count, width = pictures.shape[0], pictures.shape[-1]
+    columns = math.ceil(math.sqrt(count))
+    scale = max(2, FINALS_PIXELS // (columns * (width + 2)))
+    scale = max(1, min(scale, MAX_FINALS_WIDTH // (columns * (width + 2))))
+    tiles = [image_grid(pictures[k : k + 1], columns=1, scale=scale) for k in range(count)]
+    return labelled_grid(tiles, labels, columns=columns)
+
+
 def finals_picture(samples: torch.Tensor, dataset: Dataset | None, drawing: Drawing = PIXELS) -> Image.Image:
-    """The final samples; for a model of a bundled data set, beside each sample's nearest example of the set the
-    exact denoiser reverses, with the mean distance (a copy lies at 0)."""
+    """The final samples, at least 2× native; for a model of a bundled data set, beside each sample's nearest
+    example of the set the exact denoiser reverses, each with its distance under it and the median in the title."""
     if dataset is None:
         if not drawing.latent:
-            return _panel(samples, 1.0)
+            return _finals_grid(samples, [f"sample {k}" for k in range(len(samples))])
         exact = Drawing(drawing.model, Decoder.EXACT)  # a latent model's samples: decoded by its own VAE
-        return labelled_row([(f"final samples · drawn by {exact.name}", _panel(samples, 1.0, exact))])
+        labels = [f"sample {k}" for k in range(len(samples))]
+        return labelled_row([(f"final samples · drawn by {exact.name}", _finals_grid(samples, labels, exact))])
     data = exact_training_set(dataset)
-    index, distance = nearest(samples, data)
-    what = "training digit" if dataset is Dataset.DIGITS else f"of the {len(data):,} points"
-    title = f"nearest {what} · mean distance {float(distance.mean()):.2f} (min {float(distance.min()):.2f})"
+    index, distance, sentence = finals_distances(samples, data)
+    what = "training digit" if dataset is Dataset.DIGITS else f"of the {len(data):,} training points"
     if samples.ndim == 2:  # points: the samples over the finite set, grey
-        return labelled_row(
-            [(title, scatter_frame(samples, size=PANEL_PIXELS * 2, extent=3.5, reference=data.numpy()))]
-        )
-    return labelled_row([("final samples", _panel(samples, 1.0)), (title, _panel(data[index], 1.0))])
+        picture = scatter_frame(samples, size=PANEL_PIXELS * 3, extent=3.5, reference=data.numpy())
+        return labelled_row([(f"final samples (blue) over the training set (grey) · {sentence}", picture)])
+    labels = [f"d = {float(d):.2f}" for d in distance]
+    return labelled_row(
+        [
+            (f"final samples · {sentence}", _finals_grid(samples, labels)),
+            (f"nearest {what} of each", _finals_grid(data[index], [f"#{int(k)}" for k in index])),
+        ]
+    )
 
 
 # --- handlers ---------------------------------------------------------------------------------

@@ -62,6 +62,27 @@ def image_grid(
     return grid(to_uint8(images, symmetric=symmetric), columns=columns, scale=scale)
 
 
+def labelled_grid(tiles: Sequence[Image.Image], labels: Sequence[str], *, columns: int, size: int = 11) -> Image.Image:
+    """Pictures of one size in a grid, each with its short label (e.g. a distance) centred under it; the font
+    shrinks (to 7 px) until the widest label fits a tile."""
+    width, height = tiles[0].size
+    font_size = size
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    while font_size > 7 and max(draw.textlength(label, font=_title_font(font_size)) for label in labels) > width:
+        font_size -= 1
+    font = _title_font(font_size)
+    cell_w, cell_h = width + 2 * GRID_GAP, height + font_size + 2 * LINE_GAP + GRID_GAP
+    rows = -(-len(tiles) // columns)
+    canvas = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for k, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
+        left, top = (k % columns) * cell_w + GRID_GAP, (k // columns) * cell_h
+        canvas.paste(tile.convert("RGB"), (left, top))
+        text = draw.textlength(label, font=font)
+        draw.text((left + (width - text) / 2, top + height + LINE_GAP), label, fill="black", font=font)
+    return canvas
+
+
 def scatter_frame(
     points: torch.Tensor | np.ndarray,
     *,
