@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from explorer.diffusion.denoiser import wrap
@@ -26,7 +28,29 @@ def test_a_pass_is_measured_once_per_model_and_shape():
     denoiser, calls = _counting_denoiser()
     first = estimate.seconds_per_pass(denoiser)
     assert estimate.seconds_per_pass(denoiser) == first
-    assert calls == [((1, 3, 8, 8), 50)]  # batch 1, at the middle timestep, once
+    assert calls == [((1, 3, 8, 8), 50)] * 2  # batch 1, at the middle timestep; a quick first pass timed again
+
+
+def test_a_finished_run_replaces_the_estimate_and_the_model_box_says_both(monkeypatch):
+    """A slow first pass (warm-up) no longer sets every later estimate: the finished run's own seconds per
+    sample-pass do, and the model box shows the measured time beside what was estimated."""
+    from ui import models, sampling
+    from ui.controls import ScheduleValues, StepValues
+
+    monkeypatch.setattr(estimate, "_MEASURED", {})
+    denoiser = models.load_model("digits-eps")
+    settings = resolve_settings(denoiser, num_inference_steps=12, batch_size=2)
+    key = estimate._key(denoiser)
+    estimate._MEASURED[key] = 5.0  # as if the one timed pass had been a cold 5 s
+    values = RunValues(model="digits-eps", steps=12, batch=2, seed=0)
+    started = time.perf_counter()
+    list(sampling.run(values, StepValues(), ScheduleValues(), request=None, progress=lambda *a, **k: None))
+    took = time.perf_counter() - started
+    per_pass = estimate.seconds_per_pass(denoiser)
+    assert 0 < per_pass * 12 * 2 <= took  # the run's own measure (its loop), not the 5 s
+    assert estimate.run_seconds(denoiser, settings) == per_pass * 24
+    line = models.describe("digits-eps", models.measured_seconds("digits-eps", str(denoiser.device)), "cpu")
+    assert "its last run here took" in line and "for 12 steps × batch 2 (estimated 120.0 s)" in line
 
 
 def test_the_estimate_scales_with_steps_and_batch_and_says_how_long(monkeypatch):

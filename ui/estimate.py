@@ -1,6 +1,7 @@
 """How long a run will take on this machine, measured before it starts, and what a ZeroGPU slot is sized from.
 
-One forward pass of the bound model at batch 1 is timed once per (model, sample shape, guidance, device) and kept;
+One forward pass of the bound model at batch 1 is timed once per (model, sample shape, guidance, device) and kept
+until a run of it finishes, whose measured seconds per sample-pass then replace it (`record_run_time`);
 a run of S steps at batch B then costs about S · B · (seconds per sample-pass), doubled by guidance (the
 conditional and unconditional halves run as one batch of 2B). On a CPU the pass time grows about linearly with the
 batch; on a GPU it does not, so the figure is an upper bound there.
@@ -17,10 +18,11 @@ import torch
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.settings import SamplerSettings
 from ui.controls import RunValues
-from ui.models import record_speed, takes_conditioning
+from ui.models import record_run, record_speed, takes_conditioning
 
 LONG_RUN_SECONDS = 20.0  # a run estimated longer than this says so before it starts
-GPU_SECONDS = (30, 300)  # the ZeroGPU slot asked for, at least and at most
+GPU_SECONDS = (30, 300)
+WARM_UP_RETIME = 0.5  # s: a first pass quicker than this is timed once more (the second is the warm one)  # the ZeroGPU slot asked for, at least and at most
 _MEASURED: dict[tuple, float] = {}
 _LOCK = threading.Lock()
 
@@ -40,16 +42,34 @@ def seconds_per_pass(denoiser: Denoiser) -> float:
             return _MEASURED[key]
     x_t = torch.zeros((1, *denoiser.sample_shape), dtype=denoiser.dtype, device=denoiser.device)
     timestep = denoiser.schedule.num_train_timesteps // 2
-    with torch.no_grad():
+
+    def timed() -> float:
         start = time.perf_counter()
         denoiser.predict(x_t, timestep)
         if denoiser.device.type == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
+        return time.perf_counter() - start
+
+    with torch.no_grad():
+        seconds = timed()  # the first call pays for warm-up (allocations, kernels): a cheap model is timed again
+        if seconds < WARM_UP_RETIME:
+            seconds = min(seconds, timed())
     with _LOCK:
         _MEASURED[key] = seconds
     record_speed(denoiser.name, str(denoiser.device), seconds)
     return seconds
+
+
+def record_run_time(denoiser: Denoiser, settings: SamplerSettings, seconds: float, estimate: float) -> None:
+    """Keep what a finished run measured: its seconds per sample-pass replace the single timed pass (so the next
+    estimate comes from the latest run, warm-up excluded), and the model box says how long it took against
+    `estimate`, the seconds this run was estimated at before it started."""
+    per_pass = seconds / (settings.num_inference_steps * settings.batch_size)
+    with _LOCK:
+        _MEASURED[_key(denoiser)] = per_pass
+    device = str(denoiser.device)
+    record_speed(denoiser.name, device, per_pass)
+    record_run(denoiser.name, device, seconds, estimate, settings.num_inference_steps, settings.batch_size)
 
 
 def run_seconds(denoiser: Denoiser, settings: SamplerSettings) -> float:

@@ -186,9 +186,11 @@ def describe(ref: str, seconds_per_pass: float | None, device: str) -> str:
         kind = FAMILY_NAMES[family_of(model)] if len(model.sample_shape) > 1 else "points in the plane"
         if exact_dataset(ref) is not None:
             kind += ", the exact E[x₀ | x_t] of its training set"
+        latest = last_run(model.name, device)
         return (
             f"`{ref}` (loaded): {kind} · {Prediction.parse(model.prediction).value} · "
             f"{scheduler} · T = {model.schedule.num_train_timesteps} · samples {shape} · {speed}"
+            + (f" · {latest}" if latest else "")
         )
     entry = _entry(ref)
     if entry is None:
@@ -206,6 +208,21 @@ _SPEEDS: dict[tuple[str, str], float] = {}  # (model name, device) → seconds p
 def record_speed(name: str, device: str, seconds: float) -> None:
     """Keep the seconds per sample-pass measured for the model `name` on `device` (the model box shows it)."""
     _SPEEDS[(name, device)] = seconds
+
+
+_RUNS: dict[tuple[str, str], str] = {}  # (model name, device) → what its latest run here took, against its estimate
+
+
+def record_run(name: str, device: str, seconds: float, estimate: float, steps: int, batch: int) -> None:
+    """Keep how long the latest run of `name` on `device` took and what it was estimated at (the model box says)."""
+    _RUNS[(name, device)] = (
+        f"its last run here took {seconds:.1f} s for {steps} steps × batch {batch} (estimated {estimate:.1f} s)"
+    )
+
+
+def last_run(name: str, device: str) -> str | None:
+    """The sentence `record_run` kept for `name` on `device`, or None."""
+    return _RUNS.get((name, device))
 
 
 def measured_seconds(name: str, device: str) -> float | None:

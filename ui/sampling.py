@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +46,7 @@ from ui.controls import (
     model_info,
     parse_run,
 )
-from ui.estimate import long_run_note, zero_gpu_seconds
+from ui.estimate import long_run_note, record_run_time, run_seconds, zero_gpu_seconds
 from ui.exports import MAX_EXPORT_SCALE, export, frame_png
 from ui.frames import caption, frame_index, frame_text
 from ui.models import dataset_of, is_bundled, load_model
@@ -219,12 +220,14 @@ def run(
     with computing(request):
         if (note := long_run_note(denoiser, settings)) is not None:
             yield gr.skip(), note, gr.skip(), gr.skip(), gr.skip()
+        estimate, start = run_seconds(denoiser, settings), time.perf_counter()
         with torch.no_grad():
             for record in iterate(denoiser, settings):
                 recorder.add(record)
                 progress((recorder.count, total), desc="sampling", unit="steps")
                 if recorder.count % every == 0 and recorder.count < total:
                     yield _streamed(record, recorder.count, total, drawing)
+        record_run_time(denoiser, settings, time.perf_counter() - start, estimate)
         yield _finish(recorder.finish(), values, request)
 
 
