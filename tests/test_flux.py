@@ -213,3 +213,28 @@ def test_a_planted_pickle_beside_flux_safetensors_never_runs(flux_repos, tmp_pat
         (snapshot / folder / name).write_bytes(pickle_payload(marker))
     model = explorer.load("explorer-test/flux-planted", device="cpu")
     assert model.family is Family.FLUX and not marker.exists()
+
+
+def test_flux_runs_on_its_own_schedule_at_any_even_size(flux_repos):  # noqa: F811
+    """Without binding the pipeline's grid, the model steps its training schedule: σ = i/T shifted by e^μ at its own
+    size (dev's dynamic shift), so a resized model has another schedule."""
+    dev = explorer.load(FLUX_DEV, device="cpu")
+    small, large = dev.resized(4, 6), dev.resized(64, 64)
+    a = torch.tensor(small.schedule.alphas_cumprod)
+    mu = 0.5 + 0.65 * (2 * 3 - 256) / 3840  # 6 packed tokens
+    train = torch.arange(1, 1001, dtype=torch.float64) / 1000
+    torch.testing.assert_close(
+        (1 - a).sqrt() / (a.sqrt() + (1 - a).sqrt()), math.exp(mu) / (math.exp(mu) + 1 / train - 1)
+    )
+    assert (large.schedule.alphas_cumprod[:-1] < small.schedule.alphas_cumprod[:-1]).all()  # more shift: noisier
+    run = explorer.sample(small, prompt=PROMPT, sampler="ddim", num_inference_steps=2, batch_size=2)
+    assert run.samples.shape == (2, 16, 4, 6) and small.decode(run.samples).shape == (2, 3, 8, 12)
+
+
+def test_the_catalogue_offers_flux_schnell_with_its_controls():
+    from ui.models import conditioning_controls
+
+    entry = next(entry for entry in explorer.catalogue() if entry.name == "black-forest-labs/FLUX.1-schnell")
+    assert entry.family is Family.FLUX and entry.prediction is explorer.Prediction.FLOW
+    assert entry.sample_shape == (16, 128, 128) and entry.num_parameters > 16e9
+    assert conditioning_controls(entry.name) == {"prompt", "latent_size"}  # no guidance, no negative prompt

@@ -126,6 +126,9 @@ FAMILY_CONTROLS: dict[str, frozenset[str]] = {
     "sdxl": frozenset({"prompt", "negative_prompt", "guidance", "guidance_rescale", "latent_size"}),
     "ldm": frozenset({"latent_size"}),
     "dit": frozenset({"class_label", "guidance"}),  # a DiT's positional embedding fixes its latent size
+    # The catalogue's FLUX is schnell (no guidance input, no negative prompt); dev, typed as a Hub id, shows every
+    # control and refuses a negative prompt by name.
+    "flux": frozenset({"prompt", "latent_size"}),
 }
 
 
@@ -154,6 +157,7 @@ FAMILY_NAMES = {
     "sdxl": "SDXL (latent, two text encoders, size conditioning)",
     "ldm": "latent diffusion (VQ latents)",
     "dit": "DiT (latent, class-conditioned, learned σ)",
+    "flux": "FLUX.1 (latent flow matching, CLIP + T5, packed 2×2 patches)",
 }
 
 
