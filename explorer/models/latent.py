@@ -7,6 +7,9 @@ computes it inside its loop:
     family             forward pass (B samples)                                   guided when w > 1
     stable_diffusion   unet(x, t, encoder_hidden_states=CLIP(prompt))             batch [uncond; cond] of 2B
     sdxl               unet(x, t, CLIP-L ⊕ CLIP-G, pooled, size ids)              batch [uncond; cond] of 2B
+    sd3                transformer(x_σ, σT, CLIP-L ⊕ CLIP-G ⊕ T5, pooled)          batch [uncond; cond] of 2B
+    flux               unpack(transformer(pack(x_σ), σ, T5, CLIP pooled, ids,     never: dev takes w as an input
+                       guidance w for dev))                                       (schnell takes none)
     ldm                unet(x, t)                                                 never (unconditional)
     dit                transformer(x, t, class_labels=y)[:, :C] (ε̂; [:, C:] σ)    batch [cond; null] of 2B
 
