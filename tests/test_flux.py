@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-from test_hub import pickle_payload, write_json
+from test_hub import FakeHub, pickle_payload, write_json
 from test_latent_models import copy_repo, one_sentence
 from tiny_pipelines import FLUX_DEV, FLUX_SCHNELL, flux_repos  # noqa: F401 (flux_repos: a fixture)
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
@@ -238,3 +239,50 @@ def test_the_catalogue_offers_flux_schnell_with_its_controls():
     assert entry.family is Family.FLUX and entry.prediction is explorer.Prediction.FLOW
     assert entry.sample_shape == (16, 128, 128) and entry.num_parameters > 16e9
     assert conditioning_controls(entry.name) == {"prompt", "latent_size"}  # no guidance, no negative prompt
+
+
+def flux_hub_repo(source, folder):
+    """FLUX.1-schnell's repo as the Hub holds it: T5 in shards with an index, the single-file checkpoints at the root
+    (flux1-schnell.safetensors, ae.safetensors), a SentencePiece model beside tokenizer.json, and a pickle."""
+    shutil.copytree(source, folder)
+    shutil.rmtree(folder / "text_encoder_2")
+    T5EncoderModel.from_pretrained(source / "text_encoder_2").save_pretrained(
+        folder / "text_encoder_2", safe_serialization=True, max_shard_size="40KB"
+    )
+    for name in (
+        "flux1-schnell.safetensors",
+        "ae.safetensors",
+        "tokenizer_2/spiece.model",
+        "text_encoder/pytorch_model.bin",
+    ):
+        (folder / name).write_bytes(b"never downloaded")
+    return folder
+
+
+def test_online_flux_downloads_only_what_it_loads_sized_first(flux_repos, tmp_path, monkeypatch):  # noqa: F811
+    repo = flux_hub_repo(flux_repos[FLUX_SCHNELL], tmp_path / "repo")
+    shards = sorted(p.name for p in (repo / "text_encoder_2").glob("model-*.safetensors"))
+    assert len(shards) > 1
+    hub = FakeHub(repo, tmp_path / "snapshots")
+    hub.sizes = {"flux1-schnell.safetensors": 23 << 30, "ae.safetensors": 1 << 30}  # never counted: never loaded
+    hub.install(monkeypatch)
+    model = explorer.load("someone/flux-schnell", device="cpu")
+    assert model.family is Family.FLUX and hub.info_calls == [(hub.sha, True)]  # sizes listed before the weights
+    got = {p.relative_to(hub.destination / hub.sha).as_posix() for p in hub.destination.rglob("*") if p.is_file()}
+    assert {f"text_encoder_2/{shard}" for shard in shards} | {"tokenizer_2/tokenizer.json"} <= got
+    assert {"transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"} <= got
+    assert not got & {"flux1-schnell.safetensors", "ae.safetensors", "tokenizer_2/spiece.model"}
+    assert not any(name.endswith(".bin") for name in got)
+
+
+def test_online_an_oversize_flux_is_refused_before_its_weights(flux_repos, tmp_path, monkeypatch):  # noqa: F811
+    repo = flux_hub_repo(flux_repos[FLUX_SCHNELL], tmp_path / "repo")
+    hub = FakeHub(repo, tmp_path / "snapshots")
+    shard = next(p.name for p in (repo / "text_encoder_2").glob("model-*.safetensors"))
+    hub.sizes = {"transformer/diffusion_pytorch_model.safetensors": 3 << 29, f"text_encoder_2/{shard}": 1 << 29}
+    hub.install(monkeypatch)
+    with pytest.raises(CheckpointError) as caught:
+        explorer.load("someone/big-flux", device="cpu")
+    assert caught.value.problem is CheckpointProblem.TOO_LARGE and "more than the 2.0 GiB" in one_sentence(caught.value)
+    fetched = {p.name for p in hub.destination.rglob("*") if p.is_file()}
+    assert not any(name.endswith(".safetensors") for name in fetched)  # configs and the shard index only
