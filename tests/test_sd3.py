@@ -101,3 +101,11 @@ def test_sd3_decode_adds_the_vae_shift(tiny_repos):  # noqa: F811
         expected = vae.decode(latents / 1.5305 + 0.0609).sample.clamp(-1, 1)
     torch.testing.assert_close(model.decode(latents), expected, rtol=1e-4, atol=1e-5)
     assert model.decode(latents, "linear").shape == (2, 3, *model.sample_shape[1:])
+
+
+def test_sd3_pipeline_sigmas_are_its_schedulers(tiny_repos):  # noqa: F811
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_repos[SD3] / "scheduler")
+    scheduler.set_timesteps(STEPS)  # what StableDiffusion3Pipeline does: no sigmas given, static shift 3
+    grid = explorer.load(SD3, device="cpu").pipeline_sigmas(STEPS)
+    torch.testing.assert_close(torch.from_numpy(grid.sigmas).float(), scheduler.sigmas, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(torch.from_numpy(grid.timesteps).float(), scheduler.timesteps, rtol=1e-6, atol=1e-4)

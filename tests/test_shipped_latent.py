@@ -127,7 +127,7 @@ def test_teacher_forcing_the_eps_v_pair_on_the_same_latents_noise_and_prompt(pai
         torch.testing.assert_close(forced.v[k].double(), truth_v, rtol=1e-4, atol=1e-4)
 
 
-def test_sdxl_base_is_read_as_the_sdxl_family_and_flux_is_refused_naming_what_is_missing(tmp_path) -> None:
+def test_sdxl_base_is_read_as_the_sdxl_family_and_a_flux_controlnet_is_refused_naming_what_is_missing(tmp_path) -> None:
     from explorer.models.pipelines import Family, read_pipeline
 
     index = {
@@ -149,7 +149,7 @@ def test_sdxl_base_is_read_as_the_sdxl_family_and_flux_is_refused_naming_what_is
     assert spec is not None and spec.family is Family.SDXL
     assert spec.options == {"force_zeros_for_empty_prompt": True}
     assert set(spec.weight_folders()) == {"unet", "vae", "text_encoder", "text_encoder_2"}
-    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
-    with pytest.raises(explorer.CheckpointError, match=r"FLUX\.1 is a flow-matching model") as refused:
+    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxControlNetPipeline"}))
+    with pytest.raises(explorer.CheckpointError, match=r"a FLUX ControlNet needs a second network") as refused:
         explorer.load(str(folder), allow_local=True)
     assert "\n" not in str(refused.value)

@@ -10,10 +10,12 @@ offline Hugging Face cache (HF_HOME from conftest) and loaded by repo id with HF
     explorer-test/tiny-sdxl       stable-diffusion-xl-base-1.0 (DDIM)     two CLIP encoders, pooled text, size ids
     explorer-test/tiny-sd3        stable-diffusion-3.5-medium (flow)      MMDiT, two CLIPs + T5, 16 channels, shift 3
     explorer-test/tiny-sd3-no-t5  the same without text_encoder_3         T5 left out: zeros in its place
+    explorer-test/tiny-flux-schnell  FLUX.1-schnell (flow, static shift 1)  packed 2×2 latents, CLIP pooled + T5
+    explorer-test/tiny-flux-dev   FLUX.1-dev (flow, dynamic shift)        guidance_embeds: the embedded guidance
 
-`tiny_repos` (session scope) builds them once per test session. The text encoder is a CLIPTextModel from a tiny
-CLIPTextConfig; its tokenizer is a vocab.json of the 256 byte-level characters (each also with `</w>`) plus the two
-special tokens, and a merges.txt holding only `#version: 0.2`.
+`tiny_repos` (session scope) builds them once per test session; `flux_repos` the two FLUX ones. The text encoder
+is a CLIPTextModel from a tiny CLIPTextConfig; its tokenizer is a vocab.json of the 256 byte-level characters (each
+also with `</w>`) plus the two special tokens, and a merges.txt holding only `#version: 0.2`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 SD_EPS, SD_V, SD_ZSNR, LDM, DIT, SDXL, SD3, SD3_NO_T5 = (
     f"explorer-test/tiny-{n}" for n in ("sd-eps", "sd-v", "sd-zsnr", "ldm", "dit", "sdxl", "sd3", "sd3-no-t5")
 )
+FLUX_SCHNELL, FLUX_DEV = "explorer-test/tiny-flux-schnell", "explorer-test/tiny-flux-dev"
 SD_BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 TOKEN_LENGTH = 77  # CLIP's model_max_length in every SD repo
 
@@ -237,6 +240,71 @@ def build_sd3(repo_id: str = SD3, *, with_t5: bool = True, seed: int = 40) -> Pa
     return snapshot
 
 
+def build_flux(repo_id: str, *, guidance: bool, seed: int) -> Path:
+    """FLUX.1's layout: a FluxTransformer2DModel on packed 2×2 patches of 16 channels (in_channels 64; RoPE axes
+    4 + 4 + 8 = the head width), CLIP-L (text_encoder, pooled 32 = pooled_projection_dim) and T5 (text_encoder_2,
+    width 32 = joint_attention_dim), a 16-channel VAE with scaling 0.3611 and shift 0.1159 and no quant convs.
+    schnell-like (guidance False): no guidance embedding, static shift 1; dev-like: `guidance_embeds` and the
+    dynamic shift (μ from 0.5 at 256 tokens to 1.15 at 4096), as their published scheduler configs."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+
+    snapshot = cache_repo(repo_id)
+    torch.manual_seed(seed)
+    FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=guidance,
+        axes_dims_rope=(4, 4, 8),
+    ).eval().save_pretrained(snapshot / "transformer", safe_serialization=True)
+    torch.manual_seed(seed + 1)
+    AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=16,
+        norm_num_groups=2,
+        sample_size=16,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    ).eval().save_pretrained(snapshot / "vae", safe_serialization=True)
+    vocab = write_tokenizer(snapshot / "tokenizer")
+    torch.manual_seed(seed + 2)
+    CLIPTextModel(tiny_text_config(vocab)).eval().save_pretrained(snapshot / "text_encoder", safe_serialization=True)
+    size = write_t5_tokenizer(snapshot / "tokenizer_2")
+    torch.manual_seed(seed + 3)
+    t5 = T5Config(vocab_size=size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, decoder_start_token_id=0)
+    T5EncoderModel(t5).eval().save_pretrained(snapshot / "text_encoder_2", safe_serialization=True)
+    shift = {"shift": 3.0, "use_dynamic_shifting": True} if guidance else {"shift": 1.0, "use_dynamic_shifting": False}
+    FlowMatchEulerDiscreteScheduler(
+        base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15, **shift
+    ).save_pretrained(snapshot / "scheduler")
+    index = {
+        "_class_name": "FluxPipeline",
+        "_diffusers_version": "0.30.0.dev0",
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "text_encoder_2": ["transformers", "T5EncoderModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "tokenizer_2": ["transformers", "T5TokenizerFast"],
+        "transformer": ["diffusers", "FluxTransformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    if guidance:  # later diffusers versions also list the IP-adapter parts, empty
+        index |= {"image_encoder": [None, None], "feature_extractor": [None, None]}
+    write_json(snapshot / "model_index.json", index)
+    return snapshot
+
+
 def build_stable_diffusion(repo_id: str, scheduler: dict, seed: int) -> Path:
     snapshot = cache_repo(repo_id)
     torch.manual_seed(seed)
@@ -382,3 +450,12 @@ def build_all() -> dict[str, Path]:
 def tiny_repos() -> dict[str, Path]:
     """The tiny family checkpoints, built once per test session (their snapshot folders by repo id)."""
     return build_all()
+
+
+@pytest.fixture(scope="session")
+def flux_repos() -> dict[str, Path]:
+    """The tiny FLUX checkpoints (schnell-like and dev-like), built once per test session."""
+    return {
+        FLUX_SCHNELL: build_flux(FLUX_SCHNELL, guidance=False, seed=60),
+        FLUX_DEV: build_flux(FLUX_DEV, guidance=True, seed=70),
+    }

@@ -36,6 +36,7 @@ from explorer.diffusion.schedules import (
 from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_size, resolve_settings
 from explorer.diffusion.trajectory import compact_nbytes
 from explorer.models.device import pick_device
+from explorer.models.latent import LatentDenoiser
 from explorer.validation import Mode, check_bool, check_choice, check_float, check_int, check_seed, check_text
 from ui import state
 from ui.common import user_errors
@@ -354,8 +355,11 @@ def parse_run(values: RunValues, step: StepValues, schedule: ScheduleValues) -> 
 
 
 def is_guided(denoiser: Denoiser) -> bool:
-    """Whether a run of this (bound) model records the conditional and unconditional x̂₀ too (guidance w > 1)."""
-    return bool(getattr(denoiser, "conditional", False)) and float(getattr(denoiser, "guidance_scale", 1.0)) > 1.0
+    """Whether a run of this (bound) model records the conditional and unconditional x̂₀ too: classifier-free
+    guidance w > 1 of a family that runs it as a second pass (not FLUX dev's embedded guidance)."""
+    if not isinstance(denoiser, LatentDenoiser) or not denoiser.kind.conditional:
+        return False
+    return denoiser.kind.classifier_free and denoiser.guidance_scale > 1.0
 
 
 def bind_model(denoiser: Denoiser, values: RunValues) -> Denoiser:

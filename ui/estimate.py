@@ -17,12 +17,12 @@ import torch
 
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.settings import SamplerSettings
-from ui.controls import RunValues
+from ui.controls import RunValues, is_guided
 from ui.models import record_run, record_speed, takes_conditioning
 
 LONG_RUN_SECONDS = 20.0  # a run estimated longer than this says so before it starts
-GPU_SECONDS = (30, 300)
-WARM_UP_RETIME = 0.5  # s: a first pass quicker than this is timed once more (the second is the warm one)  # the ZeroGPU slot asked for, at least and at most
+GPU_SECONDS = (30, 300)  # the ZeroGPU slot asked for, at least and at most
+WARM_UP_RETIME = 0.5  # s: a first pass quicker than this is timed once more (the second is the warm one)
 _MEASURED: dict[tuple, float] = {}
 _LOCK = threading.Lock()
 
@@ -30,7 +30,7 @@ _LOCK = threading.Lock()
 def _key(denoiser: Denoiser) -> tuple:
     """What a pass's cost depends on: the shared modules (not the bound prompt), the shape, guidance, device."""
     modules = getattr(denoiser, "parts", None) or getattr(denoiser, "module", None) or denoiser
-    guided = float(getattr(denoiser, "guidance_scale", 1.0)) > 1.0
+    guided = is_guided(denoiser)
     return (id(modules), tuple(denoiser.sample_shape), guided, str(denoiser.device), str(denoiser.dtype))
 
 

@@ -157,7 +157,7 @@ def conditioning_controls(ref: str) -> frozenset[str]:
         return FAMILY_CONTROLS[Family.PIXEL]
     check_ref(ref)  # a path or a malformed id: ValueError
     if (model := loaded_model(ref)) is not None:
-        return FAMILY_CONTROLS[family_of(model)]
+        return model.kind.model_controls(model) if isinstance(model, LatentDenoiser) else FAMILY_CONTROLS[Family.PIXEL]
     entry = _entry(ref)
     return frozenset(CONDITIONING_CONTROLS) if entry is None else FAMILY_CONTROLS[entry.family]
 

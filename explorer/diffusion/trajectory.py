@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from explorer.diffusion.conditioning import Conditioning
+from explorer.diffusion.noise import initial_noise
 from explorer.diffusion.parameterization import Prediction, convert
 from explorer.diffusion.settings import SamplerSettings
 from explorer.diffusion.views import STEP_VIEWS, view_of
@@ -88,6 +89,12 @@ class Trajectory(Sequence[Step]):
     @property
     def x_T(self) -> torch.Tensor:
         return self.steps[0].x_t
+
+    @property
+    def initial_noise(self) -> torch.Tensor:
+        """The unit Gaussian the run started from, [B, *shape] (`noise.initial_noise` of its seed), in diffusers'
+        convention: before a scheduler's init_noise_sigma, so `pipe(latents=…)` replays the run (FLUX: packed)."""
+        return initial_noise(self.settings.seed, tuple(self.x_T.shape))
 
     @property
     def samples(self) -> torch.Tensor:

@@ -73,8 +73,11 @@ HUB_ENTRIES: tuple[CatalogueEntry, ...] = (
 # 2 GiB limit: a server that offers them raises EXPLORER_MAX_WEIGHT_BYTES (README).
 # SDXL: its UNet (2.57 B) and OpenCLIP ViT-bigG/14 with projection (694.7 M) as counted in the diffusers weights;
 # its VAE has SD's architecture.
+# FLUX.1-schnell: its transformer (no guidance embedding), 16-channel VAE and T5-XXL encoder, counted by building
+# their published configs on the meta device; CLIP-L as SD 1.x's.
 _SD_VAE, _CLIP_L, _CLIP_H = 83_653_863, 123_060_480, 340_387_840
 _SDXL_UNET, _CLIP_G = 2_567_463_684, 694_659_840
+_FLUX_SCHNELL, _FLUX_VAE, _T5_XXL = 11_891_178_560, 83_819_683, 4_762_310_656
 LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
     CatalogueEntry(
         "stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -139,6 +142,19 @@ LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
         "SDXL base 1.0: two text encoders (CLIP-L and OpenCLIP-G, pooled) and size/crop conditioning, 1024×1024 "
         "(128×128×4 latents), ε-prediction, scaled_linear β, guidance 5 by default.",
         Family.SDXL,
+    ),
+    CatalogueEntry(
+        "black-forest-labs/FLUX.1-schnell",
+        Source.HUB,
+        "black-forest-labs/FLUX.1-schnell",
+        None,
+        Prediction.FLOW,
+        (16, 128, 128),
+        _FLUX_SCHNELL + _FLUX_VAE + _CLIP_L + _T5_XXL,
+        "undisclosed (Black Forest Labs)",
+        "FLUX.1 [schnell]: a 12 B flow-matching transformer on 16-channel latents packed in 2×2 patches, 1024×1024 "
+        "(128×128×16 latents), CLIP-L pooled + T5-XXL text, timestep-distilled for 1–4 steps, no guidance.",
+        Family.FLUX,
     ),
 )
 

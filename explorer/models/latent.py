@@ -7,6 +7,9 @@ computes it inside its loop:
     family             forward pass (B samples)                                   guided when w > 1
     stable_diffusion   unet(x, t, encoder_hidden_states=CLIP(prompt))             batch [uncond; cond] of 2B
     sdxl               unet(x, t, CLIP-L ⊕ CLIP-G, pooled, size ids)              batch [uncond; cond] of 2B
+    sd3                transformer(x_σ, σT, CLIP-L ⊕ CLIP-G ⊕ T5, pooled)          batch [uncond; cond] of 2B
+    flux               unpack(transformer(pack(x_σ), σ, T5, CLIP pooled, ids,     never: dev takes w as an input
+                       guidance w for dev))                                       (schnell takes none)
     ldm                unet(x, t)                                                 never (unconditional)
     dit                transformer(x, t, class_labels=y)[:, :C] (ε̂; [:, C:] σ)    batch [cond; null] of 2B
 
@@ -30,6 +33,7 @@ import torch
 
 from explorer.diffusion.conditioning import Conditioning, guide, rescale_guidance
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
+from explorer.diffusion.flow import FlowSchedule
 from explorer.diffusion.parameterization import Prediction, prediction_of
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import TimestepLike
@@ -46,6 +50,7 @@ from explorer.models.errors import broken_files, read_json
 from explorer.models.families import LatentParts, behaviour
 from explorer.models.pipelines import FAMILY_COMPONENTS, PipelineSpec
 from explorer.models.weights import check_pipeline_weights
+from explorer.validation import check_int
 
 
 class LatentDenoiser(Denoiser):
@@ -65,14 +70,13 @@ class LatentDenoiser(Denoiser):
         config = parts.network.config
         self.scheduler_config = dict(scheduler)
         self.prediction = prediction_of(scheduler)
-        self.schedule = Schedule.from_diffusers_config(scheduler)
         # Latents are not in [−1, 1]: without a clip_sample key, no clipping (diffusers' DDIM default True, with a
         # warning that SD configs should set it false; the published SD configs do).
         self.clip_sample = bool(scheduler.get("clip_sample", False))
-        self.latent_channels = int(config.in_channels)
-        size = config.sample_size
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        self.sample_shape = (self.latent_channels, int(height), int(width))
+        self.latent_channels = self.kind.latent_channels(parts.network)
+        height, width = self.kind.sample_size(parts.network)
+        self.sample_shape = (self.latent_channels, height, width)
+        self.schedule = self.kind.training_schedule(self)  # FLUX's shift depends on the latent size
         self.learned_variance = int(config.out_channels or self.latent_channels) == 2 * self.latent_channels
         self.variance_type = variance_type_of(scheduler, self.learned_variance, name)
         self.default_steps = self.kind.default_steps
@@ -167,10 +171,20 @@ class LatentDenoiser(Denoiser):
         bound = copy.copy(self)
         bound.sample_shape = (self.latent_channels, height, width)
         bound.image_shape = (self.image_shape[0], height * self.vae_scale_factor, width * self.vae_scale_factor)
+        bound.schedule = self.kind.training_schedule(bound)  # FLUX's dynamic shift follows the size
         if bound._embeddings:  # size-dependent embeddings (SDXL's size ids) are computed again for the new size
             bound._embeddings, bound._lock = {}, threading.Lock()
             bound.embeddings()
         return bound
+
+    def pipeline_sigmas(self, num_inference_steps: int) -> FlowSchedule:
+        """The σ grid (descending, with the terminal 0) and timesteps σ·T that this flow model's diffusers pipeline
+        visits in `num_inference_steps` steps at this latent size (FLUX: dynamic shift from the packed sequence
+        length); `on_sigmas(grid.sigmas[:-1])` binds the model to it."""
+        check_int(
+            "num_inference_steps", num_inference_steps, 1, int(self.scheduler_config.get("num_train_timesteps", 1000))
+        )
+        return self.kind.pipeline_sigmas(self, num_inference_steps)
 
     def on_sigmas(self, sigmas: Sequence[float]) -> LatentDenoiser:
         """This flow model on the σ grid a flow scheduler visits (descending, without the terminal 0, as

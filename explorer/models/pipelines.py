@@ -7,6 +7,11 @@
     sdxl               StableDiffusionXLPipeline      unet/ UNet2DConditionModel (text_time), with    vae/ AutoencoderKL
                                                       text_encoder/ CLIPTextModel, text_encoder_2/
                                                       CLIPTextModelWithProjection and two tokenizers
+    sd3                StableDiffusion3Pipeline       transformer/ SD3Transformer2DModel, with two    vae/ AutoencoderKL
+                                                      CLIP encoders with projection and optional T5
+    flux               FluxPipeline                   transformer/ FluxTransformer2DModel on packed   vae/ AutoencoderKL
+                                                      2×2 patches, with text_encoder/ CLIPTextModel
+                                                      (pooled) and text_encoder_2/ T5EncoderModel
     ldm                LDMPipeline                    unet/ UNet2DModel on VQ latents                 vqvae/ VQModel
     dit                DiTPipeline                    transformer/ DiTTransformer2DModel (or          vae/ AutoencoderKL
                                                       Transformer2DModel), class labels
@@ -20,7 +25,7 @@ Pure JSON reading: no torch, no diffusers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from explorer.models.errors import CheckpointError, CheckpointProblem, read_json, unsupported
@@ -37,6 +42,7 @@ class Family(Mode, field="family"):
     STABLE_DIFFUSION = "stable_diffusion"
     SDXL = "sdxl"
     SD3 = "sd3"
+    FLUX = "flux"
     LDM = "ldm"
     DIT = "dit"
 
@@ -79,6 +85,7 @@ SCHEDULER = _component(
 CLIP_TOKENIZER = _component("transformers", "CLIPTokenizer", "CLIPTokenizerFast", stem=None)
 CLIP_WITH_PROJECTION = _component("transformers", "CLIPTextModelWithProjection", stem=TRANSFORMERS_STEM)
 T5_TOKENIZER = _component("transformers", "T5TokenizerFast", "T5Tokenizer", stem=None, optional=True)
+T5_ENCODER = _component("transformers", "T5EncoderModel", stem=TRANSFORMERS_STEM, optional=True)
 FAMILY_COMPONENTS: dict[Family, dict[str, Component]] = {
     Family.STABLE_DIFFUSION: {
         "unet": _component("diffusers", "UNet2DConditionModel"),
@@ -101,10 +108,19 @@ FAMILY_COMPONENTS: dict[Family, dict[str, Component]] = {
         "vae": _component("diffusers", "AutoencoderKL"),
         "text_encoder": CLIP_WITH_PROJECTION,
         "text_encoder_2": CLIP_WITH_PROJECTION,
-        "text_encoder_3": _component("transformers", "T5EncoderModel", stem=TRANSFORMERS_STEM, optional=True),
+        "text_encoder_3": T5_ENCODER,
         "tokenizer": CLIP_TOKENIZER,
         "tokenizer_2": CLIP_TOKENIZER,
         "tokenizer_3": T5_TOKENIZER,
+        "scheduler": SCHEDULER,
+    },
+    Family.FLUX: {  # FLUX.1 needs its T5: neither it nor its tokenizer is optional there
+        "transformer": _component("diffusers", "FluxTransformer2DModel"),
+        "vae": _component("diffusers", "AutoencoderKL"),
+        "text_encoder": _component("transformers", "CLIPTextModel", stem=TRANSFORMERS_STEM),
+        "text_encoder_2": replace(T5_ENCODER, optional=False),
+        "tokenizer": CLIP_TOKENIZER,
+        "tokenizer_2": replace(T5_TOKENIZER, optional=False),
         "scheduler": SCHEDULER,
     },
     Family.LDM: {
@@ -125,14 +141,23 @@ PIPELINE_FAMILIES: dict[str, Family] = {
     "StableDiffusionPipeline": Family.STABLE_DIFFUSION,
     "StableDiffusionXLPipeline": Family.SDXL,
     "StableDiffusion3Pipeline": Family.SD3,
+    "FluxPipeline": Family.FLUX,
     "LDMPipeline": Family.LDM,
     "DiTPipeline": Family.DIT,
 }
 PIPELINE_OPTIONS = frozenset({"force_zeros_for_empty_prompt", "requires_safety_checker"})  # read from the index
 IGNORED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})  # never loaded
 WHY_NOT: dict[str, str] = {  # pipelines people bring that the explorer does not run, and why
-    "FluxPipeline": "FLUX.1 is a flow-matching model (a transformer on packed 2×2 latent patches predicting the "
-    "velocity ε − x₀, with dynamic shift and a T5 encoder), and the explorer runs discrete β-schedule checkpoints only",
+    "FluxFillPipeline": "FLUX.1 Fill is an inpainting model whose transformer also takes the masked image's latents, "
+    "which the explorer's text-to-image loop does not supply; load FLUX.1 schnell or dev instead",
+    "FluxControlPipeline": "FLUX.1 Canny/Depth take a control image's latents beside the noise, which the explorer's "
+    "text-to-image loop does not supply; load FLUX.1 schnell or dev instead",
+    "FluxControlNetPipeline": "a FLUX ControlNet needs a second network and a control image, which the explorer does "
+    "not load; load the FLUX.1 base model (schnell or dev) instead",
+    "FluxKontextPipeline": "FLUX.1 Kontext edits an input image whose latents join the sequence, which the explorer's "
+    "text-to-image loop does not supply; load FLUX.1 schnell or dev instead",
+    "FluxPriorReduxPipeline": "FLUX.1 Redux is an image encoder that feeds another pipeline and has no denoiser of its "
+    "own",
     "StableDiffusionXLImg2ImgPipeline": "an SDXL refiner is an image-to-image model with only the second text "
     "encoder; load the SDXL base checkpoint instead",
     "ConsistencyModelPipeline": "a consistency model has no discrete β schedule",

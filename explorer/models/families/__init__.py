@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from explorer.models.families.base import LatentFamily, LatentParts
 from explorer.models.families.dit import DiT
+from explorer.models.families.flux import Flux
 from explorer.models.families.ldm import LatentDiffusion
 from explorer.models.families.sd3 import StableDiffusion3
 from explorer.models.families.sdxl import StableDiffusionXL
@@ -12,7 +13,8 @@ from explorer.models.families.stable_diffusion import StableDiffusion
 from explorer.models.pipelines import Family
 
 FAMILIES: dict[Family, LatentFamily] = {
-    kind.family: kind for kind in (StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), LatentDiffusion(), DiT())
+    kind.family: kind
+    for kind in (StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux(), LatentDiffusion(), DiT())
 }
 
 

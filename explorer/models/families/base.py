@@ -12,6 +12,11 @@ between families lives here instead of in branches on a name:
     latent → RGB         latent_rgb, taesd_repo          SD matrix, taesd   SDXL, taesdxl none     SD, taesd
     latent size          downsample_factor, fixed_size   UNet levels        UNet levels   levels   patch 2, fixed
     page controls        controls (from the above)       prompt, w, φ, size same          size     label, w
+    latent shape         latent_channels, sample_size    the network config's in_channels and sample_size
+
+sd3 and flux are flow-matching transformers (see their modules): their schedule is the VP one of equal SNR at the
+scheduler's σ grid (`training_schedule`), and `pipeline_sigmas` gives the grid their pipeline visits; flux packs 2×2
+latent patches into tokens (a quarter of the transformer's in_channels) and has no sample_size in its config.
 
 A new family is one file here (a subclass), one row in `explorer.models.pipelines` (its pipeline class and the
 components it may name) and one entry in `explorer.models.families.FAMILIES`.
@@ -26,6 +31,7 @@ from typing import Any, Protocol
 import torch
 
 from explorer.diffusion.conditioning import Conditioning
+from explorer.diffusion.flow import FlowSchedule
 from explorer.diffusion.schedules import Schedule
 from explorer.models.pipelines import Family
 
@@ -93,6 +99,7 @@ class LatentFamily:
     default_steps = 50  # what the family's diffusers pipeline defaults to
     takes_prompt = False
     takes_class_label = False
+    classifier_free = True  # guidance w > 1 runs an unconditional pass beside the conditional one (batch 2B)
     fixed_size = False  # the network's positional embedding fixes the latent size (DiT)
     latent_rgb: LatentRGB | None = None
     taesd_repo: str | None = None
@@ -113,7 +120,20 @@ class LatentFamily:
             taken |= {"class_label", "guidance"}
         return frozenset(taken)
 
+    def model_controls(self, model: LatentDenoiser) -> frozenset[str]:
+        """The run settings a loaded checkpoint of this family takes (a family's variants may differ)."""
+        return self.controls
+
     # -- shapes --------------------------------------------------------------------------------------
+
+    def latent_channels(self, network: torch.nn.Module) -> int:
+        """Channels of one latent: the network's input channels."""
+        return int(network.config.in_channels)
+
+    def sample_size(self, network: torch.nn.Module) -> tuple[int, int]:
+        """The latent (height, width) the checkpoint samples by default: its network's sample_size."""
+        size = network.config.sample_size
+        return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
     def downsample_factor(self, network: torch.nn.Module) -> int:
         """The latent size must be a multiple of this: 2^(levels − 1) of a UNet."""
@@ -124,6 +144,17 @@ class LatentFamily:
 
     def num_classes(self, network: torch.nn.Module) -> int | None:
         return None
+
+    # -- the noise schedule ------------------------------------------------------------------------------
+
+    def training_schedule(self, model: LatentDenoiser) -> Schedule:
+        """The schedule of the checkpoint's scheduler config at the model's latent size (only FLUX's depends on
+        the size: its dynamic shift)."""
+        return Schedule.from_diffusers_config(model.scheduler_config)
+
+    def pipeline_sigmas(self, model: LatentDenoiser, num_inference_steps: int) -> FlowSchedule:
+        """The σ grid (and timesteps σ·T) the family's diffusers pipeline visits in n steps: flow families only."""
+        raise ValueError(f"{model.name} is not a flow-matching model: its pipeline visits no σ grid")
 
     # -- conditioning ----------------------------------------------------------------------------------
 
@@ -176,6 +207,22 @@ class LatentFamily:
             for _, tokenizer in self.text_folders
             if tokenizer in classes
         )
+
+
+def encode_t5(tokenizer: Any, encoder: torch.nn.Module, text: str, max_length: int) -> torch.Tensor:
+    """T5's last hidden state for `text`, [1, max_length, D], tokenized as SD3's and FLUX's pipelines do (max-length
+    padding, truncation, no attention mask)."""
+    tokens = tokenizer(
+        [text],
+        padding="max_length",
+        max_length=max_length,
+        truncation=True,
+        add_special_tokens=True,
+        return_tensors="pt",
+    )
+    device = next(encoder.parameters()).device
+    with torch.inference_mode():
+        return encoder(tokens.input_ids.to(device))[0]
 
 
 def encode_clip(tokenizer: Any, encoder: torch.nn.Module, text: str, **options: Any) -> Any:

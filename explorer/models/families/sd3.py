@@ -16,11 +16,11 @@ Latents decode as vae.decode(latents / scaling_factor + shift_factor).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from explorer.models.families.base import LatentDenoiser, LatentFamily, Prediction3, encode_clip
+from explorer.diffusion import flow
+from explorer.diffusion.schedules import current_scheduler_config
+from explorer.models.families.base import LatentDenoiser, LatentFamily, Prediction3, encode_clip, encode_t5
 from explorer.models.pipelines import Family
 
 T5_TOKENS = 256  # StableDiffusion3Pipeline's max_sequence_length
@@ -76,6 +76,17 @@ class StableDiffusion3(LatentFamily):
         if max(height, width) > largest:
             raise ValueError(f"an SD3 transformer's positional embedding holds latents up to {largest} on a side")
 
+    def pipeline_sigmas(self, model: LatentDenoiser, num_inference_steps: int) -> flow.FlowSchedule:
+        """StableDiffusion3Pipeline's grid: the scheduler's default σ, shifted by its static `shift` (3 for SD3)."""
+        config = current_scheduler_config(model.scheduler_config)
+        if config.get("use_dynamic_shifting"):
+            raise ValueError(f"{model.name}: an SD3 scheduler with dynamic shifting is not supported")
+        return flow.inference_sigmas(
+            num_inference_steps,
+            num_train_timesteps=int(config.get("num_train_timesteps", 1000)),
+            shift=float(config.get("shift", 1.0)),
+        )
+
     def embed(self, model: LatentDenoiser) -> dict[str, torch.Tensor]:
         cond = model.conditioning
         embeddings = dict(zip(("conditional", "pooled"), self._encode(model, cond.prompt or ""), strict=True))
@@ -94,25 +105,11 @@ class StableDiffusion3(LatentFamily):
         clip = torch.cat(hidden, dim=-1)  # [1, 77, 768 + 1280]
         width = int(model.parts.network.config.joint_attention_dim)
         if len(encoders) > 2:
-            t5 = self._t5(tokenizers[2], encoders[2], text)
+            t5 = encode_t5(tokenizers[2], encoders[2], text, T5_TOKENS)
         else:  # T5 left out, as diffusers allows: its tokens are zeros
             t5 = torch.zeros(1, T5_TOKENS, width, dtype=clip.dtype, device=clip.device)
         clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))
         return torch.cat([clip, t5.to(clip.dtype)], dim=-2), torch.cat(pooled, dim=-1)
-
-    @staticmethod
-    def _t5(tokenizer: Any, encoder: torch.nn.Module, text: str) -> torch.Tensor:
-        tokens = tokenizer(
-            [text],
-            padding="max_length",
-            max_length=T5_TOKENS,
-            truncation=True,
-            add_special_tokens=True,
-            return_tensors="pt",
-        )
-        device = next(encoder.parameters()).device
-        with torch.inference_mode():
-            return encoder(tokens.input_ids.to(device))[0]  # [1, 256, 4096]
 
     def forward(self, model: LatentDenoiser, x: torch.Tensor, steps: torch.Tensor) -> Prediction3:
         e, batch, network = model.embeddings(), x.shape[0], model.parts.network
