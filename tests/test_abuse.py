@@ -319,3 +319,60 @@ def test_the_session_hash_is_never_logged_or_echoed(http, capfd):
     out, err = capfd.readouterr()
     assert all(texts) and session not in "".join(texts) + out + err
     assert until(lambda: admission.held(app.demo) == 0, 90)
+
+
+# --- the frame player's server function (not queued) ----------------------------------------------------------------
+
+
+def player_id() -> int:
+    return next(c["id"] for c in CONFIG["components"] if c.get("props", {}).get("elem_id") == "frame_player")
+
+
+def fetch(http: httpx.Client, data: Any, address: str, **changes: Any) -> httpx.Response:
+    body = {"data": data, "component_id": player_id(), "session_hash": "fetch-probe", "fn_name": "fetch_frames"}
+    return http.post(f"{API}/component_server", json=body | changes, headers=as_address(address))
+
+
+def test_unknown_fetch_frames_keys_get_one_sentence_and_a_quiet_log(http, capfd):
+    capfd.readouterr()
+    answers = [fetch(http, [f"no-such-key-{k}", 0], f"198.18.{k // 250}.{k % 250 + 1}") for k in range(1000)]
+    assert {a.status_code for a in answers} == {404}, {a.status_code for a in answers}
+    assert {a.json()["detail"] for a in answers} == {state.NO_RUN}
+    out, err = capfd.readouterr()
+    assert len((out + err).encode()) < 10_000, (out + err)[-2000:]
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("data", "changes"),
+    [
+        ([None, 0], {}),
+        (["k", "x"], {}),
+        ("not a list", {}),
+        ([["k"], 0, 9], {}),
+        ([{"a": 1}, float("nan")], {}),
+        (["k", 0], {"component_id": 987654}),  # no such component: Gradio's KeyError
+        (["k", 0], {"fn_name": "__init__"}),
+    ],
+)
+def test_hostile_fetch_frames_values_get_a_4xx_sentence(http, capfd, data, changes):
+    if isinstance(data, list) and data and isinstance(data[-1], float):
+        body = '{"data": [{"a": 1}, NaN], "component_id": %d, "session_hash": "s", "fn_name": "fetch_frames"}'
+        answer = http.post(f"{API}/component_server", content=body % player_id(), headers=as_address("198.18.9.9"))
+    else:
+        answer = fetch(http, data, "198.18.9.9", **changes)
+    assert 400 <= answer.status_code < 500, answer.text
+    detail = answer.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and len(detail) < 200
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
+def test_fetch_frames_is_limited_per_client(http):
+    session = new_session()
+    assert call_api(http, "run", api_arguments(CONFIG, "run", **SMALL), session).ok
+    key = state.STORE.get(session).run.key
+    answers = [fetch(http, [key, 0], "198.18.10.10", session_hash=session) for _ in range(30)]
+    codes = [a.status_code for a in answers]
+    assert codes[0] == 200 and set(answers[0].json()) == {"0", "1", "2"}
+    assert 429 in codes and all(code in (200, 429) for code in codes)
+    assert fetch(http, [key, 0], "198.18.10.11", session_hash=session).status_code == 200  # another client is served
