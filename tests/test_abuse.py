@@ -127,6 +127,66 @@ def test_who_a_client_is():
     assert "s1" not in client_key(headers(), "127.0.0.1", "s1", **local)  # a digest, never the bearer token
 
 
+def test_64_addresses_in_one_ipv6_64_are_one_client():
+    """IPv6 counts per /64 (a subscriber holds one whole): 64 addresses of one /64 share one client's two slots."""
+    prefix = "2001:db8:4:7"
+    addresses = [f"{prefix}:{k:x}:{(k * 7919) % 65536:x}:{k * 31:x}:{k + 1:x}" for k in range(64)]
+    keys = {client_key(headers(f"6.6.6.{k}, {a}"), "10.0.0.1", f"s{k}", on_space=True) for k, a in enumerate(addresses)}
+    assert len(keys) == 1
+    ledger = Ledger(per_client=2, in_all=12)
+    granted, refused = [], []
+    for address in addresses:
+        try:
+            granted.append(ledger.reserve(client_key(headers(address), None, None, on_space=True)))
+        except Refused as refusal:
+            refused.append(refusal.message)
+    assert len(granted) == 2 and set(refused) == {TOO_MANY} and len(refused) == 62
+    neighbour = client_key(headers("2001:db8:4:8::1"), None, None, on_space=True)  # the next /64: another client
+    assert ledger.reserve(neighbour) and ledger.jobs() == 3
+
+
+def test_a_few_clients_cannot_keep_every_slot_while_another_waits():
+    """Six clients hold all twelve slots; a seventh waits in line and gets the next slot that frees, before any of
+    the six (who post again at once) gets it back."""
+    ledger = Ledger(per_client=2, in_all=12, wait_seconds=5)
+    live: set[str] = set()
+    alive = live.__contains__
+    for k in range(12):
+        ticket = ledger.reserve(f"hog{k % 6}")
+        ledger.bind(ticket, f"hog{k}")
+        live.add(f"hog{k}")
+
+    async def scenario() -> list[str]:
+        honest = asyncio.create_task(ledger.admit("honest", alive))
+        await asyncio.sleep(0.3)
+        assert not honest.done() and ledger.waiting() == 1
+        with pytest.raises(Refused):  # a hog at its limit is refused at once
+            await ledger.admit("hog0", alive)
+        live.discard("hog0")  # one of hog0's jobs ends; hog0 posts again at once, the honest client waited first
+        again = asyncio.create_task(ledger.admit("hog0", alive))
+        ticket = await asyncio.wait_for(honest, 2)
+        assert ticket.client == "honest"
+        with pytest.raises(Refused, match="the server is busy"):
+            await again  # nothing freed for it within its wait
+        return [ticket.client]
+
+    ledger.wait_seconds = 1
+    assert asyncio.run(scenario()) == ["honest"]
+
+
+def test_cancelled_work_still_running_holds_its_slot():
+    ledger = Ledger(per_client=2, in_all=12)
+    live = {"e1", "e2"}
+    for event in live:
+        ledger.bind(ledger.reserve("a"), event)
+    with ledger.working("a"), ledger.working("a"):  # both exports are in a batch
+        live.clear()  # ... when their events are cancelled: the threads finish the batch
+        ledger.sweep(live.__contains__)
+        with pytest.raises(Refused, match="you already have 2"):
+            ledger.reserve("a")
+    assert ledger.reserve("a")  # the batches ended: the slots are free
+
+
 class FakeQueue:
     """Gradio's queue as the hook sees it: `push` and the table of events it still holds."""
 
@@ -268,8 +328,9 @@ def test_a_flood_from_one_address_leaves_everyone_else_served(http):
 
 def test_the_total_cap_turns_away_new_addresses_but_not_views(http, monkeypatch):
     monkeypatch.setattr(admission.LEDGER, "in_all", 3)
+    monkeypatch.setattr(admission.LEDGER, "wait_seconds", 1.0)  # a new address waits in line this long, then 429
     assert until(lambda: admission.held(app.demo) == 0, 90)
-    responses = [post_run(http, f"192.0.2.{k}", {**SMALL, "steps": 20}) for k in range(1, 6)]
+    responses = [post_run(http, f"192.0.2.{k}", {**SMALL, "steps": 400}) for k in range(1, 6)]
     assert [r.status_code for r in responses] == [200, 200, 200, 429, 429]
     assert "the server is busy" in responses[-1].json()["detail"]
     began = time.monotonic()
