@@ -9,6 +9,7 @@ client. The bookkeeping itself (limits, release, expiry, who a client is) is tes
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import count
@@ -32,6 +33,12 @@ CONFIG = app.demo.get_config_file()
 FLOOD = 40
 SMALL = {"model": "digits-eps", "steps": 3, "batch": 2, "sampler": "ddim", "spacing": "trailing"}
 TOO_MANY = admission.too_many(admission.PER_CLIENT)
+MIB = 1 << 20
+
+
+def rss() -> int:
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) * 1024
 
 
 # --- the bookkeeping, without a server -----------------------------------------------------------------------
@@ -437,3 +444,85 @@ def test_fetch_frames_is_limited_per_client(http):
     assert codes[0] == 200 and set(answers[0].json()) == {"0", "1", "2"}
     assert 429 in codes and all(code in (200, 429) for code in codes)
     assert fetch(http, [key, 0], "198.18.10.11", session_hash=session).status_code == 200  # another client is served
+
+
+# --- exports: cancelled and posted again ----------------------------------------------------------------------------
+
+
+def test_cancelling_and_reposting_an_x8_export_never_runs_more_than_admitted(http, monkeypatch):
+    """An ×8 export cancelled and posted again 20 times: Gradio's cancel stops it between batches, a batch still
+    running holds its client's slot, so at most `PER_CLIENT` exports run at once and memory stays flat."""
+    import threading
+
+    from ui import exports
+
+    open_now, most = [0], [0]
+    lock = threading.Lock()
+
+    class CountedGif(exports.GifStream):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            with lock:
+                open_now[0] += 1
+                most[0] = max(most[0], open_now[0])
+
+        def close(self):
+            with lock:
+                if not self._file.closed:
+                    open_now[0] -= 1
+            return super().close()
+
+    monkeypatch.setattr(exports, "GifStream", CountedGif)
+    session, address = new_session(), "203.0.113.120"
+    run = {**SMALL, "model": "moons-eps", "steps": 200, "batch": 1024}
+    body = {"data": api_arguments(CONFIG, "run", **run), "session_hash": session}
+    posted = http.post(f"{API}/call/run", json=body, headers=as_address(address))
+    assert answer(http, "run", posted.json()["event_id"]) == "complete"
+    fn_index = next(dep["id"] for dep in CONFIG["dependencies"] if dep.get("api_name") == "export")
+    gc.collect()
+    before = rss()
+    outcomes = []
+    for _ in range(20):
+        join = {"data": [8], "fn_index": fn_index, "session_hash": session}
+        joined = http.post(f"{API}/queue/join", json=join, headers=as_address(address))
+        outcomes.append(joined.status_code)
+        time.sleep(1.0)
+        if joined.status_code == 200:
+            cancel = {"session_hash": session, "fn_index": fn_index, "event_id": joined.json()["event_id"]}
+            assert http.post(f"{API}/cancel", json=cancel).status_code == 200
+    assert 200 in outcomes and set(outcomes) <= {200, 429}, outcomes
+    assert until(lambda: admission.held(app.demo) == 0 and open_now[0] == 0, 120), (admission.held(app.demo), open_now)
+    gc.collect()
+    grown = rss() - before
+    assert most[0] <= admission.PER_CLIENT, f"{most[0]} exports ran at once"
+    assert grown < 300 * MIB, f"RSS grew by {grown / MIB:.0f} MiB"
+    assert exports.DISK.used(admission.client_of_request(SimpleNamespace(headers=Headers(as_address(address)),
+                                                                         client=None), session)) == 0  # fmt: skip
+
+
+# --- Gradio's session state -----------------------------------------------------------------------------------------
+
+
+def post_view(http: httpx.Client, session: str, address: str) -> httpx.Response:
+    body = {"data": api_arguments(CONFIG, "schedules"), "session_hash": session}
+    return http.post(f"{API}/call/schedules", json=body, headers=as_address(address))
+
+
+def test_session_state_is_capped_per_client_before_gradio_allocates(http, monkeypatch):
+    """Fresh session hashes from one address: past its cap the client's own idle sessions give way, and while none
+    is idle a new one is refused; Gradio's state holder never holds more than the cap for that client."""
+    from ui import sessions
+
+    ledger = sessions.SessionLedger(per_client=5, in_all=1000, idle_seconds=60)
+    monkeypatch.setattr(sessions.GatedStates, "ledger", ledger)
+    holder = app.demo.state_holder
+    before = len(holder.session_data)
+    answers = [post_view(http, f"fresh-{k}", "203.0.113.77") for k in range(12)]
+    codes = [a.status_code for a in answers]
+    assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}, codes
+    assert "sessions open from your address" in answers[-1].json()["detail"]
+    assert len(holder.session_data) - before <= 5 and ledger.sessions(ledger._owners["fresh-0"]) == 5
+    assert post_view(http, "fresh-other", "198.51.100.77").status_code == 200  # another client is not held up
+    ledger.idle_seconds = 0.0  # now the first client's sessions are idle: a new one takes the oldest one's place
+    assert post_view(http, "fresh-again", "203.0.113.77").status_code == 200
+    assert "fresh-0" not in holder.session_data and "fresh-again" in holder.session_data

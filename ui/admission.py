@@ -311,7 +311,7 @@ def client_key(headers: Any, host: str | None, session_hash: str | None, *, on_s
 def client_of_request(request: Any, session_hash: str | None) -> str:
     """`client_key` for a Starlette request."""
     host = request.client.host if getattr(request, "client", None) else None
-    return client_key(request.headers, host, session_hash, on_space=running_on_space())
+    return client_key(getattr(request, "headers", None), host, session_hash, on_space=running_on_space())
 
 
 # --- the hook -------------------------------------------------------------------------------------------------

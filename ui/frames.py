@@ -24,6 +24,8 @@ from __future__ import annotations
 import base64
 import io
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import gradio as gr
@@ -164,8 +166,36 @@ def held_positions(total: int, bytes_per_frame: float, budget: int = FRAME_BUDGE
     return np.unique(np.round(np.linspace(0, total - 1, fits)).astype(np.int64))
 
 
+PAYLOADS_KEPT = 4  # runs whose page payload is kept: frames_after, Stop and the run/branch selector reuse it
+_payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_payloads_lock = threading.Lock()
+
+
 def payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = "") -> dict[str, Any]:
-    """What the page needs to step through `stored` without the server, starting at position `start`."""
+    """What the page needs to step through `stored` without the server, starting at position `start`.
+
+    Drawn once per run and kept (the last PAYLOADS_KEPT runs): asking again, from any frame, costs one strip at
+    most (the start frame when the page would not hold it), however often a client asks."""
+    total = len(stored.compact)
+    start = min(max(int(start), 0), total - 1)
+    with _payloads_lock:
+        kept = _payloads.get(stored.key)
+        if kept is not None:
+            _payloads.move_to_end(stored.key)
+    if kept is None:
+        kept = _fresh_payload(stored, start)
+        with _payloads_lock:
+            _payloads[stored.key] = kept
+            while len(_payloads) > PAYLOADS_KEPT:
+                _payloads.popitem(last=False)
+    frames = kept["frames"]
+    if str(start) not in frames:
+        frames = frames | Strips(stored.compact, start, start + 1, drawing_of(stored.model)).encoded([start])
+    return {**kept, "frames": frames, "which": which, "start": start, "notice": notice}
+
+
+def _fresh_payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = "") -> dict[str, Any]:
+    """`payload` drawn from scratch."""
     compact = stored.compact
     drawing = drawing_of(stored.model)
     strips = Strips(compact, drawing=drawing)

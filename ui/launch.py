@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from gradio.route_utils import FnIndexInferError
 from starlette.middleware import Middleware
 
-from ui import admission, gate
+from ui import admission, gate, sessions
 from ui.common import running_on_space
 
 TITLE = "Reverse-diffusion explorer"
@@ -74,7 +74,8 @@ async def unknown_endpoint(request: Request, error: Exception) -> JSONResponse:
 def launch_options(**overrides: Any) -> dict[str, Any]:
     """Keyword arguments for `demo.launch`: the server address from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
     (127.0.0.1:7860 by default), the look, the keyboard script, the upload cap (none on a Space: nothing there takes
-    a file), a 404 for unknown API names and one sentence for a bad server-function call (`ui.gate.QuietErrors`);
+    a file), a 404 for unknown API names, one sentence for a bad server-function call (`ui.gate.QuietErrors`) and
+    bounded session state (`ui.sessions.SessionGate`);
     `overrides` win."""
     look = theme()
     options: dict[str, Any] = {
@@ -86,7 +87,7 @@ def launch_options(**overrides: Any) -> dict[str, Any]:
         "max_file_size": SPACE_FILE_SIZE if running_on_space() else MAX_FILE_SIZE,
         "app_kwargs": {
             "exception_handlers": {FnIndexInferError: unknown_endpoint},
-            "middleware": [Middleware(gate.QuietErrors)],
+            "middleware": [Middleware(sessions.SessionGate), Middleware(gate.QuietErrors)],
         },
     }
     return {**options, **overrides}

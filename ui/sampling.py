@@ -44,7 +44,7 @@ from ui.controls import (
     parse_run,
 )
 from ui.estimate import long_run_note, zero_gpu_seconds
-from ui.exports import MAX_EXPORT_SCALE, export, frame_png
+from ui.exports import MAX_EXPORT_SCALE, export, export_steps, frame_png  # noqa: F401 (export: for callers)
 from ui.frames import caption, frame_index, frame_text
 from ui.models import dataset_of, is_bundled, load_model
 from ui.pictures import PIXELS, Drawing, drawing_of
@@ -523,7 +523,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
             concurrency_limit=None,
             api_name=name,
         )
-    export_button.click(export, [scale], [gif, mp4], api_name="export", **MODEL_WORK)
+    export_button.click(export_steps, [scale], [gif, mp4], api_name="export", **MODEL_WORK)
     png_button.click(frame_png, [frame, scale], [png], api_name="frame_png", **MODEL_WORK)
     open_groups = (One(url_frame), *run_groups)
     return SamplingTab(
