@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -46,6 +47,7 @@ EXPORT_BATCH = 8  # frames drawn and encoded between two checks for cancellation
 MIB = 1 << 20
 FRAME_MEMORY_PER_PIXEL = 16  # RGB picture + canvas + palette copy + the MP4 encoder's copy, with margin
 DISK_PER_PIXEL = 1.0  # GIF (LZW of an adaptive palette, at most ~0.9 on noise) and MP4 together, per frame pixel
+ABANDON_SECONDS = 30.0  # an export not resumed this long after a yield was dropped (cancelled): its files go
 MAX_FRAME_BYTES = 256 * MIB  # memory one frame of an export may take while it is drawn
 MAX_EXPORT_BYTES = int(os.environ.get("EXPLORER_EXPORT_MAX_MIB", "160")) * MIB  # disk one export may take
 EXPORT_BYTES_PER_CLIENT = int(os.environ.get("EXPLORER_EXPORT_CLIENT_MIB", "320")) * MIB  # a client's live exports
@@ -113,14 +115,29 @@ class DiskBudget:
     """Bytes of export files on disk per client and in all, counted from the moment an export is sized until its
     folder is swept (`sweep_exports`) or the export is cancelled: `reserve` refuses what would not fit."""
 
-    def __init__(self, per_client: int, in_all: int) -> None:
-        self.per_client, self.in_all = per_client, in_all
+    def __init__(self, per_client: int, in_all: int, abandon_seconds: float = ABANDON_SECONDS) -> None:
+        self.per_client, self.in_all, self.abandon_seconds = per_client, in_all, abandon_seconds
         self._folders: dict[Path, tuple[str, int]] = {}
+        self._writing: dict[Path, tuple[list[Any], float]] = {}  # streams open, and when the export last yielded
         self._lock = threading.Lock()
 
     def _forget_gone(self) -> None:
+        """Forget swept folders; close and remove exports left at a yield for `abandon_seconds` (Gradio dropped
+        a cancelled export's generator there, and collects it only when nothing else holds it)."""
+        now = time.monotonic()
+        for folder, (streams, seen) in list(self._writing.items()):
+            if now - seen > self.abandon_seconds:
+                for stream in streams:
+                    stream.close()
+                del self._writing[folder]
+                shutil.rmtree(folder, ignore_errors=True)
         for folder in [folder for folder in self._folders if not folder.exists()]:
             del self._folders[folder]
+
+    def writing(self, folder: Path, streams: list[Any], *, busy: bool = False) -> None:
+        """The export in `folder` writes `streams`: at a yield now, or (`busy`) in a batch, never abandoned."""
+        with self._lock:
+            self._writing[folder] = (streams, math.inf if busy else time.monotonic())
 
     def used(self, client: str | None = None) -> int:
         with self._lock:
@@ -149,6 +166,7 @@ class DiskBudget:
     def settle(self, folder: Path, nbytes: int) -> None:
         """The export finished: it holds what it wrote."""
         with self._lock:
+            self._writing.pop(folder, None)
             if folder in self._folders:
                 self._folders[folder] = (self._folders[folder][0], nbytes)
 
@@ -156,6 +174,7 @@ class DiskBudget:
         """The export did not finish: its folder goes, and its bytes."""
         shutil.rmtree(folder, ignore_errors=True)
         with self._lock:
+            self._writing.pop(folder, None)
             self._folders.pop(folder, None)
 
 
@@ -196,6 +215,7 @@ def export_steps(scale: float = 4, request: gr.Request = None):
         mp4 = Mp4Stream(folder / "run.mp4", first.size, EXPORT_FPS)
         step = max(20, round(1000 / EXPORT_FPS))
         for batch in _batches(indices, EXPORT_BATCH):
+            DISK.writing(folder, [gif, mp4], busy=True)
             with admission.working(request):
                 for k in batch:
                     shown = first if k == indices[0] else picture(k)
@@ -204,6 +224,7 @@ def export_steps(scale: float = 4, request: gr.Request = None):
                 if gif.bytes_written + mp4.bytes_written > plan.disk_bytes:
                     budget = plan.disk_bytes / MIB
                     raise ValueError(f"this export passed its {budget:.0f} MiB of disk: try a smaller size")
+            DISK.writing(folder, [gif, mp4])
             yield gr.skip(), gr.skip()  # Gradio stops here when the event was cancelled
         with admission.working(request):
             final = _scaled_panel(compact.samples, 1.0, factor, drawing)
