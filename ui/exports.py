@@ -226,6 +226,7 @@ def export_steps(scale: float = 4, request: gr.Request = None):
                     raise ValueError(f"this export passed its {budget:.0f} MiB of disk: try a smaller size")
             DISK.writing(folder, [gif, mp4])
             yield gr.skip(), gr.skip()  # Gradio stops here when the event was cancelled
+        DISK.writing(folder, [gif, mp4], busy=True)
         with admission.working(request):
             final = _scaled_panel(compact.samples, 1.0, factor, drawing)
             last = with_caption(labelled_row([("x₀", final), ("final", final)]), "final samples (t = 0)")
