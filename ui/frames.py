@@ -167,7 +167,7 @@ def held_positions(total: int, bytes_per_frame: float, budget: int = FRAME_BUDGE
 
 
 PAYLOADS_KEPT = 4  # runs whose page payload is kept: frames_after, Stop and the run/branch selector reuse it
-_payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_payloads: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
 _payloads_lock = threading.Lock()
 
 
@@ -178,14 +178,15 @@ def payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = 
     most (the start frame when the page would not hold it), however often a client asks."""
     total = len(stored.compact)
     start = min(max(int(start), 0), total - 1)
+    key = (stored.key, FRAME_BUDGET)
     with _payloads_lock:
-        kept = _payloads.get(stored.key)
+        kept = _payloads.get(key)
         if kept is not None:
-            _payloads.move_to_end(stored.key)
+            _payloads.move_to_end(key)
     if kept is None:
         kept = _fresh_payload(stored, start)
         with _payloads_lock:
-            _payloads[stored.key] = kept
+            _payloads[key] = kept
             while len(_payloads) > PAYLOADS_KEPT:
                 _payloads.popitem(last=False)
     frames = kept["frames"]
