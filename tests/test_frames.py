@@ -11,8 +11,8 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
-from fastapi import HTTPException
 from app_fixtures import FakeRequest, ensure_models, no_progress
+from fastapi import HTTPException
 from PIL import Image
 
 ensure_models()
