@@ -72,10 +72,10 @@ def component(config: dict, elem_id: str) -> int:
     return next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
 
 
-def read(http: Any, name: str, event_id: str) -> str:
-    """Read an event's answer stream to its end: "complete", "error" or what it ended on."""
+def read(http: Any, url: str, name: str, event_id: str) -> str:
+    """Read an event's answer stream (server `url`) to its end: "complete", "error" or what it ended on."""
     last = ""
-    with http.stream("GET", f"{API}/call/{name}/{event_id}") as stream:
+    with http.stream("GET", f"{url}{API}/call/{name}/{event_id}") as stream:
         for line in stream.iter_lines():
             if line.startswith("event:"):
                 last = line.removeprefix("event:").strip()
@@ -107,7 +107,7 @@ class Honest(threading.Thread):
         posted = http.post(f"{self.url}{API}/call/{name}", json=body, headers=self.headers)
         if posted.status_code != 200:
             return posted.status_code, ""
-        return 200, read(http, name, posted.json()["event_id"])
+        return 200, read(http, self.url, name, posted.json()["event_id"])
 
     def _run_once(self, http: Any) -> None:
         now = time.monotonic()
@@ -197,7 +197,8 @@ class Attacker(threading.Thread):
         changes = EXPORT_RUN if self.mode.startswith("export") else HEAVY_RUN
         body = {"data": self.args(self.config, "run", **changes), "session_hash": self.session}
         posted = http.post(f"{self.url}{API}/call/run", json=body, headers=self.headers())
-        outcome = read(http, "run", posted.json()["event_id"]) if posted.status_code == 200 else posted.status_code
+        ok = posted.status_code == 200
+        outcome = read(http, self.url, "run", posted.json()["event_id"]) if ok else posted.status_code
         self.count(f"own run: {outcome}")
         if self.mode == "fetch-frames":
             self.key = self._player_key(http)
@@ -261,7 +262,7 @@ class Attacker(threading.Thread):
             self.count(posted.status_code)
             time.sleep(1.0)
             return
-        self.count(f"export {read(http, 'export', posted.json()['event_id'])}")
+        self.count(f"export {read(http, self.url, 'export', posted.json()['event_id'])}")
 
     def _frames_after(self, http: Any, index: int) -> None:
         fn = next(d["id"] for d in self.config["dependencies"] if d.get("api_name") == "frames_after")
