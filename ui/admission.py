@@ -1,13 +1,20 @@
-"""Fair admission for model work: no client can fill the queue, and a refused job never enters it.
+"""Fair admission for queued work: no client can fill the queue, and a refused job never enters it.
 
-Every event that spreads `MODEL_WORK` (run, branch, open_frame, compare, compare_picture, export) is checked when
-it is posted, before Gradio queues it:
+Every event posted to the queue is checked when it is posted, before Gradio queues it, by two ledgers:
 
-- one client may have at most `PER_CLIENT` model jobs waiting or running; the next is refused at once (HTTP 429,
-  "you already have 2 runs waiting or running: wait for them, or press Stop");
-- all clients together may have at most `IN_ALL` model jobs waiting or running, well below the queue's size, so
-  model work can never fill the queue and the cheap views (schedules, posterior, frames) never see "queue full"
-  because of it.
+- `EVENTS`, every event of any kind (views, the page's private routes such as `frames_after`, model work): one
+  client may have at most `EVENTS_PER_CLIENT` waiting or running, all clients together `EVENTS_IN_ALL`, which
+  leaves room in the queue for model work;
+- `LEDGER`, events that spread `MODEL_WORK` (run, branch, open_frame, compare, decode, export): at most
+  `PER_CLIENT` per client ("you already have 2 runs waiting or running: wait for them, or press Stop") and
+  `IN_ALL` in all, well below the queue's size.
+
+A client at its own limit is refused at once (HTTP 429). When the total is reached, a new job waits in a fair line
+(at most `WAIT_SECONDS`, one place per client): a freed slot goes to the waiting client that holds the fewest
+slots, earliest first, so a few clients (six IPv6 /64s holding every model slot) cannot keep an honest client out
+by posting again the moment a slot frees. A client holds the larger of its queued events and its work still
+running (`working`, around each batch of an export or a decode): Gradio stops a cancelled generator only between
+batches, so cancelling and posting again never runs more than the client's share at once.
 
 A client is, on a hosted Space (SPACE_ID set), the address the Space's proxy appends last to X-Forwarded-For (a
 client may put anything before it; IPv6 addresses count per /64, which one subscriber usually holds whole), or the

@@ -26,7 +26,7 @@ from explorer.figures.images import (
 from explorer.figures.sampling import diagnostics_figure, run_diagnostics
 from explorer.models.decoders import Decoder
 from explorer.validation import check_choice, check_int
-from ui import frames
+from ui import admission, frames
 from ui.common import MODEL_WORK, on_gpu, user_errors
 from ui.controls import (
     MAX_STEPS,
@@ -325,16 +325,17 @@ def decode_frame(frame: float, decoder: str, request: gr.Request = None) -> Imag
     if not drawing.latent:
         raise ValueError("this run is in pixel space: its frames are the pictures themselves (decoder: latent models)")
     key = (stored.key, index, kind.value)
-    if key not in _decoded:
-        views = [
-            (f"{v.symbol} · {drawing.name}", _panel(stored.compact.view(v.name, index), 1.0, drawing))
-            for v in (X_T, X0)
-        ]
-        if len(_decoded) >= DECODED_CACHE:
-            _decoded.pop(next(iter(_decoded)))
-        _decoded[key] = with_caption(
-            labelled_row(views), caption(stored.compact, index) + f" · drawn by {drawing.name}"
-        )
+    with admission.working(request):  # the decode holds its client's slot even when its event is cancelled
+        if key not in _decoded:
+            views = [
+                (f"{v.symbol} · {drawing.name}", _panel(stored.compact.view(v.name, index), 1.0, drawing))
+                for v in (X_T, X0)
+            ]
+            if len(_decoded) >= DECODED_CACHE:
+                _decoded.pop(next(iter(_decoded)))
+            _decoded[key] = with_caption(
+                labelled_row(views), caption(stored.compact, index) + f" · drawn by {drawing.name}"
+            )
     return _decoded[key]
 
 
