@@ -71,7 +71,7 @@ class GifStream:
 
     @property
     def bytes_written(self) -> int:
-        return self._file.tell()
+        return self.path.stat().st_size if self._file.closed else self._file.tell()
 
     def close(self) -> Path:
         if not self._file.closed:
