@@ -16,6 +16,7 @@ refused in a row (the limits say: p95 under 2 s, and no run refused for more tha
     bad-keys        fetch_frames with unknown keys and hostile values, 8 threads (7)
     sessions        a fresh session hash for every /schedules call, never read (8)
     flood           runs from one address, a new session each, never read (the first abuse test)
+    none            no attacker: the honest client alone, the baseline of the machine it runs on
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ MODES = (
     "bad-keys",
     "sessions",
     "flood",
+    "none",
 )
 
 
@@ -299,6 +301,10 @@ class Attacker(threading.Thread):
     def _sessions(self, http: Any, index: int) -> None:
         body = {"data": self.args(self.config, "schedules"), "session_hash": session()}
         self.count(http.post(f"{self.url}{API}/call/schedules", json=body, headers=self.headers()).status_code)
+
+    def _none(self, http: Any, index: int) -> None:
+        time.sleep(1.0)
+        self.count("idle")
 
     def _flood(self, http: Any, index: int) -> None:
         body = {"data": self.args(self.config, "run", **SMALL_RUN), "session_hash": session()}
