@@ -44,6 +44,7 @@ EXPORT_FPS = 12.0
 HOLD_LAST = 1.0  # seconds the exported GIF and MP4 stay on their last frame
 MAX_EXPORT_SCALE = 8
 EXPORT_BATCH = 8  # frames drawn and encoded between two checks for cancellation
+FRAME_PAUSE = 0.02  # seconds an export sleeps after each frame, so that the cheap views keep answering beside it
 MIB = 1 << 20
 FRAME_MEMORY_PER_PIXEL = 16  # RGB picture + canvas + palette copy + the MP4 encoder's copy, with margin
 DISK_PER_PIXEL = 1.0  # GIF (LZW of an adaptive palette, at most ~0.9 on noise) and MP4 together, per frame pixel
@@ -221,6 +222,7 @@ def export_steps(scale: float = 4, request: gr.Request = None):
                     shown = first if k == indices[0] else picture(k)
                     gif.add(shown, step)
                     mp4.add(shown)
+                    time.sleep(FRAME_PAUSE)  # gives the interpreter to the server's other threads between frames
                 if gif.bytes_written + mp4.bytes_written > plan.disk_bytes:
                     budget = plan.disk_bytes / MIB
                     raise ValueError(f"this export passed its {budget:.0f} MiB of disk: try a smaller size")

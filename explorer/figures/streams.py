@@ -89,7 +89,9 @@ class Mp4Stream:
         self.path = Path(path)
         width, height = size
         self.size = (width + width % 2, height + height % 2)
-        self._writer: Any = imageio.get_writer(self.path, fps=fps, codec="libx264", quality=8, macro_block_size=1)
+        self._writer: Any = imageio.get_writer(
+            self.path, fps=fps, codec="libx264", quality=8, macro_block_size=1, ffmpeg_params=["-threads", "1"]
+        )  # one encoder thread: an export must not take every core from the server
         self.frames = 0
 
     def add(self, picture: Image.Image, repeats: int = 1) -> None:
