@@ -196,7 +196,7 @@ class Attacker(threading.Thread):
         """A run of its own first, where the mode needs one (exports and frames read the session's run)."""
         if self.mode not in ("export-cancel", "export", "frames-after", "fetch-frames"):
             return
-        changes = EXPORT_RUN if self.mode.startswith("export") else HEAVY_RUN
+        changes = EXPORT_RUN
         body = {"data": self.args(self.config, "run", **changes), "session_hash": self.session}
         posted = http.post(f"{self.url}{API}/call/run", json=body, headers=self.headers())
         ok = posted.status_code == 200
@@ -220,14 +220,17 @@ class Attacker(threading.Thread):
                     return (data[0] or {}).get("key")
         return None
 
-    def run(self) -> None:
+    def get_ready(self) -> None:
+        """`prepare` (before the clock starts: a run of its own takes minutes on a busy machine)."""
         import httpx
 
-        with httpx.Client(timeout=60) as http:
+        with httpx.Client(timeout=600) as http:
             try:
                 self.prepare(http)
             except Exception as error:
                 self.count(f"prepare: {type(error).__name__}")
+
+    def run(self) -> None:
         workers = [threading.Thread(target=self._work, args=(k,), daemon=True) for k in range(self.threads)]
         for worker in workers:
             worker.start()

@@ -418,9 +418,10 @@ def abuse_mode(args: argparse.Namespace, url: str, server: subprocess.Popen | No
     time.sleep(1.0)
     start_rss = rss_of(probe.pid)
     log_before = args.server_log.stat().st_size if server is not None and args.server_log.exists() else 0
+    attacker = Attacker(args.abuse, url, 0.0, THREADS.get(args.abuse, 1))
+    attacker.get_ready()  # its own run first, before the clock starts
     began = time.monotonic()
-    deadline = began + args.seconds
-    attacker = Attacker(args.abuse, url, deadline, THREADS.get(args.abuse, 1))
+    deadline = attacker.deadline = began + args.seconds
     attacker.start()
     time.sleep(2.0)  # the attack is under way when the honest client arrives
     honest = Honest(url, deadline)
