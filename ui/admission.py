@@ -9,7 +9,9 @@ Every event posted to the queue is checked when it is posted, before Gradio queu
   `PER_CLIENT` per client ("you already have 2 runs waiting or running: wait for them, or press Stop") and
   `IN_ALL` in all, well below the queue's size.
 
-A client at its own limit is refused at once (HTTP 429). When the total is reached, a new job waits in a fair line
+A client at its own limit is refused at once (HTTP 429). A client that holds a slot gets another only while a
+third of all slots are free, so clients at their limit leave room for newcomers. When the total (or, for a client
+holding a slot, two thirds of it) is reached, a new job waits in a fair line
 (at most `WAIT_SECONDS`, one place per client): a freed slot goes to the waiting client that holds the fewest
 slots, earliest first, so a few clients (six IPv6 /64s holding every model slot) cannot keep an honest client out
 by posting again the moment a slot frees. A client holds the larger of its queued events and its work still
@@ -154,9 +156,13 @@ class Ledger:
         )
 
     def _grant(self, client: str, waiter: Waiter | None) -> Ticket | None:
-        if self._held(client) >= self.per_client:
+        held = self._held(client)
+        if held >= self.per_client:
             raise Refused(self._too_many(self.per_client))
-        if self._total() >= self.in_all or self._ahead(client, waiter):
+        # A client's first slot may be any free one; a further slot only while a third of all are still free, so
+        # a few clients at their limit leave room for newcomers at once (six /64s took all 12 model slots).
+        room = self.in_all - (self.in_all // 3 if held else 0)
+        if self._total() >= room or self._ahead(client, waiter):
             return None
         ticket = Ticket(client, self._clock())
         self._tickets.append(ticket)
