@@ -3,6 +3,7 @@
     python scripts/load_test.py --users 30 --seconds 300
     python scripts/load_test.py --users 30 --seconds 120 --space            # as on a hosted Space
     python scripts/load_test.py --users 30 --seconds 120 --abuse            # the same, plus one flooding client
+    python scripts/load_test.py --users 0 --seconds 90 --abuse export-cancel   # one hostile mode (abuse_modes.py)
 
 Each user is one gradio_client session that, with a short think time, changes schedules, looks at posteriors,
 runs bundled models and steps through the frames of its last run. The server is started here (or given with
@@ -14,6 +15,11 @@ memory at start, peak and after the users stop.
 admission counts clients by address as on a Space. `--abuse` (implies `--space`) adds one flooding client: from
 one address, with a fresh session hash each time, it posts runs to /gradio_api/call/run as fast as it can and
 never reads an answer (the attack that once filled the queue for minutes).
+`--abuse MODE` runs one of the hostile modes of `scripts/abuse_modes.py` (one per item of issue 22) beside an
+honest client that calls /schedules every second and /run every 15 s (and `--users` simulated users, 0 allowed),
+and prints one row: the honest client's /schedules p50/p95, its runs and the longest time /run was refused in a
+row, the server's RSS (start, peak), its peak disk use (exports and Gradio's cache, in a temporary directory of
+its own) and how much it logged, and what the attacker was answered.
 Bounded in time (--seconds, plus a drain limit) and in count (--max-requests); never leaves 127.0.0.1.
 """
 
@@ -27,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -37,6 +44,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # app_fixtures (endpoint arguments by input name) imports explorer
+sys.path.insert(0, str(ROOT / "scripts"))
+from abuse_modes import MODES, THREADS, Attacker, Honest  # noqa: E402
+
 FAMILIES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 MODELS = ("digits-eps", "digits-x0", "moons-eps", "moons-x0")
 KINDS = {"schedules": 0.35, "posterior": 0.25, "run": 0.15, "frames": 0.25}
@@ -85,17 +95,34 @@ def _children(pid: int) -> list[int]:
 class MemoryProbe(threading.Thread):
     """Samples a process's RSS twice a second."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, disk: Path | None = None) -> None:
         super().__init__(daemon=True)
         self.pid, self.samples, self.stopped = pid, [], threading.Event()
+        self.disk, self.disk_peak = disk, 0
 
     def run(self) -> None:
         while not self.stopped.is_set():
             self.samples.append((time.monotonic(), rss_of(self.pid)))
+            if self.disk is not None:
+                self.disk_peak = max(self.disk_peak, disk_of(self.disk))
             self.stopped.wait(0.5)
 
 
-def start_server(port: int, log: Path, *, space: bool = False) -> subprocess.Popen:
+def disk_of(folder: Path | None) -> int:
+    """Bytes of the files under `folder` (0 without one)."""
+    if folder is None:
+        return 0
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def start_server(port: int, log: Path, *, space: bool = False, temp: Path | None = None) -> subprocess.Popen:
     """`python app.py` on 127.0.0.1:port, offline, its output in `log` (as on a Space with `space`); returns once
     it answers."""
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
@@ -103,6 +130,8 @@ def start_server(port: int, log: Path, *, space: bool = False) -> subprocess.Pop
     env.pop("SPACE_ID", None)
     if space:
         env["SPACE_ID"] = "explorer/load-test"
+    if temp is not None:  # exports and Gradio's cache where their size can be measured
+        env.update({"TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(temp / "gradio")})
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
     )
@@ -306,18 +335,31 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--server-log", type=Path, default=Path("/tmp/load_test_server.log"), help="app.py output")
     parser.add_argument("--space", action="store_true", help="SPACE_ID set; each user its own X-Forwarded-For")
-    parser.add_argument("--abuse", action="store_true", help="add one client flooding /run (implies --space)")
+    parser.add_argument(
+        "--abuse",
+        nargs="?",
+        const="flood",
+        choices=MODES,
+        help="add one hostile client (implies --space): flood (runs from one address) or a mode of abuse_modes.py",
+    )
     args = parser.parse_args()
-    args.space = args.space or args.abuse
-    if not 1 <= args.users <= 200 or not 1 <= args.seconds <= 1800:
-        parser.error("--users must be in [1, 200] and --seconds in [1, 1800]")
-    server, url = None, args.url
+    args.space = args.space or bool(args.abuse)
+    if not (0 if args.abuse else 1) <= args.users <= 200 or not 1 <= args.seconds <= 1800:
+        parser.error("--users must be in [1, 200] ([0, 200] with --abuse) and --seconds in [1, 1800]")
+    server, url, temp = None, args.url, None
     if url is None:
         port = free_port()
-        server, url = start_server(port, args.server_log, space=args.space), f"http://127.0.0.1:{port}/"
+        temp = Path(tempfile.mkdtemp(prefix="explorer-load-"))
+        server = start_server(port, args.server_log, space=args.space, temp=temp)
+        url = f"http://127.0.0.1:{port}/"
     elif not url.startswith(("http://127.0.0.1", "http://localhost")):
         parser.error("--url must be on 127.0.0.1")
-    probe = MemoryProbe(server.pid if server else os.getpid())
+    if args.abuse and args.abuse != "flood":
+        try:
+            return abuse_mode(args, url, server, temp)
+        finally:
+            stop_server(server)
+    probe = MemoryProbe(server.pid if server else os.getpid(), temp)
     probe.start()
     time.sleep(1.0)
     start_rss = rss_of(probe.pid)
@@ -327,7 +369,7 @@ def main() -> int:
     deadline = began + args.seconds
     addresses = [f"10.1.{seed // 200}.{seed % 200 + 1}" if args.space else None for seed in range(args.users)]
     users = [User(url, seed, deadline, budget, tallies, lock, address=addresses[seed]) for seed in range(args.users)]
-    flooder = Flooder(url, deadline) if args.abuse else None
+    flooder = Flooder(url, deadline) if args.abuse == "flood" else None
     try:
         if flooder is not None:
             flooder.start()  # the flood is already running when the lecture hall arrives
@@ -357,12 +399,73 @@ def main() -> int:
             print(f"\n{stuck} users still waiting after the drain limit")
         return 1 if stuck or any(t.errors for t in tallies.values()) else 0
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop_server(server)
+
+
+def stop_server(server: subprocess.Popen | None) -> None:
+    if server is not None:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def abuse_mode(args: argparse.Namespace, url: str, server: subprocess.Popen | None, temp: Path | None) -> int:
+    """One hostile mode beside the honest client (and `--users` simulated users); prints its row."""
+    probe = MemoryProbe(server.pid if server else os.getpid(), temp)
+    probe.start()
+    time.sleep(1.0)
+    start_rss = rss_of(probe.pid)
+    log_before = args.server_log.stat().st_size if server is not None and args.server_log.exists() else 0
+    attacker = Attacker(args.abuse, url, 0.0, THREADS.get(args.abuse, 1))
+    attacker.get_ready()  # its own run first, before the clock starts
+    began = time.monotonic()
+    deadline = attacker.deadline = began + args.seconds
+    attacker.start()
+    time.sleep(2.0)  # the attack is under way when the honest client arrives
+    honest = Honest(url, deadline)
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    lock, budget = threading.Lock(), [args.max_requests]
+    users = [
+        User(url, seed, deadline, budget, tallies, lock, address=f"10.1.0.{seed + 1}") for seed in range(args.users)
+    ]
+    honest.start()
+    for user in users:
+        user.start()
+    honest.join(args.seconds + DRAIN_SECONDS)
+    for user in users:
+        user.join(max(0.0, deadline + DRAIN_SECONDS - time.monotonic()))
+    attacker.join(30)
+    probe.stopped.set()
+    mib = 1 << 20
+    peak = max(sample for _, sample in probe.samples)
+    logged = (args.server_log.stat().st_size - log_before) if server is not None else 0
+    result = honest.summary()
+    row = (
+        f"| {args.abuse} | {result['schedules']} | {1000 * result['schedules_p50_s']:.0f} / "
+        f"{1000 * result['schedules_p95_s']:.0f} | {result['runs']} / {result['run_refusals']} | "
+        f"{result['longest_refusal_s']:.0f} | {start_rss / mib:.0f} → {peak / mib:.0f} "
+        f"(+{(peak - start_rss) / mib:.0f}) | "
+        f"{probe.disk_peak / mib:.1f} | {logged / 1024:.1f} |"
+    )
+    print(
+        "| mode | honest /schedules | p50 / p95 ms | honest runs ok / refused | longest refusal s | "
+        "server RSS MiB (start → peak) | disk peak MiB | log KiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(row)
+    print("\n" + attacker.summary())
+    if result["first_failures"]:
+        print("honest failures:", result["first_failures"])
+    if users:
+        memory = {"start": start_rss, "peak": peak, "after": rss_of(probe.pid)}
+        print("\n" + report(tallies, memory, args, args.seconds))
+    if args.json:
+        raw = {"honest": result, "attacker": dict(attacker.statuses), "rss_start": start_rss, "rss_peak": peak}
+        args.json.write_text(json.dumps(raw | {"disk_peak": probe.disk_peak, "logged": logged}, indent=1))
+    ok = result["schedules_p95_s"] < 2.0 and result["longest_refusal_s"] <= 30.0 and not result["failures"]
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

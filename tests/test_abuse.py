@@ -9,6 +9,7 @@ client. The bookkeeping itself (limits, release, expiry, who a client is) is tes
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import count
@@ -32,6 +33,12 @@ CONFIG = app.demo.get_config_file()
 FLOOD = 40
 SMALL = {"model": "digits-eps", "steps": 3, "batch": 2, "sampler": "ddim", "spacing": "trailing"}
 TOO_MANY = admission.too_many(admission.PER_CLIENT)
+MIB = 1 << 20
+
+
+def rss() -> int:
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) * 1024
 
 
 # --- the bookkeeping, without a server -----------------------------------------------------------------------
@@ -125,6 +132,76 @@ def test_who_a_client_is():
         headers("203.0.113.7"), "127.0.0.1", "s2", **local
     )
     assert "s1" not in client_key(headers(), "127.0.0.1", "s1", **local)  # a digest, never the bearer token
+
+
+def test_64_addresses_in_one_ipv6_64_are_one_client():
+    """IPv6 counts per /64 (a subscriber holds one whole): 64 addresses of one /64 share one client's two slots."""
+    prefix = "2001:db8:4:7"
+    addresses = [f"{prefix}:{k:x}:{(k * 7919) % 65536:x}:{k * 31:x}:{k + 1:x}" for k in range(64)]
+    keys = {client_key(headers(f"6.6.6.{k}, {a}"), "10.0.0.1", f"s{k}", on_space=True) for k, a in enumerate(addresses)}
+    assert len(keys) == 1
+    ledger = Ledger(per_client=2, in_all=12)
+    granted, refused = [], []
+    for address in addresses:
+        try:
+            granted.append(ledger.reserve(client_key(headers(address), None, None, on_space=True)))
+        except Refused as refusal:
+            refused.append(refusal.message)
+    assert len(granted) == 2 and set(refused) == {TOO_MANY} and len(refused) == 62
+    neighbour = client_key(headers("2001:db8:4:8::1"), None, None, on_space=True)  # the next /64: another client
+    assert ledger.reserve(neighbour) and ledger.jobs() == 3
+
+
+def test_a_few_clients_cannot_keep_every_slot_while_another_waits():
+    """Six clients at their limit hold two thirds of the twelve slots, not all: a newcomer is admitted at once. When
+    every slot is taken, a newcomer waits in line and gets the next slot that frees, before a client that holds
+    one and posts again at once."""
+    ledger = Ledger(per_client=2, in_all=12, wait_seconds=5)
+    live: set[str] = set()
+    alive = live.__contains__
+    granted = 0
+    for k in range(12):
+        try:
+            ticket = ledger.reserve(f"hog{k % 6}")
+        except Refused as refusal:
+            assert "the server is busy" in refusal.message
+            continue
+        ledger.bind(ticket, f"hog{k}")
+        live.add(f"hog{k}")
+        granted += 1
+    assert granted == ledger.jobs() == 8  # six first slots, then second slots only while a third are free
+
+    async def scenario() -> str:
+        for k in range(4):  # newcomers at once, until every slot is taken
+            ticket = await asyncio.wait_for(ledger.admit(f"new{k}", alive), 1)
+            ledger.bind(ticket, f"new{k}")
+            live.add(f"new{k}")
+        assert ledger.jobs() == 12
+        honest = asyncio.create_task(ledger.admit("honest", alive))
+        await asyncio.sleep(0.3)
+        assert not honest.done() and ledger.waiting() == 1
+        live.discard("hog0")  # one of hog0's jobs ends; hog0 posts again at once, the honest client waited first
+        again = asyncio.create_task(ledger.admit("hog0", alive))
+        ticket = await asyncio.wait_for(honest, 2)
+        with pytest.raises(Refused, match="the server is busy"):
+            await again  # nothing freed for it within its wait
+        return ticket.client
+
+    ledger.wait_seconds = 1
+    assert asyncio.run(scenario()) == "honest"
+
+
+def test_cancelled_work_still_running_holds_its_slot():
+    ledger = Ledger(per_client=2, in_all=12)
+    live = {"e1", "e2"}
+    for event in live:
+        ledger.bind(ledger.reserve("a"), event)
+    with ledger.working("a"), ledger.working("a"):  # both exports are in a batch
+        live.clear()  # ... when their events are cancelled: the threads finish the batch
+        ledger.sweep(live.__contains__)
+        with pytest.raises(Refused, match="you already have 2"):
+            ledger.reserve("a")
+    assert ledger.reserve("a")  # the batches ended: the slots are free
 
 
 class FakeQueue:
@@ -268,8 +345,9 @@ def test_a_flood_from_one_address_leaves_everyone_else_served(http):
 
 def test_the_total_cap_turns_away_new_addresses_but_not_views(http, monkeypatch):
     monkeypatch.setattr(admission.LEDGER, "in_all", 3)
+    monkeypatch.setattr(admission.LEDGER, "wait_seconds", 1.0)  # a new address waits in line this long, then 429
     assert until(lambda: admission.held(app.demo) == 0, 90)
-    responses = [post_run(http, f"192.0.2.{k}", {**SMALL, "steps": 20}) for k in range(1, 6)]
+    responses = [post_run(http, f"192.0.2.{k}", {**SMALL, "steps": 400}) for k in range(1, 6)]
     assert [r.status_code for r in responses] == [200, 200, 200, 429, 429]
     assert "the server is busy" in responses[-1].json()["detail"]
     began = time.monotonic()
@@ -319,3 +397,146 @@ def test_the_session_hash_is_never_logged_or_echoed(http, capfd):
     out, err = capfd.readouterr()
     assert all(texts) and session not in "".join(texts) + out + err
     assert until(lambda: admission.held(app.demo) == 0, 90)
+
+
+# --- the frame player's server function (not queued) ----------------------------------------------------------------
+
+
+def player_id() -> int:
+    return next(c["id"] for c in CONFIG["components"] if c.get("props", {}).get("elem_id") == "frame_player")
+
+
+def fetch(http: httpx.Client, data: Any, address: str, **changes: Any) -> httpx.Response:
+    body = {"data": data, "component_id": player_id(), "session_hash": "fetch-probe", "fn_name": "fetch_frames"}
+    return http.post(f"{API}/component_server", json=body | changes, headers=as_address(address))
+
+
+def test_unknown_fetch_frames_keys_get_one_sentence_and_a_quiet_log(http, capfd):
+    capfd.readouterr()
+    answers = [fetch(http, [f"no-such-key-{k}", 0], f"198.18.{k // 250}.{k % 250 + 1}") for k in range(1000)]
+    assert {a.status_code for a in answers} == {404}, {a.status_code for a in answers}
+    assert {a.json()["detail"] for a in answers} == {state.NO_RUN}
+    out, err = capfd.readouterr()
+    assert len((out + err).encode()) < 10_000, (out + err)[-2000:]
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("data", "changes"),
+    [
+        ([None, 0], {}),
+        (["k", "x"], {}),
+        ("not a list", {}),
+        ([["k"], 0, 9], {}),
+        ([{"a": 1}, float("nan")], {}),
+        (["k", 0], {"component_id": 987654}),  # no such component: Gradio's KeyError
+        (["k", 0], {"fn_name": "__init__"}),
+    ],
+)
+def test_hostile_fetch_frames_values_get_a_4xx_sentence(http, capfd, data, changes):
+    if isinstance(data, list) and data and isinstance(data[-1], float):
+        body = '{"data": [{"a": 1}, NaN], "component_id": %d, "session_hash": "s", "fn_name": "fetch_frames"}'
+        answer = http.post(f"{API}/component_server", content=body % player_id(), headers=as_address("198.18.9.9"))
+    else:
+        answer = fetch(http, data, "198.18.9.9", **changes)
+    assert 400 <= answer.status_code < 500, answer.text
+    detail = answer.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and len(detail) < 200
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
+def test_fetch_frames_is_limited_per_client(http):
+    session = new_session()
+    assert call_api(http, "run", api_arguments(CONFIG, "run", **SMALL), session).ok
+    key = state.STORE.get(session).run.key
+    answers = [fetch(http, [key, 0], "198.18.10.10", session_hash=session) for _ in range(30)]
+    codes = [a.status_code for a in answers]
+    assert codes[0] == 200 and set(answers[0].json()) == {"0", "1", "2"}
+    assert 429 in codes and all(code in (200, 429) for code in codes)
+    assert fetch(http, [key, 0], "198.18.10.11", session_hash=session).status_code == 200  # another client is served
+
+
+# --- exports: cancelled and posted again ----------------------------------------------------------------------------
+
+
+def test_cancelling_and_reposting_an_x8_export_never_runs_more_than_admitted(http, monkeypatch):
+    """An ×8 export cancelled and posted again 20 times: Gradio's cancel stops it between batches, a batch still
+    running holds its client's slot, so at most `PER_CLIENT` exports run at once and memory stays flat."""
+    import threading
+
+    from ui import exports
+
+    open_now, most = [0], [0]
+    lock = threading.Lock()
+
+    class CountedGif(exports.GifStream):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            with lock:
+                open_now[0] += 1
+                most[0] = max(most[0], open_now[0])
+
+        def close(self):
+            with lock:
+                if not self._file.closed:
+                    open_now[0] -= 1
+            return super().close()
+
+    monkeypatch.setattr(exports, "GifStream", CountedGif)
+    session, address = new_session(), "203.0.113.120"
+    run = {**SMALL, "model": "moons-eps", "steps": 120, "batch": 1024}
+    body = {"data": api_arguments(CONFIG, "run", **run), "session_hash": session}
+    posted = http.post(f"{API}/call/run", json=body, headers=as_address(address))
+    assert answer(http, "run", posted.json()["event_id"]) == "complete"
+    fn_index = next(dep["id"] for dep in CONFIG["dependencies"] if dep.get("api_name") == "export")
+    gc.collect()
+    before = rss()
+    outcomes = []
+    for _ in range(20):
+        join = {"data": [8], "fn_index": fn_index, "session_hash": session}
+        joined = http.post(f"{API}/queue/join", json=join, headers=as_address(address))
+        outcomes.append(joined.status_code)
+        time.sleep(1.0)
+        if joined.status_code == 200:
+            cancel = {"session_hash": session, "fn_index": fn_index, "event_id": joined.json()["event_id"]}
+            assert http.post(f"{API}/cancel", json=cancel).status_code == 200
+    assert 200 in outcomes and set(outcomes) <= {200, 429}, outcomes
+    def settled() -> bool:
+        exports.DISK.used()  # closes the files of exports Gradio dropped at a yield (cancelled) 30 s ago
+        return admission.held(app.demo) == 0 and open_now[0] == 0
+
+    assert until(settled, 120), (admission.held(app.demo), open_now)
+    gc.collect()
+    grown = rss() - before
+    assert most[0] <= admission.PER_CLIENT, f"{most[0]} exports ran at once"
+    assert grown < 300 * MIB, f"RSS grew by {grown / MIB:.0f} MiB"
+    assert exports.DISK.used(admission.client_of_request(SimpleNamespace(headers=Headers(as_address(address)),
+                                                                         client=None), session)) == 0  # fmt: skip
+
+
+# --- Gradio's session state -----------------------------------------------------------------------------------------
+
+
+def post_view(http: httpx.Client, session: str, address: str) -> httpx.Response:
+    body = {"data": api_arguments(CONFIG, "schedules"), "session_hash": session}
+    return http.post(f"{API}/call/schedules", json=body, headers=as_address(address))
+
+
+def test_session_state_is_capped_per_client_before_gradio_allocates(http, monkeypatch):
+    """Fresh session hashes from one address: past its cap the client's own idle sessions give way, and while none
+    is idle a new one is refused; Gradio's state holder never holds more than the cap for that client."""
+    from ui import sessions
+
+    ledger = sessions.SessionLedger(per_client=5, in_all=1000, idle_seconds=60)
+    monkeypatch.setattr(sessions.GatedStates, "ledger", ledger)
+    holder = app.demo.state_holder
+    before = len(holder.session_data)
+    answers = [post_view(http, f"fresh-{k}", "203.0.113.77") for k in range(12)]
+    codes = [a.status_code for a in answers]
+    assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}, codes
+    assert "sessions open from your address" in answers[-1].json()["detail"]
+    assert len(holder.session_data) - before <= 5 and ledger.sessions(ledger._owners["fresh-0"]) == 5
+    assert post_view(http, "fresh-other", "198.51.100.77").status_code == 200  # another client is not held up
+    ledger.idle_seconds = 0.0  # now the first client's sessions are idle: a new one takes the oldest one's place
+    assert post_view(http, "fresh-again", "203.0.113.77").status_code == 200
+    assert "fresh-0" not in holder.session_data and "fresh-again" in holder.session_data

@@ -88,7 +88,7 @@ def test_model_work_and_views_each_share_one_bounded_queue():
     for block_fn in app.demo.fns.values():
         if block_fn.fn is not None:
             queues.setdefault(block_fn.fn.__name__, set()).add((block_fn.concurrency_id, block_fn.concurrency_limit))
-    for name in ("run", "branch", "open_frame", "compare", "picture_at", "export", "frame_png"):
+    for name in ("run", "branch", "open_frame", "compare", "picture_at", "export_steps", "frame_png"):
         assert queues[name] == {("model", 2)}, name
     for name in ("update_schedules", "update_posterior"):
         assert queues[name] == {("views", 4)}, name

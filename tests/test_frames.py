@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from app_fixtures import FakeRequest, ensure_models, no_progress
+from fastapi import HTTPException
 from PIL import Image
 
 ensure_models()
@@ -76,9 +77,14 @@ def test_a_run_over_the_budget_holds_an_even_subset_and_fetches_the_rest(digits,
     fetched = frames.fetch_frames([digits.key, 3])
     assert set(fetched) == {"3", "4", "5"}
     assert fetched["3"] == frames.payload(digits, 3)["frames"]["3"]  # the same picture as a held frame
-    for query, field in (([digits.key, 6], "position"), (["no-such-key", 0], "Run"), ("x", "key, position")):
-        with pytest.raises(ValueError, match=field):
+    for query, field, status in (
+        ([digits.key, 6], "position", 400),
+        (["no-such-key", 0], "Run", 404),
+        ("x", "key, position", 400),
+    ):
+        with pytest.raises(HTTPException) as refused:  # a 4xx sentence, never a 500
             frames.fetch_frames(query)
+        assert refused.value.status_code == status and field in refused.value.detail
 
 
 def test_points_are_drawn_where_they_are():

@@ -20,7 +20,7 @@ from raw_gradio import Answer, call_api, call_page, dependencies, new_session
 
 ensure_models()
 import app  # noqa: E402 (after the bundled models exist: the model dropdown lists them)
-from ui import admission, state  # noqa: E402
+from ui import admission, sessions, state  # noqa: E402
 from ui.launch import launch  # noqa: E402
 
 CONFIG = app.demo.get_config_file()
@@ -186,6 +186,9 @@ def server() -> Iterator[dict[str, Any]]:
         # limit (tests/test_abuse.py) would answer some of them 429 before Gradio sees the value.
         patch.setattr(admission.LEDGER, "per_client", 10_000)
         patch.setattr(admission.LEDGER, "in_all", 10_000)
+        patch.setattr(admission.EVENTS, "per_client", 10_000)
+        patch.setattr(admission.EVENTS, "in_all", 10_000)
+        patch.setattr(sessions.LEDGER, "per_client", 10_000)  # a new session per row (tests/test_abuse.py: the cap)
         bystander, hostile = new_session(), new_session()
         for session in (bystander, hostile):
             assert call_api(http, "run", GOOD["run"], session).ok

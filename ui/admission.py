@@ -1,13 +1,22 @@
-"""Fair admission for model work: no client can fill the queue, and a refused job never enters it.
+"""Fair admission for queued work: no client can fill the queue, and a refused job never enters it.
 
-Every event that spreads `MODEL_WORK` (run, branch, open_frame, compare, compare_picture, export) is checked when
-it is posted, before Gradio queues it:
+Every event posted to the queue is checked when it is posted, before Gradio queues it, by two ledgers:
 
-- one client may have at most `PER_CLIENT` model jobs waiting or running; the next is refused at once (HTTP 429,
-  "you already have 2 runs waiting or running: wait for them, or press Stop");
-- all clients together may have at most `IN_ALL` model jobs waiting or running, well below the queue's size, so
-  model work can never fill the queue and the cheap views (schedules, posterior, frames) never see "queue full"
-  because of it.
+- `EVENTS`, every event of any kind (views, the page's private routes such as `frames_after`, model work): one
+  client may have at most `EVENTS_PER_CLIENT` waiting or running, all clients together `EVENTS_IN_ALL`, which
+  leaves room in the queue for model work;
+- `LEDGER`, events that spread `MODEL_WORK` (run, branch, open_frame, compare, decode, export): at most
+  `PER_CLIENT` per client ("you already have 2 runs waiting or running: wait for them, or press Stop") and
+  `IN_ALL` in all, well below the queue's size.
+
+A client at its own limit is refused at once (HTTP 429). A client that holds a slot gets another only while a
+third of all slots are free, so clients at their limit leave room for newcomers. When the total (or, for a client
+holding a slot, two thirds of it) is reached, a new job waits in a fair line
+(at most `WAIT_SECONDS`, one place per client): a freed slot goes to the waiting client that holds the fewest
+slots, earliest first, so a few clients (six IPv6 /64s holding every model slot) cannot keep an honest client out
+by posting again the moment a slot frees. A client holds the larger of its queued events and its work still
+running (`working`, around each batch of an export or a decode): Gradio stops a cancelled generator only between
+batches, so cancelling and posting again never runs more than the client's share at once.
 
 A client is, on a hosted Space (SPACE_ID set), the address the Space's proxy appends last to X-Forwarded-For (a
 client may put anything before it; IPv6 addresses count per /64, which one subscriber usually holds whole), or the
@@ -29,21 +38,28 @@ answer to both is a bare error).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException
-
+from ui import gate
 from ui.common import MODEL_WORK, running_on_space
 
 PER_CLIENT = int(os.environ.get("EXPLORER_MODEL_JOBS_PER_CLIENT", "2"))
 IN_ALL = int(os.environ.get("EXPLORER_MODEL_JOBS_IN_ALL", "12"))
+EVENTS_PER_CLIENT = int(os.environ.get("EXPLORER_EVENTS_PER_CLIENT", "8"))
+EVENTS_IN_ALL = int(os.environ.get("EXPLORER_EVENTS_IN_ALL", "48"))
+WAIT_SECONDS = 20.0  # a job that finds no free slot waits this long, in a fair line, before it is refused
+WAITING_AT_MOST = 64  # clients waiting for a slot at once (one place each); beyond that: refused at once
+POLL_SECONDS = 0.2
 UNBOUND_SECONDS = 120.0  # a reservation whose push never returned an event id
 MAX_SECONDS = 3 * 3600.0  # longer than any run the app accepts (1000 steps at the largest batch on 2 CPU cores)
 RETRY_AFTER_SECONDS = 10
@@ -82,8 +98,23 @@ class Ticket:
     event_id: str | None = None
 
 
+@dataclass
+class Waiter:
+    """A client waiting in line for a slot: its place is decided by how many slots it holds, then by arrival."""
+
+    client: str
+    since: float
+
+
 class Ledger:
-    """Model jobs waiting or running, per client: reserve before queueing, bind the event id, free when gone."""
+    """Jobs waiting or running, per client: admit (at once, or after a fair wait), bind the event id, free when gone.
+
+    A client holds the larger of its tickets (queued events) and its work still running (`working`: a cancelled
+    event's thread finishing its batch), so cancelling and posting again never runs more than `per_client` at once.
+    When every slot is taken a new job waits in line (`admit`), at most `wait_seconds`: a freed slot goes to the
+    waiting client that holds the fewest slots, earliest first, so a few clients cannot keep every slot while
+    another waits; a client that arrives while others wait with no more slots than it holds goes behind them.
+    """
 
     def __init__(
         self,
@@ -92,26 +123,99 @@ class Ledger:
         in_all: int = IN_ALL,
         unbound_seconds: float = UNBOUND_SECONDS,
         max_seconds: float = MAX_SECONDS,
+        wait_seconds: float = WAIT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        too_many: Callable[[int], str] = too_many,
+        busy: Callable[[int], str] = busy,
     ) -> None:
         if not 1 <= per_client <= in_all:
             raise ValueError(f"need 1 ≤ per_client ≤ in_all; got {per_client} and {in_all}")
         self.per_client, self.in_all = per_client, in_all
-        self.unbound_seconds, self.max_seconds = unbound_seconds, max_seconds
+        self.unbound_seconds, self.max_seconds, self.wait_seconds = unbound_seconds, max_seconds, wait_seconds
         self._clock = clock
+        self._too_many, self._busy = too_many, busy
         self._tickets: list[Ticket] = []
+        self._working: Counter[str] = Counter()
+        self._waiting: list[Waiter] = []
         self._lock = threading.Lock()
 
+    # --- counting (under the lock) ---
+
+    def _held(self, client: str) -> int:
+        return max(sum(ticket.client == client for ticket in self._tickets), self._working[client])
+
+    def _total(self) -> int:
+        clients = {ticket.client for ticket in self._tickets} | set(self._working)
+        return sum(self._held(client) for client in clients)
+
+    def _ahead(self, client: str, waiter: Waiter | None) -> bool:
+        """Whether another waiting client comes before `client` (its own `waiter`, or a new arrival)."""
+        mine = (self._held(client), waiter.since if waiter else float("inf"))  # a new arrival comes last
+        return any(
+            (self._held(other.client), other.since) < mine for other in self._waiting if other.client != client
+        )
+
+    def _grant(self, client: str, waiter: Waiter | None) -> Ticket | None:
+        held = self._held(client)
+        if held >= self.per_client:
+            raise Refused(self._too_many(self.per_client))
+        # A client's first slot may be any free one; a further slot only while a third of all are still free, so
+        # a few clients at their limit leave room for newcomers at once (six /64s took all 12 model slots).
+        room = self.in_all - (self.in_all // 3 if held else 0)
+        if self._total() >= room or self._ahead(client, waiter):
+            return None
+        ticket = Ticket(client, self._clock())
+        self._tickets.append(ticket)
+        return ticket
+
+    # --- admission ---
+
     def reserve(self, client: str) -> Ticket:
-        """A slot for `client`, or `Refused`: the client's own limit first (its own message), then the total."""
+        """A slot for `client` now, or `Refused`: the client's own limit first (its own message), then the total."""
         with self._lock:
-            if sum(ticket.client == client for ticket in self._tickets) >= self.per_client:
-                raise Refused(too_many(self.per_client))
-            if len(self._tickets) >= self.in_all:
-                raise Refused(busy(self.in_all))
-            ticket = Ticket(client, self._clock())
-            self._tickets.append(ticket)
-            return ticket
+            ticket = self._grant(client, None)
+        if ticket is None:
+            raise Refused(self._busy(self.in_all))
+        return ticket
+
+    async def admit(self, client: str, alive: Callable[[str], bool]) -> Ticket:
+        """A slot for `client`: at once when one is free and nobody waits before it, else after a fair wait of at
+        most `wait_seconds`; `Refused` at the client's own limit, when it already waits, or when the wait ends."""
+        self.sweep(alive)
+        with self._lock:
+            ticket = self._grant(client, None)
+            if ticket is not None:
+                return ticket
+            if any(other.client == client for other in self._waiting) or len(self._waiting) >= WAITING_AT_MOST:
+                raise Refused(self._busy(self.in_all))
+            waiter = Waiter(client, self._clock())
+            self._waiting.append(waiter)
+        try:
+            deadline = self._clock() + self.wait_seconds
+            while self._clock() < deadline:
+                await asyncio.sleep(POLL_SECONDS)
+                self.sweep(alive)
+                with self._lock:
+                    ticket = self._grant(client, waiter)
+                if ticket is not None:
+                    return ticket
+            raise Refused(self._busy(self.in_all))
+        finally:
+            with self._lock:
+                self._waiting = [other for other in self._waiting if other is not waiter]
+
+    @contextmanager
+    def working(self, client: str) -> Iterator[None]:
+        """Count a batch of `client`'s work while it runs (a cancelled event's thread still holds its slot)."""
+        with self._lock:
+            self._working[client] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._working[client] -= 1
+                if self._working[client] <= 0:
+                    del self._working[client]
 
     def bind(self, ticket: Ticket, event_id: str) -> None:
         """The job was queued as `event_id`: from now on it holds its slot while that event is alive."""
@@ -139,16 +243,46 @@ class Ledger:
         return alive(ticket.event_id)
 
     def jobs(self, client: str | None = None) -> int:
-        """Slots held, by one client or by everyone."""
+        """Slots held, by one client or by everyone (tickets, or work still running where that is more)."""
         with self._lock:
-            return sum(client is None or ticket.client == client for ticket in self._tickets)
+            return self._total() if client is None else self._held(client)
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiting)
 
     def clear(self) -> None:
         with self._lock:
             self._tickets.clear()
+            self._waiting.clear()
+
+
+def too_many_events(limit: int) -> str:
+    return f"you already have {limit} requests waiting or running: wait for their answers"
+
+
+def events_busy(limit: int) -> str:
+    return f"the server is busy: {limit} requests are waiting or running, the most it takes at once; try again soon"
 
 
 LEDGER = Ledger()
+# Every queued event, model work or not (views, the page's private frame routes): one client cannot fill the queue.
+EVENTS = Ledger(
+    per_client=EVENTS_PER_CLIENT, in_all=EVENTS_IN_ALL, wait_seconds=10.0, too_many=too_many_events, busy=events_busy
+)
+
+
+def client_of(request: Any) -> str:
+    """The client of a `gr.Request` inside a handler (what the admission counted it as)."""
+    return client_of_request(request, getattr(request, "session_hash", None))
+
+
+@contextmanager
+def working(request: Any) -> Iterator[None]:
+    """Inside a model handler, around one batch of work: the batch holds its client's slot while it runs, even when
+    its event was cancelled (Gradio stops a generator only between batches)."""
+    with LEDGER.working(client_of(request)):
+        yield
 
 
 # --- who is the client --------------------------------------------------------------------------------------
@@ -190,7 +324,7 @@ def client_key(headers: Any, host: str | None, session_hash: str | None, *, on_s
 def client_of_request(request: Any, session_hash: str | None) -> str:
     """`client_key` for a Starlette request."""
     host = request.client.host if getattr(request, "client", None) else None
-    return client_key(request.headers, host, session_hash, on_space=running_on_space())
+    return client_key(getattr(request, "headers", None), host, session_hash, on_space=running_on_space())
 
 
 # --- the hook -------------------------------------------------------------------------------------------------
@@ -221,14 +355,14 @@ def missing_arguments(block_fn: Any, given: list[Any] | None) -> str | None:
     return f"{name} takes {len(expected)} {values} and got {count}: missing {shown} (the API page lists them in order)"
 
 
-def install(demo: Any, ledger: Ledger = LEDGER) -> None:
+def install(demo: Any, ledger: Ledger = LEDGER, events: Ledger = EVENTS) -> None:
     """Check every push to `demo`'s queue (call after `demo.queue(...)`, which makes a new queue each time)."""
     queue = demo._queue
     original = queue.push
     if getattr(original, "admission_ledger", None) is ledger:
         return
-    events = queue.event_ids_to_events  # Gradio's live events; its absence (another Gradio) fails at start-up
-    if not isinstance(events, dict):
+    table = queue.event_ids_to_events  # Gradio's live events; its absence (another Gradio) fails at start-up
+    if not isinstance(table, dict):
         raise TypeError("this Gradio's queue keeps no event table: ui.admission needs gradio 6.31's queue")
 
     def alive(event_id: str) -> bool:
@@ -237,26 +371,31 @@ def install(demo: Any, ledger: Ledger = LEDGER) -> None:
     async def push(body: Any, request: Any, username: str | None) -> Any:
         block_fn = demo.fns.get(body.fn_index) if body.fn_index is not None else None
         if body.fn_index is not None and block_fn is None:
-            raise HTTPException(status_code=404, detail="there is no such event (fn_index)")
+            raise gate.refuse(404, "there is no such event (fn_index)", "fn_index")
         if block_fn is not None and (message := missing_arguments(block_fn, body.data)):
-            raise HTTPException(status_code=400, detail=message)
-        if block_fn is None or not is_model_work(block_fn):
+            raise gate.refuse(400, message, "arguments")
+        if block_fn is None:
             return await original(body, request, username)
-        ledger.sweep(alive)
+        client = client_of_request(request, body.session_hash)
+        tickets: list[tuple[Ledger, Ticket]] = []
         try:
-            ticket = ledger.reserve(client_of_request(request, body.session_hash))
+            for book in (events, ledger) if is_model_work(block_fn) else (events,):
+                tickets.append((book, await book.admit(client, alive)))
         except Refused as refusal:
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            raise HTTPException(status_code=429, detail=refusal.message, headers=headers) from None
+            for book, ticket in tickets:
+                book.release(ticket)
+            raise gate.refuse(429, refusal.message, "admission", retry_after=RETRY_AFTER_SECONDS) from None
         try:
             success, event_id, state = await original(body, request, username)
         except BaseException:
-            ledger.release(ticket)
+            for book, ticket in tickets:
+                book.release(ticket)
             raise
-        if success and isinstance(event_id, str):
-            ledger.bind(ticket, event_id)
-        else:
-            ledger.release(ticket)
+        for book, ticket in tickets:
+            if success and isinstance(event_id, str):
+                book.bind(ticket, event_id)
+            else:
+                book.release(ticket)
         return success, event_id, state
 
     push.admission_ledger = ledger  # type: ignore[attr-defined]

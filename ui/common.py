@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import html
 import inspect
 import os
 from collections.abc import Callable
@@ -31,7 +32,13 @@ def _out_of_memory() -> gr.Error:
     """Free what the failed run held, then the message; raised `from None` so no traceback keeps tensors alive."""
     gc.collect()
     torch.cuda.empty_cache()  # a no-op when CUDA was never initialised
-    return gr.Error(OUT_OF_MEMORY, duration=ERROR_SECONDS)
+    return gr.Error(OUT_OF_MEMORY, duration=ERROR_SECONDS, print_exception=False)
+
+
+def refusal(error: Exception) -> gr.Error:
+    """A refusal the user sees: the message escaped (a toast renders its text as HTML, and a message may quote what
+    was sent) and no traceback in the server's log (a refusal is an answer, not a fault)."""
+    return gr.Error(html.escape(str(error), quote=False), duration=ERROR_SECONDS, print_exception=False)
 
 
 def user_errors(handler: F) -> F:
@@ -44,7 +51,7 @@ def user_errors(handler: F) -> F:
             try:
                 yield from handler(*args, **kwargs)
             except (ValueError, FloatingPointError) as error:
-                raise gr.Error(str(error), duration=ERROR_SECONDS) from error
+                raise refusal(error) from error
             except torch.OutOfMemoryError:
                 raise _out_of_memory() from None
 
@@ -55,7 +62,7 @@ def user_errors(handler: F) -> F:
         try:
             return handler(*args, **kwargs)
         except (ValueError, FloatingPointError) as error:
-            raise gr.Error(str(error), duration=ERROR_SECONDS) from error
+            raise refusal(error) from error
         except torch.OutOfMemoryError:
             raise _out_of_memory() from None
 

@@ -24,8 +24,11 @@ from __future__ import annotations
 import base64
 import io
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
+import gradio as gr
 import numpy as np
 from PIL import Image
 
@@ -35,14 +38,19 @@ from explorer.diffusion.views import STEP_VIEWS
 from explorer.figures.images import grid
 from explorer.figures.sampling import run_diagnostics
 from explorer.validation import check_int
+from ui.admission import client_of_request
+from ui.gate import Limiter, refuse
 from ui.pictures import PIXELS, Drawing, drawing_of
-from ui.state import StoredRun, run_by_key
+from ui.state import NO_RUN, StoredRun, run_by_key
 
 FRAME_BUDGET = 8_000_000  # bytes of PNG a run sends to the page at most (then an evenly spaced subset)
 SCATTER_PIXELS = 128  # side of a 2-D points panel in a strip
 PANEL_GAP = 4  # white pixels between the panels of a strip
 FETCH_WINDOW = 16  # frames the page fetches at once around one it does not hold
 SIZE_SAMPLES = 6  # frames encoded up front to estimate a run's bytes
+# The player asks for one window at a time, as the visitor steps past what the page holds; stepping at 30 fps
+# through a run the page holds a tenth of needs about 2 windows a second.
+FETCH_LIMIT = Limiter("fetch_frames", rate=4.0, burst=8, per_client=2, in_all=4)
 
 
 def caption(compact: CompactTrajectory, index: int) -> str:
@@ -158,8 +166,37 @@ def held_positions(total: int, bytes_per_frame: float, budget: int = FRAME_BUDGE
     return np.unique(np.round(np.linspace(0, total - 1, fits)).astype(np.int64))
 
 
+PAYLOADS_KEPT = 4  # runs whose page payload is kept: frames_after, Stop and the run/branch selector reuse it
+_payloads: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+_payloads_lock = threading.Lock()
+
+
 def payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = "") -> dict[str, Any]:
-    """What the page needs to step through `stored` without the server, starting at position `start`."""
+    """What the page needs to step through `stored` without the server, starting at position `start`.
+
+    Drawn once per run and kept (the last PAYLOADS_KEPT runs): asking again, from any frame, costs one strip at
+    most (the start frame when the page would not hold it), however often a client asks."""
+    total = len(stored.compact)
+    start = min(max(int(start), 0), total - 1)
+    key = (stored.key, FRAME_BUDGET)
+    with _payloads_lock:
+        kept = _payloads.get(key)
+        if kept is not None:
+            _payloads.move_to_end(key)
+    if kept is None:
+        kept = _fresh_payload(stored, start)
+        with _payloads_lock:
+            _payloads[key] = kept
+            while len(_payloads) > PAYLOADS_KEPT:
+                _payloads.popitem(last=False)
+    frames = kept["frames"]
+    if str(start) not in frames:
+        frames = frames | Strips(stored.compact, start, start + 1, drawing_of(stored.model)).encoded([start])
+    return {**kept, "frames": frames, "which": which, "start": start, "notice": notice}
+
+
+def _fresh_payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = "") -> dict[str, Any]:
+    """`payload` drawn from scratch."""
     compact = stored.compact
     drawing = drawing_of(stored.model)
     strips = Strips(compact, drawing=drawing)
@@ -198,15 +235,23 @@ def payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = 
     }
 
 
-def fetch_frames(query: Any) -> dict[str, str]:
-    """The player's server function: [key, position] → PNG data URLs of up to FETCH_WINDOW frames from there on."""
-    if not isinstance(query, list | tuple) or len(query) != 2:
-        raise ValueError("fetch_frames takes [key, position]")
-    stored = run_by_key(query[0])
-    compact = stored.compact
-    start = check_int("position", query[1], 0, len(compact) - 1)
-    end = min(start + FETCH_WINDOW, len(compact))
-    return Strips(compact, start, end, drawing_of(stored.model)).encoded(range(start, end))
+def fetch_frames(query: Any, request: gr.Request = None) -> dict[str, str]:
+    """The player's server function: [key, position] → PNG data URLs of up to FETCH_WINDOW frames from there on.
+
+    Not queued (Gradio runs server functions beside the queue): limited per client (`FETCH_LIMIT`, 429), and any
+    bad query is a 4xx with one sentence (`ui.gate`), never a 500."""
+    with FETCH_LIMIT.use(client_of_request(request, getattr(request, "session_hash", None))):
+        try:
+            if not isinstance(query, list | tuple) or len(query) != 2:
+                raise ValueError("fetch_frames takes [key, position]")
+            stored = run_by_key(query[0])
+            compact = stored.compact
+            start = check_int("position", query[1], 0, len(compact) - 1)
+        except ValueError as error:
+            status = 404 if str(error) == NO_RUN else 400
+            raise refuse(status, str(error).split("; got ", 1)[0], "fetch_frames") from None
+        end = min(start + FETCH_WINDOW, len(compact))
+        return Strips(compact, start, end, drawing_of(stored.model)).encoded(range(start, end))
 
 
 PLAYER_HTML = '<div class="frames-player"><canvas></canvas><div class="frames-note"></div></div>'

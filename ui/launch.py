@@ -15,8 +15,9 @@ import gradio as gr
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from gradio.route_utils import FnIndexInferError
+from starlette.middleware import Middleware
 
-from ui import admission
+from ui import admission, gate, sessions
 from ui.common import running_on_space
 
 TITLE = "Reverse-diffusion explorer"
@@ -73,7 +74,8 @@ async def unknown_endpoint(request: Request, error: Exception) -> JSONResponse:
 def launch_options(**overrides: Any) -> dict[str, Any]:
     """Keyword arguments for `demo.launch`: the server address from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
     (127.0.0.1:7860 by default), the look, the keyboard script, the upload cap (none on a Space: nothing there takes
-    a file) and a 404 for unknown API names;
+    a file), a 404 for unknown API names, one sentence for a bad server-function call (`ui.gate.QuietErrors`) and
+    bounded session state (`ui.sessions.SessionGate`);
     `overrides` win."""
     look = theme()
     options: dict[str, Any] = {
@@ -83,7 +85,10 @@ def launch_options(**overrides: Any) -> dict[str, Any]:
         "css": page_css(look),
         "head": page_head(),
         "max_file_size": SPACE_FILE_SIZE if running_on_space() else MAX_FILE_SIZE,
-        "app_kwargs": {"exception_handlers": {FnIndexInferError: unknown_endpoint}},
+        "app_kwargs": {
+            "exception_handlers": {FnIndexInferError: unknown_endpoint},
+            "middleware": [Middleware(sessions.SessionGate), Middleware(gate.QuietErrors)],
+        },
     }
     return {**options, **overrides}
 

@@ -81,16 +81,19 @@ def check_picture(payload: Any) -> None:
     encoded = url.partition(",")[2] if inline else ""
     size = len(encoded) * 3 // 4 if inline else Path(path).stat().st_size
     if size > MAX_PICTURE_BYTES:
-        raise gr.Error(f"the picture must be at most {MAX_PICTURE_BYTES >> 20} MB")
+        raise gr.Error(f"the picture must be at most {MAX_PICTURE_BYTES >> 20} MB", print_exception=False)
     try:
         head = encoded[:HEADER_BASE64]
         source = io.BytesIO(base64.b64decode(head + "=" * (-len(head) % 4))) if inline else path
         with PIL.Image.open(source) as picture:  # reads the header only
             width, height = picture.size
     except (OSError, ValueError, PIL.Image.DecompressionBombError):
-        raise gr.Error("the picture could not be read as an image (PNG, JPEG, WebP or GIF)") from None
+        raise gr.Error(
+            "the picture could not be read as an image (PNG, JPEG, WebP or GIF)", print_exception=False
+        ) from None
     if width * height > MAX_PICTURE_PIXELS:
-        raise gr.Error(f"the picture has {width}×{height} pixels; at most {MAX_PICTURE_PIXELS:,} are accepted")
+        pixels = f"the picture has {width}×{height} pixels; at most {MAX_PICTURE_PIXELS:,} are accepted"
+        raise gr.Error(pixels, print_exception=False)
 
 
 def bounded(image: gr.Image) -> gr.Image:

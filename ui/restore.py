@@ -9,6 +9,7 @@ warning. "Copy link" writes the parameters that differ from the page's defaults.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,11 +46,7 @@ def parse_parameter(component: gr.components.Component, name: str, text: str) ->
         if float(component.step).is_integer():
             clamped = float(round(clamped))
         value: Any = int(clamped) if clamped.is_integer() else clamped
-        changed = (
-            f"URL parameter {name}={text} is outside [{low:g}, {high:g}]: {value} is used"
-            if clamped != number
-            else None
-        )
+        changed = f"URL parameter {name} is outside [{low:g}, {high:g}]: {value} is used" if clamped != number else None
         return value, changed
     if isinstance(component, gr.Checkbox):
         lowered = text.strip().lower()
@@ -99,6 +96,21 @@ def check_value(component: gr.components.Component, name: str, value: Any) -> An
     return parse_parameter(component, name, value)[0]
 
 
+def reason(error: ValueError, value: str) -> str:
+    """Why a URL value was ignored, without the value: the checks' messages end in "; got <value>", which a
+    link's author controls, so that part is cut; a message that still quotes the value says only that it is not
+    accepted (and `warn` escapes whatever is left)."""
+    text = str(error).split("; got ", 1)[0][:200]
+    quoted = value.strip()
+    return "not an accepted value" if quoted and quoted in text else text
+
+
+def warn(message: str) -> None:
+    """A warning toast; Gradio renders a toast's text as HTML, so the text is escaped (a URL value is never put in
+    it, and a control's name or choices are ours, but nothing reaches the page unescaped)."""
+    gr.Warning(html.escape(message, quote=False))
+
+
 def tab_selected(event: gr.SelectData) -> str:
     """The id of the tab the visitor opened (what a copied link's `tab=` says)."""
     if isinstance(event.index, int) and 0 <= event.index < len(TABS):
@@ -120,13 +132,13 @@ def make_restore(controls: Mapping[str, gr.components.Component]) -> Callable[[g
             if params["tab"] in TABS:
                 tab, tab_id = gr.Tabs(selected=params["tab"]), params["tab"]
             else:
-                gr.Warning(f"URL parameter tab={params['tab'][:40]!r} ignored: use one of {', '.join(TABS)}")
+                warn(f"URL parameter tab ignored: it must be one of {', '.join(TABS)}")
         frame, present = None, gr.skip()
         if "frame" in params:
             try:
                 frame = check_int("frame", params["frame"], 1, MAX_STEPS)
             except ValueError as error:
-                gr.Warning(f"URL parameter frame ignored: {error}")
+                warn(f"URL parameter frame ignored: {reason(error, params['frame'])}")
         if "present" in params:
             present = params["present"].strip().lower() in TRUE
         values = []
@@ -137,15 +149,16 @@ def make_restore(controls: Mapping[str, gr.components.Component]) -> Callable[[g
             try:
                 value, warning = parse_parameter(component, name, params[name])
             except ValueError as error:
-                gr.Warning(f"URL parameter {name}={params[name][:40]!r} ignored: {error}")
+                warn(f"URL parameter {name} ignored: {reason(error, params[name])}")
                 values.append(gr.skip())
                 continue
             if warning:
-                gr.Warning(warning)
+                warn(warning)
             values.append(value)
         unknown = sorted(set(params) - set(controls) - set(SPECIAL))
         if unknown:
-            gr.Warning(f"URL parameters {', '.join(name[:20] for name in unknown[:5])} are not controls of this page")
+            count = f"{len(unknown)} URL parameters were" if len(unknown) > 1 else "1 URL parameter was"
+            warn(f"{count} ignored: not the name of a control of this page")
         return (tab, tab_id, frame, present, *values)
 
     return restore

@@ -28,7 +28,7 @@ from explorer.figures.images import (
 from explorer.figures.sampling import diagnostics_figure, run_diagnostics
 from explorer.models.decoders import Decoder
 from explorer.validation import check_choice, check_int
-from ui import frames
+from ui import admission, frames
 from ui.common import MODEL_WORK, on_gpu, user_errors
 from ui.controls import (
     MAX_STEPS,
@@ -47,7 +47,7 @@ from ui.controls import (
     parse_run,
 )
 from ui.estimate import long_run_note, record_run_time, run_seconds, zero_gpu_seconds
-from ui.exports import MAX_EXPORT_SCALE, export, frame_png
+from ui.exports import MAX_EXPORT_SCALE, export, export_steps, frame_png  # noqa: F401 (export: for callers)
 from ui.frames import caption, frame_index, frame_text
 from ui.models import dataset_of, is_bundled, load_model
 from ui.pictures import PIXELS, Drawing, drawing_of
@@ -376,16 +376,17 @@ def decode_frame(frame: float, decoder: str, request: gr.Request = None) -> Imag
     if not drawing.latent:
         raise ValueError("this run is in pixel space: its frames are the pictures themselves (decoder: latent models)")
     key = (stored.key, index, kind.value)
-    if key not in _decoded:
-        views = [
-            (f"{v.symbol} · {drawing.name}", _panel(stored.compact.view(v.name, index), 1.0, drawing))
-            for v in (X_T, X0)
-        ]
-        if len(_decoded) >= DECODED_CACHE:
-            _decoded.pop(next(iter(_decoded)))
-        _decoded[key] = with_caption(
-            labelled_row(views), caption(stored.compact, index) + f" · drawn by {drawing.name}"
-        )
+    with admission.working(request):  # the decode holds its client's slot even when its event is cancelled
+        if key not in _decoded:
+            views = [
+                (f"{v.symbol} · {drawing.name}", _panel(stored.compact.view(v.name, index), 1.0, drawing))
+                for v in (X_T, X0)
+            ]
+            if len(_decoded) >= DECODED_CACHE:
+                _decoded.pop(next(iter(_decoded)))
+            _decoded[key] = with_caption(
+                labelled_row(views), caption(stored.compact, index) + f" · drawn by {drawing.name}"
+            )
     return _decoded[key]
 
 
@@ -578,7 +579,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
             concurrency_limit=None,
             api_name=name,
         )
-    export_button.click(export, [scale], [gif, mp4], api_name="export", **MODEL_WORK)
+    export_button.click(export_steps, [scale], [gif, mp4], api_name="export", **MODEL_WORK)
     png_button.click(frame_png, [frame, scale], [png], api_name="frame_png", **MODEL_WORK)
     open_groups = (One(url_frame), *run_groups)
     return SamplingTab(
