@@ -186,5 +186,5 @@ def test_diagnostics_without_a_branch_have_one_trace_per_quantity(digits):
 
 
 def test_stop_says_what_stepping_shows():
-    assert "last finished run" in sampling.stopped(FakeRequest("frames-digits"))
+    assert "had already finished and is kept" in sampling.stopped(FakeRequest("frames-digits"))  # nothing was running
     assert "press **Run**" in sampling.stopped(FakeRequest("frames-nobody"))
