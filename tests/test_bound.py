@@ -195,7 +195,7 @@ def monte_carlo(model, tables, x0: torch.Tensor, variance: VarianceType, repeats
     chain, log_q, previous = [], torch.zeros(start.shape[0], dtype=torch.float64), start
     for i in range(T):
         beta = tables["betas"][i]
-        step = Normal((1 - beta).sqrt() * previous, beta.sqrt())
+        step = Normal((1 - beta).sqrt() * previous, beta.sqrt(), validate_args=False)
         noise = torch.randn(previous.shape, generator=generator, dtype=torch.float64)
         current = (1 - beta).sqrt() * previous + beta.sqrt() * noise
         log_q += step.log_prob(current).reshape(current.shape[0], -1).sum(-1)
@@ -218,9 +218,9 @@ def monte_carlo(model, tables, x0: torch.Tensor, variance: VarianceType, repeats
 
 
 MONTE_CARLO = [
-    ("moons-eps", "moons", SMALL, 16, 24, 4),
-    ("moons-eps", "moons", LARGE, 16, 24, 4),
-    ("exact-ring", "ring", SMALL, 8, 24, 4),
+    ("moons-eps", "moons", SMALL, 12, 16, 3),
+    ("moons-v", "moons", LARGE, 12, 16, 3),
+    ("exact-ring", "ring", SMALL, 8, 16, 3),
     ("digits-eps", "digits", SMALL, 2, 6, 3),
 ]
 
