@@ -100,18 +100,19 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         api_visibility="private",
         **MODEL_WORK,
     )
-    loading.then(
+    opened = loading.then(
         parameterizations.open_if_shown,
         [current_tab, *paper_tab.open_inputs],
         paper_tab.open_outputs,
         api_visibility="private",
         **MODEL_WORK,
     )
-    # The Bound tab computes when it opens, like the Parameterizations tab.
+    # The Bound tab computes when it opens, like the Parameterizations tab; on a page load after that tab's check, so
+    # the load holds one model job at a time (a tab opened meanwhile is the client's second, within its admission).
     bound_page.select(
         bound.show_bound, bound_tab.open_inputs, bound_tab.open_outputs, api_visibility="private", **MODEL_WORK
     )
-    loading.then(
+    opened.then(
         bound.open_bound_if_shown,
         [current_tab, *bound_tab.open_inputs],
         bound_tab.open_outputs,
