@@ -76,12 +76,11 @@ def posterior_mean(tables, x0: torch.Tensor, x_t: torch.Tensor, timesteps: torch
 
 
 def reverse_std(tables, variance: VarianceType, timesteps: torch.Tensor) -> torch.Tensor:
-    """σ_t: √β_t, or √β̃_t with β̃_1 replaced by β̃_2 (the decoder's variance, as in Ho et al.'s code)."""
-    if variance is LARGE:
-        return tables["betas"][timesteps].sqrt()
-    tilde = tables["tilde"].clone()
-    tilde[0] = tilde[1]
-    return tilde[timesteps].sqrt()
+    """σ_t: √β_t or √β̃_t, and at t = 1 (the decoder) √β̃_2 for both, as Ho et al.'s code sets it:
+    'fixedlarge': np.log(np.append(posterior_variance[1], betas[1:])), 'fixedsmall': posterior_log_variance_clipped."""
+    table = (tables["betas"] if variance is LARGE else tables["tilde"]).clone()
+    table[0] = tables["tilde"][1]
+    return table[timesteps].sqrt()
 
 
 def quantized(x0: torch.Tensor) -> torch.Tensor:

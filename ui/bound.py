@@ -37,9 +37,10 @@ $x_t \sim q(x_t|x_0)$ per t), and the decoder $L_0 = -\log p_\theta(x_0|x_1)$. T
 up, in **bits per dimension** (nats ÷ (D ln 2)); their right end plus $L_T$ is the total in the legend.
 
 - **Variance** of $p_\theta(x_{t-1}|x_t)$: solid σ² = β̃<sub>t</sub> (the lower choice, `fixed_small`), dashed
-  σ² = β<sub>t</sub> (the upper, `fixed_large`), as Ho et al. compare them. At t = 1, β̃<sub>1</sub> = 0 is clipped to
-  β̃<sub>2</sub> for the decoder. A *learned* variance (Nichol & Dhariwal) is not shown: **none of the bundled models
-  learns its variance** (`explorer.vlb` accepts `learned_range` for a model that does).
+  σ² = β<sub>t</sub> (the upper, `fixed_large`), as Ho et al. compare them. The decoder at t = 1 uses
+  σ² = β̃<sub>2</sub> with either (β̃<sub>1</sub> = 0; Ho et al.'s code does the same). A *learned* variance
+  (Nichol & Dhariwal) is not shown: **none of the bundled models learns its variance** (`explorer.vlb` accepts
+  `learned_range` for a model that does).
 - **Digits**: $L_0$ is Ho et al.'s discretized Gaussian over the 256 levels of an 8-bit pixel on [−1, 1] (x₀ rounded
   to those levels), so the bound is a probability and bits/dim are those papers report.
 - **Points**: the 2-D points are real numbers, not quantized, so $L_0 = -\log \mathcal N(x_0; \mu_\theta(x_1, 1),

@@ -13,8 +13,9 @@ Ho et al. 2020 eq. 5 (the notes' log p(x₀) ≥ −(L_T + Σ_t L_{t−1} + L₀
     μ_θ             μ̃_t(x̂₀, x_t), x̂₀ the model's (clipped to [−1, 1] when the checkpoint clips)
     σ_t²            the reverse variance: β̃_t (fixed_small, the lower choice), β_t (fixed_large, the upper),
                     or learned_range (Nichol & Dhariwal eq. 15; only for a model that outputs it)
-    σ_1²            the decoder's variance at t = 1: β_1 (fixed_large); β̃_1 = 0 is clipped to β̃_2 (fixed_small,
-                    as Ho et al.'s and improved-diffusion's code do: posterior_log_variance_clipped)
+    σ_1²            the decoder's variance at t = 1: β̃_2 for both fixed choices, as Ho et al.'s code (and
+                    improved-diffusion's) sets it "to get a better decoder log likelihood" (β̃_1 = 0 itself is no
+                    variance: posterior_log_variance_clipped)
     D               dimensions of one sample (256 for a 16×16 digit, 2 for a point)
     nats[b]         prior + Σ_i terms[i]: an upper bound on −log p_θ(x₀) (its expectation over the x_t draws is)
     bits/dim        nats / (D ln 2)
@@ -46,7 +47,7 @@ from explorer.diffusion.denoiser import as_denoiser
 from explorer.diffusion.noise import step_noise
 from explorer.diffusion.parameterization import Prediction, convert
 from explorer.diffusion.posterior import VarianceType, q_posterior, q_sample, reverse_log_variance
-from explorer.diffusion.tensors import gather
+from explorer.diffusion.tensors import append_dims, as_timesteps, gather
 from explorer.validation import Mode, check_seed
 
 LEVELS = 256  # 8-bit pixels
@@ -163,10 +164,14 @@ def gaussian_nll(x0: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) ->
 
 
 def _model_log_variance(schedule, timesteps, variance, like, variance_values) -> torch.Tensor:
-    """log σ_t² per sample (broadcastable to `like`), with fixed_small's log β̃_1 = −inf clipped to log β̃_2."""
+    """log σ_t² per sample (broadcastable to `like`); at t = 1 both fixed choices use log β̃_2 (Ho et al.'s code)."""
+    if variance is VarianceType.LEARNED_RANGE:
+        return reverse_log_variance(schedule, timesteps, variance, like, variance_values)
+    clipped = gather(schedule.posterior_log_variance_clipped, timesteps, like)  # log β̃_t, log β̃_2 at t = 1
     if variance is VarianceType.FIXED_SMALL:
-        return gather(schedule.posterior_log_variance_clipped, timesteps, like)
-    return reverse_log_variance(schedule, timesteps, variance, like, variance_values)
+        return clipped
+    first = append_dims(as_timesteps(timesteps, schedule.num_train_timesteps) == 0, like.ndim)  # t = 1
+    return torch.where(first, clipped, gather(schedule.betas, timesteps, like).log())
 
 
 def bounds(
