@@ -3,8 +3,9 @@
 One panel per split (the models' training data, held-out data). A curve is L₀ + Σ_{2 ≤ s ≤ t} L_{s−1} averaged over
 the examples, in bits per dimension, on a log t axis (most of the bound is spent at small t); its right end plus L_T
 is the total. Colour is the model, the line style the variance: solid β̃_t (fixed_small), dashed β_t (fixed_large).
-A curve far above the networks' (the exact denoiser off its training set) leaves the panel, and says its total in
-its legend entry and at the panel's top edge.
+Where every curve is positive (8-bit digits) the y axis is logarithmic, so 0.8 and 1,000 bits/dim show together;
+a bound on a density can be negative, so there the axis is linear, and a curve far above the networks' (the exact
+denoiser off its training set) leaves the panel and says so in its legend entry.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def bound_figure(results: Mapping[str, Sequence[Bound]], references: Collection[
     figure = make_subplots(rows=1, cols=len(splits), subplot_titles=splits, horizontal_spacing=0.08)
     colours = _colours(results)
     for col, split in enumerate(splits, start=1):
-        y_range = _range(results[split], references)
+        positive = all(float(b.cumulative_bits_per_dim().min()) > 0 for b in results[split])
+        y_range = None if positive else _range(results[split], references)  # a log axis shows every curve
         for bound in results[split]:
             curve = bound.cumulative_bits_per_dim()
             t = paper_t(np.arange(curve.size))
@@ -79,7 +81,9 @@ def bound_figure(results: Mapping[str, Sequence[Bound]], references: Collection[
                 1,
                 col,
             )
-        if y_range is not None:
+        if positive:
+            figure.update_yaxes(type="log", row=1, col=col)
+        elif y_range is not None:
             figure.update_yaxes(range=list(y_range), row=1, col=col)
     unit = _unit(results)
     figure.update_xaxes(type="log", title_text="paper step t (log)")
