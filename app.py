@@ -11,7 +11,7 @@ import argparse
 
 import gradio as gr
 
-from ui import cloud, exports, parameterizations, posterior, restore, sampling, schedules
+from ui import bound, cloud, exports, parameterizations, posterior, restore, sampling, schedules
 from ui.common import MODEL_WORK, VIEW_WORK
 from ui.launch import TITLE, configure_queue, launch, launch_options
 from ui.models import allow_local_folders
@@ -51,6 +51,8 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
             cloud.build()
         with gr.Tab("Parameterizations", id=parameterizations.TAB_ID) as parameterizations_page:
             parameterizations_tab = parameterizations.build()
+        with gr.Tab("Bound", id=bound.TAB_ID) as bound_page:
+            bound_tab = bound.build()
     tabs.select(restore.tab_selected, None, current_tab, api_visibility="private", show_progress="hidden")
 
     # The Posterior reads schedule 1: opening its tab redraws it, so it never shows an older schedule's numbers.
@@ -64,6 +66,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     everything = [c for group in groups for c in group.components.values()]
     controls = {c.elem_id: c for c in everything if c.elem_id and not isinstance(c, gr.Image)}
     controls |= {c.elem_id: c for c in parameterizations_tab.controls}
+    controls |= {c.elem_id: c for c in bound_tab.controls}
     restore_page = restore.make_restore(controls)
     link_button.click(
         restore.make_link(controls, current_tab, sampling_tab.frame),
@@ -97,10 +100,22 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         api_visibility="private",
         **MODEL_WORK,
     )
-    loading.then(
+    opened = loading.then(
         parameterizations.open_if_shown,
         [current_tab, *paper_tab.open_inputs],
         paper_tab.open_outputs,
+        api_visibility="private",
+        **MODEL_WORK,
+    )
+    # The Bound tab computes when it opens, like the Parameterizations tab; on a page load after that tab's check, so
+    # the load holds one model job at a time (a tab opened meanwhile is the client's second, within its admission).
+    bound_page.select(
+        bound.show_bound, bound_tab.open_inputs, bound_tab.open_outputs, api_visibility="private", **MODEL_WORK
+    )
+    opened.then(
+        bound.open_bound_if_shown,
+        [current_tab, *bound_tab.open_inputs],
+        bound_tab.open_outputs,
         api_visibility="private",
         **MODEL_WORK,
     )

@@ -1,7 +1,8 @@
 """Reverse-process explorer: the maths, models and samplers behind the app (importable without gradio).
 
     explorer.diffusion   schedules, the forward posterior, ε/x₀/v conversions, the sampler and its records,
-                         teacher forcing, the exact oracle, seeded noise, the index convention, the step views
+                         teacher forcing, the exact oracle, seeded noise, the index convention, the step views,
+                         the variational bound in bits per dimension (`vlb`)
     explorer.models      checkpoints (pixel, and latent or conditional pipelines), references, Hub downloads,
                          loading, decoders of latent frames, the catalogue, the model cache
     explorer.figures     Plotly figures, formulas and pictures from explorer data
@@ -12,6 +13,7 @@ The index convention (paper t, diffusers' timestep, frames) is stated and conver
 `explorer.diffusion.indexing`.
 """
 
+from explorer.diffusion.bound import Bound, Likelihood, bounds, vlb
 from explorer.diffusion.conditioning import Conditioning
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput, FunctionDenoiser, as_denoiser, wrap
 from explorer.diffusion.indexing import frame_of, paper_t, position_of, timestep_of
@@ -35,6 +37,7 @@ from explorer.models.pipelines import Family
 __all__ = [
     "STEP_VIEWS",
     "BetaSchedule",
+    "Bound",
     "CatalogueEntry",
     "CheckpointError",
     "CheckpointProblem",
@@ -47,6 +50,7 @@ __all__ = [
     "Family",
     "FunctionDenoiser",
     "LatentDenoiser",
+    "Likelihood",
     "ModelForcing",
     "ModuleDenoiser",
     "OptimalDenoiser",
@@ -63,6 +67,7 @@ __all__ = [
     "Trajectory",
     "VarianceType",
     "as_denoiser",
+    "bounds",
     "branch",
     "catalogue",
     "clear_cache",
@@ -83,5 +88,6 @@ __all__ = [
     "teacher_force",
     "timestep_of",
     "true_reverse",
+    "vlb",
     "wrap",
 ]

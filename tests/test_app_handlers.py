@@ -11,7 +11,7 @@ import torch
 from app_fixtures import FakeRequest, ensure_models, no_progress
 from PIL import Image
 
-from ui import parameterizations, posterior, sampling, schedules, state
+from ui import bound, parameterizations, posterior, sampling, schedules, state
 from ui.controls import RunValues, ScheduleValues, StepValues
 from ui.posterior import PosteriorValues
 from ui.schedules import ViewValues
@@ -238,6 +238,21 @@ def test_the_parameterizations_tab_fills_on_open_and_shows_the_last_run_with_its
     assert isinstance(shown[3], Image.Image) and shown[3].size == run_views.size
     with pytest.raises(gr.Error, match="data must be"):
         parameterizations.parameterization_table("uploaded image", 0)
+
+
+def test_the_bound_tab_fills_on_open_with_every_model_and_both_variances():
+    skipped = bound.open_bound_if_shown("sampling", "ring", 0)
+    assert len(skipped) == bound.OPEN_OUTPUTS
+    figure, table = bound.open_bound_if_shown(bound.TAB_ID, "ring", 0)
+    names = {trace.name.split(":")[0] for trace in figure.data}
+    for model in ("ring-eps", "ring-x0", "ring-v", "exact-ring"):
+        assert {f"{model}, σ² = β̃_t", f"{model}, σ² = β_t"} <= names
+    assert len(figure.data) == 2 * 2 * 4  # two splits × two variances × four models
+    assert "held-out data (bits/dim)" in table and table.count("\n| ring-") + table.count("\n| exact-") == 8
+    with pytest.raises(gr.Error, match="data must be one of digits, moons, ring"):
+        bound.show_bound("uploaded image", 0)
+    with pytest.raises(gr.Error, match="seed must be"):
+        bound.show_bound("ring", math.nan)
 
 
 def _restored(**params: str) -> dict:

@@ -53,6 +53,9 @@ CHANGES: dict[str, dict[str, Any]] = {
     "parameterization_table": {"cmp_data": "ring"},
     "open_tab": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},  # the Parameterizations tab opened
     "open_if_shown": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},  # a page load (tab from the URL)
+    "bound": {"bound_data": "ring"},
+    "show_bound": {"bound_data": "ring"},  # the Bound tab opened
+    "open_bound_if_shown": {"bound_data": "ring"},  # a page load (tab from the URL)
     "cloud": {"cloud_point": 0},
     "model_schedule": {"schedule_model": "digits-eps"},
     "update_schedules_1": {},  # after model_schedule: the Schedules view redrawn

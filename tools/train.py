@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from explorer.data import Dataset, digits, points
+from explorer.data import Dataset, training_data
 from explorer.diffusion.parameterization import Prediction, v_from_x0_eps
 from explorer.diffusion.posterior import q_sample
 from explorer.diffusion.schedules import Schedule
@@ -56,7 +56,6 @@ NUM_TRAIN_TIMESTEPS = 1000
 BETA_SCHEDULE = "linear"
 BETA_START = 1e-4
 BETA_END = 0.02
-POINT_POOL_SIZE = 200_000  # 2-D models train on a fixed pool of points drawn with the run's seed
 MAX_STEPS = 10_000_000
 MAX_BATCH_SIZE = 65_536
 
@@ -204,13 +203,6 @@ def weighted_mse(output: torch.Tensor, target: torch.Tensor, weights: torch.Tens
     """mean_b weights[b] · mean_i (output − target)²[b, i]; output, target [B, ...], weights [B]."""
     per_sample = (output - target).pow(2).flatten(1).mean(dim=1)  # [B]
     return (weights * per_sample).mean()
-
-
-def training_data(data: Dataset, seed: int) -> torch.Tensor:
-    """The pool minibatches are drawn from: 4,000 training digits [N, 1, 16, 16] or 200,000 points [N, 2]."""
-    if data is Dataset.DIGITS:
-        return digits("train").images
-    return points(data, POINT_POOL_SIZE, seed)
 
 
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
