@@ -16,6 +16,7 @@ import gradio as gr
 from explorer.data import Dataset, exact_training_set
 from explorer.figures.cloud import GRID_CELLS, TRAIL_FRAMES, AnimatedFigure, Cloud, cloud_figure, run_cloud
 from explorer.validation import check_int
+from ui.api_names import named
 from ui.common import MODEL_WORK, user_errors
 from ui.models import dataset_of
 from ui.state import stored_run
@@ -106,7 +107,7 @@ def build() -> CloudTab:
         )
     plot = gr.Plot(label="the cloud", elem_id="cloud")
     text = gr.Markdown(elem_id="cloud_caption")
-    button.click(animate, [point], [plot, text], api_name="cloud", **MODEL_WORK).then(
+    button.click(named(animate, [point]), [point], [plot, text], api_name="cloud", **MODEL_WORK).then(
         None, [plot], None, js=ADD_FRAMES_JS, api_visibility="private", show_progress="hidden"
     )
     return CloudTab(button, point, plot, text)

@@ -24,6 +24,7 @@ from explorer.figures.weighting import table_figure
 from explorer.figures.weighting_rows import rows_markdown, table_rows
 from explorer.validation import check_choice, check_int, check_seed, check_text
 from ui import state
+from ui.api_names import named
 from ui.common import MODEL_WORK, slider_events, user_errors
 from ui.controls import RunValues, bind_model
 from ui.models import EXACT_PREFIX, check_ref, load_model
@@ -322,7 +323,7 @@ def build() -> ParameterizationsTab:
         pair_figure = gr.Plot(label="teacher-forced errors of the two checkpoints", elem_id="pair_plot")
         pair_summary = gr.Markdown(elem_id="pair_summary")
     pair_button.click(
-        compare_checkpoints,
+        named(compare_checkpoints, [first, second, steps, seed]),
         [first, second, steps, seed],
         [pair_figure, pair_summary],
         api_name="compare_checkpoints",
@@ -331,7 +332,7 @@ def build() -> ParameterizationsTab:
     inputs, outputs = [data, steps, seed, t], [figure, picture, summary, run_views]
     gr.on(
         triggers=[button.click, data.change],
-        fn=compare,
+        fn=named(compare, inputs),
         inputs=inputs,
         outputs=outputs,
         api_name="compare",
@@ -340,7 +341,7 @@ def build() -> ParameterizationsTab:
     )
     gr.on(
         triggers=slider_events(t),
-        fn=picture_at,
+        fn=named(picture_at, [data, seed, t]),
         inputs=[data, seed, t],
         outputs=[picture],
         api_name="compare_picture",
@@ -350,7 +351,7 @@ def build() -> ParameterizationsTab:
     )
     gr.on(
         triggers=[button.click, data.change],
-        fn=parameterization_table,
+        fn=named(parameterization_table, [data, seed]),
         inputs=[data, seed],
         outputs=[table_plot, table_text],
         api_name="parameterization_table",

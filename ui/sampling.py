@@ -27,6 +27,7 @@ from explorer.figures.sampling import diagnostics_figure, run_diagnostics
 from explorer.models.decoders import Decoder
 from explorer.validation import check_choice, check_int
 from ui import frames
+from ui.api_names import named
 from ui.common import MODEL_WORK, on_gpu, user_errors
 from ui.controls import (
     MAX_STEPS,
@@ -309,6 +310,16 @@ def step_frame(frame: float, delta: float, request: gr.Request = None):
     return frame_of(index), frame_picture(compact, index, drawing_of(stored.model)), frame_text(compact, index)
 
 
+def previous_frame(frame: float, request: gr.Request = None):
+    """The frame before `frame` (the first stays): its number, picture and diagnostics."""
+    return step_frame(frame, -1, request=request)
+
+
+def next_frame(frame: float, request: gr.Request = None):
+    """The frame after `frame` (the last stays): its number, picture and diagnostics."""
+    return step_frame(frame, 1, request=request)
+
+
 DECODED_CACHE = 32  # decoded frames kept (per run key, frame and decoder): stepping back and forth decodes once
 _decoded: dict[tuple[str, int, str], Image.Image] = {}
 
@@ -474,7 +485,9 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         mp4 = gr.File(label="MP4")
         png = gr.File(label="PNG of this frame")
 
-    decode_button.click(decode_frame, [frame, decoder], decoded, api_name="decode_frame", **MODEL_WORK)
+    decode_button.click(
+        named(decode_frame, [frame, decoder]), [frame, decoder], decoded, api_name="decode_frame", **MODEL_WORK
+    )
     outputs = [picture, status, frame, diagnostics, finals]
     frame_outputs = [player, frame, run_choice, branch_note]
 
@@ -511,21 +524,13 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         trigger(None, [frame], None, js=_js("F.showFrame(args[0])"), trigger_mode="always_last", **JS_ONLY)
     play.click(None, [fps], None, js=_js("F.play(args[0])"), **JS_ONLY)
     fps.input(None, [fps], None, js=_js("F.speed(args[0])"), trigger_mode="always_last", **JS_ONLY)
-    with gr.Row(visible=False):
-        api_frame = gr.Button("frame")
-        api_steps = {-1: gr.Button("previous"), 1: gr.Button("next")}
-    api_frame.click(show_frame, [frame], [picture, status], concurrency_limit=None, api_name="frame")
-    for delta, name in ((-1, "previous_frame"), (1, "next_frame")):
-        api_steps[delta].click(
-            step_frame,
-            [frame, gr.Number(delta, visible=False)],
-            [frame, picture, status],
-            concurrency_limit=None,
-            api_name=name,
-        )
-    export_button.click(export, [scale], [gif, mp4], api_name="export", **MODEL_WORK)
-    png_button.click(frame_png, [frame, scale], [png], api_name="frame_png", **MODEL_WORK)
-    open_groups = (One(url_frame), *run_groups)
+    # API-only routes (no trigger on the page), named by the frame slider's URL name.
+    gr.on([], named(show_frame, [frame]), [frame], [picture, status], concurrency_limit=None, api_name="frame")
+    for stepping in (previous_frame, next_frame):
+        gr.on([], named(stepping, [frame]), [frame], [frame, picture, status], concurrency_limit=None)
+    export_button.click(named(export, [scale]), [scale], [gif, mp4], api_name="export", **MODEL_WORK)
+    png_button.click(named(frame_png, [frame, scale]), [frame, scale], [png], api_name="frame_png", **MODEL_WORK)
+    open_groups = (One(url_frame, "frame"), *run_groups)
     return SamplingTab(
         controls, frame, bind(open_frame, *open_groups), event_inputs(*open_groups), outputs, then_frames
     )

@@ -18,6 +18,7 @@ from explorer.figures.formulas import spacing_table, step_formulas, step_table
 from explorer.figures.images import image_grid
 from explorer.figures.schedules import LabelledSchedule, XAxis, schedule_figure
 from explorer.validation import check_bool, check_choice, check_int
+from ui.api_names import named
 from ui.common import MODEL_WORK, VIEW_WORK, slider_events, user_errors
 from ui.controls import (
     SLIDER_MAX_T,
@@ -218,8 +219,8 @@ def build() -> SchedulesTab:
     )
     first = slots[0]
     take.click(
-        model_schedule,
-        source,
+        named(model_schedule, [source]),
+        [source],
         [first.components[name] for name in SCHEDULE_FIELDS],
         api_name="model_schedule",
         **MODEL_WORK,
