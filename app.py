@@ -11,7 +11,7 @@ import argparse
 
 import gradio as gr
 
-from ui import cloud, exports, parameterizations, posterior, restore, sampling, schedules
+from ui import cloud, exports, parameterizations, posterior, restore, sampling, schedules, stage
 from ui.common import MODEL_WORK, VIEW_WORK
 from ui.launch import TITLE, configure_queue, launch, launch_options
 from ui.models import allow_local_folders
@@ -32,10 +32,14 @@ COPY_LINK_JS = """(query) => {
 }"""
 
 with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
-    with gr.Row():
-        gr.Markdown(f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.")
-        with gr.Column(scale=0, min_width=260):
+    with gr.Row(elem_id="page_head"):
+        gr.Markdown(
+            f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.",
+            elem_classes="notes",
+        )
+        with gr.Column(scale=0, min_width=260, elem_id="page_tools"):
             large = gr.Checkbox(label="presentation mode", value=False, elem_id="presentation")
+            stage.build()  # notes and controls: shown in presentation mode only
             link_button = gr.Button("Copy link to this view", size="sm", elem_id="copy_link")
             link = gr.Textbox(show_label=False, interactive=False, elem_id="link", placeholder="a link to this view")
     large.change(None, large, None, js=PRESENTATION_JS)

@@ -99,7 +99,7 @@ class CloudTab:
 
 def build() -> CloudTab:
     """Lay out the cloud (inside the Reverse sampling tab, below the run) and wire its one event."""
-    gr.Markdown(INTRO)
+    gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
     with gr.Row():
         button = gr.Button("Animate the cloud (2-D models: moons, ring)", elem_id="animate_cloud", scale=2)
         point = gr.Number(

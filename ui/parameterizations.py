@@ -288,7 +288,7 @@ class ParameterizationsTab:
 
 
 def build() -> ParameterizationsTab:
-    gr.Markdown(INTRO)
+    gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
     with gr.Row():
         data = gr.Radio([c.value for c in DataChoice], value=DataChoice.DIGIT.value, label="data", elem_id="cmp_data")
         steps = gr.Slider(2, 100, value=20, step=1, label="number of t compared", elem_id="cmp_steps")

@@ -431,7 +431,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     `#frame` holds the picture: `#frame canvas` (the page's player, once a run finished) and `#frame_stream img`
     (the pictures streamed while a run computes).
     """
-    gr.Markdown(INTRO)
+    gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
     controls = RunControls()
     with gr.Row():
         run_button = gr.Button("Run", variant="primary", elem_id="run")
@@ -473,7 +473,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     diagnostics = gr.Plot(label="over the run", elem_id="diagnostics")
     with gr.Row():
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
-    gr.Markdown(EXACT_NOTE)
+    gr.Markdown(EXACT_NOTE, elem_classes="notes")
     with gr.Row():
         scale = gr.Slider(
             1, MAX_EXPORT_SCALE, value=4, step=1, label="export size (× native pixels)", elem_id="export_scale"

@@ -168,7 +168,7 @@ class SchedulesTab:
 
 def build() -> SchedulesTab:
     """Lay out the view inside the current Blocks context and wire its events."""
-    gr.Markdown(INTRO)
+    gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
     slots: list[ScheduleControls] = []
     shows: list[gr.Checkbox] = []
     with gr.Row():
