@@ -80,7 +80,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     page_state = [tabs, current_tab, url_frame, large]
     loading = (
         demo.load(restore_page, None, [*page_state, *controls.values()], api_visibility="private")
-        .then(schedules_tab.update, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK)
+        .then(schedules_tab.open, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK)
         .then(posterior_tab.update, posterior_tab.inputs, posterior_tab.outputs, api_visibility="private", **VIEW_WORK)
         .then(
             sampling_tab.open_frame,

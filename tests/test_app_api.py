@@ -92,7 +92,7 @@ def test_model_work_and_views_each_share_one_bounded_queue():
             queues.setdefault(block_fn.fn.__name__, set()).add((block_fn.concurrency_id, block_fn.concurrency_limit))
     for name in ("run", "branch", "open_frame", "compare", "picture_at", "export", "frame_png"):
         assert queues[name] == {("model", 2)}, name
-    for name in ("update_schedules", "update_posterior"):
+    for name in ("update_schedules", "open_schedules", "update_posterior"):
         assert queues[name] == {("views", 4)}, name
     for name in ("show_frame", "previous_frame", "next_frame"):
         assert {limit for _id, limit in queues[name]} == {None}, name
