@@ -17,6 +17,7 @@
 
   const onScreen = (element) => element !== null && element.getClientRects().length > 0;
   const framesShown = () => onScreen(document.getElementById('frame'));
+  const frameFullscreen = () => !!document.fullscreenElement && document.fullscreenElement.id === 'frame_fullscreen';
   const talkLink = () => new URLSearchParams(window.location.search).has('frame');
 
   function step(delta) {
@@ -64,7 +65,7 @@
       }
       if (inTextBox(event.target)) return;
       const delta = STEPS[event.key];
-      if (delta !== undefined && (framesShown() || document.fullscreenElement)) {
+      if (delta !== undefined && (framesShown() || frameFullscreen())) {
         event.preventDefault();
         event.stopPropagation(); // a focused slider or radio would move too
         step(delta);
