@@ -55,7 +55,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "open_if_shown": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},  # a page load (tab from the URL)
     "cloud": {"cloud_point": 0},
     "model_schedule": {"schedule_model": "digits-eps"},
-    "update_schedules_1": {},  # after model_schedule: the Schedules view redrawn
+    "open_schedules": {},  # a page load: the Schedules view redrawn when a link changed a control
     "show_conditioning": {},
     "model_info": {},
     "decode_frame": {"frame_slider": 1, "decoder": "exact"},
