@@ -11,7 +11,7 @@ import argparse
 
 import gradio as gr
 
-from ui import bound, cloud, exports, parameterizations, posterior, restore, sampling, schedules
+from ui import bound, cloud, exports, parameterizations, posterior, restore, sampling, schedules, stage
 from ui.common import MODEL_WORK, VIEW_WORK
 from ui.launch import TITLE, configure_queue, launch, launch_options
 from ui.models import allow_local_folders
@@ -32,10 +32,14 @@ COPY_LINK_JS = """(query) => {
 }"""
 
 with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
-    with gr.Row():
-        gr.Markdown(f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.")
-        with gr.Column(scale=0, min_width=260):
+    with gr.Row(elem_id="page_head"):
+        gr.Markdown(
+            f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.",
+            elem_classes="notes",
+        )
+        with gr.Column(scale=0, min_width=260, elem_id="page_tools"):
             large = gr.Checkbox(label="presentation mode", value=False, elem_id="presentation")
+            stage.build()  # notes and controls: shown in presentation mode only
             link_button = gr.Button("Copy link to this view", size="sm", elem_id="copy_link")
             link = gr.Textbox(show_label=False, interactive=False, elem_id="link", placeholder="a link to this view")
     large.change(None, large, None, js=PRESENTATION_JS)
@@ -79,7 +83,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     page_state = [tabs, current_tab, url_frame, large]
     loading = (
         demo.load(restore_page, None, [*page_state, *controls.values()], api_visibility="private")
-        .then(schedules_tab.update, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK)
+        .then(schedules_tab.open, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK)
         .then(posterior_tab.update, posterior_tab.inputs, posterior_tab.outputs, api_visibility="private", **VIEW_WORK)
         .then(
             sampling_tab.open_frame,

@@ -191,7 +191,7 @@ class User(threading.Thread):
             return kind, api_arguments(self.config, "run", **changes), "/run"
         if pick() < 0.5:
             return kind, [self.random.randint(1, self.frames)], "/frame"
-        return kind, [self.random.randint(1, self.frames), self.random.choice((-1, 1))], "/next_frame"
+        return kind, [self.random.randint(1, self.frames)], self.random.choice(("/previous_frame", "/next_frame"))
 
     def run(self) -> None:
         from gradio_client import Client

@@ -72,8 +72,10 @@ def test_run_then_frames_and_compare(client):
     assert outputs[0].endswith(".png") and "Frame 3 of 3" in outputs[1]
     _picture, text = client.predict(1, api_name="/frame")
     assert "Frame 1 of 3" in text
-    new, _, text = client.predict(1, 1, api_name="/next_frame")
+    new, _, text = client.predict(frame=1, api_name="/next_frame")
     assert new == 2 and "Frame 2 of 3" in text
+    new, _, text = client.predict(frame=1, api_name="/previous_frame")
+    assert new == 1 and "Frame 1 of 3" in text
     with pytest.raises(AppError, match="greater than maximum value 3"):
         client.predict(4, api_name="/frame")
     with pytest.raises(AppError, match=r"steps must be a whole number in \[1, 1000\]; got 2.5"):
@@ -90,7 +92,7 @@ def test_model_work_and_views_each_share_one_bounded_queue():
             queues.setdefault(block_fn.fn.__name__, set()).add((block_fn.concurrency_id, block_fn.concurrency_limit))
     for name in ("run", "branch", "open_frame", "compare", "picture_at", "export_steps", "frame_png"):
         assert queues[name] == {("model", 2)}, name
-    for name in ("update_schedules", "update_posterior"):
+    for name in ("update_schedules", "open_schedules", "update_posterior"):
         assert queues[name] == {("views", 4)}, name
-    for name in ("show_frame", "step_frame"):
+    for name in ("show_frame", "previous_frame", "next_frame"):
         assert {limit for _id, limit in queues[name]} == {None}, name

@@ -223,9 +223,11 @@ def test_the_frame_picture_fills_its_column(projector):
     page = projector
     _presentation(page, True)
     page.get_by_role("tab", name="Reverse sampling").click()
+    page.click("#show_controls input")  # presentation mode keeps the controls in a drawer
     _set_number(page, "steps", "20")
     _set_number(page, "batch", "16")
     page.click("#run")
+    page.click("#show_controls input")
     page.wait_for_selector("#frame_text:has-text('Frame 20 of 20')", timeout=180_000)
     page.wait_for_timeout(500)
     picture = page.evaluate(FRAME_PICTURE)

@@ -58,7 +58,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "open_bound_if_shown": {"bound_data": "ring"},  # a page load (tab from the URL)
     "cloud": {"cloud_point": 0},
     "model_schedule": {"schedule_model": "digits-eps"},
-    "update_schedules_1": {},  # after model_schedule: the Schedules view redrawn
+    "open_schedules": {},  # a page load: the Schedules view redrawn when a link changed a control
     "model_changed": {},
     "model_info": {},  # after a run: the model box names what loaded
     "decode_frame": {"frame_slider": 1, "decoder": "exact"},

@@ -24,6 +24,7 @@ from explorer.figures.cloud import (
     run_cloud,
 )
 from explorer.validation import check_int
+from ui.api_names import named
 from ui.common import MODEL_WORK, user_errors
 from ui.models import dataset_of
 from ui.state import stored_run
@@ -108,7 +109,7 @@ class CloudTab:
 
 def build() -> CloudTab:
     """Lay out the cloud (inside the Reverse sampling tab, below the run) and wire its one event."""
-    gr.Markdown(INTRO)
+    gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
     with gr.Row():
         button = gr.Button("Animate the cloud (2-D models: moons, ring)", elem_id="animate_cloud", scale=2)
         point = gr.Number(
@@ -116,7 +117,7 @@ def build() -> CloudTab:
         )
     plot = gr.Plot(label="the cloud", elem_id="cloud")
     text = gr.Markdown(elem_id="cloud_caption")
-    button.click(animate, [point], [plot, text], api_name="cloud", **MODEL_WORK).then(
+    button.click(named(animate, [point]), [point], [plot, text], api_name="cloud", **MODEL_WORK).then(
         None, [plot], None, js=ADD_FRAMES_JS, api_visibility="private", show_progress="hidden"
     )
     return CloudTab(button, point, plot, text)

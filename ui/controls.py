@@ -14,7 +14,6 @@ components by position, and every handler can be called (and tested) with named 
 from __future__ import annotations
 
 import html
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -39,6 +38,7 @@ from explorer.models.device import pick_device
 from explorer.models.latent import LatentDenoiser
 from explorer.validation import Mode, check_bool, check_choice, check_float, check_int, check_seed, check_text
 from ui import state
+from ui.api_names import extras_of, named_event, url_name
 from ui.common import user_errors
 from ui.models import (
     CONDITIONING_CONTROLS,
@@ -83,44 +83,47 @@ class ControlGroup(Generic[V]):
 
 
 class One(ControlGroup[Any]):
-    """A single component (or State) read as its plain value."""
+    """A single component (or State) read as its plain value; `name` (default: its URL name) names it at the API."""
 
-    def __init__(self, component: gr.components.Component) -> None:
+    def __init__(self, component: gr.components.Component, name: str | None = None) -> None:
         self.component = component
         self.components = {"value": component}
+        self.name = name or url_name(component)
 
     def read(self, given: Mapping[gr.components.Component, Any]) -> Any:
         return given[self.component]
 
 
+def named_inputs(*groups: ControlGroup[Any]) -> dict[str, gr.components.Component]:
+    """Every component of the groups by its name at the API (its URL parameter), in the groups' order."""
+    named: dict[str, gr.components.Component] = {}
+    for group in groups:
+        if isinstance(group, One):
+            pairs = [(group.name, group.component)]
+        else:
+            pairs = [(url_name(component), component) for component in group.components.values()]
+        for name, component in pairs:
+            if named.setdefault(name, component) is not component:
+                raise ValueError(f"two controls are named {name!r}")
+    return named
+
+
 def bind(handler: Callable[..., Any], *groups: ControlGroup[Any]) -> Callable[..., Any]:
     """The function Gradio calls for `handler(*group values)`; pass `inputs=event_inputs(*groups)` with it.
 
-    The request, and the progress tracker of a streaming handler, pass through when the handler takes them.
+    Its parameters are the controls' URL names (so the API names them too), then the request, and the progress
+    tracker of a streaming handler, which pass through when the handler takes them.
     """
-    parameters = inspect.signature(handler).parameters
 
-    def extras(request: gr.Request | None, progress: gr.Progress | None = None) -> dict[str, Any]:
-        given = {"request": request, "progress": progress}
-        return {name: value for name, value in given.items() if name in parameters}
+    def call(given: dict, **extras: Any) -> Any:
+        return handler(*(group.read(given) for group in groups), **extras)
 
-    if inspect.isgeneratorfunction(handler):
-
-        def event(given: dict, request: gr.Request = None, progress: gr.Progress = gr.Progress()):  # noqa: B008
-            yield from handler(*(group.read(given) for group in groups), **extras(request, progress))
-
-    else:
-
-        def event(given: dict, request: gr.Request = None):
-            return handler(*(group.read(given) for group in groups), **extras(request))
-
-    event.__name__, event.__qualname__, event.__doc__ = handler.__name__, handler.__qualname__, handler.__doc__
-    return event
+    return named_event(named_inputs(*groups), call, like=handler, extras=extras_of(handler))
 
 
-def event_inputs(*groups: ControlGroup[Any]) -> set[gr.components.Component]:
-    """Every component of the groups, as the set Gradio turns into one dict."""
-    return set().union(*(group.inputs for group in groups))
+def event_inputs(*groups: ControlGroup[Any]) -> list[gr.components.Component]:
+    """Every component of the groups, in the order of `bind`'s parameters."""
+    return list(named_inputs(*groups).values())
 
 
 # --- schedules ----------------------------------------------------------------------------------------------

@@ -28,7 +28,9 @@ QUEUE_SIZE = 64
 MAX_FILE_SIZE = "5mb"  # uploads (a local x₀ image) beyond this are refused by Gradio with HTTP 413
 SPACE_FILE_SIZE = 1  # bytes: on a Space nothing takes a file (no picture input), so /upload takes nothing
 BROWSER = Path(__file__).parent / "browser"  # what runs in the page: its CSS and scripts, one concept a file
-SCRIPTS = ("page.js", "keys.js", "plots.js", "formulas.js", "fullscreen.js")  # page.js first: the others follow it
+STYLES = ("page.css", "stage.css")  # stage.css after page.css: presentation mode's layout wins
+# page.js first: the others follow it
+SCRIPTS = ("page.js", "keys.js", "plots.js", "formulas.js", "fullscreen.js", "stage.js")
 PRESENTATION_SCALE = 1.4  # presentation mode: every text size of the theme, and every figure's fonts, × this
 TEXT_SIZES = ("text_xxs", "text_xs", "text_sm", "text_md", "text_lg", "text_xl", "text_xxl")
 
@@ -44,8 +46,8 @@ def presentation_css(look: gr.themes.Base) -> str:
 
 
 def page_css(look: gr.themes.Base) -> str:
-    """ui/browser/page.css and the presentation sizes of `look`."""
-    return (BROWSER / "page.css").read_text() + "\n" + presentation_css(look)
+    """ui/browser/page.css, stage.css (presentation mode's layout) and the presentation sizes of `look`."""
+    return "\n".join([*((BROWSER / name).read_text() for name in STYLES), presentation_css(look)])
 
 
 def page_head() -> str:

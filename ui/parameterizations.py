@@ -23,6 +23,7 @@ from explorer.figures.weighting import table_figure
 from explorer.figures.weighting_rows import rows_markdown, table_rows
 from explorer.validation import Mode, check_choice, check_int, check_seed, check_text
 from ui import state
+from ui.api_names import named
 from ui.common import MODEL_WORK, slider_events, user_errors
 from ui.controls import RunValues, bind_model
 from ui.models import EXACT_PREFIX, check_ref, load_model
@@ -285,7 +286,7 @@ class ParameterizationsTab:
 
 
 def build() -> ParameterizationsTab:
-    gr.Markdown(INTRO)
+    gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
     with gr.Row():
         data = gr.Radio([c.value for c in DataChoice], value=DataChoice.DIGIT.value, label="data", elem_id="cmp_data")
         steps = gr.Slider(2, 100, value=20, step=1, label="number of t compared", elem_id="cmp_steps")
@@ -320,7 +321,7 @@ def build() -> ParameterizationsTab:
         pair_figure = gr.Plot(label="teacher-forced errors of the two checkpoints", elem_id="pair_plot")
         pair_summary = gr.Markdown(elem_id="pair_summary")
     pair_button.click(
-        compare_checkpoints,
+        named(compare_checkpoints, [first, second, steps, seed]),
         [first, second, steps, seed],
         [pair_figure, pair_summary],
         api_name="compare_checkpoints",
@@ -329,7 +330,7 @@ def build() -> ParameterizationsTab:
     inputs, outputs = [data, steps, seed, t], [figure, picture, summary, run_views]
     gr.on(
         triggers=[button.click, data.change],
-        fn=compare,
+        fn=named(compare, inputs),
         inputs=inputs,
         outputs=outputs,
         api_name="compare",
@@ -338,7 +339,7 @@ def build() -> ParameterizationsTab:
     )
     gr.on(
         triggers=slider_events(t),
-        fn=picture_at,
+        fn=named(picture_at, [data, seed, t]),
         inputs=[data, seed, t],
         outputs=[picture],
         api_name="compare_picture",
@@ -348,7 +349,7 @@ def build() -> ParameterizationsTab:
     )
     gr.on(
         triggers=[button.click, data.change],
-        fn=parameterization_table,
+        fn=named(parameterization_table, [data, seed]),
         inputs=[data, seed],
         outputs=[table_plot, table_text],
         api_name="parameterization_table",

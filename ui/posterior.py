@@ -283,9 +283,11 @@ class PosteriorTab:
 
 def build(schedule: ScheduleControls) -> PosteriorTab:
     """Lay out the view; `schedule` is schedule 1's group from the Schedules view."""
-    gr.Markdown(INTRO)
+    gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
     controls = PosteriorControls()
-    picture = gr.Image(label="x₀, x_t and the posterior", format="png", type="pil", interactive=False)
+    picture = gr.Image(
+        label="x₀, x_t and the posterior", format="png", type="pil", interactive=False, elem_id="post_picture"
+    )
     caption = gr.Markdown()
     numbers = gr.Markdown(elem_id="post_numbers")
     product = gr.Plot(label="product of Gaussians")

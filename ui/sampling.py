@@ -29,6 +29,7 @@ from explorer.figures.sampling import diagnostics_figure, run_diagnostics
 from explorer.models.decoders import Decoder
 from explorer.validation import check_choice, check_int
 from ui import admission, frames
+from ui.api_names import named
 from ui.common import MODEL_WORK, on_gpu, user_errors
 from ui.controls import (
     MAX_STEPS,
@@ -360,6 +361,16 @@ def step_frame(frame: float, delta: float, request: gr.Request = None):
     return frame_of(index), frame_picture(compact, index, drawing_of(stored.model)), frame_text(compact, index)
 
 
+def previous_frame(frame: float, request: gr.Request = None):
+    """The frame before `frame` (the first stays): its number, picture and diagnostics."""
+    return step_frame(frame, -1, request=request)
+
+
+def next_frame(frame: float, request: gr.Request = None):
+    """The frame after `frame` (the last stays): its number, picture and diagnostics."""
+    return step_frame(frame, 1, request=request)
+
+
 DECODED_CACHE = 32  # decoded frames kept (per run key, frame and decoder): stepping back and forth decodes once
 _decoded: dict[tuple[str, int, str], Image.Image] = {}
 
@@ -473,7 +484,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     `#frame` holds the picture: `#frame canvas` (the page's player, once a run finished) and `#frame_stream img`
     (the pictures streamed while a run computes).
     """
-    gr.Markdown(INTRO)
+    gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
     controls = RunControls()
     with gr.Row():
         run_button = gr.Button("Run", variant="primary", elem_id="run")
@@ -515,7 +526,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     diagnostics = gr.Plot(label="over the run", elem_id="diagnostics")
     with gr.Row():
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
-    gr.Markdown(EXACT_NOTE)
+    gr.Markdown(EXACT_NOTE, elem_classes="notes")
     with gr.Row():
         scale = gr.Slider(
             1, MAX_EXPORT_SCALE, value=4, step=1, label="export size (× native pixels)", elem_id="export_scale"
@@ -527,7 +538,9 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         mp4 = gr.File(label="MP4")
         png = gr.File(label="PNG of this frame")
 
-    decode_button.click(decode_frame, [frame, decoder], decoded, api_name="decode_frame", **MODEL_WORK)
+    decode_button.click(
+        named(decode_frame, [frame, decoder]), [frame, decoder], decoded, api_name="decode_frame", **MODEL_WORK
+    )
     outputs = [picture, status, frame, diagnostics, finals]
     frame_outputs = [player, frame, run_choice, branch_note]
 
@@ -567,21 +580,13 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         trigger(None, [frame], None, js=_js("F.showFrame(args[0])"), trigger_mode="always_last", **JS_ONLY)
     play.click(None, [fps], None, js=_js("F.play(args[0])"), **JS_ONLY)
     fps.input(None, [fps], None, js=_js("F.speed(args[0])"), trigger_mode="always_last", **JS_ONLY)
-    with gr.Row(visible=False):
-        api_frame = gr.Button("frame")
-        api_steps = {-1: gr.Button("previous"), 1: gr.Button("next")}
-    api_frame.click(show_frame, [frame], [picture, status], concurrency_limit=None, api_name="frame")
-    for delta, name in ((-1, "previous_frame"), (1, "next_frame")):
-        api_steps[delta].click(
-            step_frame,
-            [frame, gr.Number(delta, visible=False)],
-            [frame, picture, status],
-            concurrency_limit=None,
-            api_name=name,
-        )
-    export_button.click(export_steps, [scale], [gif, mp4], api_name="export", **MODEL_WORK)
-    png_button.click(frame_png, [frame, scale], [png], api_name="frame_png", **MODEL_WORK)
-    open_groups = (One(url_frame), *run_groups)
+    # API-only routes (no trigger on the page), named by the frame slider's URL name.
+    gr.on([], named(show_frame, [frame]), [frame], [picture, status], concurrency_limit=None, api_name="frame")
+    for stepping in (previous_frame, next_frame):
+        gr.on([], named(stepping, [frame]), [frame], [frame, picture, status], concurrency_limit=None)
+    export_button.click(named(export_steps, [scale]), [scale], [gif, mp4], api_name="export", **MODEL_WORK)
+    png_button.click(named(frame_png, [frame, scale]), [frame, scale], [png], api_name="frame_png", **MODEL_WORK)
+    open_groups = (One(url_frame, "frame"), *run_groups)
     return SamplingTab(
         controls, frame, bind(open_frame, *open_groups), event_inputs(*open_groups), outputs, then_frames
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from explorer.figures.formulas import spacing_table, step_formulas, step_table
 from explorer.figures.images import image_grid
 from explorer.figures.schedules import LabelledSchedule, XAxis, schedule_figure
 from explorer.validation import check_bool, check_choice, check_int
+from ui.api_names import named
 from ui.common import MODEL_WORK, VIEW_WORK, slider_events, user_errors
 from ui.controls import (
     SLIDER_MAX_T,
@@ -156,14 +158,31 @@ class ViewControls(ControlGroup[ViewValues]):
         self.components = {"show2": show2, "show3": show3, "x_axis": x_axis, "t": t, "num_steps": steps}
 
 
+@functools.cache
+def first_view() -> ScheduleView:
+    """The view of the default controls, computed once: the page is sent with it drawn (`build`)."""
+    return schedule_view(ViewValues(), DEFAULTS)
+
+
+@user_errors
+def open_schedules(view: ViewValues, first: ScheduleValues, second: ScheduleValues, third: ScheduleValues):
+    """The page-load update. When the controls hold their defaults the page already shows their view, all but the
+    noised strip (a picture is a file in Gradio's cache, which the app sweeps: it is sent with each page instead);
+    otherwise (a link set some control) `update_schedules`."""
+    if (view, first, second, third) == (ViewValues(), *DEFAULTS):
+        return (*(gr.skip(),) * 4, first_view().strip, *(gr.skip(),) * 3)
+    return update_schedules(view, first, second, third)
+
+
 @dataclass(frozen=True)
 class SchedulesTab:
     """What other views and the app need from the Schedules view."""
 
     slots: tuple[ScheduleControls, ...]  # the three schedules; the first is the one the Posterior and runs read
     controls: ViewControls
-    update: Callable[..., Any]  # the event function, for the page load
-    inputs: set
+    update: Callable[..., Any]  # the event function of every change
+    open: Callable[..., Any]  # the event function for the page load (`open_schedules`)
+    inputs: list
     outputs: list
 
     @property
@@ -172,8 +191,10 @@ class SchedulesTab:
 
 
 def build() -> SchedulesTab:
-    """Lay out the view inside the current Blocks context and wire its events."""
-    gr.Markdown(INTRO)
+    """Lay out the view inside the current Blocks context and wire its events. The view of the default controls
+    (`first_view`) is sent with the page: the first plot needs no event (a link's changes redraw it on load)."""
+    shown = first_view()
+    gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
     slots: list[ScheduleControls] = []
     shows: list[gr.Checkbox] = []
     with gr.Row():
@@ -196,13 +217,13 @@ def build() -> SchedulesTab:
                         )
                         take = gr.Button("use it", size="sm", scale=1, elem_id="use_model_schedule")
     view = ViewControls(*shows)
-    plot = gr.Plot(label="schedule tables", elem_id="schedule_plot")
+    plot = gr.Plot(shown.figure, label="schedule tables", elem_id="schedule_plot")
     with gr.Row():
-        table = gr.Markdown(elem_id="schedule_table")
-        formulas = gr.Markdown(elem_id="schedule_formulas")
-    spacings = gr.Markdown()
+        table = gr.Markdown(shown.table, elem_id="schedule_table")
+        formulas = gr.Markdown(shown.formulas, elem_id="schedule_formulas")
+    spacings = gr.Markdown(shown.spacings)
     strip = gr.Image(label="one digit, noised", format="png", type="pil", interactive=False, elem_id="noised_strip")
-    caption = gr.Markdown()
+    caption = gr.Markdown(shown.strip_caption)
 
     groups = (view, *slots)
     update, inputs = bind(update_schedules, *groups), event_inputs(*groups)
@@ -224,13 +245,13 @@ def build() -> SchedulesTab:
     )
     first = slots[0]
     take.click(
-        model_schedule,
-        source,
+        named(model_schedule, [source]),
+        [source],
         [first.components[name] for name in SCHEDULE_FIELDS],
         api_name="model_schedule",
         **MODEL_WORK,
     ).then(update, inputs, outputs, api_visibility="private", show_progress="hidden", **VIEW_WORK)
-    return SchedulesTab(tuple(slots), view, update, inputs, outputs)
+    return SchedulesTab(tuple(slots), view, update, bind(open_schedules, *groups), inputs, outputs)
 
 
 SCHEDULE_FIELDS = ("family", "T", "beta_start", "beta_end", "cosine_offset", "zero_snr")

@@ -1,14 +1,20 @@
 // One watcher of the page for the scripts that follow it (figures, formulas, the fullscreen button): each gives a
-// function that runs once per animation frame after anything changed (a re-render, a tab opened, a class or style,
-// the window's size, fonts loaded). Followers must write only when something differs, or they would feed the watcher.
+// function that runs once after anything changed (a re-render, a tab opened, a class or style, the window's size,
+// fonts loaded), when the browser is idle (at most WAIT ms later): while the page is being built the followers'
+// measurements (layouts) do not compete with it. Followers must write only when something differs, or they would
+// feed the watcher.
 window.explorerPage = (() => {
   const followers = [];
+  const WAIT = 250; // ms: the longest a change waits for an idle moment
+  const later = window.requestIdleCallback
+    ? (run) => window.requestIdleCallback(run, { timeout: WAIT })
+    : (run) => window.setTimeout(run, 16);
   let pending = false;
 
   function changed() {
     if (pending) return;
     pending = true;
-    requestAnimationFrame(() => {
+    later(() => {
       pending = false;
       for (const follower of followers) {
         try {
