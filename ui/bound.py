@@ -16,6 +16,7 @@ from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.posterior import VarianceType
 from explorer.figures.bound import bound_figure, bound_markdown
 from explorer.validation import check_choice, check_seed
+from ui.api_names import named
 from ui.common import MODEL_WORK, user_errors
 from ui.models import EXACT_PREFIX, bundled_models, load_model
 
@@ -127,6 +128,7 @@ class BoundTab:
 def build() -> BoundTab:
     gr.Markdown(
         INTRO,
+        elem_classes="notes",  # behind the notes toggle in presentation mode (ui.stage)
         latex_delimiters=[
             {"left": "$$", "right": "$$", "display": True},
             {"left": "$", "right": "$", "display": False},
@@ -140,7 +142,7 @@ def build() -> BoundTab:
     table = gr.Markdown(elem_id="bound_table")
     gr.on(
         triggers=[button.click, data.change],
-        fn=show_bound,
+        fn=named(show_bound, [data, seed]),
         inputs=[data, seed],
         outputs=[figure, table],
         api_name="bound",
