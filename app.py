@@ -11,7 +11,7 @@ import argparse
 
 import gradio as gr
 
-from ui import cloud, exports, parameterizations, posterior, restore, sampling, schedules
+from ui import cloud, exports, memorization, parameterizations, posterior, restore, sampling, schedules
 from ui.common import MODEL_WORK, VIEW_WORK
 from ui.launch import TITLE, configure_queue, launch, launch_options
 from ui.models import allow_local_folders
@@ -51,6 +51,8 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
             cloud.build()
         with gr.Tab("Parameterizations", id=parameterizations.TAB_ID) as parameterizations_page:
             parameterizations_tab = parameterizations.build()
+        with gr.Tab("Memorization", id=memorization.TAB_ID) as memorization_page:
+            memorization_tab = memorization.build()
     tabs.select(restore.tab_selected, None, current_tab, api_visibility="private", show_progress="hidden")
 
     # The Posterior reads schedule 1: opening its tab redraws it, so it never shows an older schedule's numbers.
@@ -64,6 +66,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     everything = [c for group in groups for c in group.components.values()]
     controls = {c.elem_id: c for c in everything if c.elem_id and not isinstance(c, gr.Image)}
     controls |= {c.elem_id: c for c in parameterizations_tab.controls}
+    controls |= {c.elem_id: c for c in memorization_tab.controls}
     restore_page = restore.make_restore(controls)
     link_button.click(
         restore.make_link(controls, current_tab, sampling_tab.frame),
@@ -101,6 +104,21 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         parameterizations.open_if_shown,
         [current_tab, *paper_tab.open_inputs],
         paper_tab.open_outputs,
+        api_visibility="private",
+        **MODEL_WORK,
+    )
+    # The Memorization tab too: twins sampled at the chosen N, the curves measured against N.
+    memorization_page.select(
+        memorization.open_memorization,
+        memorization_tab.open_inputs,
+        memorization_tab.open_outputs,
+        api_visibility="private",
+        **MODEL_WORK,
+    )
+    loading.then(
+        memorization.open_memorization_if_shown,
+        [current_tab, *memorization_tab.open_inputs],
+        memorization_tab.open_outputs,
         api_visibility="private",
         **MODEL_WORK,
     )

@@ -228,3 +228,45 @@ def nearest(samples: torch.Tensor, data: torch.Tensor) -> tuple[torch.Tensor, to
     distances = torch.cdist(flat_samples, flat_data)  # [B, N]
     best, index = distances.min(dim=1)
     return index, best
+
+
+# --- twin training sets (the Memorization view) ------------------------------------------------------------------
+
+TWIN_SEED = 1  # the draw the twin halves are split from; not seed 0, so the halves differ from `point_set`
+MAX_TWIN_POINTS = 8192  # largest 2-D half: the halves are nested prefixes of two fixed disjoint draws
+MAX_TWIN_DIGITS = 2000  # largest digits half: the 4,000 training digits split in two
+
+
+class Half(Mode, field="subset"):
+    """Which of the two disjoint training sets a twin model sees."""
+
+    A = "a"
+    B = "b"
+
+
+@functools.lru_cache(maxsize=3)
+def _twin_pool(dataset: Dataset) -> torch.Tensor:
+    """2·max examples of `dataset` in a fixed random order (seed TWIN_SEED): [2·max, *sample_shape]."""
+    is_digits = dataset is Dataset.DIGITS  # 4,000 training digits, or 2-D points ordered by moon or mode
+    pool = digits(Split.TRAIN).images if is_digits else points(dataset, 2 * MAX_TWIN_POINTS, TWIN_SEED)
+    order = np.random.default_rng(TWIN_SEED).permutation(len(pool))
+    return pool[torch.from_numpy(order)]
+
+
+def max_twin_size(dataset: str | Dataset) -> int:
+    """The largest N a twin half of `dataset` can have."""
+    return MAX_TWIN_DIGITS if Dataset.parse(dataset) is Dataset.DIGITS else MAX_TWIN_POINTS
+
+
+def twin_half(dataset: str | Dataset, n: int, half: str | Half) -> torch.Tensor:
+    """The training set of twin `half` at size n: [n, *sample_shape], a fresh copy.
+
+    The two halves are disjoint (even and odd rows of one shuffled draw) and nested: the set of size n is the first
+    n rows of the set of size 2n, so a larger N adds examples without replacing any.
+    """
+    dataset, half = Dataset.parse(dataset), Half.parse(half)
+    limit = max_twin_size(dataset)
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= limit:
+        raise ValueError(f"train size (N) must be an integer in [1, {limit}] for {dataset.value}; got {n!r}")
+    start = 0 if half is Half.A else 1
+    return _twin_pool(dataset)[start::2][: int(n)].clone()

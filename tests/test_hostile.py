@@ -53,6 +53,10 @@ CHANGES: dict[str, dict[str, Any]] = {
     "parameterization_table": {"cmp_data": "ring"},
     "open_tab": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},  # the Parameterizations tab opened
     "open_if_shown": {"cmp_data": "ring", "cmp_steps": 3, "cmp_t": 10},  # a page load (tab from the URL)
+    "memorization_twins": {"mem_data": "ring", "mem_n": 2},
+    "memorization": {"mem_data": "ring", "mem_n": 2},
+    "open_memorization": {"mem_data": "ring", "mem_n": 2},  # the Memorization tab opened
+    "open_memorization_if_shown": {"mem_data": "ring", "mem_n": 2},  # a page load (tab from the URL)
     "cloud": {"cloud_point": 0},
     "model_schedule": {"schedule_model": "digits-eps"},
     "update_schedules_1": {},  # after model_schedule: the Schedules view redrawn
