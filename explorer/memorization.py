@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 COPY_FRACTION = 0.25  # a sample copies when it is within this fraction of the training set's median spacing
-_CHUNK = 4096  # rows of the distance matrix computed at once
+_CHUNK = 1024  # rows of the distance matrix computed at once
+_EXACT = "donot_use_mm_for_euclid_dist"  # differences, not ‖x‖² − 2x·y + ‖y‖², which loses tiny distances
 
 
 def _flat(x: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -41,7 +42,7 @@ def nearest(queries: torch.Tensor, data: torch.Tensor) -> tuple[torch.Tensor, to
         raise ValueError("nearest needs at least one data row")
     distances, indices = [], []
     for start in range(0, len(q), _CHUNK):
-        block = torch.cdist(q[start : start + _CHUNK], d)  # [chunk, N]
+        block = torch.cdist(q[start : start + _CHUNK], d, compute_mode=_EXACT)  # [chunk, N]
         value, index = block.min(dim=1)
         distances.append(value)
         indices.append(index)
@@ -55,11 +56,11 @@ def median_spacing(data: torch.Tensor) -> float:
         raise ValueError(f"the spacing of a training set needs at least 2 examples; got {len(d)}")
     spacing = []
     for start in range(0, len(d), _CHUNK):
-        block = torch.cdist(d[start : start + _CHUNK], d)  # [chunk, N]
+        block = torch.cdist(d[start : start + _CHUNK], d, compute_mode=_EXACT)  # [chunk, N]
         rows = torch.arange(start, min(start + _CHUNK, len(d)))
         block[rows - start, rows] = float("inf")  # not its own nearest neighbour
         spacing.append(block.min(dim=1).values)
-    return float(torch.cat(spacing).median())
+    return float(np.median(torch.cat(spacing).numpy()))  # the mean of the middle two when N is even
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,9 @@ def fresh_data(dataset: Dataset) -> torch.Tensor:
     return points(dataset, FRESH_POINTS, FRESH_SEED)
 
 
-def measure(dataset: Dataset, samples: int, seed: int) -> dict:
-    """The curves of one data set: one entry per shipped N (ascending)."""
-    sizes = twin_sizes(dataset)
+def measure(dataset: Dataset, samples: int, seed: int, sizes: list[int] | None = None) -> dict:
+    """The curves of one data set: one entry per N of `sizes` (default: every shipped N, ascending)."""
+    sizes = twin_sizes(dataset) if sizes is None else sizes
     fresh = fresh_data(dataset)
     rows: dict[str, list] = {
         key: []

@@ -26,8 +26,8 @@ from explorer.models.errors import CheckpointError, CheckpointProblem
 from explorer.models.refs import PRETRAINED_DIR
 
 TWINS_DIR = PRETRAINED_DIR / "twins"
-TWIN_STEPS = 100  # DDIM steps (trailing spacing: the first is t = T) of every twin sample
-TWIN_SPACING = "trailing"
+TWIN_STEPS = 100  # DDIM steps of every twin sample (leading spacing: the last step is at t = 1, 0-based 0)
+TWIN_SPACING = "leading"
 _FOLDER = re.compile(r"(?P<data>[a-z]+)-n(?P<n>\d+)-(?P<half>[ab])")
 _CACHE: ModelCache[Denoiser] = ModelCache(8)
 
