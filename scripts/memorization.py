@@ -11,6 +11,8 @@ writes, per N:
                 of their own training examples (`explorer.memorization`)
     chance      the same fraction for fresh draws from the data distribution: what a model that never saw its
                 training set would score
+    own/other   median distance of a sample to the nearest example of its own half, and of the other half: equal
+                when a model does not prefer its own data
     agree       fraction of noises from which the twins' samples are closer to each other than each is to its own
                 nearest training example
     exact_copy, exact_agree   the same for the exact denoisers of the two halves
@@ -64,6 +66,8 @@ def measure(dataset: Dataset, samples: int, seed: int, sizes: list[int] | None =
             "exact_agreement",
             "median_twin_distance",
             "median_own_distance",
+            "median_other_distance",
+            "exact_median_own_distance",
             "median_spacing",
         )
     }
@@ -81,19 +85,25 @@ def measure(dataset: Dataset, samples: int, seed: int, sizes: list[int] | None =
         rows["exact_agreement"].append(exact.agreement)
         rows["median_twin_distance"].append(float(np.median(model.twin)))
         rows["median_own_distance"].append(float(np.median(np.concatenate([model.own_a, model.own_b]))))
+        rows["median_other_distance"].append(float(np.median(np.concatenate([model.other_a, model.other_b]))))
+        rows["exact_median_own_distance"].append(float(np.median(np.concatenate([exact.own_a, exact.own_b]))))
         rows["median_spacing"].append(0.5 * (model.spacing_a + model.spacing_b))
     return rows
 
 
 def print_table(name: str, rows: dict) -> None:
     print(f"\n{name}: copy = within {COPY_FRACTION:g} × median spacing of its own training set")
-    print("     N   copy  (a / b)        chance  agree   exact copy  exact agree  median ‖a−b‖  median own  spacing")
+    print(
+        "     N   copy  (a / b)        chance  agree   exact copy  exact agree  median ‖a−b‖  median own  "
+        "median other  spacing"
+    )
     for i, n in enumerate(rows["sizes"]):
         print(
             f"{n:6d}  {rows['copy_fraction'][i]:5.3f} ({rows['copy_fraction_a'][i]:.3f} / "
             f"{rows['copy_fraction_b'][i]:.3f})  {rows['chance_copy_fraction'][i]:6.3f}  {rows['agreement'][i]:5.3f}"
             f"   {rows['exact_copy_fraction'][i]:10.3f}  {rows['exact_agreement'][i]:11.3f}"
             f"  {rows['median_twin_distance'][i]:12.4f}  {rows['median_own_distance'][i]:10.4f}"
+            f"  {rows['median_other_distance'][i]:12.4f}"
             f"  {rows['median_spacing'][i]:7.4f}"
         )
 

@@ -39,7 +39,17 @@ def _segments(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return xs, ys
 
 
-def _points(x: np.ndarray, name: str, colour: str, *, size: float, symbol: str = "circle", group: str = "", show=True):
+def _points(
+    x: np.ndarray,
+    name: str,
+    colour: str,
+    *,
+    size: float,
+    symbol: str = "circle",
+    group: str = "",
+    show=True,
+    text: list[str] | None = None,
+) -> go.Scatter:
     return go.Scatter(
         x=x[:, 0],
         y=x[:, 1],
@@ -48,94 +58,77 @@ def _points(x: np.ndarray, name: str, colour: str, *, size: float, symbol: str =
         legendgroup=group or name,
         showlegend=show,
         marker={"size": size, "color": colour, "symbol": symbol, "line": {"width": 0}},
+        text=text,
+        hovertemplate="%{text}<extra></extra>" if text is not None else None,
     )
+
+
+def _lines(start: np.ndarray, end: np.ndarray, name: str, colour: str, *, dash: str = "solid", show=True):
+    """One trace of segments start[i] → end[i] ([S, 2] each)."""
+    xs, ys = _segments(start, end)
+    return go.Scatter(
+        x=xs,
+        y=ys,
+        mode="lines",
+        line={"color": colour, "width": 1, "dash": dash},
+        name=name,
+        legendgroup=name,
+        showlegend=show,
+        hoverinfo="skip",
+    )
+
+
+def _hover(comparison: TwinComparison, half: str) -> list[str]:
+    """Per-sample hover text: its distances to its twin and to the nearest example of each half."""
+    own, other = (comparison.own_a, comparison.other_a) if half == "a" else (comparison.own_b, comparison.other_b)
+    other_half = "b" if half == "a" else "a"
+    return [
+        f"twin {half}, noise {s}<br>‖a − b‖ = {comparison.twin[s]:.4f}<br>nearest in {half} (own): {own[s]:.4f}"
+        f"<br>nearest in {other_half}: {other[s]:.4f}"
+        for s in range(len(own))
+    ]
 
 
 def twins_figure(drawn: TwinSamples, comparison: TwinComparison) -> go.Figure:
-    """The twins' samples (S of each, row s from the same noise) over their training sets, for 2-D data."""
+    """The twins' samples (S of each, row s from the same noise) over their training sets, for 2-D data: each sample
+    joined to its nearest example in its own half (grey) and in the other half (dotted); hover for the distances."""
     if drawn.model_a.shape[-1] != 2 or drawn.model_a.ndim != 2:
         raise ValueError(f"twins_figure draws 2-D points; got samples of shape {tuple(drawn.model_a.shape[1:])}")
     a, b = drawn.model_a.numpy(), drawn.model_b.numpy()
-    train_a, train_b = drawn.train_a.numpy(), drawn.train_b.numpy()
+    train = {"a": drawn.train_a.numpy(), "b": drawn.train_b.numpy()}
     size = 9 if drawn.train_size <= 64 else 5 if drawn.train_size <= 1024 else 3
     figure = make_subplots(rows=2, cols=2, subplot_titles=PANEL_TITLES, horizontal_spacing=0.06, vertical_spacing=0.1)
-    for col, (samples, train, other, nearest, half) in enumerate(
-        ((a, train_a, train_b, comparison.nearest_own_a, "a"), (b, train_b, train_a, comparison.nearest_own_b, "b")),
-        start=1,
-    ):
-        figure.add_trace(
-            _points(
-                _strided(other, MAX_TRAIN_DRAWN),
-                "the other half's data",
-                "#cccccc",
-                size=size,
-                group="other",
-                show=col == 1,
-            ),
-            row=1,
-            col=col,
-        )
-        figure.add_trace(
-            _points(
-                _strided(train, MAX_TRAIN_DRAWN),
-                f"training set {half}",
-                "black",
-                size=size + 2,
-                symbol="x",
-                group=f"train {half}",
-            ),
-            row=1,
-            col=col,
-        )
-        xs, ys = _segments(samples, train[nearest])
-        figure.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                line={"color": "#999999", "width": 1},
-                name="to nearest example",
-                legendgroup="nearest",
-                showlegend=col == 1,
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=col,
-        )
-        figure.add_trace(_points(samples, f"twin {half} samples", COLOURS[half], size=6), row=1, col=col)
-    xs, ys = _segments(a, b)
-    figure.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="lines",
-            line={"color": "#9467bd", "width": 1},
-            name="twin pair (same noise)",
-            hoverinfo="skip",
-        ),
-        row=2,
-        col=1,
+    panels = (
+        (a, "a", "b", comparison.nearest_own_a, comparison.nearest_other_a),
+        (b, "b", "a", comparison.nearest_own_b, comparison.nearest_other_b),
     )
-    figure.add_trace(_points(a, "twin a samples", COLOURS["a"], size=6, show=False), row=2, col=1)
-    figure.add_trace(_points(b, "twin b samples", COLOURS["b"], size=6, show=False), row=2, col=1)
+    for col, (samples, half, other, own_index, other_index) in enumerate(panels, start=1):
+        first = col == 1
+        other_points = _strided(train[other], MAX_TRAIN_DRAWN)
+        own_points = _strided(train[half], MAX_TRAIN_DRAWN)
+        traces = [
+            _points(other_points, "the other half's data", "#cccccc", size=size, group="other", show=first),
+            _points(own_points, f"training set {half}", "black", size=size + 2, symbol="x"),
+            _lines(samples, train[half][own_index], "to nearest example, own half", "#999999", show=first),
+            _lines(
+                samples, train[other][other_index], "to nearest example, other half", "#ff9896", dash="dot", show=first
+            ),
+            _points(samples, f"twin {half} samples", COLOURS[half], size=6, text=_hover(comparison, half)),
+        ]
+        for trace in traces:
+            figure.add_trace(trace, row=1, col=col)
+    figure.add_trace(_lines(a, b, "twin pair (same noise)", "#9467bd"), row=2, col=1)
+    figure.add_trace(_points(a, "twin a", COLOURS["a"], size=6, show=False, text=_hover(comparison, "a")), row=2, col=1)
+    figure.add_trace(_points(b, "twin b", COLOURS["b"], size=6, show=False, text=_hover(comparison, "b")), row=2, col=1)
     if len(drawn.exact_a):
         exact_a, exact_b = drawn.exact_a.numpy(), drawn.exact_b.numpy()
-        xs, ys = _segments(exact_a, exact_b)
-        figure.add_trace(
-            go.Scatter(
-                x=xs, y=ys, mode="lines", line={"color": "#c7e9c0", "width": 1}, name="exact pair", hoverinfo="skip"
-            ),
-            row=2,
-            col=2,
-        )
+        figure.add_trace(_lines(exact_a, exact_b, "exact pair", "#c7e9c0"), row=2, col=2)
         figure.add_trace(_points(exact_a, "exact denoiser of a", COLOURS["a"], size=7, symbol="diamond"), row=2, col=2)
         figure.add_trace(_points(exact_b, "exact denoiser of b", COLOURS["b"], size=7, symbol="diamond"), row=2, col=2)
-    for row in (1, 2):
-        for col in (1, 2):
-            figure.update_xaxes(range=[-3, 3], row=row, col=col)
-            figure.update_yaxes(
-                range=[-2.5, 2.5], scaleanchor=f"x{'' if (row, col) == (1, 1) else 2 * row + col - 2}", row=row, col=col
-            )
+    for index in range(1, 5):  # equal scales on every panel: x1/y1 … x4/y4
+        suffix = "" if index == 1 else str(index)
+        figure.layout[f"xaxis{suffix}"].update(range=[-3, 3])
+        figure.layout[f"yaxis{suffix}"].update(range=[-2.5, 2.5], scaleanchor=f"x{suffix}")
     figure.update_layout(
         height=900,
         font=FONT,
@@ -150,40 +143,46 @@ def twins_figure(drawn: TwinSamples, comparison: TwinComparison) -> go.Figure:
 
 
 def curves_figure(curves: dict, dataset: str) -> go.Figure:
-    """Copy fraction and twin agreement against N for one data set, from `docs/data/memorization.json`'s entry."""
+    """Copy fraction, own-to-other distance ratio and twin agreement against N for one data set, from
+    `docs/data/memorization.json`'s entry."""
     sizes = curves["sizes"]
     figure = make_subplots(
         rows=1,
-        cols=2,
+        cols=3,
         subplot_titles=(
-            f"samples that copy a training example (within {COPY_FRACTION:g} × its spacing)",
-            "twins closer to each other than to their nearest training examples",
+            f"samples that copy a training example<br>(within {COPY_FRACTION:g} × its spacing)",
+            "median distance to own half ÷ to other half<br>(1: no preference for its own data)",
+            "twins closer to each other than<br>to their nearest training examples",
         ),
     )
+    ratio = np.asarray(curves["median_own_distance"]) / np.asarray(curves["median_other_distance"])
     lines = (
-        (1, "copy_fraction", "twins (networks)", COLOURS["a"], "solid"),
-        (1, "exact_copy_fraction", "exact denoiser of each half", COLOURS["exact"], "dash"),
-        (1, "chance_copy_fraction", "fresh data (chance)", COLOURS["chance"], "dot"),
-        (2, "agreement", "twins (networks)", COLOURS["a"], "solid"),
-        (2, "exact_agreement", "exact denoisers", COLOURS["exact"], "dash"),
+        (1, curves["copy_fraction"], "twins (networks)", COLOURS["a"], "solid"),
+        (1, curves["exact_copy_fraction"], "exact denoiser of each half", COLOURS["exact"], "dash"),
+        (1, curves["chance_copy_fraction"], "fresh data (chance)", COLOURS["chance"], "dot"),
+        (2, ratio, "twins (networks)", COLOURS["a"], "solid"),
+        (3, curves["agreement"], "twins (networks)", COLOURS["a"], "solid"),
+        (3, curves["exact_agreement"], "exact denoiser of each half", COLOURS["exact"], "dash"),
     )
-    for col, key, name, colour, dash in lines:
+    for col, values, name, colour, dash in lines:
         figure.add_trace(
             go.Scatter(
                 x=sizes,
-                y=curves[key],
+                y=values,
                 mode="lines+markers",
                 name=name,
                 legendgroup=name,
-                showlegend=col == 1 or key == "agreement",
+                showlegend=col == 1,
                 line={"color": colour, "dash": dash},
             ),
             row=1,
             col=col,
         )
     figure.update_xaxes(type="log", title_text="training examples per twin, N")
-    figure.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
+    figure.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=1, col=1)
+    figure.update_yaxes(range=[0, 1.1], row=1, col=2)
+    figure.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=1, col=3)
     figure.update_layout(
-        height=380, font=FONT, margin={"l": 50, "r": 20, "t": 60, "b": 50}, title=f"{dataset}: measured against N"
+        height=400, font=FONT, margin={"l": 50, "r": 20, "t": 80, "b": 50}, title=f"{dataset}: measured against N"
     )
     return figure
