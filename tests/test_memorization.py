@@ -205,3 +205,57 @@ def test_the_shipped_twins_are_small_and_carry_cards_with_their_n():
         assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
         n = json.loads((folder / "training.json").read_text())["recipe"]["train_size"]
         assert f"N = {n:,} examples" in (folder / "README.md").read_text()
+
+
+# --- the view's words come from the measured numbers ------------------------------------------------------------------
+
+
+def _record(agree_last: float) -> dict:
+    curves = {
+        "sizes": [4, 64, 4096],
+        "copy_fraction": [0.97, 0.4, 0.03],
+        "copy_fraction_a": [0.96, 0.4, 0.02],
+        "copy_fraction_b": [0.98, 0.4, 0.04],
+        "chance_copy_fraction": [0.2, 0.06, 0.05],
+        "agreement": [0.0, 0.31, agree_last],
+        "exact_copy_fraction": [1.0, 0.9, 0.2],
+        "exact_agreement": [0.0, 0.0, 0.01],
+        "median_twin_distance": [0.9, 0.1, 0.0354],
+        "median_own_distance": [0.01, 0.05, 0.0115],
+        "median_other_distance": [0.5, 0.06, 0.0113],
+        "exact_median_own_distance": [0.0, 0.01, 0.005],
+        "median_spacing": [1.0, 0.1, 0.0114],
+    }
+    from scripts.memorization import checks
+
+    curves["checks"] = checks(curves)
+    return {
+        "samples": 10,
+        "sampler": "DDIM",
+        "command": "cmd",
+        "copy_target": 0.9,
+        "agree_target": 0.5,
+        "datasets": {"moons": curves},
+    }
+
+
+def test_the_summary_reads_the_measured_numbers_and_says_when_a_check_fails():
+    from ui.memorization import TwinData, curves_markdown
+
+    failing = curves_markdown(_record(0.12), TwinData.MOONS)
+    assert "96% of twin a's and 98% of twin b's" in failing and "at most 31% (N = 64)" in failing
+    assert "at the largest N: **no**" in failing and "0.0354" in failing and "Why the twins rarely agree" in failing
+    passing = curves_markdown(_record(0.8), TwinData.MOONS)
+    assert "at the largest N: **yes**" in passing and "Why the twins rarely agree" not in passing
+    assert "copies ≥ 90% at the smallest N: **yes**" in passing
+
+
+def test_the_n_slider_refuses_a_size_that_is_not_shipped(monkeypatch):
+    import ui.memorization as view
+
+    monkeypatch.setattr(view, "twin_sizes", lambda data: (4, 16))
+    assert view._size(view.TwinData.RING, 4) == 16
+    with pytest.raises(ValueError, match=r"no twins of ring at N = 8: the shipped sizes are 4 \(log₂ N = 2\)"):
+        view._size(view.TwinData.RING, 3)
+    with pytest.raises(ValueError, match=r"log₂ N must be a whole number in \[2, 12\]"):
+        view._size(view.TwinData.RING, float("nan"))
