@@ -259,3 +259,30 @@ def test_the_n_slider_refuses_a_size_that_is_not_shipped(monkeypatch):
         view._size(view.TwinData.RING, 3)
     with pytest.raises(ValueError, match=r"log₂ N must be a whole number in \[2, 12\]"):
         view._size(view.TwinData.RING, float("nan"))
+
+
+@pytest.mark.skipif(not CURVES.is_file(), reason="the curves were not measured yet")
+def test_the_tab_fills_on_open_and_only_when_a_link_opens_on_it():
+    import gradio as gr
+
+    from ui.memorization import OPEN_OUTPUTS, open_memorization, open_memorization_if_shown
+
+    twins, numbers, curves, summary = open_memorization("ring", 2, 0)
+    assert "N = 4 per twin" in numbers and "N = 4 per twin" in twins.layout.title.text
+    assert len(curves.data) == 6 and "What the curves show" in summary
+    skipped = open_memorization_if_shown("sampling", "ring", 2, 0)
+    assert len(skipped) == OPEN_OUTPUTS and all(isinstance(s, type(gr.skip())) for s in skipped)
+    with pytest.raises(gr.Error, match="log₂ N"):
+        open_memorization_if_shown("sampling", "ring", 13, 0)  # checked even when the tab is not shown
+
+
+def test_a_link_restores_the_memorization_tab_and_its_slider():
+    from app_fixtures import FakeRequest
+
+    import app
+
+    request = FakeRequest("memo-link")
+    request.query_params = {"tab": "memorization", "mem_n": "6", "mem_data": "ring"}
+    _tabs, tab_id, _frame, _present, *values = app.restore_page(request)
+    got = dict(zip(app.controls, values, strict=True))
+    assert tab_id == "memorization" and got["mem_n"] == 6 and got["mem_data"] == "ring"
