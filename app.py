@@ -100,7 +100,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         api_visibility="private",
         **MODEL_WORK,
     )
-    loading.then(
+    paper_loading = loading.then(
         parameterizations.open_if_shown,
         [current_tab, *paper_tab.open_inputs],
         paper_tab.open_outputs,
@@ -115,7 +115,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         api_visibility="private",
         **MODEL_WORK,
     )
-    loading.then(
+    paper_loading.then(  # after the Parameterizations tab's: one model job at a time per page load
         memorization.open_memorization_if_shown,
         [current_tab, *memorization_tab.open_inputs],
         memorization_tab.open_outputs,

@@ -21,7 +21,7 @@ from explorer.figures.memorization import curves_figure, twins_figure
 from explorer.memorization import COPY_FRACTION, compare_twins
 from explorer.models.twins import twin_samples, twin_sizes
 from explorer.validation import Mode, check_choice, check_int, check_seed
-from ui.common import MODEL_WORK, slider_events, user_errors
+from ui.common import MODEL_WORK, VIEW_WORK, slider_events, user_errors
 
 TAB_ID = "memorization"
 CURVES_PATH = Path(__file__).resolve().parents[1] / "docs" / "data" / "memorization.json"
@@ -211,8 +211,9 @@ def build() -> MemorizationTab:
         inputs=[data, size, seed],
         outputs=[twins, numbers],
         api_name="memorization_twins",
-        **MODEL_WORK,
+        **VIEW_WORK,  # 2-D twins, cached per (data, N, seed): a drag sends many, and model work allows 2 per client
         trigger_mode="always_last",
+        show_progress="hidden",
     )
     gr.on(
         triggers=[data.change],
