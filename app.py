@@ -11,7 +11,7 @@ import argparse
 
 import gradio as gr
 
-from ui import bound, cloud, exports, parameterizations, posterior, restore, sampling, schedules, stage
+from ui import bound, cloud, exports, memorization, parameterizations, posterior, restore, sampling, schedules, stage
 from ui.common import MODEL_WORK, VIEW_WORK
 from ui.launch import TITLE, configure_queue, launch, launch_options
 from ui.models import allow_local_folders
@@ -57,6 +57,8 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
             parameterizations_tab = parameterizations.build()
         with gr.Tab("Bound", id=bound.TAB_ID) as bound_page:
             bound_tab = bound.build()
+        with gr.Tab("Memorization", id=memorization.TAB_ID) as memorization_page:
+            memorization_tab = memorization.build()
     tabs.select(restore.tab_selected, None, current_tab, api_visibility="private", show_progress="hidden")
 
     # The Posterior reads schedule 1: opening its tab redraws it, so it never shows an older schedule's numbers.
@@ -71,6 +73,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     controls = {c.elem_id: c for c in everything if c.elem_id and not isinstance(c, gr.Image)}
     controls |= {c.elem_id: c for c in parameterizations_tab.controls}
     controls |= {c.elem_id: c for c in bound_tab.controls}
+    controls |= {c.elem_id: c for c in memorization_tab.controls}
     restore_page = restore.make_restore(controls)
     link_button.click(
         restore.make_link(controls, current_tab, sampling_tab.frame),
@@ -116,10 +119,25 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     bound_page.select(
         bound.show_bound, bound_tab.open_inputs, bound_tab.open_outputs, api_visibility="private", **MODEL_WORK
     )
-    opened.then(
+    bound_opened = opened.then(
         bound.open_bound_if_shown,
         [current_tab, *bound_tab.open_inputs],
         bound_tab.open_outputs,
+        api_visibility="private",
+        **MODEL_WORK,
+    )
+    # The Memorization tab too: twins sampled at the chosen N, the curves measured against N.
+    memorization_page.select(
+        memorization.open_memorization,
+        memorization_tab.open_inputs,
+        memorization_tab.open_outputs,
+        api_visibility="private",
+        **MODEL_WORK,
+    )
+    bound_opened.then(  # after the Bound tab's: one model job at a time per page load
+        memorization.open_memorization_if_shown,
+        [current_tab, *memorization_tab.open_inputs],
+        memorization_tab.open_outputs,
         api_visibility="private",
         **MODEL_WORK,
     )

@@ -144,10 +144,15 @@ def points(dataset: str | Dataset, n: int, seed: int) -> torch.Tensor:
     raise ValueError(f"data must be a 2-D point set (moons or ring); got {dataset.value!r}")
 
 
-def training_data(dataset: str | Dataset, seed: int) -> torch.Tensor:
+def training_data(
+    dataset: str | Dataset, seed: int, train_size: int | None = None, subset: str | Half = "a"
+) -> torch.Tensor:
     """The pool a network's minibatches are drawn from: the 4,000 training digits [4000, 1, 16, 16], or
-    POINT_POOL_SIZE points [200000, 2] drawn with the run's `seed` (tools.train)."""
+    POINT_POOL_SIZE points [200000, 2] drawn with the run's `seed` (tools.train); with `train_size`, the first
+    train_size examples of twin half `subset` (`twin_half`, independent of `seed`)."""
     dataset = Dataset.parse(dataset)
+    if train_size is not None:
+        return twin_half(dataset, train_size, subset)
     if dataset is Dataset.DIGITS:
         return digits(Split.TRAIN).images
     return points(dataset, POINT_POOL_SIZE, seed)
@@ -252,3 +257,45 @@ def nearest(samples: torch.Tensor, data: torch.Tensor) -> tuple[torch.Tensor, to
     distances = torch.cdist(flat_samples, flat_data)  # [B, N]
     best, index = distances.min(dim=1)
     return index, best
+
+
+# --- twin training sets (the Memorization view) ------------------------------------------------------------------
+
+TWIN_SEED = 1  # the draw the twin halves are split from; not seed 0, so the halves differ from `point_set`
+MAX_TWIN_POINTS = 8192  # largest 2-D half: the halves are nested prefixes of two fixed disjoint draws
+MAX_TWIN_DIGITS = 2000  # largest digits half: the 4,000 training digits split in two
+
+
+class Half(Mode, field="subset"):
+    """Which of the two disjoint training sets a twin model sees."""
+
+    A = "a"
+    B = "b"
+
+
+@functools.lru_cache(maxsize=3)
+def _twin_pool(dataset: Dataset) -> torch.Tensor:
+    """2·max examples of `dataset` in a fixed random order (seed TWIN_SEED): [2·max, *sample_shape]."""
+    is_digits = dataset is Dataset.DIGITS  # 4,000 training digits, or 2-D points ordered by moon or mode
+    pool = digits(Split.TRAIN).images if is_digits else points(dataset, 2 * MAX_TWIN_POINTS, TWIN_SEED)
+    order = np.random.default_rng(TWIN_SEED).permutation(len(pool))
+    return pool[torch.from_numpy(order)]
+
+
+def max_twin_size(dataset: str | Dataset) -> int:
+    """The largest N a twin half of `dataset` can have."""
+    return MAX_TWIN_DIGITS if Dataset.parse(dataset) is Dataset.DIGITS else MAX_TWIN_POINTS
+
+
+def twin_half(dataset: str | Dataset, n: int, half: str | Half) -> torch.Tensor:
+    """The training set of twin `half` at size n: [n, *sample_shape], a fresh copy.
+
+    The two halves are disjoint (even and odd rows of one shuffled draw) and nested: the set of size n is the first
+    n rows of the set of size 2n, so a larger N adds examples without replacing any.
+    """
+    dataset, half = Dataset.parse(dataset), Half.parse(half)
+    limit = max_twin_size(dataset)
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= limit:
+        raise ValueError(f"train size (N) must be an integer in [1, {limit}] for {dataset.value}; got {n!r}")
+    start = 0 if half is Half.A else 1
+    return _twin_pool(dataset)[start::2][: int(n)].clone()

@@ -501,6 +501,7 @@ def test_cancelling_and_reposting_an_x8_export_never_runs_more_than_admitted(htt
             cancel = {"session_hash": session, "fn_index": fn_index, "event_id": joined.json()["event_id"]}
             assert http.post(f"{API}/cancel", json=cancel).status_code == 200
     assert 200 in outcomes and set(outcomes) <= {200, 429}, outcomes
+
     def settled() -> bool:
         exports.DISK.used()  # closes the files of exports Gradio dropped at a yield (cancelled) 30 s ago
         return admission.held(app.demo) == 0 and open_now[0] == 0

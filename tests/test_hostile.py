@@ -56,6 +56,10 @@ CHANGES: dict[str, dict[str, Any]] = {
     "bound": {"bound_data": "ring"},
     "show_bound": {"bound_data": "ring"},  # the Bound tab opened
     "open_bound_if_shown": {"bound_data": "ring"},  # a page load (tab from the URL)
+    "memorization_twins": {"mem_data": "ring", "mem_n": 2},
+    "memorization": {"mem_data": "ring", "mem_n": 2},
+    "open_memorization": {"mem_data": "ring", "mem_n": 2},  # the Memorization tab opened
+    "open_memorization_if_shown": {"mem_data": "ring", "mem_n": 2},  # a page load (tab from the URL)
     "cloud": {"cloud_point": 0},
     "model_schedule": {"schedule_model": "digits-eps"},
     "open_schedules": {},  # a page load: the Schedules view redrawn when a link changed a control

@@ -76,7 +76,7 @@ def test_the_scan_finds_a_planted_unsafe_load_in_a_subpackage(tmp_path: Path, ha
 
 # --- the architecture: what imports what, and how wide the handlers are ---------------------------------------
 
-VIEWS = ("schedules", "posterior", "sampling", "parameterizations", "bound")
+VIEWS = ("schedules", "posterior", "sampling", "parameterizations", "bound", "memorization")
 MAX_PARAMETERS = 8
 
 

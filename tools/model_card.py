@@ -93,6 +93,28 @@ def _loss_text(recipe: dict) -> str:
     )
 
 
+def _data_text(recipe: dict, data: Dataset) -> str:
+    """The card's sentence on the training data: the full pool, or a twin's N examples of one half."""
+    size = recipe.get("train_size")
+    if size is None:
+        return _DATA_TEXT[data]
+    half, other = recipe.get("subset", "a"), "b" if recipe.get("subset", "a") == "a" else "a"
+    return (
+        f"**N = {size:,} examples** only: twin half {half} of {data.value}, `explorer.data.twin_half"
+        f"('{data.value}', {size}, '{half}')` (the even or odd rows of one fixed shuffled draw, so halves a and b are "
+        f"disjoint and a larger N only adds examples). Its twin, trained on half {other} with the same seed, starts "
+        "from the same initial weights and sees the same minibatch indices, noise and timesteps: only the data differ "
+        "(the Memorization view compares them, following Kadkhodaie et al., ICLR 2024, sampling both from the same "
+        "noise with deterministic DDIM, η = 0)"
+    )
+
+
+def _learning_rate_text(recipe: dict) -> str:
+    if recipe.get("lr_decay", "constant") == "cosine":
+        return "then a cosine decay to 0 at the last step"
+    return "then constant"
+
+
 def _reuse_note(record: dict) -> str:
     reused = record.get("chunks_reused", 0)
     if not reused:
@@ -130,7 +152,7 @@ def render_card(folder: str | Path) -> str:
         "",
         "## Data",
         "",
-        f"Trained on {_DATA_TEXT[data]}.",
+        f"Trained on {_data_text(recipe, data)}.",
         "",
         "## Model",
         "",
@@ -147,8 +169,9 @@ def render_card(folder: str | Path) -> str:
         "",
         "## Training",
         "",
-        f"{training['steps']:,} steps of AdamW (lr {recipe['lr']:g}, {recipe['warmup_steps']} warm-up steps, then "
-        f"constant; gradient norm clipped to 1), batch {recipe['batch_size']}, seed {recipe['seed']}. "
+        f"{training['steps']:,} steps of AdamW (lr {recipe['lr']:g}, {recipe['warmup_steps']} warm-up steps, "
+        f"{_learning_rate_text(recipe)}; gradient norm clipped to 1), batch {recipe['batch_size']}, seed "
+        f"{recipe['seed']}. "
         f"Loss: {_loss_text(recipe)}. Timesteps uniform in 0..T−1. Saved weights are an EMA "
         f"(decay {recipe['ema_decay']:g}). Wall time {training['wall_seconds'] / 60:.1f} min on "
         f"{training['machine']}, torch {training['torch']}. Reproduce with:",
@@ -173,6 +196,12 @@ def render_card(folder: str | Path) -> str:
             "",
             f"Targets met: **{'yes' if record['passes'] else 'no'}** ({_TARGETS[data is Dataset.DIGITS]}).",
         ]
+    elif recipe.get("train_size") is not None:
+        lines.append(
+            "A twin is measured against its twin and both training sets, not by `tools.quality`: "
+            "`PYTHONPATH=. python scripts/memorization.py` writes the copy fraction and the twins' agreement at every "
+            "N to `docs/data/memorization.json`, which the Memorization tab shows."
+        )
     else:
         lines.append("Not measured yet: run `python -m tools.quality --model NAME --write-card`.")
     return "\n".join(lines) + "\n"
@@ -194,4 +223,13 @@ def reproduce_command(recipe: dict, steps: int) -> str:
     )
     if recipe.get("loss_weighting", "uniform") != "uniform":
         command += f" --loss-weighting {recipe['loss_weighting']} --snr-gamma {recipe['snr_gamma']:g}"
+    if recipe.get("lr_decay", "constant") != "constant":
+        command += f" --lr-decay {recipe['lr_decay']}"
+    if recipe.get("train_size") is not None:
+        command += f" --train-size {recipe['train_size']} --subset {recipe['subset']}"
+    if recipe.get("data") != "digits" and "hidden_dim" in recipe:
+        command += (
+            f" --hidden-dim {recipe['hidden_dim']} --hidden-layers {recipe['hidden_layers']}"
+            f" --time-embed-dim {recipe['time_embed_dim']}"
+        )
     return command

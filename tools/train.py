@@ -16,7 +16,13 @@ Training objective (DDPM, Ho et al. 2020, Algorithm 1, with the target chosen by
 
 AdamW with a linear warm-up to a constant learning rate, gradient norm clipped to 1, and an exponential
 moving average (EMA) of the weights, which is what gets saved. Because the learning rate is constant after
-warm-up, a run stopped early by `--max-minutes` after N steps is the same as a run with `--steps N`.
+warm-up, a run stopped early by `--max-minutes` after N steps is the same as a run with `--steps N`
+(not so with `--lr-decay cosine`, which decays the rate to 0 at `--steps`).
+
+Twin models (the Memorization view): `--train-size N --subset a|b` trains on N examples of one of two disjoint
+halves (`explorer.data.twin_half`) instead of the full pool. Twins share `--seed`, hence the same initial weights
+and the same minibatch indices, noise and timesteps: only the data differ. `--hidden-dim`, `--hidden-layers` and
+`--time-embed-dim` size the 2-D MLP (default: the bundled models' 128, 3, 64).
 
 A run writes, into `--out`: the EMA model (`config.json`, `diffusion_pytorch_model.safetensors`), the
 DDPMScheduler config it was trained with (`scheduler_config.json`), `training.json` (the recipe, steps,
@@ -43,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from explorer.data import Dataset, training_data
+from explorer.data import Dataset, Half, max_twin_size, training_data
 from explorer.diffusion.parameterization import Prediction, v_from_x0_eps
 from explorer.diffusion.posterior import q_sample
 from explorer.diffusion.schedules import Schedule
@@ -80,6 +86,13 @@ class LossWeighting(StrEnum):
     MIN_SNR = "min_snr"
 
 
+class LrDecay(StrEnum):
+    """The learning rate after warm-up: constant, or a cosine from lr down to 0 at the last step."""
+
+    CONSTANT = "constant"
+    COSINE = "cosine"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run's recipe (everything needed to reproduce it)."""
@@ -100,6 +113,12 @@ class TrainConfig:
     threads: int | None = None
     loss_weighting: LossWeighting = LossWeighting.UNIFORM
     snr_gamma: float = 5.0
+    lr_decay: LrDecay = LrDecay.CONSTANT
+    train_size: int | None = None  # None: the full pool; N: N examples of twin half `subset`
+    subset: Half = Half.A
+    hidden_dim: int = POINT_MLP_CONFIG["hidden_dim"]  # the 2-D MLP's width, depth and time embedding
+    hidden_layers: int = POINT_MLP_CONFIG["num_hidden_layers"]
+    time_embed_dim: int = POINT_MLP_CONFIG["time_embed_dim"]
 
 
 @dataclass(frozen=True)
@@ -149,13 +168,19 @@ def scheduler_config(data: Dataset, prediction: Prediction) -> dict:
     }
 
 
-def build_model(data: Dataset) -> nn.Module:
-    """A freshly initialised denoiser for `data` (a UNet2DModel for digits, the point MLP otherwise)."""
+def build_model(data: Dataset, config: TrainConfig | None = None) -> nn.Module:
+    """A freshly initialised denoiser for `data` (a UNet2DModel for digits, the point MLP otherwise, sized by
+    `config`'s hidden_dim, hidden_layers and time_embed_dim when given)."""
     if data is Dataset.DIGITS:
         from diffusers import UNet2DModel
 
         return UNet2DModel(**DIGITS_UNET_CONFIG)
-    return PointDenoiserMLP(**POINT_MLP_CONFIG, num_train_timesteps=NUM_TRAIN_TIMESTEPS)
+    mlp = dict(POINT_MLP_CONFIG)
+    if config is not None:
+        mlp.update(
+            hidden_dim=config.hidden_dim, num_hidden_layers=config.hidden_layers, time_embed_dim=config.time_embed_dim
+        )
+    return PointDenoiserMLP(**mlp, num_train_timesteps=NUM_TRAIN_TIMESTEPS)
 
 
 def model_output(model: nn.Module, x_t: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
@@ -256,6 +281,16 @@ def save_checkpoint(ema: nn.Module, config: TrainConfig, *, steps: int, wall_sec
         print(f"warning: model card not written: {error!r}", flush=True)
 
 
+def learning_rate_factor(config: TrainConfig, step: int) -> float:
+    """The learning rate of optimiser step `step` (0-based) as a fraction of lr: linear warm-up, then constant or a
+    cosine to 0 at config.steps."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    if config.lr_decay is LrDecay.CONSTANT or step < config.warmup_steps:
+        return warm
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run one training job and save the EMA weights; logs step, loss and steps/s to stdout."""
     if config.threads:
@@ -263,13 +298,11 @@ def train(config: TrainConfig) -> TrainResult:
     seed_everything(config.seed)
     device = pick_device(config.device)
     schedule = training_schedule(config.prediction)
-    pool = training_data(config.data, config.seed).to(device)
-    model = build_model(config.data).to(device)
+    pool = training_data(config.data, config.seed, config.train_size, config.subset).to(device)
+    model = build_model(config.data, config).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    warmup = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))
-    )
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(config, step))
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     count = sum(p.numel() for p in model.parameters())
     print(f"{config.data.value}/{config.prediction.value}: {count:,} parameters on {device}", flush=True)
@@ -368,12 +401,33 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser.add_argument("--threads", default=None, type=_bounded_int("--threads", 1, 1024))
     parser.add_argument("--loss-weighting", default="uniform", choices=[m.value for m in LossWeighting])
     parser.add_argument("--snr-gamma", default=5.0, type=_positive_float("--snr-gamma"))
+    parser.add_argument("--lr-decay", default="constant", choices=[m.value for m in LrDecay])
+    twins = parser.add_argument_group("twin models (Memorization view)")
+    twins.add_argument("--train-size", default=None, help="train on N examples of one twin half (default: full pool)")
+    twins.add_argument("--subset", default="a", choices=[m.value for m in Half], help="which twin half")
+    twins.add_argument(
+        "--hidden-dim", default=POINT_MLP_CONFIG["hidden_dim"], type=_bounded_int("--hidden-dim", 2, 4096)
+    )
+    twins.add_argument(
+        "--hidden-layers", default=POINT_MLP_CONFIG["num_hidden_layers"], type=_bounded_int("--hidden-layers", 1, 64)
+    )
+    twins.add_argument(
+        "--time-embed-dim", default=POINT_MLP_CONFIG["time_embed_dim"], type=_bounded_int("--time-embed-dim", 2, 4096)
+    )
     args = parser.parse_args(argv)
     if not 0.0 <= args.ema_decay < 1.0:
         parser.error(f"--ema-decay must be in [0, 1); got {args.ema_decay}")
     values = vars(args)
     values["data"], values["prediction"] = Dataset(args.data), Prediction(args.prediction)
     values["loss_weighting"] = LossWeighting(args.loss_weighting)
+    values["lr_decay"], values["subset"] = LrDecay(args.lr_decay), Half(args.subset)
+    if args.train_size is not None:  # its range depends on --data: 2-D halves hold more examples than digits'
+        try:
+            values["train_size"] = _bounded_int("--train-size", 1, max_twin_size(values["data"]))(args.train_size)
+        except argparse.ArgumentTypeError as error:
+            parser.error(str(error))
+    if args.time_embed_dim % 2:
+        parser.error(f"--time-embed-dim must be even; got {args.time_embed_dim}")
     return TrainConfig(**values)
 
 

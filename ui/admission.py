@@ -151,9 +151,7 @@ class Ledger:
     def _ahead(self, client: str, waiter: Waiter | None) -> bool:
         """Whether another waiting client comes before `client` (its own `waiter`, or a new arrival)."""
         mine = (self._held(client), waiter.since if waiter else float("inf"))  # a new arrival comes last
-        return any(
-            (self._held(other.client), other.since) < mine for other in self._waiting if other.client != client
-        )
+        return any((self._held(other.client), other.since) < mine for other in self._waiting if other.client != client)
 
     def _grant(self, client: str, waiter: Waiter | None) -> Ticket | None:
         held = self._held(client)

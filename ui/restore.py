@@ -23,7 +23,7 @@ from ui.common import user_errors
 from ui.controls import MAX_STEPS
 from ui.models import is_bundled
 
-TABS = ("schedules", "posterior", "sampling", "parameterizations", "bound")
+TABS = ("schedules", "posterior", "sampling", "parameterizations", "bound", "memorization")
 ALIASES = {"schedule": "family1", "t": "sched_t"}  # the names of the first talk links
 SPECIAL = ("tab", "frame", "present")
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -1,0 +1,188 @@
+"""Figures of the Memorization view: twin samples from the same noise over their training sets, and the measured
+curves against training-set size N.
+
+    twins_figure(drawn, comparison)   four 2-D panels: twin a, twin b, the twins together, the exact denoisers
+    curves_figure(curves)             copy fraction and twin agreement against N (log axis), from the measured JSON
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from explorer.figures.schedules import FONT
+from explorer.memorization import COPY_FRACTION, TwinComparison
+from explorer.models.twins import TwinSamples
+
+COLOURS = {"a": "#1f77b4", "b": "#d62728", "exact": "#2ca02c", "chance": "#7f7f7f"}
+MAX_TRAIN_DRAWN = 4096  # training examples drawn per half (evenly strided beyond that)
+PANEL_TITLES = (
+    "twin a over its training set a (grey lines: to the nearest example)",
+    "twin b over its training set b",
+    "both twins from the same noise (lines join each pair)",
+    "exact denoiser of each half, same noise",
+)
+
+
+def _strided(points: np.ndarray, limit: int) -> np.ndarray:
+    if len(points) <= limit:
+        return points
+    return points[np.unique(np.round(np.linspace(0, len(points) - 1, limit)).astype(np.int64))]
+
+
+def _segments(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of line segments start[i] → end[i] ([S, 2] each), separated by None gaps, for one scatter trace."""
+    gap = np.full((len(start), 1), np.nan)
+    xs = np.concatenate([start[:, :1], end[:, :1], gap], axis=1).ravel()
+    ys = np.concatenate([start[:, 1:], end[:, 1:], gap], axis=1).ravel()
+    return xs, ys
+
+
+def _points(
+    x: np.ndarray,
+    name: str,
+    colour: str,
+    *,
+    size: float,
+    symbol: str = "circle",
+    group: str = "",
+    show=True,
+    text: list[str] | None = None,
+) -> go.Scatter:
+    return go.Scatter(
+        x=x[:, 0],
+        y=x[:, 1],
+        mode="markers",
+        name=name,
+        legendgroup=group or name,
+        showlegend=show,
+        marker={"size": size, "color": colour, "symbol": symbol, "line": {"width": 0}},
+        text=text,
+        hovertemplate="%{text}<extra></extra>" if text is not None else None,
+    )
+
+
+def _lines(start: np.ndarray, end: np.ndarray, name: str, colour: str, *, dash: str = "solid", show=True):
+    """One trace of segments start[i] → end[i] ([S, 2] each)."""
+    xs, ys = _segments(start, end)
+    return go.Scatter(
+        x=xs,
+        y=ys,
+        mode="lines",
+        line={"color": colour, "width": 1, "dash": dash},
+        name=name,
+        legendgroup=name,
+        showlegend=show,
+        hoverinfo="skip",
+    )
+
+
+def _hover(comparison: TwinComparison, half: str) -> list[str]:
+    """Per-sample hover text: its distances to its twin and to the nearest example of each half."""
+    own, other = (comparison.own_a, comparison.other_a) if half == "a" else (comparison.own_b, comparison.other_b)
+    other_half = "b" if half == "a" else "a"
+    return [
+        f"twin {half}, noise {s}<br>‖a − b‖ = {comparison.twin[s]:.4f}<br>nearest in {half} (own): {own[s]:.4f}"
+        f"<br>nearest in {other_half}: {other[s]:.4f}"
+        for s in range(len(own))
+    ]
+
+
+def twins_figure(drawn: TwinSamples, comparison: TwinComparison) -> go.Figure:
+    """The twins' samples (S of each, row s from the same noise) over their training sets, for 2-D data: each sample
+    joined to its nearest example in its own half (grey) and in the other half (dotted); hover for the distances."""
+    if drawn.model_a.shape[-1] != 2 or drawn.model_a.ndim != 2:
+        raise ValueError(f"twins_figure draws 2-D points; got samples of shape {tuple(drawn.model_a.shape[1:])}")
+    a, b = drawn.model_a.numpy(), drawn.model_b.numpy()
+    train = {"a": drawn.train_a.numpy(), "b": drawn.train_b.numpy()}
+    size = 9 if drawn.train_size <= 64 else 5 if drawn.train_size <= 1024 else 3
+    figure = make_subplots(rows=2, cols=2, subplot_titles=PANEL_TITLES, horizontal_spacing=0.06, vertical_spacing=0.1)
+    panels = (
+        (a, "a", "b", comparison.nearest_own_a, comparison.nearest_other_a),
+        (b, "b", "a", comparison.nearest_own_b, comparison.nearest_other_b),
+    )
+    for col, (samples, half, other, own_index, other_index) in enumerate(panels, start=1):
+        first = col == 1
+        other_points = _strided(train[other], MAX_TRAIN_DRAWN)
+        own_points = _strided(train[half], MAX_TRAIN_DRAWN)
+        traces = [
+            _points(other_points, "the other half's data", "#cccccc", size=size, group="other", show=first),
+            _points(own_points, f"training set {half}", "black", size=size + 2, symbol="x"),
+            _lines(samples, train[half][own_index], "to nearest example, own half", "#999999", show=first),
+            _lines(
+                samples, train[other][other_index], "to nearest example, other half", "#ff9896", dash="dot", show=first
+            ),
+            _points(samples, f"twin {half} samples", COLOURS[half], size=6, text=_hover(comparison, half)),
+        ]
+        for trace in traces:
+            figure.add_trace(trace, row=1, col=col)
+    figure.add_trace(_lines(a, b, "twin pair (same noise)", "#9467bd"), row=2, col=1)
+    figure.add_trace(_points(a, "twin a", COLOURS["a"], size=6, show=False, text=_hover(comparison, "a")), row=2, col=1)
+    figure.add_trace(_points(b, "twin b", COLOURS["b"], size=6, show=False, text=_hover(comparison, "b")), row=2, col=1)
+    if len(drawn.exact_a):
+        exact_a, exact_b = drawn.exact_a.numpy(), drawn.exact_b.numpy()
+        figure.add_trace(_lines(exact_a, exact_b, "exact pair", "#c7e9c0"), row=2, col=2)
+        figure.add_trace(_points(exact_a, "exact denoiser of a", COLOURS["a"], size=7, symbol="diamond"), row=2, col=2)
+        figure.add_trace(_points(exact_b, "exact denoiser of b", COLOURS["b"], size=7, symbol="diamond"), row=2, col=2)
+    for index in range(1, 5):  # equal scales on every panel: x1/y1 … x4/y4
+        suffix = "" if index == 1 else str(index)
+        figure.layout[f"xaxis{suffix}"].update(range=[-3, 3])
+        figure.layout[f"yaxis{suffix}"].update(range=[-2.5, 2.5], scaleanchor=f"x{suffix}")
+    figure.update_layout(
+        height=900,
+        font=FONT,
+        margin={"l": 40, "r": 20, "t": 60, "b": 40},
+        title=(
+            f"N = {drawn.train_size} per twin: {comparison.copy_fraction:.0%} of samples copy (within "
+            f"{COPY_FRACTION:g} × spacing), twins agree on {comparison.agreement:.0%}"
+        ),
+        legend={"orientation": "h", "y": -0.05},
+    )
+    return figure
+
+
+def curves_figure(curves: dict, dataset: str) -> go.Figure:
+    """Copy fraction, own-to-other distance ratio and twin agreement against N for one data set, from
+    `docs/data/memorization.json`'s entry."""
+    sizes = curves["sizes"]
+    figure = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=(
+            f"samples that copy a training example<br>(within {COPY_FRACTION:g} × its spacing)",
+            "median distance to own half ÷ to other half<br>(1: no preference for its own data)",
+            "twins closer to each other than<br>to their nearest training examples",
+        ),
+    )
+    ratio = np.asarray(curves["median_own_distance"]) / np.asarray(curves["median_other_distance"])
+    lines = (
+        (1, curves["copy_fraction"], "twins (networks)", COLOURS["a"], "solid"),
+        (1, curves["exact_copy_fraction"], "exact denoiser of each half", COLOURS["exact"], "dash"),
+        (1, curves["chance_copy_fraction"], "fresh data (chance)", COLOURS["chance"], "dot"),
+        (2, ratio, "twins (networks)", COLOURS["a"], "solid"),
+        (3, curves["agreement"], "twins (networks)", COLOURS["a"], "solid"),
+        (3, curves["exact_agreement"], "exact denoiser of each half", COLOURS["exact"], "dash"),
+    )
+    for col, values, name, colour, dash in lines:
+        figure.add_trace(
+            go.Scatter(
+                x=sizes,
+                y=values,
+                mode="lines+markers",
+                name=name,
+                legendgroup=name,
+                showlegend=col == 1,
+                line={"color": colour, "dash": dash},
+            ),
+            row=1,
+            col=col,
+        )
+    figure.update_xaxes(type="log", title_text="training examples per twin, N")
+    figure.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=1, col=1)
+    figure.update_yaxes(range=[0, 1.1], row=1, col=2)
+    figure.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=1, col=3)
+    figure.update_layout(
+        height=400, font=FONT, margin={"l": 50, "r": 20, "t": 80, "b": 50}, title=f"{dataset}: measured against N"
+    )
+    return figure

@@ -1,0 +1,229 @@
+"""Memorization view: twin models trained on disjoint halves of N examples, sampled from the same noise, against N.
+
+It fills when its tab opens: the twins' samples at the chosen N with each sample's nearest training example (its own
+half and the other), the distance between the twins' samples, the exact denoiser of each half, and the curves
+against N that `scripts/memorization.py` measured (`docs/data/memorization.json`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from explorer.data import Dataset
+from explorer.figures.memorization import curves_figure, twins_figure
+from explorer.memorization import COPY_FRACTION, compare_twins
+from explorer.models.twins import twin_samples, twin_sizes
+from explorer.validation import Mode, check_choice, check_int, check_seed
+from ui.api_names import named
+from ui.common import MODEL_WORK, VIEW_WORK, slider_events, user_errors
+
+TAB_ID = "memorization"
+CURVES_PATH = Path(__file__).resolve().parents[1] / "docs" / "data" / "memorization.json"
+SAMPLES = 200  # samples per twin drawn in the view
+LOG2_RANGE = (2, 12)  # the N slider reads log₂ N: N = 4 … 4096
+OPEN_OUTPUTS = 4  # twins figure, this N's numbers, curves figure, what the curves show
+INTRO = """### Memorization: do two networks trained on different data make the same sample?
+Each pair of **twins** is two small ε-prediction MLPs trained with `tools/train.py` on **disjoint** halves of N
+examples each, from the **same initial weights** and the same minibatch noise and timesteps (only the data differ;
+Kadkhodaie et al., ICLR 2024). Both are sampled from the **same noise** with deterministic DDIM (η = 0). With few
+examples each twin copies its own training set, so the twins disagree; with many, they generalise, and the question
+is whether they then make the *same* new sample. Beside them, the exact denoiser E[x₀ | x<sub>t</sub>] of each half,
+which copies at every N (Carlini et al. 2023 measured copying in real image models)."""
+
+
+class TwinData(Mode, field="data"):
+    """2-D data sets with shipped twins."""
+
+    MOONS = Dataset.MOONS.value
+    RING = Dataset.RING.value
+
+
+def _size(data: TwinData, log2_n: float) -> int:
+    """N from the slider's log₂ N, which must be a shipped size of `data`."""
+    exponent = check_int("log₂ N", log2_n, *LOG2_RANGE)
+    sizes = twin_sizes(data.value)
+    n = 2**exponent
+    if n not in sizes:
+        shipped = ", ".join(f"{s} (log₂ N = {int(math.log2(s))})" for s in sizes) or "none"
+        raise ValueError(f"no twins of {data.value} at N = {n}: the shipped sizes are {shipped}")
+    return n
+
+
+@functools.lru_cache(maxsize=16)
+def _twins(data: TwinData, n: int, seed: int):
+    drawn = twin_samples(data.value, n, count=SAMPLES, seed=seed)
+    comparison = compare_twins(drawn.model_a, drawn.model_b, drawn.train_a, drawn.train_b)
+    exact = compare_twins(drawn.exact_a, drawn.exact_b, drawn.train_a, drawn.train_b)
+    return drawn, comparison, exact
+
+
+def numbers_markdown(comparison, exact, n: int) -> str:
+    """This N's measured numbers on the view's samples, as a Markdown table."""
+    median = lambda x: f"{float(np.median(x)):.4f}"  # noqa: E731
+    return "\n".join(
+        [
+            f"**N = {n} per twin, {len(comparison.twin)} samples each** (a copy: within {COPY_FRACTION:g} × the "
+            f"training set's median spacing, {comparison.spacing_a:.4f} for a, {comparison.spacing_b:.4f} for b)",
+            "",
+            "| | twins (networks) | exact denoisers |",
+            "|---|---|---|",
+            f"| samples of a that copy a | {comparison.copies_a.mean():.0%} | {exact.copies_a.mean():.0%} |",
+            f"| samples of b that copy b | {comparison.copies_b.mean():.0%} | {exact.copies_b.mean():.0%} |",
+            f"| twins agree (‖a − b‖ below both own-nearest distances) | {comparison.agreement:.0%} "
+            f"| {exact.agreement:.0%} |",
+            f"| median ‖a − b‖ | {median(comparison.twin)} | {median(exact.twin)} |",
+            f"| median distance of a to its nearest example in a / in b | {median(comparison.own_a)} / "
+            f"{median(comparison.other_a)} | {median(exact.own_a)} / {median(exact.other_a)} |",
+            f"| median distance of b to its nearest example in b / in a | {median(comparison.own_b)} / "
+            f"{median(comparison.other_b)} | {median(exact.own_b)} / {median(exact.other_b)} |",
+        ]
+    )
+
+
+@user_errors
+def twins_view(data: str, log2_n: float, seed: float):
+    """The twins at one N: figure and Markdown numbers."""
+    chosen = check_choice("data", data, TwinData)
+    drawn, comparison, exact = _twins(chosen, _size(chosen, log2_n), check_seed(seed))
+    return twins_figure(drawn, comparison), numbers_markdown(comparison, exact, drawn.train_size)
+
+
+def read_curves(path: Path = CURVES_PATH) -> dict:
+    """The measured curves (`scripts/memorization.py`'s JSON); a clear error when they were never measured."""
+    if not path.is_file():
+        raise ValueError("the curves against N were not measured yet: run scripts/memorization.py")
+    return json.loads(path.read_text())
+
+
+def curves_markdown(record: dict, data: TwinData) -> str:
+    """What the measured curves show, in words, every number read from the measured record."""
+    curves = record["datasets"][data.value]
+    sizes, agree = curves["sizes"], curves["agreement"]
+    ratio = np.asarray(curves["median_own_distance"]) / np.asarray(curves["median_other_distance"])
+    exact, checks = curves["exact_copy_fraction"], curves["checks"]
+    best = int(np.argmax(agree))
+    first, last = f"N = {sizes[0]}", f"N = {sizes[-1]}"
+    lines = [
+        f"**What the curves show** ({record['samples']} samples per twin, {record['sampler']}, measured by "
+        f"`{record['command']}`).",
+        "",
+        f"- **Copying falls with N.** At {first}, {copy_text(curves, 0)}; at {last}, {copy_text(curves, -1)}, "
+        f"against {curves['chance_copy_fraction'][-1]:.0%} for fresh draws from the true distribution. A sample's "
+        f"nearest example in its own half is {ratio[0]:.2f} × as far as its nearest in the other half at {first} "
+        f"and {ratio[-1]:.2f} × at {last} (1 would be no preference for its own data).",
+        f"- **The exact denoiser of each half** copies {exact[0]:.0%} of its samples at {first} and "
+        f"{exact[-1]:.0%} at {last}: its deterministic last step, at t = 1 (noise level √(1 − ᾱ₁) = 0.01), "
+        f"averages the examples within about 0.01 of the sample (the training set's spacing at {last} is "
+        f"{curves['median_spacing'][-1]:.4f}), so it lands between a few of its own examples: median distance "
+        f"{curves['exact_median_own_distance'][-1]:.4f} to its own half.",
+        f"- **The twins agree** (closer to each other than either is to its own nearest training example) on "
+        f"{agree[0]:.0%} of the noises at {first} and {agree[-1]:.0%} at {last}, at most {agree[best]:.0%} "
+        f"(N = {sizes[best]}).",
+        "",
+        f"The issue's two checks, on these measured curves: each twin copies ≥ {record['copy_target']:.0%} at the "
+        f"smallest N: **{'yes' if checks['copies_at_smallest_n'] else 'no'}**; the twins agree on most samples "
+        f"(> {record['agree_target']:.0%}) at the largest N: **{'yes' if checks['agree_at_largest_n'] else 'no'}**.",
+    ]
+    if not checks["agree_at_largest_n"]:
+        lines += [
+            "",
+            "Why the twins rarely agree in 2-D even where they no longer copy: with N examples in the plane, the "
+            "nearest training example of any point is about 1/√(density) away, and a model fitted to N examples "
+            "differs from one fitted to N others by about as much, so the bar shrinks as fast as the twins' "
+            f"difference does. At {last} the twins' samples are a median {curves['median_twin_distance'][-1]:.4f} "
+            f"apart, while a sample's nearest own example is a median {curves['median_own_distance'][-1]:.4f} away "
+            f"(training-set spacing {curves['median_spacing'][-1]:.4f}). In high dimension (images, where "
+            "Kadkhodaie et al. saw the twins agree) training examples are far apart and the same twin difference is "
+            "small beside them.",
+        ]
+    return "\n".join(lines)
+
+
+def copy_text(curves: dict, index: int) -> str:
+    return (
+        f"{curves['copy_fraction_a'][index]:.0%} of twin a's and {curves['copy_fraction_b'][index]:.0%} of twin b's "
+        "samples copy an example of their own half"
+    )
+
+
+@user_errors
+def curves_view(data: str):
+    """The measured curves of `data` against N: figure and what they show."""
+    chosen = check_choice("data", data, TwinData)
+    record = read_curves()
+    if chosen.value not in record["datasets"]:
+        raise ValueError(f"the curves of {chosen.value} were not measured: run scripts/memorization.py --data {data}")
+    return curves_figure(record["datasets"][chosen.value], chosen.value), curves_markdown(record, chosen)
+
+
+@user_errors
+def open_memorization(data: str, log2_n: float, seed: float):
+    """Everything the tab shows, computed when it opens."""
+    return (*twins_view(data, log2_n, seed), *curves_view(data))
+
+
+@user_errors
+def open_memorization_if_shown(tab: str, data: str, log2_n: float, seed: float):
+    """`open_memorization` when the page opens on this tab (a link with tab=memorization), else nothing (inputs checked
+    either way)."""
+    check_choice("data", data, TwinData)
+    check_int("log₂ N", log2_n, *LOG2_RANGE)
+    check_seed(seed)
+    if tab != TAB_ID:
+        return (gr.skip(),) * OPEN_OUTPUTS
+    return open_memorization(data, log2_n, seed)
+
+
+@dataclass(frozen=True)
+class MemorizationTab:
+    """What app.py wires: the controls (URL parameters), and the handler that fills the tab when it opens."""
+
+    controls: list  # components with an elem_id
+    open_inputs: list  # data, log₂ N, seed
+    open_outputs: list  # OPEN_OUTPUTS components
+
+
+def build() -> MemorizationTab:
+    gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
+    with gr.Row():
+        data = gr.Radio([d.value for d in TwinData], value=TwinData.MOONS.value, label="data", elem_id="mem_data")
+        size = gr.Slider(
+            *LOG2_RANGE,
+            value=LOG2_RANGE[0],
+            step=2,
+            label="log₂ N: training examples per twin, N = 4, 16, 64, 256, 1024, 4096",
+            elem_id="mem_n",
+        )
+        seed = gr.Slider(0, 1000, value=0, step=1, label="noise seed", elem_id="mem_seed")
+    twins = gr.Plot(label="the twins at this N", elem_id="mem_twins")
+    numbers = gr.Markdown(elem_id="mem_numbers")
+    curves = gr.Plot(label="measured against N", elem_id="mem_curves")
+    summary = gr.Markdown(elem_id="mem_summary")
+    gr.on(
+        triggers=[*slider_events(size, seed)],
+        fn=named(twins_view, [data, size, seed]),
+        inputs=[data, size, seed],
+        outputs=[twins, numbers],
+        api_name="memorization_twins",
+        **VIEW_WORK,  # 2-D twins, cached per (data, N, seed): a drag sends many, and model work allows 2 per client
+        trigger_mode="always_last",
+        show_progress="hidden",
+    )
+    gr.on(
+        triggers=[data.change],
+        fn=named(open_memorization, [data, size, seed]),
+        inputs=[data, size, seed],
+        outputs=[twins, numbers, curves, summary],
+        api_name="memorization",
+        **MODEL_WORK,
+        trigger_mode="always_last",
+    )
+    inputs = [data, size, seed]
+    return MemorizationTab(inputs, inputs, [twins, numbers, curves, summary])
