@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from explorer.diffusion.clipping import clipping_of
 from explorer.diffusion.conditioning import Conditioning, guide, rescale_guidance
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
 from explorer.diffusion.parameterization import Prediction, prediction_of
@@ -66,9 +67,9 @@ class LatentDenoiser(Denoiser):
         self.scheduler_config = dict(scheduler)
         self.prediction = prediction_of(scheduler)
         self.schedule = Schedule.from_diffusers_config(scheduler)
-        # Latents are not in [−1, 1]: without a clip_sample key, no clipping (diffusers' DDIM default True, with a
-        # warning that SD configs should set it false; the published SD configs do).
-        self.clip_sample = bool(scheduler.get("clip_sample", False))
+        # The config's clip_sample, else diffusers' default for its class, as for every checkpoint (DDIM's default
+        # is True even for latents, with a warning that SD configs should set it false; the published ones do).
+        self.clip_sample = clipping_of(scheduler).clip_sample
         self.latent_channels = int(config.in_channels)
         size = config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
