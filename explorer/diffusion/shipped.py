@@ -9,11 +9,14 @@ in the explorer's (variance-preserving) convention:
                                     keep s = x_t·√(σ²+1), the others keep s = x_t
     x_t           x_t               scale_model_input(s_k, t_k): the VP state, which is the model's input
     σ_k           σ                 the scheduler's noise level at call k, σ² = (1−ᾱ)/ᾱ (where it keeps σ)
-    a             ᾱ                 1/(1+σ_k²) where the scheduler keeps σ (its own, Karras or not), else ᾱ[t_k]
-                                    from the training schedule: ε̂, x̂₀, v̂ are the model output converted with it
+    a             ᾱ                 settings.alpha_of_call[k]: 1/(1+σ_k²) where the scheduler keeps σ (its own,
+                                    Karras or not), else the scheduler's ᾱ[t_k]: ε̂, x̂₀, v̂ (and a guided run's
+                                    x̂₀ of f_c and f_u) are the model output converted with it
     x0_clipped    x̂₀ the step uses  the scheduler's pred_original_sample where it returns one, else x̂₀
-    x_prev        x_{t_{k+1}}       step()'s prev_sample, in the VP convention (÷√(σ_{k+1}²+1) for σ-space
-                                    schedulers, computed as scale_model_input does): the next call's x_t exactly
+    x_prev        x_s               step()'s prev_sample, in the VP convention (÷√(σ_{k+1}²+1) for σ-space
+                                    schedulers, computed as scale_model_input does): the next call's x_t exactly;
+                                    s = settings.prev_timesteps[k], ᾱ_s = settings.alpha_of_landing[k]
+                                    (explorer.diffusion.landings: DDIM and PNDM land on t − T//n)
     noise, std    z, σ_z            z = what the scheduler drew from the generator seeded from the explorer's
                                     (seed, k) (= `noise.step_noise(seed, k)`); σ_z measured (below); 0 if it drew none
     mean          μ                 x_prev − σ_z z
