@@ -87,7 +87,7 @@ def _sigma_landings(scheduler: Any, calls: tuple[int, ...]) -> Landings:
             if k % 2:  # 2nd-order call: it finishes the step begun by call k − 1 from that call's state
                 starts[k] = begun = calls[k - 1]
                 roles[k] = (
-                    f"Heun's second model call, at t = {paper_t(calls[k])} (the same t as the next frame's call): "
+                    f"Heun's second model call, at t = {paper_t(calls[k])}, the same t as the next frame's call: "
                     f"it finishes the step from t = {paper_t(begun)}"
                 )
             elif k < count - 1:
@@ -145,7 +145,7 @@ def _pndm_landings(scheduler: Any, calls: tuple[int, ...]) -> Landings:
             roles.append(f"PNDM's Runge–Kutta call {k % 4 + 1} of 4 for the step from t = {paper_t(start)}")
         elif start != t:
             roles.append(
-                f"PNDM's second model call, at t = {paper_t(t)} (the same t as the next frame's call): it finishes "
+                f"PNDM's second model call, at t = {paper_t(t)}, the same t as the next frame's call: it finishes "
                 f"the step from t = {paper_t(start)}"
             )
         else:

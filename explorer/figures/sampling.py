@@ -38,7 +38,7 @@ def frame_notes(settings, index: int) -> list[str]:
         lies_at = settings.prev_timesteps[index - 1]
         if lies_at != call:
             notes.append(
-                f"x_t lies at t = {paper_t(lies_at)} (where the previous frame landed); the scheduler calls the "
+                f"x_t lies at t = {paper_t(lies_at)}, where the previous frame landed; the scheduler calls the "
                 f"model at t = {paper_t(call)}"
             )
     return notes
