@@ -426,7 +426,6 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     (the pictures streamed while a run computes).
     """
     gr.Markdown(INTRO)
-    gr.Markdown(CLIPPING_NOTE, elem_id="clipping_note")
     controls = RunControls()
     with gr.Row():
         run_button = gr.Button("Run", variant="primary", elem_id="run")
@@ -469,6 +468,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     with gr.Row():
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
     gr.Markdown(EXACT_NOTE)
+    gr.Markdown(CLIPPING_NOTE, elem_id="clipping_note")
     with gr.Row():
         scale = gr.Slider(
             1, MAX_EXPORT_SCALE, value=4, step=1, label="export size (× native pixels)", elem_id="export_scale"
