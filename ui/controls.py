@@ -447,7 +447,13 @@ class RunControls(ControlGroup[RunValues]):
             variance = gr.Dropdown(
                 [c.value for c in VarianceChoice], value=step.variance, label="variance", elem_id="variance"
             )
-            clip = gr.Dropdown([c.value for c in Toggle], value=step.clip, label="clip x̂₀ to [−1, 1]", elem_id="clip")
+            clip = gr.Dropdown(
+                [c.value for c in Toggle],
+                value=step.clip,
+                label="clip x̂₀ to [−1, 1]",
+                info="model default: the scheduler config's clip_sample, else diffusers' default for its class",
+                elem_id="clip",
+            )
             schedule_choice = gr.Dropdown(
                 [c.value for c in ScheduleChoice],
                 value=step.schedule_choice,
@@ -485,6 +491,7 @@ class RunControls(ControlGroup[RunValues]):
                     value=defaults.guidance,
                     step=0.5,
                     label="guidance scale w (0: the model's own)",
+                    info="w > 1: f_u + w (f_c − f_u); 0 < w ≤ 1 runs the conditional pass alone, as diffusers does",
                     elem_id="guidance",
                 )
                 rescale = gr.Slider(

@@ -27,12 +27,13 @@ from PIL import Image
 from explorer.diffusion.indexing import frame_of
 from explorer.diffusion.views import STEP_VIEWS, X0, X_T
 from explorer.figures.images import image_grid, labelled_row, scatter_frame, with_caption
+from explorer.figures.sampling import frame_caption
 from explorer.figures.streams import GifStream, Mp4Stream
 from explorer.models.decoders import Decoder
 from explorer.validation import check_int
 from ui import admission
 from ui.common import user_errors
-from ui.frames import caption, frame_index
+from ui.frames import frame_index
 from ui.pictures import PIXELS, Drawing, drawing_of
 from ui.state import stored_run
 
@@ -203,7 +204,7 @@ def export_steps(scale: float = 4, request: gr.Request = None):
 
     def picture(k: int) -> Image.Image:
         views = [(v.symbol, _scaled_panel(compact.view(v.name, k), 1.0, factor, drawing)) for v in (X_T, X0)]
-        return with_caption(labelled_row(views), caption(compact, k) + note)
+        return with_caption(labelled_row(views), frame_caption(compact, k) + note)
 
     with admission.working(request):
         first = picture(indices[0])
@@ -263,7 +264,7 @@ def frame_png(frame: float, scale: float = 4, request: gr.Request = None) -> str
     views = [(v.title, _scaled_panel(compact.view(v.name, index), v.half_range, factor, drawing)) for v in STEP_VIEWS]
     path = _export_folder() / f"frame-{frame_of(index)}.png"
     note = f" · drawn by {drawing.name}" if drawing.latent else ""
-    with_caption(labelled_row(views), caption(compact, index) + note).save(path)
+    with_caption(labelled_row(views), frame_caption(compact, index) + note).save(path)
     return str(path)
 
 

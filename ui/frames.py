@@ -32,11 +32,11 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from explorer.diffusion.indexing import frame_of, paper_t, position_of
+from explorer.diffusion.indexing import frame_of, position_of
 from explorer.diffusion.trajectory import CompactTrajectory
 from explorer.diffusion.views import STEP_VIEWS
 from explorer.figures.images import grid
-from explorer.figures.sampling import run_diagnostics
+from explorer.figures.sampling import frame_caption, frame_notes, run_diagnostics, step_label
 from explorer.validation import check_int
 from ui.admission import client_of_request
 from ui.gate import Limiter, refuse
@@ -53,24 +53,22 @@ SIZE_SAMPLES = 6  # frames encoded up front to estimate a run's bytes
 FETCH_LIMIT = Limiter("fetch_frames", rate=4.0, burst=8, per_client=2, in_all=4)
 
 
-def caption(compact: CompactTrajectory, index: int) -> str:
-    """What the picture of step `index` says about itself: "frame k of S · t = a → b" (paper t, b = 0: the data)."""
-    t, s = paper_t(int(compact.timesteps[index])), paper_t(int(compact.prev_timesteps[index]))
-    return f"frame {frame_of(index)} of {len(compact)} · t = {t} → {s if s > 0 else '0 (data)'}"
-
-
 def frame_index(compact: CompactTrajectory, frame: Any) -> int:
     """The run position of a frame number from the page (1..S, checked against the run's length)."""
     return position_of(check_int("frame", frame, 1, len(compact)))
 
 
 def _text_line(numbers: dict[str, np.ndarray], sigma: np.ndarray, compact: CompactTrajectory, index: int) -> str:
-    t, s = paper_t(int(compact.timesteps[index])), paper_t(int(compact.prev_timesteps[index]))
+    settings = compact.settings
+    alphas = f"ᾱ {settings.alpha_of_call[index]:.4g} → {settings.alpha_of_landing[index]:.4g}"
+    notes = "".join(f" ({note})" for note in frame_notes(settings, index))
+    clip = f"clipped to [−{settings.clip_range:g}, {settings.clip_range:g}]"
+    clipping = f"{clip}: {100 * numbers['clipped'][index]:.1f}%" if settings.clip_sample else "x̂₀ not clipped"
     return (
-        f"**Frame {frame_of(index)} of {len(compact)}**: t = {t} → {s if s > 0 else '0 (data)'} · RMS of "
+        f"**Frame {frame_of(index)} of {len(compact)}**: {step_label(settings, index)}{notes} · {alphas} · RMS of "
         f"x<sub>t</sub> {numbers['x_t_rms'][index]:.3f} · std of ε̂ {numbers['eps_std'][index]:.3f} (≈ 1 expected "
         f"at high t, where noise dominates) · x̂₀ in [{numbers['x0_min'][index]:.2f}, {numbers['x0_max'][index]:.2f}]"
-        f" · clipped {100 * numbers['clipped'][index]:.1f}% · σ {sigma[index]:.4f}"
+        f" · {clipping} · σ {sigma[index]:.4f}"
     )
 
 
@@ -228,7 +226,7 @@ def _fresh_payload(stored: StoredRun, start: int, *, which: str = "run", notice:
         "height": picture.height,
         "panels": panels,
         "frames": frames,
-        "captions": [caption(compact, k) for k in range(total)],
+        "captions": [frame_caption(compact, k) for k in range(total)],
         "texts": frame_texts(compact),
         "note": note,
         "notice": notice,

@@ -25,7 +25,7 @@ from explorer.figures.images import (
     scatter_frame,
     with_caption,
 )
-from explorer.figures.sampling import diagnostics_figure, run_diagnostics
+from explorer.figures.sampling import diagnostics_figure, frame_caption, run_diagnostics
 from explorer.models.decoders import Decoder
 from explorer.validation import check_choice, check_int
 from ui import admission, frames
@@ -49,7 +49,7 @@ from ui.controls import (
 )
 from ui.estimate import long_run_note, record_run_time, run_seconds, zero_gpu_seconds
 from ui.exports import MAX_EXPORT_SCALE, export, export_steps, frame_png  # noqa: F401 (export: for callers)
-from ui.frames import caption, frame_index, frame_text
+from ui.frames import frame_index, frame_text
 from ui.models import dataset_of, is_bundled, load_model
 from ui.pictures import PIXELS, Drawing, drawing_of
 from ui.state import (
@@ -79,6 +79,11 @@ spaces (x̂₀, ε̂, v̂), the mean μ of the step and the noise z it adds: x<s
 calls the model, nor the server: the page holds the frames. t is the paper's step, 1..T. Keyboard: ← and → step through
 frames. **Branch** reruns the run from the frame shown with the settings above (steps = the branch's total, its first
 frames kept) on the same noise, and keeps it beside the run: choose which one to step through."""
+CLIPPING_NOTE = """**Clipping x̂₀** (the clip control's *model default*, and always with sampler `scheduler`): the
+checkpoint's scheduler config decides (`clip_sample`, `clip_sample_range`); where the config has no such key, diffusers'
+default for that scheduler class applies, as in diffusers itself: DDPM and DDIM clip to [−1, 1], PNDM, Euler, Heun,
+LMS, DPM-Solver, UniPC and DEIS never clip. The step, the frame's clipped view and its clipped share all follow that
+one rule."""
 STOPPED = "**Stopped.** That run was not kept; the frames, ◀ ▶ and Play browse this session's last finished run."
 FINISHED = "**Nothing to stop:** the run had already finished and is kept; ◀ ▶ and Play browse it."
 
@@ -102,7 +107,7 @@ def frame_picture(compact: CompactTrajectory, index: int, drawing: Drawing = PIX
     ("frame k of S · t = …", and for a latent run the decoder that drew it) inside the picture."""
     views = [(view.title, _panel(compact.view(view.name, index), view.half_range, drawing)) for view in STEP_VIEWS]
     note = f" · drawn by {drawing.name}" if drawing.latent else ""
-    return with_caption(labelled_row(views), caption(compact, index) + note)
+    return with_caption(labelled_row(views), frame_caption(compact, index) + note)
 
 
 def _frame_slider(compact: CompactTrajectory, index: int) -> gr.Slider:
@@ -396,7 +401,7 @@ def decode_frame(frame: float, decoder: str, request: gr.Request = None) -> Imag
             if len(_decoded) >= DECODED_CACHE:
                 _decoded.pop(next(iter(_decoded)))
             _decoded[key] = with_caption(
-                labelled_row(views), caption(stored.compact, index) + f" · drawn by {drawing.name}"
+                labelled_row(views), frame_caption(stored.compact, index) + f" · drawn by {drawing.name}"
             )
     return _decoded[key]
 
@@ -527,6 +532,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     with gr.Row():
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
     gr.Markdown(EXACT_NOTE, elem_classes="notes")
+    gr.Markdown(CLIPPING_NOTE, elem_id="clipping_note", elem_classes="notes")
     with gr.Row():
         scale = gr.Slider(
             1, MAX_EXPORT_SCALE, value=4, step=1, label="export size (× native pixels)", elem_id="export_scale"

@@ -6,7 +6,8 @@ schedules and sample steps are flawed", §3.4 and eq. 15–16):
     code name        symbol     meaning
     conditional      f_c        the model's output given the prompt or class, [B, *shape], in its own space (ε or v)
     unconditional    f_u        the output given the empty prompt (or negative prompt) or the null class
-    guidance_scale   w          f̂ = f_u + w (f_c − f_u); w = 1 is f_c itself (one forward pass, no f_u)
+    guidance_scale   w          w > 1: f̂ = f_u + w (f_c − f_u) (two passes); w ≤ 1: f̂ = f_c, the conditional pass
+                                alone, whatever w is (diffusers' pipelines guide only when w > 1: w = 0.5 is w = 1)
     guidance_rescale φ          f̂ ← φ · f̂ · σ(f_c)/σ(f̂) + (1 − φ) · f̂, σ the std over each sample's elements
 
 Guidance is applied in the model's own output space, as diffusers' pipelines do (an ε model guides ε̂, a v model v̂).

@@ -134,7 +134,7 @@ def _run(
         step = Step(
             index=k,
             timestep=t,
-            prev_timestep=settings.timesteps[k + 1] if k < n - 1 else settings.final_timestep,
+            prev_timestep=settings.prev_timesteps[k],
             x_t=x_t.to("cpu", torch.float32),
             model_output=model_output.to("cpu", torch.float32),
             noise=noise.to("cpu", torch.float32),

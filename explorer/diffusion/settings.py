@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from explorer.diffusion.denoiser import Denoiser, as_denoiser
+from explorer.diffusion.landings import END_OF_RUN, Landings, visited_landings
 from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.posterior import VarianceType
 from explorer.diffusion.schedules import Schedule, TimestepSpacing, inference_timesteps
@@ -25,7 +27,7 @@ MAX_SEED = 2**63 - 1
 # shipped.scheduler_settings, registered there on import (explorer imports it): settings cannot import shipped,
 # which builds SamplerSettings.
 OWN_SCHEDULER_SETTINGS: list[Callable[..., SamplerSettings]] = []
-END_OF_RUN = -1  # prev_timestep of the final step: it lands on x₀ itself (ᾱ = 1)
+# END_OF_RUN (from explorer.diffusion.landings): prev_timestep of a final step that lands on x₀ itself (ᾱ = 1)
 
 
 class SamplerKind(Mode, field="sampler"):
@@ -55,10 +57,46 @@ class SamplerSettings:
     # checkpoint's scheduler sets `set_alpha_to_one: false`, as diffusers' DDIMScheduler does (SD configs).
     final_timestep: int = END_OF_RUN
     scheduler_steps: int = 0  # sampler 'scheduler': the count given to set_timesteps (Heun: 2 model calls per step)
+    # sampler 'scheduler': where each call lands, read from the scheduler (explorer.diffusion.landings); None for
+    # the explorer's own samplers, whose step k lands on the next visited timestep (or final_timestep)
+    landings: Landings | None = field(default=None, repr=False)
 
     @property
     def num_inference_steps(self) -> int:
         return len(self.timesteps)
+
+    @cached_property
+    def frames(self) -> Landings:
+        """Per frame k: the step's start, landing, ᾱ of the call and of the landing, and its role."""
+        if self.landings is not None:
+            return self.landings
+        return visited_landings(self.timesteps, self.final_timestep, self.schedule.alphas_cumprod)
+
+    @property
+    def prev_timesteps(self) -> tuple[int, ...]:
+        """The 0-based timestep each frame's x_prev lies at (END_OF_RUN: the data)."""
+        return self.frames.prev
+
+    @property
+    def step_starts(self) -> tuple[int, ...]:
+        """The 0-based timestep of the state each frame's x_prev is computed from (an earlier call's for Heun's
+        2nd call, PNDM's Runge–Kutta calls, …; else the frame's own timestep)."""
+        return self.frames.starts
+
+    @property
+    def alpha_of_call(self) -> tuple[float, ...]:
+        """ᾱ each frame's views (ε̂, x̂₀, v̂) are converted with: the scheduler's σ where it keeps one, else ᾱ[t]."""
+        return self.frames.alpha_call
+
+    @property
+    def alpha_of_landing(self) -> tuple[float, ...]:
+        """ᾱ of each frame's x_prev (1 at the data)."""
+        return self.frames.alpha_landing
+
+    @property
+    def frame_roles(self) -> tuple[str, ...]:
+        """Why each frame exists where a step takes several model calls ("" for an ordinary step)."""
+        return self.frames.roles
 
 
 def max_batch_size(sample_shape: tuple[int, ...]) -> int:

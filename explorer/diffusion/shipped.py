@@ -9,11 +9,14 @@ in the explorer's (variance-preserving) convention:
                                     keep s = x_t·√(σ²+1), the others keep s = x_t
     x_t           x_t               scale_model_input(s_k, t_k): the VP state, which is the model's input
     σ_k           σ                 the scheduler's noise level at call k, σ² = (1−ᾱ)/ᾱ (where it keeps σ)
-    a             ᾱ                 1/(1+σ_k²) where the scheduler keeps σ (its own, Karras or not), else ᾱ[t_k]
-                                    from the training schedule: ε̂, x̂₀, v̂ are the model output converted with it
+    a             ᾱ                 settings.alpha_of_call[k]: 1/(1+σ_k²) where the scheduler keeps σ (its own,
+                                    Karras or not), else the scheduler's ᾱ[t_k]: ε̂, x̂₀, v̂ (and a guided run's
+                                    x̂₀ of f_c and f_u) are the model output converted with it
     x0_clipped    x̂₀ the step uses  the scheduler's pred_original_sample where it returns one, else x̂₀
-    x_prev        x_{t_{k+1}}       step()'s prev_sample, in the VP convention (÷√(σ_{k+1}²+1) for σ-space
-                                    schedulers, computed as scale_model_input does): the next call's x_t exactly
+    x_prev        x_s               step()'s prev_sample, in the VP convention (÷√(σ_{k+1}²+1) for σ-space
+                                    schedulers, computed as scale_model_input does): the next call's x_t exactly;
+                                    s = settings.prev_timesteps[k], ᾱ_s = settings.alpha_of_landing[k]
+                                    (explorer.diffusion.landings: DDIM and PNDM land on t − T//n)
     noise, std    z, σ_z            z = what the scheduler drew from the generator seeded from the explorer's
                                     (seed, k) (= `noise.step_noise(seed, k)`); σ_z measured (below); 0 if it drew none
     mean          μ                 x_prev − σ_z z
@@ -39,8 +42,10 @@ from typing import Any
 
 import torch
 
+from explorer.diffusion.clipping import clipping_of
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput, as_denoiser
 from explorer.diffusion.indexing import frame_of
+from explorer.diffusion.landings import scheduler_landings
 from explorer.diffusion.noise import generator_for, initial_noise, step_noise
 from explorer.diffusion.parameterization import Prediction, convert
 from explorer.diffusion.schedules import TimestepSpacing, current_scheduler_config
@@ -140,10 +145,20 @@ def build_scheduler(config: Mapping[str, Any], num_inference_steps: int, device:
     return scheduler
 
 
+_OFF_GRID_SIGMAS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")  # σ between the grid's
+
+
 def _timesteps_of(scheduler: Any, kind: ShippedScheduler) -> tuple[int, ...]:
     values = scheduler.timesteps.detach().cpu().double()
     if not torch.equal(values, values.round()):
         fractional = next(float(v) for v in values if float(v) != round(float(v)))
+        off_grid = next((key for key in _OFF_GRID_SIGMAS if scheduler.config.get(key)), None)
+        if off_grid is not None:  # measured: n ≤ 2 only (σ_max and σ_min), under leading, linspace and trailing
+            raise ValueError(
+                f"{kind.class_name} with {off_grid} visits fractional timesteps (e.g. {fractional:.2f}) for every "
+                "step count above 2, under every spacing, and the explorer's models take integer timesteps: run "
+                "at most 2 steps, or use sampler 'ddim' or 'ddpm'"
+            )
         raise ValueError(
             f"{kind.class_name} visits fractional timesteps here (e.g. {fractional:.2f}), and the explorer's models "
             "take integer timesteps: choose a step count n with (T − 1)/(n − 1) an integer, or 'leading' or "
@@ -195,19 +210,22 @@ def scheduler_settings(
     own_spacing = scheduler.config.get("timestep_spacing")
     if spacing is not None and own_spacing != config["timestep_spacing"]:
         raise ValueError(f"spacing: {kind.class_name} has no timestep_spacing to choose; leave spacing unset")
+    timesteps = _timesteps_of(scheduler, kind)
+    clipping = clipping_of(config)  # the config's clip_sample, else diffusers' default for the class
     return SamplerSettings(
         sampler=SamplerKind.SCHEDULER,
-        timesteps=_timesteps_of(scheduler, kind),
+        timesteps=timesteps,
         eta=float(eta),
         variance=denoiser.variance_type,
-        clip_sample=bool(config.get("clip_sample", False)),
-        clip_range=float(config.get("clip_sample_range", 1.0)),
+        clip_sample=clipping.clip_sample,
+        clip_range=clipping.clip_range,
         seed=check_int("seed", seed, 0, MAX_SEED),
         batch_size=check_int("batch_size", batch_size, 1, max_batch_size(denoiser.sample_shape)),
         schedule=denoiser.schedule,
         spacing=TimestepSpacing.parse(own_spacing or "linspace"),  # DPM-Solver singlestep: linspace, keyless
         final_timestep=_final_timestep(kind, config),
         scheduler_steps=steps,
+        landings=scheduler_landings(scheduler, timesteps),
     )
 
 
@@ -285,13 +303,7 @@ def _call(
         if not torch.equal(probe_prev, x_prev):
             std = _noise_scale(x_prev.cpu(), probe_prev.cpu(), noise, other, kind.class_name)
 
-    # ᾱ of this call: the scheduler's own σ where it keeps one (step() has moved its index on by one), else the
-    # training schedule's ᾱ[t].
-    if hasattr(scheduler, "sigmas"):
-        sigma = float(scheduler.sigmas[scheduler.step_index - 1])
-        a = 1.0 / (1.0 + sigma * sigma)
-    else:
-        a = float(settings.schedule.alphas_cumprod[t])
+    a = settings.alpha_of_call[k]  # the scheduler's own σ where it keeps one, else ᾱ[t] (explorer.diffusion.landings)
     x64, out64 = x_t.double().cpu(), model_output.double().cpu()
     views = {
         name: convert(out64, denoiser.prediction, target, x64, a).float()
@@ -300,11 +312,10 @@ def _call(
     returned = getattr(result, "pred_original_sample", None)
     x_prev_cpu = x_prev.detach().to("cpu", torch.float32)
     state.sample = prev_sample
-    n = settings.num_inference_steps
     return Step(
         index=k,
         timestep=t,
-        prev_timestep=settings.timesteps[k + 1] if k < n - 1 else settings.final_timestep,
+        prev_timestep=settings.prev_timesteps[k],
         x_t=x_t.detach().to("cpu", torch.float32),
         model_output=model_output.detach().to("cpu", torch.float32),
         x0_clipped=views["x0"] if returned is None else returned.detach().to("cpu", torch.float32),

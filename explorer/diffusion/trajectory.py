@@ -61,7 +61,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Trajectory(Sequence[Step]):
-    """A recorded run: steps[k] goes from timesteps[k] to timesteps[k+1]; samples is the final x_0 [B, *shape]."""
+    """A recorded run: steps[k] calls the model at timesteps[k] and lands on settings.prev_timesteps[k]; samples is
+    the final x_0 [B, *shape]."""
 
     denoiser_name: str
     prediction: Prediction
@@ -74,9 +75,11 @@ class Trajectory(Sequence[Step]):
 
     def guidance_x0(self, index: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """x̂₀ of step `index`'s conditional and unconditional predictions ([B, *shape] each, None where not
-        recorded): what guidance moves the guided x̂₀ between. ᾱ is the run's schedule's at the step's timestep."""
+        recorded): what guidance moves the guided x̂₀ between. ᾱ is the one the step's own views use
+        (`SamplerSettings.alpha_of_call`: 1/(1 + σ²) under a scheduler's σ, Karras σ included), so with guidance
+        rescale φ = 0, step.x0 = x̂₀_u + w (x̂₀_c − x̂₀_u)."""
         step = self.steps[index]
-        a_t = float(self.settings.schedule.alphas_cumprod[step.timestep])
+        a_t = self.settings.alpha_of_call[step.index]
 
         def x0_of(output: torch.Tensor | None) -> torch.Tensor | None:
             return None if output is None else convert(output, self.prediction, Prediction.SAMPLE, step.x_t, a_t)
@@ -139,7 +142,7 @@ class CompactTrajectory:
     prediction: Prediction
     settings: SamplerSettings
     timesteps: np.ndarray  # int64 [S], 0-based, descending
-    prev_timesteps: np.ndarray  # int64 [S], −1 for the final step
+    prev_timesteps: np.ndarray  # int64 [S]: where step k lands (SamplerSettings.prev_timesteps), −1 = the data
     x_t: torch.Tensor  # [S, B, *shape]
     eps: torch.Tensor
     x0: torch.Tensor
@@ -225,6 +228,15 @@ class CompactTrajectory:
         return Trajectory(self.denoiser_name, self.prediction, self.settings, tuple(steps))
 
 
+def clipped_share(x0: torch.Tensor, settings: SamplerSettings) -> torch.Tensor:
+    """Share of each sample's x̂₀ elements ([B, *shape]) outside [−r, r] when the run clips (`settings.clip_sample`,
+    set by `explorer.diffusion.clipping`), else 0: the same rule as the clipped view. Returns float32 [B]."""
+    batch = x0.shape[0]
+    if not settings.clip_sample:
+        return torch.zeros(batch, dtype=torch.float32)
+    return (x0.abs() > settings.clip_range).reshape(batch, -1).float().mean(dim=1)
+
+
 class CompactRecorder:
     """Builds a `CompactTrajectory` step by step into preallocated tensors (never a full-precision copy)."""
 
@@ -281,11 +293,11 @@ class CompactRecorder:
             self._views[name][self.count] = getattr(step, name)
         batch = step.x_t.shape[0]
         self._std[self.count] = step.std.reshape(batch, -1).mean(dim=1)
-        self._clipped[self.count] = (step.x0 != step.x0_clipped).reshape(batch, -1).float().mean(dim=1)
+        self._clipped[self.count] = clipped_share(step.x0, self.settings)
         if step.unconditional is not None and step.conditional is not None:
             if not self._guidance:
                 self._allocate_guidance(step.x_t)
-            a_t = float(self.settings.schedule.alphas_cumprod[step.timestep])
+            a_t = self.settings.alpha_of_call[step.index]  # the ᾱ of the step's own views
             for name, output in zip(GUIDANCE_VIEWS, (step.conditional, step.unconditional), strict=True):
                 x0 = convert(output, self.prediction, Prediction.SAMPLE, step.x_t, a_t)  # fp32, then stored
                 self._guidance[name][self.count] = x0
@@ -298,7 +310,7 @@ class CompactRecorder:
         if self.count != total:
             raise ValueError(f"the run stopped after {self.count} of {total} steps")
         timesteps = np.asarray(self.settings.timesteps, dtype=np.int64)
-        prev = np.append(timesteps[1:], self.settings.final_timestep)
+        prev = np.asarray(self.settings.prev_timesteps, dtype=np.int64)  # where each step lands (landings)
         return CompactTrajectory(
             denoiser_name=self.denoiser_name,
             prediction=self.prediction,

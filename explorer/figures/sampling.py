@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.diffusion.indexing import paper_t
+from explorer.diffusion.indexing import frame_of, paper_t
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.views import PREDICTION_VIEWS, view_of
 from explorer.figures.schedules import COLOURS, FONT
@@ -18,6 +18,37 @@ KL_LEFT_OUT = (
     "KL panel, t ≥ 2 only: L₀ (t = 1) is a decoder term, not a KL between Gaussians; "
     "L<sub>T</sub> = KL(q(x<sub>T</sub> | x₀) ‖ N(0, I)) has no parameters"
 )
+
+
+def step_label(settings, index: int) -> str:
+    """The "t = a → b" of frame `index` of a run with `settings` (a `SamplerSettings`), in paper t: a is where the
+    step's x_prev is computed from, b where it lands (`settings.prev_timesteps`; 0 is the data)."""
+    start, landing = paper_t(settings.step_starts[index]), paper_t(settings.prev_timesteps[index])
+    return f"t = {start} → {landing if landing > 0 else '0 (data)'}"
+
+
+def frame_notes(settings, index: int) -> list[str]:
+    """What else frame `index` must say: why a multi-call scheduler has this frame (Heun's 2nd call, PNDM's
+    Runge–Kutta calls, …), and where the model is called at another t than the one x_t lies at (diffusers' DDIM
+    and PNDM land on t − T//n, which is not the next call's t under linspace or trailing spacing)."""
+    role = settings.frame_roles[index]
+    notes = [role] if role else []
+    call = settings.timesteps[index]
+    if index > 0:
+        lies_at = settings.prev_timesteps[index - 1]
+        if lies_at != call:
+            notes.append(
+                f"x_t lies at t = {paper_t(lies_at)}, where the previous frame landed; the scheduler calls the "
+                f"model at t = {paper_t(call)}"
+            )
+    return notes
+
+
+def frame_caption(run, index: int) -> str:
+    """The one caption of frame `index` of a run (a `Trajectory` or `CompactTrajectory`): "frame k of S · t = a → b"
+    and the frame's notes. The page's picture, its text line and the exports all use it."""
+    parts = [f"frame {frame_of(index)} of {len(run)}", step_label(run.settings, index)]
+    return " · ".join(parts + frame_notes(run.settings, index))
 
 
 def run_diagnostics(compact, schedule: Schedule) -> dict[str, np.ndarray]:

@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 
+from explorer.diffusion.clipping import clipping_of
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
 from explorer.diffusion.parameterization import prediction_of
 from explorer.diffusion.posterior import VarianceType
-from explorer.diffusion.schedules import FLOW_SCHEDULERS, Schedule
+from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import TimestepLike, as_timesteps
 from explorer.models.errors import CheckpointError as CheckpointError  # re-exported: explorer imports both from here
 from explorer.models.errors import CheckpointProblem as CheckpointProblem
@@ -159,8 +160,8 @@ class ModuleDenoiser(Denoiser):
         self.schedule = Schedule.from_diffusers_config(scheduler)
         self.scheduler_config = dict(scheduler)  # as read, with its _class_name
         self.sample_shape = sample_shape_of(config)
-        # diffusers' DDPMScheduler clips by default; its flow-matching scheduler never clips
-        self.clip_sample = bool(scheduler.get("clip_sample", scheduler.get("_class_name") not in FLOW_SCHEDULERS))
+        # the config's clip_sample, else diffusers' default for its class (DDPM, DDIM: on; flow matching: none)
+        self.clip_sample = clipping_of(scheduler).clip_sample
         self.learned_variance = has_learned_variance(config)
         self.variance_type = variance_type_of(scheduler, self.learned_variance, name)
         self.num_parameters = sum(parameter.numel() for parameter in module.parameters())

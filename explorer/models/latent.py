@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from explorer.diffusion.clipping import clipping_of
 from explorer.diffusion.conditioning import Conditioning, guide, rescale_guidance
 from explorer.diffusion.denoiser import Denoiser, DenoiserOutput
 from explorer.diffusion.flow import FlowSchedule
@@ -70,9 +71,9 @@ class LatentDenoiser(Denoiser):
         config = parts.network.config
         self.scheduler_config = dict(scheduler)
         self.prediction = prediction_of(scheduler)
-        # Latents are not in [−1, 1]: without a clip_sample key, no clipping (diffusers' DDIM default True, with a
-        # warning that SD configs should set it false; the published SD configs do).
-        self.clip_sample = bool(scheduler.get("clip_sample", False))
+        # The config's clip_sample, else diffusers' default for its class, as for every checkpoint (DDIM's default
+        # is True even for latents, with a warning that SD configs should set it false; the published ones do).
+        self.clip_sample = clipping_of(scheduler).clip_sample
         self.latent_channels = self.kind.latent_channels(parts.network)
         height, width = self.kind.sample_size(parts.network)
         self.sample_shape = (self.latent_channels, height, width)
