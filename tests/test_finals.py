@@ -35,3 +35,9 @@ def test_final_points_are_drawn_large_with_the_median_distance():
     data = exact_training_set(Dataset.MOONS)
     picture = finals_picture(data[:64].clone(), Dataset.MOONS)
     assert min(picture.size) >= 480
+
+
+def test_final_points_of_a_model_without_a_known_data_set_are_drawn_too():
+    points = torch.randn((32, 2), generator=torch.Generator().manual_seed(1))
+    picture = finals_picture(points, None)
+    assert min(picture.size) >= 480

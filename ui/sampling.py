@@ -185,6 +185,8 @@ def finals_picture(samples: torch.Tensor, dataset: Dataset | None, drawing: Draw
     """The final samples, at least 2× native; for a model of a bundled data set, beside each sample's nearest
     example of the set the exact denoiser reverses, each with its distance under it and the median in the title."""
     if dataset is None:
+        if samples.ndim == 2:  # points of a model whose data set is not known here
+            return labelled_row([("final samples", scatter_frame(samples, size=PANEL_PIXELS * 3, extent=3.5))])
         if not drawing.latent:
             return _finals_grid(samples, [f"sample {k}" for k in range(len(samples))])
         exact = Drawing(drawing.model, Decoder.EXACT)  # a latent model's samples: decoded by its own VAE
