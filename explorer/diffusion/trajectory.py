@@ -1,7 +1,7 @@
 """Records of a run: each `Step` in full (float32), a `Trajectory` of them, and the compact form the UI keeps.
 
-A `Trajectory` holds ten float32 tensors per step. The compact form keeps the six views of
-`explorer.diffusion.views` (x_t, x̂₀, ε̂, v̂, μ, z) stacked over steps in float16, with x_t in float32 so that a
+A `Trajectory` holds eleven float32 tensors per step. The compact form keeps the seven views of
+`explorer.diffusion.views` (x_t, x̂₀, ε̂, v̂, û, μ, z) stacked over steps in float16, with x_t in float32 so that a
 branch restarted from any frame continues exactly where the run was, plus the per-sample σ and the final sample.
 The rest is derived: x_prev of step k is x_t of the next step, x̂₀ clipped is a clamp, and the model output is
 its own view. Views are stored after they were computed in fp32 or better (re-deriving x̂₀ from an fp16 ε̂ at
@@ -29,6 +29,8 @@ class Step:
     """One reverse step k, as CPU tensors [B, *shape] (std broadcastable: [B, 1, ..., 1] or [B, *shape]).
 
     x_prev == mean + std * noise holds exactly; timestep and prev_timestep are 0-based (−1 = the end).
+    eps, x0, v and u are the model's prediction in all four spaces (`explorer.diffusion.views`), converted from
+    model_output with the step's own ᾱ; u is the flow velocity ε − x₀ at the σ of equal SNR.
     A conditional model's step also keeps its conditional and unconditional predictions (model output space; the
     unconditional one only when guidance ran a second pass), and a learned-variance model's variance values.
     """
@@ -42,6 +44,7 @@ class Step:
     x0: torch.Tensor
     x0_clipped: torch.Tensor
     v: torch.Tensor
+    u: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
     noise: torch.Tensor
@@ -52,7 +55,7 @@ class Step:
 
     @property
     def nbytes(self) -> int:
-        tensors = (self.x_t, self.model_output, self.eps, self.x0, self.x0_clipped, self.v)
+        tensors = (self.x_t, self.model_output, self.eps, self.x0, self.x0_clipped, self.v, self.u)
         tensors += (self.mean, self.std, self.noise, self.x_prev, self.conditional, self.unconditional)
         tensors += (self.variance_values,)
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
@@ -115,7 +118,7 @@ GUIDANCE_VIEWS = ("x0_conditional", "x0_unconditional")  # a guided run's compac
 
 
 def compact_nbytes(num_steps: int, batch_size: int, sample_shape: tuple[int, ...], guided: bool = False) -> int:
-    """Bytes a compact run of this size holds: x_t in float32, five views in float16 (seven for a `guided` run of a
+    """Bytes a compact run of this size holds: x_t in float32, six views in float16 (eight for a `guided` run of a
     conditional model: x̂₀ of its conditional and unconditional predictions too), σ and clipped share (float32
     [S, B]), the final samples (float32) and two int64 timestep arrays."""
     per_state = batch_size * math.prod(sample_shape)
@@ -137,6 +140,7 @@ class CompactTrajectory:
     eps: torch.Tensor
     x0: torch.Tensor
     v: torch.Tensor
+    u: torch.Tensor
     mean: torch.Tensor
     noise: torch.Tensor
     std: torch.Tensor  # float32 [S, B]: σ of each step and sample (its mean over pixels for learned variance)
@@ -175,7 +179,7 @@ class CompactTrajectory:
         )
 
     def view(self, name: str, index: int) -> torch.Tensor:
-        """View `name` (x_t, eps, x0, v, mean, noise, x0_clipped or x_prev) at step `index`, float32 [B, *shape]."""
+        """View `name` (x_t, eps, x0, v, u, mean, noise, x0_clipped or x_prev) at step `index`, float32 [B, *shape]."""
         if not 0 <= index < len(self):
             raise ValueError(f"step must be an integer in [0, {len(self) - 1}]; got {index}")
         if name == "x0_clipped":
