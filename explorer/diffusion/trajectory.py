@@ -1,11 +1,12 @@
 """Records of a run: each `Step` in full (float32), a `Trajectory` of them, and the compact form the UI keeps.
 
-A `Trajectory` holds eleven float32 tensors per step. The compact form keeps the seven views of
-`explorer.diffusion.views` (x_t, x̂₀, ε̂, v̂, û, μ, z) stacked over steps in float16, with x_t in float32 so that a
+A `Trajectory` holds eleven float32 tensors per step. The compact form keeps six views of
+`explorer.diffusion.views` (x_t, x̂₀, ε̂, v̂, μ, z) stacked over steps in float16, with x_t in float32 so that a
 branch restarted from any frame continues exactly where the run was, plus the per-sample σ and the final sample.
-The rest is derived: x_prev of step k is x_t of the next step, x̂₀ clipped is a clamp, and the model output is
-its own view. Views are stored after they were computed in fp32 or better (re-deriving x̂₀ from an fp16 ε̂ at
-t = T is off by 0.6). `CompactRecorder` writes each step into preallocated tensors as it arrives, so a run never
+The rest is derived: x_prev of step k is x_t of the next step, x̂₀ clipped is a clamp, û = ε̂ − x̂₀ a difference
+(no division, so its error is the rounding its two stored terms carry), and the model output is its own view.
+Views are stored after they were computed in fp32 or better (re-deriving x̂₀ from an fp16 ε̂ at t = T is off by
+0.6). `CompactRecorder` writes each step into preallocated tensors as it arrives, so a run never
 holds its steps at full precision; `compact_nbytes` says what a run will need before it starts.
 """
 
@@ -110,15 +111,15 @@ class Trajectory(Sequence[Step]):
         return CompactTrajectory.from_trajectory(self)
 
 
-VIEWS = tuple(view.name for view in STEP_VIEWS)  # what the compact form stores per step
-DERIVED = ("x0_clipped", "x_prev")  # what it derives
+DERIVED = ("x0_clipped", "x_prev", "u")  # what the compact form derives
+VIEWS = tuple(view.name for view in STEP_VIEWS if view.name not in DERIVED)  # what it stores per step
 
 
 GUIDANCE_VIEWS = ("x0_conditional", "x0_unconditional")  # a guided run's compact form also keeps these (float16)
 
 
 def compact_nbytes(num_steps: int, batch_size: int, sample_shape: tuple[int, ...], guided: bool = False) -> int:
-    """Bytes a compact run of this size holds: x_t in float32, six views in float16 (eight for a `guided` run of a
+    """Bytes a compact run of this size holds: x_t in float32, five views in float16 (seven for a `guided` run of a
     conditional model: x̂₀ of its conditional and unconditional predictions too), σ and clipped share (float32
     [S, B]), the final samples (float32) and two int64 timestep arrays."""
     per_state = batch_size * math.prod(sample_shape)
@@ -140,7 +141,6 @@ class CompactTrajectory:
     eps: torch.Tensor
     x0: torch.Tensor
     v: torch.Tensor
-    u: torch.Tensor
     mean: torch.Tensor
     noise: torch.Tensor
     std: torch.Tensor  # float32 [S, B]: σ of each step and sample (its mean over pixels for learned variance)
@@ -178,6 +178,11 @@ class CompactTrajectory:
             a.nbytes for a in tensors if isinstance(a, np.ndarray)
         )
 
+    @property
+    def u(self) -> torch.Tensor:
+        """û = ε̂ − x̂₀ of every step, [S, B, *shape] float16 (the flow velocity at the σ of equal SNR), derived."""
+        return (self.eps.float() - self.x0.float()).half()
+
     def view(self, name: str, index: int) -> torch.Tensor:
         """View `name` (x_t, eps, x0, v, u, mean, noise, x0_clipped or x_prev) at step `index`, float32 [B, *shape]."""
         if not 0 <= index < len(self):
@@ -185,6 +190,8 @@ class CompactTrajectory:
         if name == "x0_clipped":
             x0 = self.x0[index].float()
             return x0.clamp(-self.clip_range, self.clip_range) if self.clip_sample else x0
+        if name == "u":
+            return self.eps[index].float() - self.x0[index].float()
         if name == "x_prev":
             return self.samples.clone() if index == len(self) - 1 else self.x_t[index + 1].float()
         if name in GUIDANCE_VIEWS:
