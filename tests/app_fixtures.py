@@ -11,8 +11,9 @@ import explorer.models.refs as refs
 
 NAMES = [f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v")]
 NAMES += ["moons-eps-minsnr5"]  # ε trained with min-SNR-5 weighting, beside moons-eps on the Parameterizations tab
+NAMES += ["moons-flow", "ring-flow"]  # rectified flow: the velocity u = ε − x₀ on x_σ = (1 − σ) x₀ + σ ε
 CHECKPOINT_FILES = ("config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors")
-PREDICTIONS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+PREDICTIONS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction", "flow": "flow_prediction"}
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright cannot download browsers here
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -30,7 +31,7 @@ def ensure_models() -> Path:
     """Point `explorer.models.refs` at a folder holding every bundled name in NAMES (real ones when present)."""
     if all((refs.PRETRAINED_DIR / name / file).is_file() for name in NAMES for file in CHECKPOINT_FILES):
         return refs.PRETRAINED_DIR
-    from diffusers import DDPMScheduler
+    import diffusers
 
     from explorer.data import Dataset
     from explorer.diffusion.parameterization import Prediction
@@ -41,7 +42,9 @@ def ensure_models() -> Path:
         data, suffix = name.split("-")[:2]
         out = folder / name
         build_model(Dataset(data)).save_pretrained(out, safe_serialization=True)
-        DDPMScheduler(**scheduler_config(Dataset(data), Prediction(PREDICTIONS[suffix]))).save_pretrained(out)
+        prediction = Prediction(PREDICTIONS[suffix])
+        kind = "FlowMatchEulerDiscreteScheduler" if prediction is Prediction.FLOW else "DDPMScheduler"
+        getattr(diffusers, kind)(**scheduler_config(Dataset(data), prediction)).save_pretrained(out)
     refs.PRETRAINED_DIR = folder
     return folder
 

@@ -33,6 +33,7 @@ DDPM_256_CONFIG = {  # google/ddpm-{celebahq,church,bedroom,cat}-256 share this 
     "sample_size": 256,
 }
 SUFFIX_PREDICTION = {"eps": Prediction.EPSILON, "x0": Prediction.SAMPLE, "v": Prediction.V_PREDICTION}
+SUFFIX_PREDICTION["flow"] = Prediction.FLOW
 
 
 def parameters_of(config: dict) -> int:

@@ -50,9 +50,11 @@ def test_payload_holds_every_frame_of_a_small_run_with_its_pixels_caption_and_te
         t = int(compact.timesteps[k]) + 1  # paper t of the step (the test states it independently)
         assert data["captions"][k].startswith(f"frame {k + 1} of 6 · t = {t} → ")
     assert data["captions"][-1].endswith("→ 0 (data)")
-    # The strip is the six views at native size: 4 digits of 16 px in a 2 × 2 grid with 2 px gaps = 34 px per view.
-    assert (data["height"], [p[2] for p in data["panels"]]) == (34, [34] * 6)
-    assert [p[0] for p in data["panels"]] == ["x_t", "x̂₀", "ε̂ (±3)", "v̂ (±3)", "μ", "noise z (±3)"]
+    # The strip is the seven views at native size: 4 digits of 16 px in a 2 × 2 grid with 2 px gaps = 34 px per view.
+    assert (data["height"], [p[2] for p in data["panels"]]) == (34, [34] * 7)
+    # digits-eps predicts ε: its panel says so, the other three prediction spaces say they were converted from it
+    titles = ["x_t", "x̂₀ from ε̂", "ε̂ (±3) predicted", "v̂ (±3) from ε̂", "û (±4) from ε̂", "μ", "noise z (±3)"]
+    assert [p[0] for p in data["panels"]] == titles
     strip = np.asarray(_picture(data["frames"]["4"]))
     assert strip.shape == (34, data["width"])
     expected = to_uint8(compact.view("x_t", 4))[:, :, :, 0]  # [B, 16, 16]
@@ -60,6 +62,11 @@ def test_payload_holds_every_frame_of_a_small_run_with_its_pixels_caption_and_te
     np.testing.assert_array_equal(strip[18:34, 18:34], expected[3])
     eps_left = data["panels"][2][1]
     np.testing.assert_array_equal(strip[:16, eps_left : eps_left + 16], to_uint8(compact.view("eps", 4) / 3)[0, ..., 0])
+    # û = ε̂ − x̂₀ (the flow velocity at the σ of equal SNR), drawn on ±4; fp16 storage moves a pixel by one level
+    u_left = data["panels"][4][1]
+    u = (compact.view("eps", 4).double() - compact.view("x0", 4).double()) / 4
+    drawn = strip[:16, u_left : u_left + 16].astype(int)
+    assert np.abs(drawn - to_uint8(u.float())[0, ..., 0].astype(int)).max() <= 1
     assert len(json.dumps(data)) < 200_000  # 6 frames of 4 digits: small
 
 
@@ -91,7 +98,7 @@ def test_points_are_drawn_where_they_are():
     stored = _run("frames-moons", model="moons-eps", batch=64)
     data = frames.payload(stored, 0)
     assert data["height"] == frames.SCATTER_PIXELS
-    assert data["width"] == 6 * frames.SCATTER_PIXELS + 5 * frames.PANEL_GAP
+    assert data["width"] == 7 * frames.SCATTER_PIXELS + 6 * frames.PANEL_GAP
     strip = np.asarray(_picture(data["frames"]["5"]).convert("RGB")).astype(int)
     x0 = stored.compact.view("x0", 5).numpy()
     extent, size = 3.5, frames.SCATTER_PIXELS

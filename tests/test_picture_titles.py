@@ -16,6 +16,8 @@ TITLES = [
     "nearest training digit (exact denoiser)",
     "ε̂ (±3)",
     "v̂ (±3)",
+    "ε̂ (±3) predicted",
+    "û (±4) from ε̂",
     "μ",
     "noise z",
     "x_{t−1}",

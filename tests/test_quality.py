@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
 from explorer.data import digits, ring, two_moons
 from explorer.diffusion.parameterization import Prediction
@@ -27,6 +27,7 @@ from tools.train import training_schedule
 
 MAX_FOLDER_BYTES = 8 * 1024 * 1024
 SUFFIX_PREDICTION = {"eps": Prediction.EPSILON, "x0": Prediction.SAMPLE, "v": Prediction.V_PREDICTION}
+SUFFIX_PREDICTION["flow"] = Prediction.FLOW
 DIGITS_MODELS = [name for name in MODEL_NAMES if name.startswith("digits")]
 POINT_MODELS = [name for name in MODEL_NAMES if not name.startswith("digits")]
 CONFIDENCE_TOLERANCE = 0.1  # 64 samples vs the card's 1,000: the standard error of the mean is ≈ 0.03
@@ -79,12 +80,21 @@ def test_bundled_folder_has_the_files_and_loads(name):
     assert sum(path.stat().st_size for path in folder.iterdir()) <= MAX_FOLDER_BYTES
     assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
 
-    scheduler = DDPMScheduler.from_pretrained(folder)
-    assert scheduler.config.prediction_type == SUFFIX_PREDICTION[name.split("-")[1]].value
-    assert scheduler.config.variance_type == "fixed_small"
-    assert scheduler.config.clip_sample is name.startswith("digits")
-    schedule = Schedule.from_diffusers_config(dict(scheduler.config))
-    np.testing.assert_allclose(schedule.betas, training_schedule().betas)
+    prediction = SUFFIX_PREDICTION[name.split("-")[1]]
+    if prediction is Prediction.FLOW:  # rectified flow on σ = t/T, unshifted: the VP schedule of equal SNR
+        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder)
+        assert scheduler.config.shift == 1.0 and not scheduler.config.use_dynamic_shifting
+        config = {"_class_name": "FlowMatchEulerDiscreteScheduler", **scheduler.config}
+        a = Schedule.from_diffusers_config(config).alphas_cumprod
+        sigma = np.arange(1, 1001) / 1000
+        np.testing.assert_allclose(a, (1 - sigma) ** 2 / ((1 - sigma) ** 2 + sigma**2), rtol=1e-9, atol=1e-15)
+    else:
+        scheduler = DDPMScheduler.from_pretrained(folder)
+        assert scheduler.config.prediction_type == prediction.value
+        assert scheduler.config.variance_type == "fixed_small"
+        assert scheduler.config.clip_sample is name.startswith("digits")
+        schedule = Schedule.from_diffusers_config(dict(scheduler.config))
+        np.testing.assert_allclose(schedule.betas, training_schedule().betas)
 
     model = load_model(folder)
     shape = (1, 16, 16) if name.startswith("digits") else (2,)

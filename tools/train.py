@@ -6,8 +6,8 @@ Training objective (DDPM, Ho et al. 2020, Algorithm 1, with the target chosen by
     ε ~ N(0, I),  x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε        `explorer.diffusion.posterior.q_sample`
     target = ε | x₀ | v = √ᾱ_t ε − √(1−ᾱ_t) x₀ | u = ε − x₀ (flow)   `parameterization.v_from_x0_eps`
     A flow model (`--prediction flow_prediction`) trains on the VP schedule of equal SNR to σ = t/T: its x_t is the
-    flow point x_σ = (1−σ) x₀ + σ ε divided by √ᾱ + √(1−ᾱ), so rectified flow's path and velocity, with the VP
-    machinery (samplers, posterior, teacher forcing) unchanged.
+    flow point x_σ = (1−σ) x₀ + σ ε times √ᾱ + √(1−ᾱ) (x_σ = x_t/(√ᾱ + √(1−ᾱ))), so rectified flow's path and
+    velocity, with the VP machinery (samplers, posterior, teacher forcing) unchanged.
     loss = mean w_t ‖model(x_t, timestep) − target‖²  MSE on the model's own target
     w_t = 1 (`--loss-weighting uniform`, the default), or min-SNR-γ (Hang et al. 2023): the weight that turns
           each target's MSE into min(SNR_t, γ) · ‖x₀ − x̂₀‖², i.e. min(SNR, γ) for x₀, min(SNR, γ)/SNR for ε,
@@ -141,7 +141,7 @@ def seed_everything(seed: int) -> None:
 
 def training_schedule(prediction: Prediction = Prediction.EPSILON) -> Schedule:
     """The schedule every bundled model shares: linear β from 1e-4 to 0.02 over T = 1000; a flow model's is the VP
-    schedule of equal SNR to the flow grid σ = t/T (t = 1..T), so x_t = √ᾱ x₀ + √(1−ᾱ) ε is x_σ/(√ᾱ + √(1−ᾱ))."""
+    schedule of equal SNR to the flow grid σ = t/T (t = 1..T), so x_t = √ᾱ x₀ + √(1−ᾱ) ε is x_σ·(√ᾱ + √(1−ᾱ))."""
     if prediction is Prediction.FLOW:
         return Schedule.from_diffusers_config({"_class_name": FLOW_SCHEDULER, **FLOW_SCHEDULER_CONFIG})
     return Schedule.from_name(BETA_SCHEDULE, NUM_TRAIN_TIMESTEPS, beta_start=BETA_START, beta_end=BETA_END)

@@ -261,7 +261,10 @@ def frame_png(frame: float, scale: float = 4, request: gr.Request = None) -> str
     compact = stored.compact
     index = frame_index(compact, frame)
     drawing = drawing_of(stored.model)
-    views = [(v.title, _scaled_panel(compact.view(v.name, index), v.half_range, factor, drawing)) for v in STEP_VIEWS]
+    views = [
+        (v.title_for(compact.prediction), _scaled_panel(compact.view(v.name, index), v.half_range, factor, drawing))
+        for v in STEP_VIEWS
+    ]
     path = _export_folder() / f"frame-{frame_of(index)}.png"
     note = f" · drawn by {drawing.name}" if drawing.latent else ""
     with_caption(labelled_row(views), frame_caption(compact, index) + note).save(path)

@@ -1,7 +1,7 @@
 """Client-side frames: a finished run's frames as compact pictures the page holds, and the player that steps them.
 
-A frame on the page is a *strip*: the six step views (x_t, x̂₀, ε̂, v̂, μ, z) of the whole batch side by side at
-native size (image grids with white gaps, or small scatter pictures of 2-D points), one PNG per frame. The page
+A frame on the page is a *strip*: the seven step views (x_t, x̂₀, ε̂, v̂, û, μ, z) of the whole batch side by side
+at native size (image grids with white gaps, or small scatter pictures of 2-D points), one PNG per frame. The page
 draws it on a canvas upscaled with nearest neighbour to the container's width, with the view titles above and the
 caption "frame k of S · t = …" inside the picture, and swaps frames in the browser: ◀/▶, ← →, the slider and Play
 never call the server. A run whose pictures pass `FRAME_BUDGET` bytes sends an evenly spaced subset; a frame the
@@ -102,7 +102,7 @@ def _points_panel(points: np.ndarray, extent: float) -> np.ndarray:
 
 
 class Strips:
-    """Every step of a run as a native-size picture of its six views side by side, drawn from uint8 views computed
+    """Every step of a run as a native-size picture of its seven views side by side, drawn from uint8 views computed
     once for the whole run ([S, B, H, W, C] per view for images)."""
 
     def __init__(
@@ -113,15 +113,16 @@ class Strips:
         self.points = compact.x_t.ndim == 3  # [S, B, 2]
         self.views = []
         for view in STEP_VIEWS:
+            title = view.title_for(compact.prediction)  # a prediction view says whether it was predicted or converted
             stack = getattr(compact, view.name)[low:high]  # [S', B, *shape]
             if self.points:
-                self.views.append((view.title, stack.float().numpy(), 3.5 * view.half_range))
+                self.views.append((title, stack.float().numpy(), 3.5 * view.half_range))
             else:
                 pictures = drawing.pixels(stack.flatten(0, 1), view.half_range)  # every frame at once
                 pictures = pictures.unflatten(0, stack.shape[:2]).numpy()  # [S', B, C, H, W]
                 scaled = np.nan_to_num(pictures, nan=0.0, posinf=1.0, neginf=-1.0).clip(-1, 1)
                 tiles = np.round((scaled + 1) * 127.5).astype(np.uint8).transpose(0, 1, 3, 4, 2)  # [S, B, H, W, C]
-                self.views.append((view.title, tiles, 0.0))
+                self.views.append((title, tiles, 0.0))
 
     def panels(self, index: int) -> list[tuple[str, Image.Image]]:
         index -= self.low

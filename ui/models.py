@@ -40,10 +40,22 @@ def bundled_models() -> list[str]:
     return sorted(bundled_names())
 
 
-def exact_models() -> list[str]:
-    """The exact denoisers the page offers: one per data set that has a bundled ε-model (its schedule is theirs)."""
+def _exact_sources() -> dict[str, tuple[Dataset, str]]:
+    """Each exact denoiser's name → (its data set, the bundled model whose schedule and prediction it takes)."""
     bundled = set(bundled_models())
-    return [f"{EXACT_PREFIX}{data.value}" for data in Dataset if f"{data.value}-eps" in bundled]
+    sources = {}
+    for data in Dataset:
+        for suffix, name in (("eps", f"{EXACT_PREFIX}{data.value}"), ("flow", f"{EXACT_PREFIX}{data.value}-flow")):
+            if f"{data.value}-{suffix}" in bundled:
+                sources[name] = (data, f"{data.value}-{suffix}")
+    return sources
+
+
+def exact_models() -> list[str]:
+    """The exact denoisers the page offers: `exact-<data>` per data set with a bundled ε-model (E[x₀ | x_t] on its
+    schedule), and `exact-<data>-flow` per data set with a bundled flow model: the exact velocity of the training set,
+    u* = (x_σ − E[x₀ | x_σ]) / σ, on the flow model's schedule (the VP schedule of equal SNR), predicted as u."""
+    return list(_exact_sources())
 
 
 def model_choices() -> list[str]:
@@ -54,17 +66,18 @@ def model_choices() -> list[str]:
 
 
 @functools.cache
-def _exact(dataset: Dataset) -> OptimalDenoiser:
-    network = load(f"{dataset.value}-eps")
-    return OptimalDenoiser(
-        exact_training_set(dataset), network.schedule, Prediction.SAMPLE, name=f"{EXACT_PREFIX}{dataset.value}"
-    )
+def _exact(name: str) -> OptimalDenoiser:
+    dataset, source = _exact_sources()[name]
+    network = load(source)
+    prediction = Prediction.FLOW if network.prediction is Prediction.FLOW else Prediction.SAMPLE
+    return OptimalDenoiser(exact_training_set(dataset), network.schedule, prediction, name=name)
 
 
 def exact_dataset(ref: str) -> Dataset | None:
-    """The data set of an exact denoiser's name ("exact-digits" → digits), else None."""
-    if isinstance(ref, str) and ref.startswith(EXACT_PREFIX) and ref in exact_models():
-        return Dataset.parse(ref.removeprefix(EXACT_PREFIX))
+    """The data set of an exact denoiser's name ("exact-digits" and "exact-digits-flow" → digits), else None."""
+    if isinstance(ref, str) and ref.startswith(EXACT_PREFIX):
+        found = _exact_sources().get(ref)
+        return None if found is None else found[0]
     return None
 
 
@@ -81,9 +94,8 @@ def dataset_of(ref: str) -> Dataset | None:
 def load_model(ref: str) -> Denoiser:
     """A shared denoiser for a bundled name, an exact denoiser's name, a Hub id or (when allowed) a folder;
     ValueError says what is wrong."""
-    dataset = exact_dataset(ref)
-    if dataset is not None:
-        return _exact(dataset)
+    if exact_dataset(ref) is not None:
+        return _exact(ref)
     return load(ref, allow_local=_local_folders, dtype=app_dtype())
 
 

@@ -16,7 +16,7 @@ from explorer.diffusion.indexing import paper_t, timestep_of
 from explorer.diffusion.measured_table import measure_table
 from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.teacher import TeacherForcing, teacher_force
-from explorer.diffusion.views import PREDICTION_VIEWS, X0
+from explorer.diffusion.views import FOUR_VIEWS, PREDICTION_VIEWS, X0
 from explorer.figures.images import image_grid, labelled_row, scatter_frame, with_caption
 from explorer.figures.sampling import comparison_figure
 from explorer.figures.weighting import table_figure
@@ -90,7 +90,8 @@ def side_by_side(result: TeacherForcing, k: int) -> Image.Image:
 
 
 def trajectory_views(request: gr.Request | None):
-    """This session's run seen as x̂₀, ε̂ and v̂ over ten frames (first sample), each t labelled; None without a run."""
+    """This session's run seen as x̂₀, ε̂, v̂ and û over ten frames (first sample), each t labelled, each row saying
+    whether the run's model predicted it or it was converted; None without a run."""
     stored = state.STORE.get(state.session_of(request))
     if stored is None:
         return None
@@ -98,14 +99,15 @@ def trajectory_views(request: gr.Request | None):
     frames = np.unique(np.round(np.linspace(0, len(compact) - 1, 10)).astype(int))
     shown_t = paper_t(np.asarray(compact.timesteps)[frames])
     rows = []
-    for view in (X0, *(v for v in PREDICTION_VIEWS if v is not X0)):
+    for view in (X0, *(v for v in FOUR_VIEWS if v is not X0)):
+        title = view.title_for(compact.prediction)
         batch = torch.stack([compact.view(view.name, int(k))[0] for k in frames])  # [F, *shape]
         if batch.ndim == 2:
             last = compact.view(view.name, int(frames[-1]))
-            rows.append((view.title, scatter_frame(last, size=160, extent=3.5 * view.half_range)))
+            rows.append((title, scatter_frame(last, size=160, extent=3.5 * view.half_range)))
         else:
             pictures = drawing_of(stored.model).pixels(batch, view.half_range)  # latents: the linear projection
-            rows.append((view.title, image_grid(pictures, columns=len(frames), scale=4)))
+            rows.append((title, image_grid(pictures, columns=len(frames), scale=4)))
     if batch.ndim == 2:
         caption = f"{stored.model}: every sample at the last frame, t = {shown_t[-1]}"
     else:
@@ -301,8 +303,8 @@ def build() -> ParameterizationsTab:
     )
     picture = gr.Image(show_label=False, format="png", type="pil", interactive=False, elem_id="comparison_picture")
     gr.Markdown(
-        "**Your last run** (Reverse sampling tab) seen as x̂₀, ε̂ and v̂ over ten of its frames (empty until you run a "
-        "model; refreshed each time this tab opens)."
+        "**Your last run** (Reverse sampling tab) seen as x̂₀, ε̂, v̂ and the flow velocity û over ten of its frames "
+        "(empty until you run a model; refreshed each time this tab opens)."
     )
     run_views = gr.Image(show_label=False, format="png", type="pil", interactive=False, elem_id="comparison_run")
     gr.Markdown(TABLE_INTRO, latex_delimiters=[{"left": "$$", "right": "$$", "display": True}])

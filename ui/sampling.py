@@ -14,6 +14,7 @@ from PIL import Image
 
 from explorer.data import Dataset, exact_training_set, nearest
 from explorer.diffusion.indexing import frame_of, paper_t, position_of
+from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.sampler import branch_settings, iterate, iterate_branch
 from explorer.diffusion.settings import SamplerSettings
 from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, Step, compact_nbytes
@@ -74,11 +75,12 @@ EXACT_NOTE = """**Why learn p<sub>θ</sub> at all?** The `exact-*` models are th
 of a finite training set, run through the same sampler on the same noise: the exact reverse of that set can only copy
 its examples (nearest distance ≈ 0 beside the final samples), while a network trained on the data makes new ones."""
 INTRO = """### Run a real model backwards, then step through every frame
-Each frame shows, for the whole batch, the state x<sub>t</sub> entering the step, the model's prediction in all three
-spaces (x̂₀, ε̂, v̂), the mean μ of the step and the noise z it adds: x<sub>t−1</sub> = μ + σ z. Scrubbing frames never
-calls the model, nor the server: the page holds the frames. t is the paper's step, 1..T. Keyboard: ← and → step through
-frames. **Branch** reruns the run from the frame shown with the settings above (steps = the branch's total, its first
-frames kept) on the same noise, and keeps it beside the run: choose which one to step through."""
+Each frame shows, for the whole batch, the state x<sub>t</sub> entering the step, the model's prediction in all four
+spaces (x̂₀, ε̂, v̂ and the flow velocity û = ε̂ − x̂₀; the one the model predicts says *predicted*, the others say what
+they were converted *from*), the mean μ of the step and the noise z it adds: x<sub>t−1</sub> = μ + σ z. Scrubbing
+frames never calls the model, nor the server: the page holds the frames. t is the paper's step, 1..T. Keyboard: ← and
+→ step through frames. **Branch** reruns the run from the frame shown with the settings above (steps = the branch's
+total, its first frames kept) on the same noise, and keeps it beside the run: choose which one to step through."""
 CLIPPING_NOTE = """**Clipping x̂₀** (the clip control's *model default*, and always with sampler `scheduler`): the
 checkpoint's scheduler config decides (`clip_sample`, `clip_sample_range`); where the config has no such key, diffusers'
 default for that scheduler class applies, as in diffusers itself: DDPM and DDIM clip to [−1, 1], PNDM, Euler, Heun,
@@ -105,7 +107,10 @@ def _panel(batch: torch.Tensor, half_range: float, drawing: Drawing = PIXELS) ->
 def frame_picture(compact: CompactTrajectory, index: int, drawing: Drawing = PIXELS) -> Image.Image:
     """Step `index` of a compact run: every view of the whole batch, side by side with titles, and its caption
     ("frame k of S · t = …", and for a latent run the decoder that drew it) inside the picture."""
-    views = [(view.title, _panel(compact.view(view.name, index), view.half_range, drawing)) for view in STEP_VIEWS]
+    views = [
+        (view.title_for(compact.prediction), _panel(compact.view(view.name, index), view.half_range, drawing))
+        for view in STEP_VIEWS
+    ]
     note = f" · drawn by {drawing.name}" if drawing.latent else ""
     return with_caption(labelled_row(views), frame_caption(compact, index) + note)
 
@@ -114,8 +119,10 @@ def _frame_slider(compact: CompactTrajectory, index: int) -> gr.Slider:
     return gr.Slider(minimum=1, maximum=len(compact), value=frame_of(index), step=1, interactive=True)
 
 
-def _streamed(step: Step, done: int, total: int, drawing: Drawing = PIXELS) -> tuple:
-    views = [(view.title, _panel(getattr(step, view.name), view.half_range, drawing)) for view in STEP_VIEWS]
+def _streamed(step: Step, prediction: Prediction, done: int, total: int, drawing: Drawing = PIXELS) -> tuple:
+    views = [
+        (view.title_for(prediction), _panel(getattr(step, view.name), view.half_range, drawing)) for view in STEP_VIEWS
+    ]
     status = f"computing step {done} of {total} (t = {paper_t(step.timestep)})"
     picture = with_caption(labelled_row(views), f"computing: {status}")
     return picture, status, gr.skip(), gr.skip(), gr.skip()
@@ -234,7 +241,7 @@ def run(
                 recorder.add(record)
                 progress((recorder.count, total), desc="sampling", unit="steps")
                 if recorder.count % every == 0 and recorder.count < total:
-                    yield _streamed(record, recorder.count, total, drawing)
+                    yield _streamed(record, denoiser.prediction, recorder.count, total, drawing)
         record_run_time(denoiser, settings, time.perf_counter() - start, estimate)
         yield _finish(recorder.finish(), values, request)
 

@@ -7,7 +7,8 @@ Notation (Ho et al. 2020, Algorithm 2 and eq. 7; Song et al. 2021, "DDIM", eq. 1
     prev_timestep    s = t_{k+1}             the timestep the step lands on; −1 means x_0 (ᾱ = 1)
     x_t              x_t                     the state entering step k, [B, *shape]
     model_output     f_θ(x_t, t)             in the denoiser's own parameterization
-    eps, x0, v       ε̂, x̂₀, v̂               the same prediction in all three spaces (fp32 or better)
+    eps, x0, v, u    ε̂, x̂₀, v̂, û            the same prediction in all four spaces (fp32 or better; û = ε̂ − x̂₀ is the
+                                             flow velocity at the σ of equal SNR, `explorer.diffusion.flow`)
     x0_clipped       clip(x̂₀, ±r)            what the step uses (x0 itself when clipping is off)
     mean             μ_θ                     DDPM: μ̃(x̂₀, x_t) of q(x_s|x_t,x̂₀); DDIM: √ᾱ_s x̂₀ + √(1−ᾱ_s−σ²) ε̂
     std              σ                       DDPM: √β̃, √β or learned; DDIM: η √β̃ (β̃ of the jump t → s)
@@ -67,6 +68,7 @@ def reverse_step(
     eps = convert(model_output, prediction, Prediction.EPSILON, x_t, a_t)
     x0 = convert(model_output, prediction, Prediction.SAMPLE, x_t, a_t)
     v = convert(model_output, prediction, Prediction.V_PREDICTION, x_t, a_t)
+    u = convert(model_output, prediction, Prediction.FLOW, x_t, a_t)
     if not (torch.isfinite(x0).all() and torch.isfinite(eps).all()):
         t = paper_t(settings.timesteps[index])
         where = f"step {frame_of(index)} of {n} (t = {t})"
@@ -95,6 +97,7 @@ def reverse_step(
         "x0": x0,
         "x0_clipped": x0_clipped,
         "v": v,
+        "u": u,
         "mean": mean,
         "std": std,
         "x_prev": mean + std * noise,

@@ -59,6 +59,7 @@ from explorer.diffusion.settings import (
 )
 from explorer.diffusion.tensors import append_dims
 from explorer.diffusion.trajectory import Step
+from explorer.diffusion.views import FOUR_VIEWS
 from explorer.validation import check_float, check_int
 
 _PROBE_SEED = 0x5EED_CAFE  # another noise stream for measuring σ_z (any stream other than the run's own)
@@ -305,10 +306,7 @@ def _call(
 
     a = settings.alpha_of_call[k]  # the scheduler's own σ where it keeps one, else ᾱ[t] (explorer.diffusion.landings)
     x64, out64 = x_t.double().cpu(), model_output.double().cpu()
-    views = {
-        name: convert(out64, denoiser.prediction, target, x64, a).float()
-        for name, target in (("eps", Prediction.EPSILON), ("x0", Prediction.SAMPLE), ("v", Prediction.V_PREDICTION))
-    }
+    views = {view.name: convert(out64, denoiser.prediction, view.prediction, x64, a).float() for view in FOUR_VIEWS}
     returned = getattr(result, "pred_original_sample", None)
     x_prev_cpu = x_prev.detach().to("cpu", torch.float32)
     state.sample = prev_sample

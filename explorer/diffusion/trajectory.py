@@ -1,11 +1,12 @@
 """Records of a run: each `Step` in full (float32), a `Trajectory` of them, and the compact form the UI keeps.
 
-A `Trajectory` holds ten float32 tensors per step. The compact form keeps the six views of
+A `Trajectory` holds eleven float32 tensors per step. The compact form keeps six views of
 `explorer.diffusion.views` (x_t, x̂₀, ε̂, v̂, μ, z) stacked over steps in float16, with x_t in float32 so that a
 branch restarted from any frame continues exactly where the run was, plus the per-sample σ and the final sample.
-The rest is derived: x_prev of step k is x_t of the next step, x̂₀ clipped is a clamp, and the model output is
-its own view. Views are stored after they were computed in fp32 or better (re-deriving x̂₀ from an fp16 ε̂ at
-t = T is off by 0.6). `CompactRecorder` writes each step into preallocated tensors as it arrives, so a run never
+The rest is derived: x_prev of step k is x_t of the next step, x̂₀ clipped is a clamp, û = ε̂ − x̂₀ a difference
+(no division, so its error is the rounding its two stored terms carry), and the model output is its own view.
+Views are stored after they were computed in fp32 or better (re-deriving x̂₀ from an fp16 ε̂ at t = T is off by
+0.6). `CompactRecorder` writes each step into preallocated tensors as it arrives, so a run never
 holds its steps at full precision; `compact_nbytes` says what a run will need before it starts.
 """
 
@@ -30,6 +31,8 @@ class Step:
     """One reverse step k, as CPU tensors [B, *shape] (std broadcastable: [B, 1, ..., 1] or [B, *shape]).
 
     x_prev == mean + std * noise holds exactly; timestep and prev_timestep are 0-based (−1 = the end).
+    eps, x0, v and u are the model's prediction in all four spaces (`explorer.diffusion.views`), converted from
+    model_output with the step's own ᾱ; u is the flow velocity ε − x₀ at the σ of equal SNR.
     A conditional model's step also keeps its conditional and unconditional predictions (model output space; the
     unconditional one only when guidance ran a second pass), and a learned-variance model's variance values.
     """
@@ -43,6 +46,7 @@ class Step:
     x0: torch.Tensor
     x0_clipped: torch.Tensor
     v: torch.Tensor
+    u: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
     noise: torch.Tensor
@@ -53,7 +57,7 @@ class Step:
 
     @property
     def nbytes(self) -> int:
-        tensors = (self.x_t, self.model_output, self.eps, self.x0, self.x0_clipped, self.v)
+        tensors = (self.x_t, self.model_output, self.eps, self.x0, self.x0_clipped, self.v, self.u)
         tensors += (self.mean, self.std, self.noise, self.x_prev, self.conditional, self.unconditional)
         tensors += (self.variance_values,)
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
@@ -117,8 +121,8 @@ class Trajectory(Sequence[Step]):
         return CompactTrajectory.from_trajectory(self)
 
 
-VIEWS = tuple(view.name for view in STEP_VIEWS)  # what the compact form stores per step
-DERIVED = ("x0_clipped", "x_prev")  # what it derives
+DERIVED = ("x0_clipped", "x_prev", "u")  # what the compact form derives
+VIEWS = tuple(view.name for view in STEP_VIEWS if view.name not in DERIVED)  # what it stores per step
 
 
 GUIDANCE_VIEWS = ("x0_conditional", "x0_unconditional")  # a guided run's compact form also keeps these (float16)
@@ -184,13 +188,20 @@ class CompactTrajectory:
             a.nbytes for a in tensors if isinstance(a, np.ndarray)
         )
 
+    @property
+    def u(self) -> torch.Tensor:
+        """û = ε̂ − x̂₀ of every step, [S, B, *shape] float16 (the flow velocity at the σ of equal SNR), derived."""
+        return (self.eps.float() - self.x0.float()).half()
+
     def view(self, name: str, index: int) -> torch.Tensor:
-        """View `name` (x_t, eps, x0, v, mean, noise, x0_clipped or x_prev) at step `index`, float32 [B, *shape]."""
+        """View `name` (x_t, eps, x0, v, u, mean, noise, x0_clipped or x_prev) at step `index`, float32 [B, *shape]."""
         if not 0 <= index < len(self):
             raise ValueError(f"step must be an integer in [0, {len(self) - 1}]; got {index}")
         if name == "x0_clipped":
             x0 = self.x0[index].float()
             return x0.clamp(-self.clip_range, self.clip_range) if self.clip_sample else x0
+        if name == "u":
+            return self.eps[index].float() - self.x0[index].float()
         if name == "x_prev":
             return self.samples.clone() if index == len(self) - 1 else self.x_t[index + 1].float()
         if name in GUIDANCE_VIEWS:
