@@ -79,3 +79,24 @@ def test_the_exact_velocity_as_a_model_copies_the_training_set():
     run = explorer.sample(model, sampler="ddim", eta=0.0, num_inference_steps=T, batch_size=16, seed=0)
     distances = torch.cdist(run.samples.double(), DATA).min(dim=1).values
     assert distances.max() < 1e-3, distances
+
+
+def test_a_flow_model_starts_at_sigma_one_by_default_as_its_pipelines_do():
+    """A FlowMatchEulerDiscreteScheduler config has no timestep_spacing; diffusers' flow pipelines pass
+    σ = linspace(1, 1/n, n), so the first step is at σ = 1 (t = T), whatever n."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    import explorer
+    from explorer.diffusion.indexing import paper_t
+    from explorer.diffusion.settings import resolve_settings
+
+    model = explorer.load("moons-flow")
+    assert model.scheduler_config["_class_name"] == "FlowMatchEulerDiscreteScheduler"
+    T = model.schedule.num_train_timesteps
+    for n in (4, 7, 28):
+        settings = resolve_settings(model, num_inference_steps=n)
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(dict(model.scheduler_config))
+        scheduler.set_timesteps(sigmas=[1.0 - k / n for k in range(n)])  # FluxPipeline's linspace(1, 1/n, n)
+        assert settings.timesteps[0] == T - 1  # 0-based: paper t = T, σ = t/T = 1
+        ours = torch.tensor([paper_t(t) for t in settings.timesteps], dtype=torch.float64)
+        torch.testing.assert_close(ours, scheduler.timesteps.double(), atol=0.5, rtol=0)  # σ·T, rounded to the grid

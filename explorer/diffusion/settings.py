@@ -18,7 +18,7 @@ from explorer.diffusion.denoiser import Denoiser, as_denoiser
 from explorer.diffusion.landings import END_OF_RUN, Landings, visited_landings
 from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.posterior import VarianceType
-from explorer.diffusion.schedules import Schedule, TimestepSpacing, inference_timesteps
+from explorer.diffusion.schedules import FLOW_SCHEDULERS, Schedule, TimestepSpacing, inference_timesteps
 from explorer.validation import Mode, check_float, check_int
 
 MAX_BATCH_SIZE = 4096
@@ -123,7 +123,8 @@ def resolve_settings(
 
     sampler: ddpm, ddim or scheduler (the checkpoint's own: `shipped.scheduler_settings`); num_inference_steps ∈
     [1, T] (default: the model's `default_steps`, else T), visited
-    with `spacing` (default: the checkpoint's `timestep_spacing`, else leading; leading adds the checkpoint's
+    with `spacing` (default: the checkpoint's `timestep_spacing`, else trailing for a flow-matching scheduler, which
+    starts at σ = 1 as its pipelines do, else leading; leading adds the checkpoint's
     `steps_offset`, as diffusers does), or explicit descending 0-based `timesteps`; eta ∈ [0, 1] (DDIM only);
     variance: fixed_small, fixed_large or learned_range; clip_sample and clip_range: clip x̂₀ to [−r, r];
     schedule: follow another schedule with the model's T; batch_size and seed.
@@ -137,7 +138,10 @@ def resolve_settings(
         options = {"num_inference_steps": num_inference_steps, "eta": eta, "batch_size": batch_size, "seed": seed}
         return scheduler_settings(denoiser, spacing=spacing, fixed=fixed, **options)
     own = denoiser.scheduler_config
-    spacing = TimestepSpacing.parse(own.get("timestep_spacing") or "leading" if spacing is None else spacing)
+    if spacing is None:  # a flow scheduler has no timestep_spacing: its pipelines start at σ = 1, as trailing does
+        flow = own.get("_class_name") in FLOW_SCHEDULERS
+        spacing = own.get("timestep_spacing") or ("trailing" if flow else "leading")
+    spacing = TimestepSpacing.parse(spacing)
     offset = int(own.get("steps_offset") or 0) if spacing is TimestepSpacing.LEADING else 0
     schedule = denoiser.schedule if schedule is None else schedule
     total = schedule.num_train_timesteps
