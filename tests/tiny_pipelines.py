@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -65,18 +66,42 @@ def write_tokenizer(folder: Path) -> int:
     return len(tokens)
 
 
-def tiny_vae(seed: int) -> AutoencoderKL:
+def tiny_vae(seed: int, **config: Any) -> AutoencoderKL:
+    """A two-level AutoencoderKL with 4 latent channels; `config` overrides (16 channels and a shift for flow VAEs)."""
     torch.manual_seed(seed)
     return AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=2,
-        sample_size=16,
+        **{
+            "block_out_channels": (8, 16),
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            "latent_channels": 4,
+            "norm_num_groups": 2,
+            "sample_size": 16,
+            **config,
+        }
     ).eval()
+
+
+def flow_vae(seed: int, scaling_factor: float, shift_factor: float) -> AutoencoderKL:
+    """The 16-channel VAE of SD3 and FLUX (scaling and shift factors, no quant convs), tiny."""
+    return tiny_vae(
+        seed,
+        latent_channels=16,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+
+
+def save_tiny_t5(tokenizer_folder: Path, encoder_folder: Path, seed: int) -> None:
+    """A Unigram T5 tokenizer and a two-layer T5 encoder (d_model 32) for it."""
+    size = write_t5_tokenizer(tokenizer_folder)
+    torch.manual_seed(seed)
+    t5 = T5Config(vocab_size=size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, decoder_start_token_id=0)
+    T5EncoderModel(t5).eval().save_pretrained(encoder_folder, safe_serialization=True)
 
 
 def tiny_text_config(vocab: int) -> CLIPTextConfig:
@@ -188,22 +213,7 @@ def build_sd3(repo_id: str = SD3, *, with_t5: bool = True, seed: int = 40) -> Pa
         out_channels=16,
         pos_embed_max_size=16,
     ).eval().save_pretrained(snapshot / "transformer", safe_serialization=True)
-    torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=16,
-        norm_num_groups=2,
-        sample_size=16,
-        scaling_factor=1.5305,
-        shift_factor=0.0609,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    ).eval()
-    vae.save_pretrained(snapshot / "vae", safe_serialization=True)
+    flow_vae(seed + 1, 1.5305, 0.0609).save_pretrained(snapshot / "vae", safe_serialization=True)
     vocab = write_tokenizer(snapshot / "tokenizer")
     write_tokenizer(snapshot / "tokenizer_2")
     for k, folder in enumerate(("text_encoder", "text_encoder_2")):
@@ -227,10 +237,7 @@ def build_sd3(repo_id: str = SD3, *, with_t5: bool = True, seed: int = 40) -> Pa
         "feature_extractor": [None, None],
     }
     if with_t5:
-        size = write_t5_tokenizer(snapshot / "tokenizer_3")
-        torch.manual_seed(seed + 4)
-        t5 = T5Config(vocab_size=size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, decoder_start_token_id=0)
-        T5EncoderModel(t5).eval().save_pretrained(snapshot / "text_encoder_3", safe_serialization=True)
+        save_tiny_t5(snapshot / "tokenizer_3", snapshot / "text_encoder_3", seed + 4)
         index |= {
             "text_encoder_3": ["transformers", "T5EncoderModel"],
             "tokenizer_3": ["transformers", "T5TokenizerFast"],
@@ -262,28 +269,11 @@ def build_flux(repo_id: str, *, guidance: bool, seed: int) -> Path:
         guidance_embeds=guidance,
         axes_dims_rope=(4, 4, 8),
     ).eval().save_pretrained(snapshot / "transformer", safe_serialization=True)
-    torch.manual_seed(seed + 1)
-    AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=16,
-        norm_num_groups=2,
-        sample_size=16,
-        scaling_factor=0.3611,
-        shift_factor=0.1159,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    ).eval().save_pretrained(snapshot / "vae", safe_serialization=True)
+    flow_vae(seed + 1, 0.3611, 0.1159).save_pretrained(snapshot / "vae", safe_serialization=True)
     vocab = write_tokenizer(snapshot / "tokenizer")
     torch.manual_seed(seed + 2)
     CLIPTextModel(tiny_text_config(vocab)).eval().save_pretrained(snapshot / "text_encoder", safe_serialization=True)
-    size = write_t5_tokenizer(snapshot / "tokenizer_2")
-    torch.manual_seed(seed + 3)
-    t5 = T5Config(vocab_size=size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, decoder_start_token_id=0)
-    T5EncoderModel(t5).eval().save_pretrained(snapshot / "text_encoder_2", safe_serialization=True)
+    save_tiny_t5(snapshot / "tokenizer_2", snapshot / "text_encoder_2", seed + 3)
     shift = {"shift": 3.0, "use_dynamic_shifting": True} if guidance else {"shift": 1.0, "use_dynamic_shifting": False}
     FlowMatchEulerDiscreteScheduler(
         base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15, **shift

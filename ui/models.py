@@ -144,8 +144,9 @@ FAMILY_NAMES: dict[Family, str] = {Family.PIXEL: "pixel space", **{f: kind.title
 
 
 def loaded_model(ref: str) -> Denoiser | None:
-    """The denoiser `load_model(ref)` would return if it is loaded already, else None (nothing is loaded);
-    ValueError for what is not a reference."""
+    """The denoiser `load_model(ref)` would return if it is loaded already, else None; nothing is read or downloaded
+    for a checkpoint (an exact denoiser is built from its bundled ε-model, cheaply, and cached). ValueError for what
+    is not a reference."""
     if exact_dataset(ref) is not None:
         return load_model(ref)  # built from the bundled ε-model and the data set: cheap, and cached
     return loaded(ref, allow_local=_local_folders, dtype=app_dtype())
@@ -183,7 +184,7 @@ def describe(ref: str, seconds_per_pass: float | None, device: str) -> str:
     """One line about `ref` for the model box. Once the model is loaded: its family, prediction, scheduler class,
     number of training timesteps and sample shape, read from the loaded model; before that, the catalogue's facts
     (or that a typed id is read when it loads). Then the seconds per step at batch 1 measured on this device, or
-    when it will be. Nothing is loaded."""
+    when it will be. No checkpoint is loaded (see `loaded_model`)."""
     ref = (ref or "").strip()
     where = "this GPU" if device.startswith("cuda") else "this CPU"
     speed = (
