@@ -11,7 +11,7 @@ import torch
 from app_fixtures import FakeRequest, ensure_models, no_progress
 from PIL import Image
 
-from ui import bound, parameterizations, posterior, sampling, schedules, state
+from ui import bound, parameterizations, posterior, run_pictures, sampling, schedules, state
 from ui.controls import RunValues, ScheduleValues, StepValues
 from ui.models import bundled_models
 from ui.posterior import PosteriorValues
@@ -308,7 +308,7 @@ def test_a_url_frame_runs_the_model_and_shows_that_frame():
     *_streamed, last = sampling.open_frame(4, values, step, schedule, request=request, progress=no_progress)
     picture, text, slider, _plot, _finals = last
     assert "Frame 4 of 6" in text and slider.value == 4 and slider.maximum == 6
-    assert picture.size == sampling.frame_picture(state.STORE.get("url-frame").compact, 3).size
+    assert picture.size == run_pictures.frame_picture(state.STORE.get("url-frame").compact, 3).size
     *_, beyond = sampling.open_frame(50, values, step, schedule, request=request, progress=no_progress)
     assert "Frame 6 of 6" in beyond[1]  # past the end: the last frame
     no_frame = FakeRequest("no-frame")
@@ -339,5 +339,5 @@ def test_the_exact_denoiser_copies_its_training_set_and_the_network_does_not():
 def test_the_final_samples_show_the_nearest_training_example():
     request = FakeRequest("nearest-picture")
     *_, (_picture, _text, _slider, _figure, finals) = _run(request, model="exact-digits", steps=20, batch=4)
-    single = sampling.finals_picture(state.STORE.get("nearest-picture").compact.samples, None)
+    single = run_pictures.finals_picture(state.STORE.get("nearest-picture").compact.samples, None)
     assert finals.width > 2 * single.width  # samples and their nearest training digits side by side

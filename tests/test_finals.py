@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from explorer.data import Dataset, exact_training_set
-from ui.sampling import finals_distances, finals_picture
+from ui.run_pictures import finals_distances, finals_picture
 
 
 def test_each_final_sample_gets_its_nearest_training_distance_and_the_median_is_said():

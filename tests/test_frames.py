@@ -18,7 +18,7 @@ from PIL import Image
 ensure_models()
 from explorer.figures.images import labelled_row, to_uint8, with_caption  # noqa: E402
 from explorer.figures.sampling import diagnostics_figure, run_diagnostics  # noqa: E402
-from ui import exports, frames, sampling, state  # noqa: E402
+from ui import exports, frames, run_pictures, sampling, state  # noqa: E402
 from ui.controls import RunValues, ScheduleValues, StepValues  # noqa: E402
 
 
@@ -114,12 +114,12 @@ def test_points_are_drawn_where_they_are():
 
 def test_every_picture_carries_its_caption_inside(digits):
     compact = digits.compact
-    picture = sampling.frame_picture(compact, 2)
+    picture = run_pictures.frame_picture(compact, 2)
     bare = labelled_row([("x", Image.new("RGB", (picture.width, 40), "white"))])
     assert picture.width >= bare.width
     band = np.asarray(picture.convert("L"))[-20:]
     assert (band < 100).any()  # dark text in the caption band
-    other = np.asarray(sampling.frame_picture(compact, 3).convert("L"))[-20:]
+    other = np.asarray(run_pictures.frame_picture(compact, 3).convert("L"))[-20:]
     assert not np.array_equal(band, other)  # the caption names the frame
     narrow = with_caption(Image.new("RGB", (10, 10), "white"), "frame 1000 of 1000 · t = 1000 → 999")
     assert narrow.width > 10 and narrow.height > 10  # widened to hold its caption
