@@ -205,10 +205,12 @@ def test_cancelled_work_still_running_holds_its_slot():
 
 
 class FakeQueue:
-    """Gradio's queue as the hook sees it: `push` and the table of events it still holds."""
+    """Gradio's queue as the hook sees it: `push`, the table of events it still holds, and the waiting list of
+    each concurrency group (one group here), which the fair order reorders."""
 
     def __init__(self) -> None:
         self.event_ids_to_events: dict[str, object] = {}
+        self.event_queue_per_concurrency_id = {"default": SimpleNamespace(queue=[])}
         self.answer: Any = "queue"
         self.ids = count()
 
@@ -218,7 +220,9 @@ class FakeQueue:
         if self.answer == "full":
             return False, "Queue is full.", "queue_full"
         event_id = f"e{next(self.ids)}"
-        self.event_ids_to_events[event_id] = object()
+        event = SimpleNamespace(_id=event_id, concurrency_id="default")
+        self.event_ids_to_events[event_id] = event
+        self.event_queue_per_concurrency_id["default"].queue.append(event)
         return True, event_id, "success"
 
 

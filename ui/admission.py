@@ -32,6 +32,9 @@ client went away (Gradio drops a closed page stream's queued events and stops it
 step). A reservation that never became a queued event expires after `UNBOUND_SECONDS`; any slot is freed after
 `MAX_SECONDS` whatever Gradio says, so no bookkeeping fault can lock a client out for good.
 
+After queueing, the same hook reorders the event's concurrency group round robin across clients
+(`ui.fair_queue`): admission bounds how many events a client has waiting, the fair order decides where they stand.
+
 The same hook refuses an unknown fn_index with 404 and a call missing arguments with a message (Gradio's own
 answer to both is a bare error).
 """
@@ -52,6 +55,7 @@ from typing import Any
 
 from ui import gate
 from ui.common import MODEL_WORK, running_on_space
+from ui.fair_queue import FairOrder
 
 PER_CLIENT = int(os.environ.get("EXPLORER_MODEL_JOBS_PER_CLIENT", "2"))
 IN_ALL = int(os.environ.get("EXPLORER_MODEL_JOBS_IN_ALL", "12"))
@@ -363,6 +367,8 @@ def install(demo: Any, ledger: Ledger = LEDGER, events: Ledger = EVENTS) -> None
     if not isinstance(table, dict):
         raise TypeError("this Gradio's queue keeps no event table: ui.admission needs gradio 6.31's queue")
 
+    fair = FairOrder(queue)
+
     def alive(event_id: str) -> bool:
         return event_id in queue.event_ids_to_events
 
@@ -394,9 +400,12 @@ def install(demo: Any, ledger: Ledger = LEDGER, events: Ledger = EVENTS) -> None
                 book.bind(ticket, event_id)
             else:
                 book.release(ticket)
+        if success and isinstance(event_id, str):
+            fair.queued(event_id, client)  # round robin across clients inside Gradio's queue (ui.fair_queue)
         return success, event_id, state
 
     push.admission_ledger = ledger  # type: ignore[attr-defined]
+    push.fair_order = fair  # type: ignore[attr-defined]
     queue.push = push
 
 
