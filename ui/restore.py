@@ -35,7 +35,9 @@ TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 TEXT_LIMIT = 1000  # characters of a text box without its own max_length (the prompt boxes hold 1000)
 MAX_QUERY = 8000  # characters of a copied link's query: under the 8 KB request line of common servers and proxies
 # The copied link: the page's address and the query `make_link` wrote, put on the clipboard where the browser lets the
-# page (a secure context), and the box says which happened (#link_state, beside the link).
+# page (a secure context), and the box says which happened (#link_state under the link, for STATE_SECONDS; in
+# presentation mode the box is shown only while it says so: ui/browser/stage.css).
+STATE_SECONDS = 8
 COPY_LINK_JS = """async (query) => {
   const url = location.origin + location.pathname + query;
   let said = 'select the link and copy it';
@@ -51,11 +53,16 @@ COPY_LINK_JS = """async (query) => {
     state = document.createElement('span');
     state.id = 'link_state';
     state.setAttribute('aria-live', 'polite');
+    state.style.cssText = 'display: block; font-size: var(--text-sm); padding-top: var(--spacing-sm);';
     box.appendChild(state);
   }
-  if (state) state.textContent = said;
+  if (state) {
+    state.textContent = said;
+    clearTimeout(window.explorerLinkState);
+    window.explorerLinkState = setTimeout(() => state.remove(), STATE_SECONDS * 1000);
+  }
   return url;
-}"""
+}""".replace("STATE_SECONDS", str(STATE_SECONDS))
 
 
 def _choices(component: gr.components.Component) -> list[str]:
