@@ -24,6 +24,7 @@ import gradio as gr
 
 from explorer.diffusion.schedules import BetaSchedule
 from explorer.validation import check_bool, check_float, check_int, check_text
+from ui.common import VIEW_WORK
 from ui.controls import MAX_STEPS, RunControls, model_changed
 from ui.models import is_bundled
 
@@ -266,4 +267,5 @@ def then_model_box(restored: Any, run: RunControls) -> Any:
         run.model_box,
         api_visibility="private",
         show_progress="hidden",
+        **VIEW_WORK,  # cheap (no model loads): with the views' workers, beside the load's own chain
     )
