@@ -25,11 +25,6 @@ PRESENTATION_JS = """(on) => {
   document.body.classList.toggle('presentation', on);
   if (window.explorerFrames && window.explorerFrames.draw) { window.explorerFrames.draw(); }
 }"""
-COPY_LINK_JS = """(query) => {
-  const url = location.origin + location.pathname + query;
-  if (navigator.clipboard) { navigator.clipboard.writeText(url).catch(() => {}); }
-  return url;
-}"""
 
 with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     with gr.Row(elem_id="page_head"):
@@ -39,7 +34,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         )
         with gr.Column(scale=0, min_width=260, elem_id="page_tools"):
             large = gr.Checkbox(label="presentation mode", value=False, elem_id="presentation")
-            stage.build()  # notes and controls: shown in presentation mode only
+            toggles = stage.build()  # notes and controls: shown in presentation mode only
             link_button = gr.Button("Copy link to this view", size="sm", elem_id="copy_link")
             link = gr.Textbox(show_label=False, interactive=False, elem_id="link", placeholder="a link to this view")
     large.change(None, large, None, js=PRESENTATION_JS)
@@ -74,19 +69,23 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     controls |= {c.elem_id: c for c in parameterizations_tab.controls}
     controls |= {c.elem_id: c for c in bound_tab.controls}
     controls |= {c.elem_id: c for c in memorization_tab.controls}
+    controls |= {c.elem_id: c for c in toggles}
     restore_page = restore.make_restore(controls)
     link_button.click(
-        restore.make_link(controls, current_tab, sampling_tab.frame),
-        {*controls.values(), current_tab, sampling_tab.frame},
+        restore.make_link(controls, current_tab, sampling_tab.frame, large),
+        {*controls.values(), current_tab, sampling_tab.frame, large},
         link,
         api_visibility="private",
         show_progress="hidden",
-    ).then(None, link, link, js=COPY_LINK_JS)
+    ).then(None, link, link, js=restore.COPY_LINK_JS)
 
     page_state = [tabs, current_tab, url_frame, large]
+    restored = demo.load(restore_page, None, [*page_state, *controls.values()], api_visibility="private")
+    restore.then_model_box(restored, sampling_tab.controls)  # the line and prompt box of a model the link names
     loading = (
-        demo.load(restore_page, None, [*page_state, *controls.values()], api_visibility="private")
-        .then(schedules_tab.open, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK)
+        restored.then(
+            schedules_tab.open, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK
+        )
         .then(posterior_tab.update, posterior_tab.inputs, posterior_tab.outputs, api_visibility="private", **VIEW_WORK)
         .then(
             sampling_tab.open_frame,

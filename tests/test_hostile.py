@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from raw_gradio import Answer, call_api, call_page, dependencies, new_session
 
 ensure_models()
 import app  # noqa: E402 (after the bundled models exist: the model dropdown lists them)
-from ui import admission, sessions, state  # noqa: E402
+from ui import admission, restore, sessions, state  # noqa: E402
 from ui.launch import launch  # noqa: E402
 
 CONFIG = app.demo.get_config_file()
@@ -64,6 +65,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "model_schedule": {"schedule_model": "digits-eps"},
     "open_schedules": {},  # a page load: the Schedules view redrawn when a link changed a control
     "model_changed": {},
+    "model_changed_1": {},  # a page load: the model box for the model a link names
     "model_info": {},  # after a run: the model box names what loaded
     "decode_frame": {"frame_slider": 1, "decoder": "exact"},
     "compare_checkpoints": {},  # every hostile value is refused before a checkpoint loads
@@ -110,7 +112,9 @@ GRADIO_FILE = (
 GRADIO_ECHO = "gradio 6.31 Dropdown/Radio.preprocess echoes the whole refused value (10,000 characters) (upstream)"
 # Events that answer a refused reference in their own line rather than with an error toast (the model box: a
 # toast per keystroke would pile up); the line must say so, short and escaped.
-SAID_IN_PLACE = {"model_changed", "model_info"}
+SAID_IN_PLACE = {"model_changed", "model_changed_1", "model_info"}
+# Copy link never fails as a whole: a value that cannot travel is left out of the link (a warning names it).
+LEFT_OUT = {"link"}
 MAX_MESSAGE = 1_000  # a clear message is short: no echo of a 10,000-character input, no traceback
 COMPONENTS = {component["id"]: component for component in CONFIG["components"]}
 EVENTS = [dep for dep in dependencies(CONFIG) if dep.get("api_name") in GOOD or dep["inputs"]]
@@ -242,6 +246,12 @@ def test_hostile_input_is_refused_clearly(server, route, dep, position, value):
         line = str(answer.output[0])
         assert line.startswith("Not loaded:") and len(line) <= MAX_MESSAGE and "<" not in line, line[:200]
         assert after is before
+        return
+    if answer.ok and dep["api_name"] in LEFT_OUT:
+        link = str(answer.output[0])
+        name = COMPONENTS[dep["inputs"][position]].get("props", {}).get("elem_id")
+        assert link == "" or (link.startswith("?") and len(link) <= restore.MAX_QUERY + 1), link[:200]
+        assert name not in dict(parse_qsl(link.removeprefix("?"))), link[:200]  # the hostile value stayed out
         return
     assert not answer.ok, f"accepted: {str(answer.output)[:200]}"
     assert answer.message, "refused without a message (an unhandled exception, hidden from the user)"

@@ -536,11 +536,13 @@ class RunControls(ControlGroup[RunValues]):
             {"sampler": sampler, "eta": eta, "variance": variance, "clip": clip, "schedule_choice": schedule_choice}
         )
         self.info = gr.Markdown(model_info(defaults.model, ""), elem_id="model_info")
+        # What `model_changed` updates (a page load that sets the model from a link runs it too: ui.restore)
+        self.model_box = [self.info, self.conditioning_box, *(self.components[name] for name in CONDITIONING_CONTROLS)]
         gr.on(
             triggers=[model.change, typed.blur, typed.submit],
             fn=model_changed,
             inputs=[model, typed],
-            outputs=[self.info, self.conditioning_box, *(self.components[name] for name in CONDITIONING_CONTROLS)],
+            outputs=self.model_box,
             api_visibility="private",
             show_progress="hidden",
         )

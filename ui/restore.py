@@ -1,10 +1,15 @@
 """Every control's state in the URL, for talks and for sharing: `?tab=sampling&model=moons-eps&steps=8&frame=5`.
 
-Each control with an `elem_id` is a URL parameter of that name (`T1`, `post_t`, `steps`, `seed`, …; `schedule` and
-`t` are kept as the older names of `family1` and `sched_t`), plus `tab`, `frame` (run a bundled model when the page
-opens and show that frame; a Hub model in a link waits for Run) and `present` (presentation mode). A value out of its
-control's range is clamped to the range with a warning; anything else that does not parse is ignored with a
-warning. "Copy link" writes the parameters that differ from the page's defaults.
+Each control with an `elem_id` is a URL parameter of that name (`T1`, `post_t`, `steps`, `seed`, `prompt`, …;
+`schedule` and `t` are kept as the older names of `family1` and `sched_t`), plus `tab`, `frame` (run a bundled model
+when the page opens and show that frame; a Hub model in a link waits for Run, whatever its prompt) and `present`
+(presentation mode). A value out of its control's range is clamped to the range with a warning; anything else that
+does not parse (a prompt over its box's `max_length` characters among them) is ignored with a warning. A prompt is
+put back into its box as text: a box shows HTML as text, and opening a link never runs a prompt.
+
+"Copy link" writes the parameters that differ from the page's defaults. A value that cannot travel (a local folder, a
+prompt that would make the link longer than `MAX_QUERY` characters) is left out of the link, never the whole link,
+and a warning names what was left out and why.
 """
 
 from __future__ import annotations
@@ -18,15 +23,47 @@ from urllib.parse import urlencode
 import gradio as gr
 
 from explorer.diffusion.schedules import BetaSchedule
-from explorer.validation import check_bool, check_float, check_int
-from ui.common import user_errors
-from ui.controls import MAX_STEPS
+from explorer.validation import check_bool, check_float, check_int, check_text
+from ui.common import VIEW_WORK
+from ui.controls import MAX_STEPS, RunControls, model_changed
 from ui.models import is_bundled
 
 TABS = ("schedules", "posterior", "sampling", "parameterizations", "bound", "memorization")
 ALIASES = {"schedule": "family1", "t": "sched_t"}  # the names of the first talk links
 SPECIAL = ("tab", "frame", "present")
+MODEL_BOXES = ("model", "typed_model")  # a link carries bundled names and Hub ids, never a folder of this machine
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+TEXT_LIMIT = 1000  # characters of a text box without its own max_length (the prompt boxes hold 1000)
+MAX_QUERY = 8000  # characters of a copied link's query: under the 8 KB request line of common servers and proxies
+# The copied link: the page's address and the query `make_link` wrote, put on the clipboard where the browser lets the
+# page (a secure context), and the box says which happened (#link_state under the link, for STATE_SECONDS; in
+# presentation mode the box is shown only while it says so: ui/browser/stage.css).
+STATE_SECONDS = 8
+COPY_LINK_JS = """async (query) => {
+  const url = location.origin + location.pathname + query;
+  let said = 'select the link and copy it';
+  try {
+    await navigator.clipboard.writeText(url);
+    said = 'copied';
+  } catch (error) {
+    console.info('the clipboard was not written', error);
+  }
+  const box = document.getElementById('link');
+  let state = document.getElementById('link_state');
+  if (box && !state) {
+    state = document.createElement('span');
+    state.id = 'link_state';
+    state.setAttribute('aria-live', 'polite');
+    state.style.cssText = 'display: block; font-size: var(--text-sm); padding-top: var(--spacing-sm);';
+    box.appendChild(state);
+  }
+  if (state) {
+    state.textContent = said;
+    clearTimeout(window.explorerLinkState);
+    window.explorerLinkState = setTimeout(() => state.remove(), STATE_SECONDS * 1000);
+  }
+  return url;
+}""".replace("STATE_SECONDS", str(STATE_SECONDS))
 
 
 def _choices(component: gr.components.Component) -> list[str]:
@@ -72,6 +109,8 @@ def parse_parameter(component: gr.components.Component, name: str, text: str) ->
         if value:
             is_bundled(value)  # a Hub id, never a path
         return value, None
+    if isinstance(component, gr.Textbox):  # a prompt: text, shown as text, at most its box's length
+        return check_text(name, text, component.max_length or TEXT_LIMIT), None
     raise ValueError(f"{name} cannot be set from a URL")
 
 
@@ -164,24 +203,69 @@ def make_restore(controls: Mapping[str, gr.components.Component]) -> Callable[[g
     return restore
 
 
+def _shorter(params: dict[str, str], texts: list[str]) -> list[str]:
+    """Drop text values from `params` (longest first, in place) until its query fits in MAX_QUERY characters;
+    returns the names dropped."""
+    dropped = []
+    for name in sorted(texts, key=lambda name: len(urlencode({name: params[name]})), reverse=True):
+        if len(urlencode(params)) <= MAX_QUERY:
+            break
+        del params[name]
+        dropped.append(name)
+    return dropped
+
+
 def make_link(
-    controls: Mapping[str, gr.components.Component], tab_state: gr.State, frame_slider: gr.Slider
+    controls: Mapping[str, gr.components.Component],
+    tab_state: gr.State,
+    frame_slider: gr.Slider,
+    present: gr.Checkbox | None = None,
 ) -> Callable[[dict], str]:
-    """The "copy link" handler: the query string of every control that differs from its page default, the tab
-    and the frame shown. Its inputs are the set of `controls`, `tab_state` and `frame_slider` (one dict)."""
+    """The "copy link" handler: the query string ("" when nothing differs) of every control that differs from its
+    page default, the tab, the frame shown (on the sampling tab) and `present=1` in presentation mode. Its inputs are
+    the set of `controls`, `tab_state`, `frame_slider` and `present` (one dict). A value that cannot travel is left
+    out with a warning that names it; the link itself is always given."""
     defaults = {name: check_value(component, name, component.value) for name, component in controls.items()}
 
-    @user_errors
     def link(given: dict) -> str:
         tab = given.get(tab_state)
         params = {"tab": tab} if tab in TABS and tab != TABS[0] else {}
+        left_out = []
         for name, component in controls.items():
-            value = check_value(component, name, given.get(component))
+            raw = given.get(component)
+            try:
+                value = check_value(component, name, raw)
+            except ValueError as error:
+                why = "only bundled names and Hub ids travel in a link" if name in MODEL_BOXES else None
+                left_out.append(f"{name} ({why or reason(error, raw if isinstance(raw, str) else '')})")
+                continue
             if value != defaults[name]:
                 params[name] = str(value).lower() if isinstance(value, bool) else str(value)
-        frame = check_int("frame", given.get(frame_slider), 1, MAX_STEPS)
         if tab == "sampling":
-            params["frame"] = str(frame)
-        return "?" + urlencode(params) if params else "?"
+            try:
+                params["frame"] = str(check_int("frame", given.get(frame_slider), 1, MAX_STEPS))
+            except ValueError as error:
+                left_out.append(f"frame ({reason(error, '')})")
+        if present is not None and given.get(present) is True:
+            params["present"] = "1"
+        texts = [name for name in params if isinstance(controls.get(name), gr.Textbox)]
+        left_out += [f"{name} (the link would be over {MAX_QUERY} characters)" for name in _shorter(params, texts)]
+        if left_out:
+            warn(f"Left out of the link: {'; '.join(left_out)}. The rest of the view is in it.")
+        return "?" + urlencode(params) if params else ""
 
     return link
+
+
+def then_model_box(restored: Any, run: RunControls) -> Any:
+    """After the URL set the controls (`restored`, the page-load event): the model box's line and its conditioning
+    controls for the model the link names (a typed Hub id with its prompt box shown), as typing it would. Nothing
+    loads. Returns the new event."""
+    return restored.then(
+        model_changed,
+        [run["model"], run["typed"]],
+        run.model_box,
+        api_visibility="private",
+        show_progress="hidden",
+        **VIEW_WORK,  # cheap (no model loads): with the views' workers, beside the load's own chain
+    )
