@@ -193,3 +193,17 @@ def test_a_caption_is_never_cut(monkeypatch):
     caption = "frame 30 of 30 · t = 20 → 0 · branch from frame 10 · drawn by the linear latent→RGB projection"
     picture = with_caption(Image.new("RGB", (64, 64), "white"), caption)
     assert picture.width > 64 and watch.problems() == []
+
+
+def test_your_last_run_is_a_table_of_views_at_least_2x_native_each_column_under_its_t(monkeypatch):
+    request = _run("titles-last-run", model="digits-eps", steps=12, batch=2)
+    compact = state.stored_run(request).compact
+    watch = Watch(monkeypatch)
+    parameterizations.trajectory_views(request)
+    table = next(c for c in watch.canvases.values() if any(text.startswith("t = ") for _, text, _ in c.texts))
+    frames = np.unique(np.round(np.linspace(0, len(compact) - 1, 10)).astype(int))
+    expected = [f"t = {int(compact.timesteps[k]) + 1}" for k in frames]  # the paper's t of each frame shown
+    assert [text for _, text, _ in table.texts if text.startswith("t = ")] == expected
+    native = compact.x_t.shape[-1]
+    assert len(table.pastes) == 4 * len(frames) and min(p[2] - p[0] for p in table.pastes) >= 2 * native
+    assert watch.problems() == []

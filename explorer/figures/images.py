@@ -226,6 +226,42 @@ def labelled_row(panels: Sequence[tuple[str, Image.Image]], *, gap: int = 8) -> 
     return canvas
 
 
+ROW_TITLE_WIDTH = 180  # px: a table's row titles wrap within this
+
+
+def labelled_table(
+    rows: Sequence[tuple[str, Sequence[Image.Image]]], columns: Sequence[str], *, gap: int = 6
+) -> Image.Image:
+    """Pictures of one size in a table: a line of column labels on top (e.g. "t = 981"), each row's title on its
+    left. Laid out from measured text widths: the column labels shrink (to MIN_TITLE_SIZE) and then widen the
+    columns; row titles wrap between words within ROW_TITLE_WIDTH."""
+    width, height = rows[0][1][0].size
+    size = TITLE_SIZE
+    while size > MIN_TITLE_SIZE and max(text_width(label, _title_font(size)) for label in columns) > width:
+        size -= 1
+    label_font, title_font = _title_font(size), _title_font(TITLE_SIZE)
+    cell = max(width, max(math.ceil(text_width(label, label_font)) for label in columns))
+    titles = [title for title, _ in rows]
+    left = min(ROW_TITLE_WIDTH, max(title_column(title, math.ceil(text_width(title, title_font))) for title in titles))
+    laid = [title_lines(title, left - 4, title_font) for title in titles]
+    label_line, title_line = sum(label_font.getmetrics()), sum(title_font.getmetrics())
+    heights = [max(height, len(lines) * title_line) for lines in laid]
+    header = label_line + LINE_GAP
+    canvas = Image.new("RGB", (left + len(columns) * (cell + gap), header + sum(heights) + gap * len(rows)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for k, label in enumerate(columns):
+        x = left + k * (cell + gap) + (cell - text_width(label, label_font)) / 2
+        draw.text((x, 0), label, fill="black", font=label_font)
+    top = header
+    for (_, pictures), lines, row_height in zip(rows, laid, heights, strict=True):
+        for n, line in enumerate(lines):
+            draw.text((2, top + n * title_line), line, fill="black", font=title_font)
+        for k, picture in enumerate(pictures):
+            canvas.paste(picture.convert("RGB"), (left + k * (cell + gap) + (cell - width) // 2, top))
+        top += row_height + gap
+    return canvas
+
+
 CAPTION_BACKGROUND = (238, 238, 238)
 
 
