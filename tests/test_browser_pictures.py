@@ -71,7 +71,7 @@ def _embedding(app_url: str, allow: str):
     the caller)."""
     html = (
         f'<!doctype html><title>embed</title><iframe src="{app_url}?tab=sampling" width="1300" height="900" '
-        f'{allow}></iframe>'
+        f"{allow}></iframe>"
     ).encode()
 
     class Embed(http.server.BaseHTTPRequestHandler):
