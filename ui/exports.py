@@ -1,5 +1,7 @@
-"""Exports of a run: a GIF and an MP4 of x_t and x̂₀ (sized, captioned, the last frame held), a PNG of one frame,
-and the sweep of the files they leave in the temporary directory.
+"""Exports of a run: a GIF and an MP4 of the views the visitor chooses (x_t and x̂₀ by default; sized, captioned,
+the last frame held), a PNG of one frame with every view, their controls, and the sweep of the files they leave in
+the temporary directory. A latent run's exports are decoded exactly (the model's own VAE/VQ decoder), and each
+picture's caption says so.
 
 An export is sized before it starts (frames × the first frame's pixels, which grow with the export size squared:
 memory per frame and disk in all), refused with the size that fits, streamed to disk a frame at a time (never held
@@ -25,14 +27,15 @@ import torch
 from PIL import Image
 
 from explorer.diffusion.indexing import frame_of
-from explorer.diffusion.views import STEP_VIEWS, X0, X_T
+from explorer.diffusion.views import STEP_VIEWS, X0, X_T, StepView
 from explorer.figures.images import image_grid, labelled_row, scatter_frame, with_caption
 from explorer.figures.sampling import frame_caption
 from explorer.figures.streams import GifStream, Mp4Stream
 from explorer.models.decoders import Decoder
 from explorer.validation import check_int
 from ui import admission
-from ui.common import user_errors
+from ui.api_names import named
+from ui.common import MODEL_WORK, user_errors
 from ui.frames import frame_index
 from ui.pictures import PIXELS, Drawing, drawing_of
 from ui.state import stored_run
@@ -54,6 +57,22 @@ MAX_FRAME_BYTES = 256 * MIB  # memory one frame of an export may take while it i
 MAX_EXPORT_BYTES = int(os.environ.get("EXPLORER_EXPORT_MAX_MIB", "160")) * MIB  # disk one export may take
 EXPORT_BYTES_PER_CLIENT = int(os.environ.get("EXPLORER_EXPORT_CLIENT_MIB", "320")) * MIB  # a client's live exports
 EXPORT_BYTES_IN_ALL = int(os.environ.get("EXPLORER_EXPORT_ALL_MIB", "2048")) * MIB  # everyone's live exports
+
+
+EXPORT_VIEWS = {view.name: view for view in STEP_VIEWS}  # what the GIF and MP4 may show, by record field
+DEFAULT_EXPORT_VIEWS = (X_T.name, X0.name)
+
+
+def export_views(chosen: Any) -> tuple[StepView, ...]:
+    """The views a GIF and MP4 show, in the frame's order: `chosen` is a list of record fields (x_t, x0, eps, v, u,
+    mean, noise), at least one; anything else is refused by name."""
+    allowed = f"export views must be a non-empty list of {', '.join(EXPORT_VIEWS)}"
+    if isinstance(chosen, str) or not isinstance(chosen, list | tuple) or not chosen:
+        raise ValueError(f"{allowed}; got {chosen!r}")
+    unknown = [name for name in chosen if not isinstance(name, str) or name not in EXPORT_VIEWS]
+    if unknown:
+        raise ValueError(f"{allowed}; got {unknown[0]!r}")
+    return tuple(view for view in STEP_VIEWS if view.name in chosen)
 
 
 def _scaled_panel(batch: torch.Tensor, half_range: float, scale: int, drawing: Drawing = PIXELS) -> Image.Image:
@@ -187,42 +206,55 @@ def _batches(items: list[int], size: int) -> list[list[int]]:
     return [items[k : k + size] for k in range(0, len(items), size)]
 
 
+def _drawn_by(drawing: Drawing) -> str:
+    """What a caption adds for a latent run: the decoder that drew its pictures."""
+    return f" · drawn by {drawing.name}" if drawing.latent else ""
+
+
 @user_errors
-def export_steps(scale: float = 4, request: gr.Request = None):
-    """The run as a GIF and an MP4, streamed to disk: x_t and x̂₀ side by side at `scale`× native size (1–8, nearest
-    neighbour), at most EXPORT_FRAMES frames, each with its caption inside; the final samples are held HOLD_LAST
-    seconds. Sized before it starts (`plan_export`, `DISK`); yields (skip, skip) between batches of frames, where
-    Gradio stops it when its event is cancelled, and each batch holds its client's admission slot while it runs;
-    the last value is (GIF path, MP4 path)."""
+def export_steps(scale: float = 4, views: Any = DEFAULT_EXPORT_VIEWS, request: gr.Request = None):
+    """The run as a GIF and an MP4, streamed to disk: the chosen `views` (record fields; x_t and x̂₀ by default) side
+    by side at `scale`× native size (1–8, nearest neighbour), at most EXPORT_FRAMES frames, each with its caption
+    inside; the final samples are held HOLD_LAST seconds. A latent run is decoded exactly (the model's own decoder).
+    Sized before it starts (`plan_export`, `DISK`); yields (skip, skip) between batches of frames, where Gradio
+    stops it when its event is cancelled, and each batch holds its client's admission slot while it runs; the last
+    value is (GIF path, MP4 path)."""
     factor = check_int("export size", scale, 1, MAX_EXPORT_SCALE)
+    shown = export_views(list(views) if isinstance(views, tuple) else views)
     stored = stored_run(request)
     compact = stored.compact
     drawing = drawing_of(stored.model, Decoder.EXACT)  # a latent run's frames through its own decoder, in batches
     count = min(LATENT_EXPORT_FRAMES if drawing.latent else EXPORT_FRAMES, len(compact))
     indices = np.unique(np.round(np.linspace(0, len(compact) - 1, count)).astype(int)).tolist()
-    note = f" · drawn by {drawing.name}" if drawing.latent else ""
+    note = _drawn_by(drawing)
 
     def picture(k: int) -> Image.Image:
-        views = [(v.symbol, _scaled_panel(compact.view(v.name, k), 1.0, factor, drawing)) for v in (X_T, X0)]
-        return with_caption(labelled_row(views), frame_caption(compact, k) + note)
+        panels = [
+            (v.title_for(compact.prediction), _scaled_panel(compact.view(v.name, k), v.half_range, factor, drawing))
+            for v in shown
+        ]
+        return with_caption(labelled_row(panels), frame_caption(compact, k) + note)
 
     with admission.working(request):
         first = picture(indices[0])
-    plan = plan_export(len(indices) + 1, first, factor)
+        final = _scaled_panel(compact.samples, 1.0, factor, drawing)
+        last = with_caption(labelled_row([("x₀: the final samples", final)]), "final samples (t = 0)" + note)
+    size = (max(first.width, last.width), max(first.height, last.height))  # every frame is pasted on this canvas
+    plan = plan_export(len(indices) + 1, Image.new("1", size), factor)
     folder = DISK.reserve(admission.client_of(request), plan.disk_bytes)
     gif = mp4 = None
     finished = False
     try:
-        gif = GifStream(folder / "run.gif", first.size)
-        mp4 = Mp4Stream(folder / "run.mp4", first.size, EXPORT_FPS)
+        gif = GifStream(folder / "run.gif", size)
+        mp4 = Mp4Stream(folder / "run.mp4", size, EXPORT_FPS)
         step = max(20, round(1000 / EXPORT_FPS))
         for batch in _batches(indices, EXPORT_BATCH):
             DISK.writing(folder, [gif, mp4], busy=True)
             with admission.working(request):
                 for k in batch:
-                    shown = first if k == indices[0] else picture(k)
-                    gif.add(shown, step)
-                    mp4.add(shown)
+                    frame = first if k == indices[0] else picture(k)
+                    gif.add(frame, step)
+                    mp4.add(frame)
                     time.sleep(FRAME_PAUSE)  # gives the interpreter to the server's other threads between frames
                 if gif.bytes_written + mp4.bytes_written > plan.disk_bytes:
                     budget = plan.disk_bytes / MIB
@@ -231,8 +263,6 @@ def export_steps(scale: float = 4, request: gr.Request = None):
             yield gr.skip(), gr.skip()  # Gradio stops here when the event was cancelled
         DISK.writing(folder, [gif, mp4], busy=True)
         with admission.working(request):
-            final = _scaled_panel(compact.samples, 1.0, factor, drawing)
-            last = with_caption(labelled_row([("x₀", final), ("final", final)]), "final samples (t = 0)")
             gif.add(last, step + round(1000 * HOLD_LAST))
             mp4.add(last, 1 + round(HOLD_LAST * EXPORT_FPS))
             paths = str(gif.close()), str(mp4.close())
@@ -247,28 +277,60 @@ def export_steps(scale: float = 4, request: gr.Request = None):
             DISK.drop(folder)
 
 
-def export(scale: float = 4, request: gr.Request = None) -> tuple[str, str]:
+def export(scale: float = 4, views: Any = DEFAULT_EXPORT_VIEWS, request: gr.Request = None) -> tuple[str, str]:
     """`export_steps` run to its end: (GIF path, MP4 path)."""
-    *_, paths = export_steps(scale, request=request)
+    *_, paths = export_steps(scale, views, request=request)
     return paths
 
 
-@user_errors
-def frame_png(frame: float, scale: float = 4, request: gr.Request = None) -> str:
-    """The frame shown as a PNG file: every view at `scale`× native size (1–8), its caption inside."""
-    factor = check_int("export size", scale, 1, MAX_EXPORT_SCALE)
-    stored = stored_run(request)
+def frame_picture_for_export(stored, index: int, factor: int) -> Image.Image:
+    """Step `index` of a stored run with every view at `factor`× native size, its caption inside; a latent run
+    decoded exactly (the model's own decoder), as the caption says."""
     compact = stored.compact
-    index = frame_index(compact, frame)
-    drawing = drawing_of(stored.model)
+    drawing = drawing_of(stored.model, Decoder.EXACT)
     views = [
         (v.title_for(compact.prediction), _scaled_panel(compact.view(v.name, index), v.half_range, factor, drawing))
         for v in STEP_VIEWS
     ]
+    return with_caption(labelled_row(views), frame_caption(compact, index) + _drawn_by(drawing))
+
+
+@user_errors
+def frame_png(frame: float, scale: float = 4, request: gr.Request = None) -> str:
+    """The frame shown as a PNG file: every view at `scale`× native size (1–8), its caption inside; a latent run
+    decoded exactly."""
+    factor = check_int("export size", scale, 1, MAX_EXPORT_SCALE)
+    stored = stored_run(request)
+    index = frame_index(stored.compact, frame)
     path = _export_folder() / f"frame-{frame_of(index)}.png"
-    note = f" · drawn by {drawing.name}" if drawing.latent else ""
-    with_caption(labelled_row(views), frame_caption(compact, index) + note).save(path)
+    with admission.working(request):
+        frame_picture_for_export(stored, index, factor).save(path)
     return str(path)
+
+
+def export_controls(frame: gr.Slider) -> None:
+    """The export controls of the Reverse sampling view, wired: the size, the views the GIF and MP4 show, the
+    buttons and the files; `frame` is the frame slider (the PNG's frame)."""
+    with gr.Row():
+        scale = gr.Slider(
+            1, MAX_EXPORT_SCALE, value=4, step=1, label="export size (× native pixels)", elem_id="export_scale"
+        )
+        views = gr.CheckboxGroup(
+            [(view.title, view.name) for view in STEP_VIEWS],
+            value=list(DEFAULT_EXPORT_VIEWS),
+            label="views in the GIF and MP4 (the PNG holds every view)",
+            elem_id="export_views",
+        )
+    with gr.Row():
+        export_button = gr.Button("Export GIF + MP4", elem_id="export")
+        png_button = gr.Button("PNG of this frame", elem_id="export_png")
+    with gr.Row():
+        gif = gr.File(label="GIF")
+        mp4 = gr.File(label="MP4")
+        png = gr.File(label="PNG of this frame")
+    export_inputs = [scale, views]
+    export_button.click(named(export_steps, export_inputs), export_inputs, [gif, mp4], api_name="export", **MODEL_WORK)
+    png_button.click(named(frame_png, [frame, scale]), [frame, scale], [png], api_name="frame_png", **MODEL_WORK)
 
 
 def sweep_exports(age: float | None = None) -> int:

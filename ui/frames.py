@@ -347,15 +347,17 @@ F.draw = () => {
   F.draws += 1; F.lastDraw = performance.now();
   if (from !== k) F.fetch(k);
 };
-// One row of panels; two rows when that draws them larger and the page is in presentation mode (or fullscreen).
+// One row of panels; two rows when that draws them larger and the page is in presentation mode (or fullscreen), or
+// when one row would draw them under 2× native (e.g. a 2-D run's scatter panels): large enough to judge.
 F.rows = (d, box) => {
   const one = [d.panels];
+  const width = (rows) => Math.max(...rows.map((row) => row.reduce((sum, p) => sum + p[2] + 4, -4)));
+  const shown = (rows) => { const r = box / width(rows); return r >= 1 ? Math.floor(r) : r; }; // drawn px per native
   const wide = document.body.classList.contains('presentation') || document.fullscreenElement;
-  if (!wide || d.panels.length < 4) return one;
+  if (!(wide || shown(one) < 2) || d.panels.length < 4) return one;
   const half = Math.ceil(d.panels.length / 2);
   const two = [d.panels.slice(0, half), d.panels.slice(half)];
-  const width = (rows) => Math.max(...rows.map((row) => row.reduce((sum, p) => sum + p[2] + 4, -4)));
-  return Math.floor(box / width(two)) > Math.floor(box / width(one)) ? two : one;
+  return shown(two) > shown(one) ? two : one;
 };
 F.sync = () => { const b = document.getElementById('frame_sync'); if (b) b.click(); };
 F.synced = () => {

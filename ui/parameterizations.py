@@ -17,7 +17,7 @@ from explorer.diffusion.measured_table import measure_table
 from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.teacher import TeacherForcing, teacher_force
 from explorer.diffusion.views import FOUR_VIEWS, PREDICTION_VIEWS, X0
-from explorer.figures.images import image_grid, labelled_row, scatter_frame, with_caption
+from explorer.figures.images import image_grid, labelled_row, labelled_table, scatter_frame, with_caption
 from explorer.figures.sampling import comparison_figure
 from explorer.figures.weighting import table_figure
 from explorer.figures.weighting_rows import rows_markdown, table_rows
@@ -89,30 +89,39 @@ def side_by_side(result: TeacherForcing, k: int) -> Image.Image:
     return canvas
 
 
+RUN_VIEW_WIDTH = 1000  # px: the ten frames of "your last run" are drawn at least 2× native, up to about this wide
+
+
 def trajectory_views(request: gr.Request | None):
-    """This session's run seen as x̂₀, ε̂, v̂ and û over ten frames (first sample), each t labelled, each row saying
-    whether the run's model predicted it or it was converted; None without a run."""
+    """This session's run seen as x̂₀, ε̂, v̂ and û over ten frames (first sample): one row per view (saying whether
+    the run's model predicted it or it was converted), one column per frame under its t, at least 2× native; a 2-D
+    run: every sample at the last frame. None without a run."""
     stored = state.STORE.get(state.session_of(request))
     if stored is None:
         return None
     compact = stored.compact
     frames = np.unique(np.round(np.linspace(0, len(compact) - 1, 10)).astype(int))
     shown_t = paper_t(np.asarray(compact.timesteps)[frames])
-    rows = []
-    for view in (X0, *(v for v in FOUR_VIEWS if v is not X0)):
-        title = view.title_for(compact.prediction)
+    views = (X0, *(v for v in FOUR_VIEWS if v is not X0))
+    if compact.x_t.ndim == 3:  # points [S, B, 2]
+        rows = [
+            (
+                v.title_for(compact.prediction),
+                scatter_frame(compact.view(v.name, int(frames[-1])), size=240, extent=3.5 * v.half_range),
+            )
+            for v in views
+        ]
+        return with_caption(labelled_row(rows), f"{stored.model}: every sample at the last frame, t = {shown_t[-1]}")
+    drawing = drawing_of(stored.model)  # latents: the linear projection, as the frames
+    table = []
+    for view in views:
         batch = torch.stack([compact.view(view.name, int(k))[0] for k in frames])  # [F, *shape]
-        if batch.ndim == 2:
-            last = compact.view(view.name, int(frames[-1]))
-            rows.append((title, scatter_frame(last, size=160, extent=3.5 * view.half_range)))
-        else:
-            pictures = drawing_of(stored.model).pixels(batch, view.half_range)  # latents: the linear projection
-            rows.append((title, image_grid(pictures, columns=len(frames), scale=4)))
-    if batch.ndim == 2:
-        caption = f"{stored.model}: every sample at the last frame, t = {shown_t[-1]}"
-    else:
-        caption = f"{stored.model}, first sample; columns left to right: t = " + ", ".join(map(str, shown_t))
-    return with_caption(labelled_row(rows), caption)
+        pictures = drawing.pixels(batch, view.half_range)  # [F, C, H, W]
+        scale = max(2, RUN_VIEW_WIDTH // (len(frames) * (pictures.shape[-1] + 6)))
+        table.append((view.title_for(compact.prediction), [image_grid(p[None], scale=scale) for p in pictures]))
+    note = f" · drawn by {drawing.name}" if drawing.latent else ""
+    picture = labelled_table(table, [f"t = {t}" for t in shown_t])
+    return with_caption(picture, f"{stored.model}, first sample, over ten frames of the run{note}")
 
 
 def _forced(data: str, seed: float, *, t: float | None = None, count: int = 1) -> TeacherForcing:

@@ -44,7 +44,7 @@ from ui.controls import (
     parse_run,
 )
 from ui.estimate import long_run_note, record_run_time, run_seconds, zero_gpu_seconds
-from ui.exports import MAX_EXPORT_SCALE, export, export_steps, frame_png  # noqa: F401 (export: for callers)
+from ui.exports import export, export_controls, export_steps, frame_png  # noqa: F401 (export: for callers)
 from ui.frames import frame_index, frame_text
 from ui.models import dataset_of, is_bundled, load_model
 from ui.pictures import PIXELS, Drawing, drawing_of
@@ -462,16 +462,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
     gr.Markdown(EXACT_NOTE, elem_classes="notes")
     gr.Markdown(CLIPPING_NOTE, elem_id="clipping_note", elem_classes="notes")
-    with gr.Row():
-        scale = gr.Slider(
-            1, MAX_EXPORT_SCALE, value=4, step=1, label="export size (× native pixels)", elem_id="export_scale"
-        )
-        export_button = gr.Button("Export GIF + MP4", elem_id="export")
-        png_button = gr.Button("PNG of this frame", elem_id="export_png")
-    with gr.Row():
-        gif = gr.File(label="GIF")
-        mp4 = gr.File(label="MP4")
-        png = gr.File(label="PNG of this frame")
+    export_controls(frame)
 
     decode_button.click(
         named(decode_frame, [frame, decoder]), [frame, decoder], decoded, api_name="decode_frame", **MODEL_WORK
@@ -519,8 +510,6 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     gr.on([], named(show_frame, [frame]), [frame], [picture, status], concurrency_limit=None, api_name="frame")
     for stepping in (previous_frame, next_frame):
         gr.on([], named(stepping, [frame]), [frame], [frame, picture, status], concurrency_limit=None)
-    export_button.click(named(export_steps, [scale]), [scale], [gif, mp4], api_name="export", **MODEL_WORK)
-    png_button.click(named(frame_png, [frame, scale]), [frame, scale], [png], api_name="frame_png", **MODEL_WORK)
     open_groups = (One(url_frame, "frame"), *run_groups)
     return SamplingTab(
         controls, frame, bind(open_frame, *open_groups), event_inputs(*open_groups), outputs, then_frames

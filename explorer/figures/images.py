@@ -7,6 +7,7 @@ nearest-neighbour so that one pixel of noise stays one sharp block; frames are m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,23 +64,26 @@ def image_grid(
 
 
 def labelled_grid(tiles: Sequence[Image.Image], labels: Sequence[str], *, columns: int, size: int = 11) -> Image.Image:
-    """Pictures of one size in a grid, each with its short label (e.g. a distance) centred under it; the font
-    shrinks (to 7 px) until the widest label fits a tile."""
+    """Pictures of one size in a grid, each with its short label (e.g. a distance) centred under it.
+
+    The font shrinks (to MIN_TITLE_SIZE) until the widest label fits a tile; a label still wider widens every
+    cell, so a label never runs under its neighbour."""
     width, height = tiles[0].size
     font_size = size
-    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    while font_size > 7 and max(draw.textlength(label, font=_title_font(font_size)) for label in labels) > width:
+    while font_size > MIN_TITLE_SIZE and max(text_width(label, _title_font(font_size)) for label in labels) > width:
         font_size -= 1
     font = _title_font(font_size)
-    cell_w, cell_h = width + 2 * GRID_GAP, height + font_size + 2 * LINE_GAP + GRID_GAP
+    ascent, descent = font.getmetrics()
+    cell = max(width, max(round(text_width(label, font)) for label in labels))
+    cell_w, cell_h = cell + 2 * GRID_GAP, height + ascent + descent + 2 * LINE_GAP + GRID_GAP
     rows = -(-len(tiles) // columns)
     canvas = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(canvas)
     for k, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
         left, top = (k % columns) * cell_w + GRID_GAP, (k // columns) * cell_h
-        canvas.paste(tile.convert("RGB"), (left, top))
-        text = draw.textlength(label, font=font)
-        draw.text((left + (width - text) / 2, top + height + LINE_GAP), label, fill="black", font=font)
+        canvas.paste(tile.convert("RGB"), (left + (cell - width) // 2, top))
+        text = text_width(label, font)
+        draw.text((left + (cell - text) / 2, top + height + LINE_GAP), label, fill="black", font=font)
     return canvas
 
 
@@ -148,13 +152,17 @@ def _title_font(size: int = TITLE_SIZE):
         return ImageFont.load_default(size=size)
 
 
+def text_width(text: str, font) -> float:
+    """The width `text` takes in `font`, in pixels (measured, as Pillow draws it)."""
+    return ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font)
+
+
 def title_lines(title: str, width: int, font) -> list[str]:
     """`title` broken into lines that each fit `width` pixels in `font`: at spaces and at ' · ' where possible,
     inside a word only when the word alone is wider than the panel. Pure layout, from measured text widths."""
-    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
     def fits(text: str) -> bool:
-        return draw.textlength(text, font=font) <= width
+        return text_width(text, font) <= width
 
     lines: list[str] = []
     for word in title.split():
@@ -170,13 +178,25 @@ def title_lines(title: str, width: int, font) -> list[str]:
     return lines or [""]
 
 
+MAX_TITLE_WORD = 160  # px: a column widens for its title's longest word up to this; a longer word is broken
+
+
+def title_column(title: str, width: int) -> int:
+    """The width of a panel's column: the panel's `width`, or wider where the title's longest word (at
+    MIN_TITLE_SIZE) needs it, so that a title wraps between words instead of inside one (up to MAX_TITLE_WORD)."""
+    font = _title_font(MIN_TITLE_SIZE)
+    longest = max((text_width(word, font) for word in title.split()), default=0.0)
+    return max(width, min(math.ceil(longest) + 4, MAX_TITLE_WORD))
+
+
 def _fitted_titles(titles: Sequence[str], widths: Sequence[int]) -> tuple[object, list[list[str]]]:
     """One font size for every title of a row (the largest from TITLE_SIZE down to MIN_TITLE_SIZE at which each
-    title fits its panel in at most two lines), and each title's lines at that size."""
+    title fits its column in at most two lines without breaking a word), and each title's lines at that size."""
     for size in range(TITLE_SIZE, MIN_TITLE_SIZE - 1, -1):
         font = _title_font(size)
         laid = [title_lines(title, max(width - 4, 1), font) for title, width in zip(titles, widths, strict=True)]
-        if all(len(lines) <= 2 for lines in laid) or size == MIN_TITLE_SIZE:
+        unbroken = all(" ".join(lines).split() == title.split() for title, lines in zip(titles, laid, strict=True))
+        if (unbroken and all(len(lines) <= 2 for lines in laid)) or size == MIN_TITLE_SIZE:
             return font, laid
     raise AssertionError("unreachable")
 
@@ -184,21 +204,61 @@ def _fitted_titles(titles: Sequence[str], widths: Sequence[int]) -> tuple[object
 def labelled_row(panels: Sequence[tuple[str, Image.Image]], *, gap: int = 8) -> Image.Image:
     """Pictures side by side, each with its title above it (white background).
 
-    Titles are laid out from their measured width: shrunk (to MIN_TITLE_SIZE) and wrapped within their own panel,
-    never over a neighbour; the header is as tall as the longest title needs."""
-    font, laid = _fitted_titles([title for title, _ in panels], [picture.width for _, picture in panels])
-    line_height = font.size + LINE_GAP
+    Titles are laid out from their measured width: each panel has a column (`title_column`: wider than a narrow
+    picture where the title's longest word needs it), titles shrink (to MIN_TITLE_SIZE) and wrap between words
+    within their own column, never over a neighbour; the header is as tall as the longest title needs."""
+    titles = [title for title, _ in panels]
+    columns = [title_column(title, picture.width) for title, picture in panels]
+    font, laid = _fitted_titles(titles, columns)
+    ascent, descent = font.getmetrics()
+    line_height = ascent + descent
     header = max(len(lines) for lines in laid) * line_height + 4
-    width = sum(p.width for _, p in panels) + gap * (len(panels) - 1)
+    width = sum(columns) + gap * (len(panels) - 1)
     height = max(p.height for _, p in panels) + header
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     left = 0
-    for (_, picture), lines in zip(panels, laid, strict=True):
+    for (_, picture), lines, column in zip(panels, laid, columns, strict=True):
         for row, line in enumerate(lines):
             draw.text((left + 2, 2 + row * line_height), line, fill="black", font=font)
         canvas.paste(picture.convert("RGB"), (left, header))
-        left += picture.width + gap
+        left += column + gap
+    return canvas
+
+
+ROW_TITLE_WIDTH = 180  # px: a table's row titles wrap within this
+
+
+def labelled_table(
+    rows: Sequence[tuple[str, Sequence[Image.Image]]], columns: Sequence[str], *, gap: int = 6
+) -> Image.Image:
+    """Pictures of one size in a table: a line of column labels on top (e.g. "t = 981"), each row's title on its
+    left. Laid out from measured text widths: the column labels shrink (to MIN_TITLE_SIZE) and then widen the
+    columns; row titles wrap between words within ROW_TITLE_WIDTH."""
+    width, height = rows[0][1][0].size
+    size = TITLE_SIZE
+    while size > MIN_TITLE_SIZE and max(text_width(label, _title_font(size)) for label in columns) > width:
+        size -= 1
+    label_font, title_font = _title_font(size), _title_font(TITLE_SIZE)
+    cell = max(width, max(math.ceil(text_width(label, label_font)) for label in columns))
+    titles = [title for title, _ in rows]
+    left = min(ROW_TITLE_WIDTH, max(title_column(title, math.ceil(text_width(title, title_font))) for title in titles))
+    laid = [title_lines(title, left - 4, title_font) for title in titles]
+    label_line, title_line = sum(label_font.getmetrics()), sum(title_font.getmetrics())
+    heights = [max(height, len(lines) * title_line) for lines in laid]
+    header = label_line + LINE_GAP
+    canvas = Image.new("RGB", (left + len(columns) * (cell + gap), header + sum(heights) + gap * len(rows)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for k, label in enumerate(columns):
+        x = left + k * (cell + gap) + (cell - text_width(label, label_font)) / 2
+        draw.text((x, 0), label, fill="black", font=label_font)
+    top = header
+    for (_, pictures), lines, row_height in zip(rows, laid, heights, strict=True):
+        for n, line in enumerate(lines):
+            draw.text((2, top + n * title_line), line, fill="black", font=title_font)
+        for k, picture in enumerate(pictures):
+            canvas.paste(picture.convert("RGB"), (left + k * (cell + gap) + (cell - width) // 2, top))
+        top += row_height + gap
     return canvas
 
 

@@ -1,10 +1,37 @@
 // The frame in fullscreen: whatever #frame shows (an <img> or a <canvas>) drawn nearest-neighbour, aspect kept, to
 // the whole screen, with the frame text (#frame_text) above it. A button beside the picture, the picture's own
 // fullscreen button or F (keys.js) opens it, Esc leaves; while it is open it follows every new frame, so ← and →
-// keep stepping.
+// keep stepping. When the browser refuses fullscreen (an iframe without allow="fullscreen", a permissions policy), the
+// page says so in a message (#fullscreen_refused) instead of failing silently.
 (() => {
   const VIEW = 'frame_fullscreen';
   const BUTTON = 'frame_fullscreen_button';
+  const REFUSED = 'fullscreen_refused';
+  const REFUSED_SECONDS = 12;
+
+  // The message shown when fullscreen was refused, for a few seconds (or until closed).
+  function refused() {
+    let note = document.getElementById(REFUSED);
+    if (!note) {
+      note = document.createElement('div');
+      note.id = REFUSED;
+      note.setAttribute('role', 'alert');
+      note.innerHTML = '<span></span><button type="button" aria-label="close">×</button>';
+      note.querySelector('button').addEventListener('click', () => note.classList.remove('shown'));
+      document.body.appendChild(note);
+    }
+    const embedded = window.self !== window.top;
+    note.querySelector('span').textContent = embedded
+      ? 'Fullscreen was refused: this app is embedded in an iframe without allow="fullscreen". The page that ' +
+        'embeds it must add allow="fullscreen" to its <iframe> (see the README); or open the app in its own tab.'
+      : 'Fullscreen was refused by the browser (a permissions policy or a setting): the frame stays in the page.';
+    note.classList.add('shown');
+    clearTimeout(note.timer);
+    note.timer = setTimeout(() => note.classList.remove('shown'), REFUSED_SECONDS * 1000);
+  }
+  window.explorerFullscreenRefused = refused;
+  // Every refused request (this view's, or F's on the whole page in keys.js) fires fullscreenerror.
+  document.addEventListener('fullscreenerror', refused);
 
   // The picture inside #frame: its largest <img> or <canvas> on screen (icons are small), with its own size.
   function picture() {
@@ -65,7 +92,11 @@
       return;
     }
     draw(element);
-    element.requestFullscreen().then(() => requestAnimationFrame(follow), (error) => console.warn(error));
+    if (!document.fullscreenEnabled) {
+      refused(); // a frame without allow="fullscreen": the request would only log a permissions policy violation
+      return;
+    }
+    element.requestFullscreen().then(() => requestAnimationFrame(follow), refused);
   }
 
   // The button lives inside #frame, which the sampling view re-renders: put it back whenever it is missing.
