@@ -246,6 +246,4 @@ def teacher_force(
         a = torch.from_numpy(schedule.alphas_cumprod[steps])  # [S]
         truth_v = torch.stack([v_from_x0_eps(clean, noise[k], a[k]) for k in range(steps.size)]).float()
         truth_eps, truth_x0, truth_u = noise.float(), clean.expand_as(x_t).float(), (noise - clean).float()
-    return TeacherForcing(
-        steps.astype(np.int64), x_t.float(), truth_eps, truth_x0, truth_v, tuple(results), u=truth_u
-    )
+    return TeacherForcing(steps.astype(np.int64), x_t.float(), truth_eps, truth_x0, truth_v, tuple(results), u=truth_u)
