@@ -3,6 +3,8 @@ straight chords against their definition, and Euler steps of the exact velocity 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -85,7 +87,7 @@ def test_euler_steps_of_the_exact_velocity_approach_the_exact_endpoints():
     for n in (1, 3, 16):
         x = START.numpy().copy()
         grid = np.linspace(1.0, 0.0, n + 1)
-        for sigma, nxt in zip(grid[:-1], grid[1:]):
+        for sigma, nxt in itertools.pairwise(grid):
             x = x + (nxt - sigma) * np.stack([_velocity(row, sigma) for row in x])
         np.testing.assert_allclose(euler_endpoints(DATA, START, n), x, atol=1e-10)
     one = euler_endpoints(DATA, START, 1)  # one step from σ = 1 lands on the data's mean
@@ -113,3 +115,38 @@ def test_bad_inputs_are_refused_by_name():
         integrate_exact(DATA, START, 1.5)
     with pytest.raises(ValueError, match="Euler steps"):
         euler_endpoints(DATA, START, 0)
+
+
+def test_the_cloud_view_draws_a_flow_runs_paths_and_hides_them_for_other_runs():
+    from app_fixtures import FakeRequest, ensure_models
+
+    from explorer.data import Dataset, exact_training_set
+    from explorer.diffusion.sampler import sample
+    from ui import cloud
+    from ui.models import load_model
+    from ui.state import keep_run
+
+    ensure_models()
+    for name, flow in (("exact-moons-flow", True), ("moons-eps", False)):
+        with torch.no_grad():
+            run = sample(load_model(name), sampler="ddim", eta=0.0, num_inference_steps=6, batch_size=8, seed=2)
+        request = FakeRequest(f"flow-paths-{name}")
+        keep_run(request, run.compact(), name)
+        group, figure, sentence = cloud.flow_view(request)
+        assert group["visible"] is flow
+        if not flow:
+            assert figure is None and sentence == ""
+            continue
+        names = {trace.name for trace in figure.data}
+        assert (
+            "straight training paths (1 − σ) x₀* + σ ε" in names and "exact paths of the marginal velocity u*" in names
+        )
+        # the exact paths start where the run started, on the flow path: x_σ = c(σ) x_t at its first σ
+        drawn, paths = cloud.run_flow_paths(run.compact(), exact_training_set(Dataset.MOONS))
+        a = float(run.settings.schedule.alphas_cumprod[run.settings.timesteps[0]])
+        sigma = (1 - a) ** 0.5 / (a**0.5 + (1 - a) ** 0.5)
+        first = run.compact().x_t[0].double().numpy() * np.sqrt((1 - sigma) ** 2 + sigma**2)
+        np.testing.assert_allclose(paths.start, first, atol=1e-6)
+        np.testing.assert_allclose(paths.sigmas[0], sigma, rtol=1e-12)
+        assert not drawn.stochastic and drawn.steps == 6
+        assert f"{np.median(paths.gap):.3g}" in sentence and "took 6 steps" in sentence

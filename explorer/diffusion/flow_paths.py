@@ -22,6 +22,7 @@ the trajectories of dx/dσ = u* bend, and a few Euler steps along u* miss where 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,7 +106,7 @@ def integrate_exact(
     grid = np.linspace(np.log(sigma_start), np.log(SIGMA_MIN), steps + 1)  # s, descending
     x = start.double().clone()
     path = [x]
-    for s, s_next in zip(grid[:-1], grid[1:], strict=True):
+    for s, s_next in itertools.pairwise(grid):
         h = s_next - s
         k1 = slope(x, s)
         k2 = slope(x + 0.5 * h * k1, s + 0.5 * h)
@@ -128,7 +129,7 @@ def euler_endpoints(data: torch.Tensor, start: torch.Tensor, steps: int, sigma_s
     velocity = ExactVelocity(data)
     sigmas = np.linspace(sigma_start, 0.0, steps + 1)
     x = start.double().clone()
-    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+    for sigma, sigma_next in itertools.pairwise(sigmas):
         x = x + (sigma_next - sigma) * velocity(x, float(sigma))
     return x.numpy()
 
