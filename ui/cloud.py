@@ -36,7 +36,9 @@ from ui.state import stored_run
 
 INTRO = """### The cloud: every point of the batch from noise to data, over the exact densities (2-D models)
 After a run of a 2-D model (moons-*, ring-*, exact-moons, exact-ring), **Animate the cloud** draws the whole run
-as one animation: press its ▶ Play or drag its slider (both run in the browser). Nothing is sampled again."""
+as one animation: press its ▶ Play or drag its slider (both run in the browser). Nothing is sampled again. After a
+flow run (moons-flow, ring-flow, exact-*-flow) a second figure sets its straight training paths beside the exact
+curved paths from the same noise."""
 NOT_2D = (
     "The cloud is for 2-D models (moons-*, ring-*, exact-moons, exact-ring): this session's run is of {model}, "
     "whose training set is not a known 2-D point set. Run a 2-D model first."

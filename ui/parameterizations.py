@@ -293,8 +293,9 @@ $$\|\varepsilon - \hat\varepsilon\|^2 = \mathrm{SNR}_t\,\|x_0 - \hat x_0\|^2, \q
 \|u - \hat u\|^2 = \frac{\|x_0 - \hat x_0\|^2}{\sigma^2} = (1 + \sqrt{\mathrm{SNR}_t})^2\,\|x_0 - \hat x_0\|^2$$
 
 min-SNR-γ (Hang et al. 2023) replaces the weight by min(SNR<sub>t</sub>, γ). Below: each target's size, the weights
-(the markers are measured error ratios), where each model's own error is large, and, on moons, an ε model trained
-with uniform weighting beside the same recipe trained with min-SNR-5 (`moons-eps-minsnr5`). The table's last column
+(the markers are measured error ratios), where each model's own error is large (on moons and ring the flow model's
+own space is u), and, on moons, an ε model trained with uniform weighting beside the same recipe trained with
+min-SNR-5 (`moons-eps-minsnr5`). The table's last column
 is computed from the curves each time they are drawn."""
 
 
