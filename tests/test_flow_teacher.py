@@ -104,3 +104,21 @@ def test_the_measured_table_has_a_flow_row_about_the_flow_network(forced):
     assert f"{relative[0]:.3g} at t = 1" in row.measured
     ratio = flow.errors[Prediction.SAMPLE][-1] / table.model("moons-x0").errors[Prediction.SAMPLE][-1]
     assert f"{ratio:.3g}× moons-x0's at t = 1000" in row.measured
+
+
+@pytest.mark.parametrize("a", [1 - 1e-6, 0.999, 0.5, 1e-2, 4.04e-5])
+def test_the_flow_weight_identity_holds_to_1e_10_in_float64_through_the_converters(a):
+    """‖u − û‖² = ‖x₀ − x̂₀‖² / σ², σ = √(1−ᾱ)/(√ᾱ + √(1−ᾱ)): û of a flow prediction, x̂₀ converted from it."""
+    from explorer.diffusion.parameterization import convert
+
+    generator = torch.Generator().manual_seed(7)
+    x0, eps = (torch.randn(256, 2, generator=generator, dtype=torch.float64) for _ in range(2))
+    u_hat = (eps - x0) + 0.2 * torch.randn(256, 2, generator=generator, dtype=torch.float64)  # a flow prediction
+    x_t = a**0.5 * x0 + (1 - a) ** 0.5 * eps
+    x0_hat = convert(u_hat, "flow_prediction", "sample", x_t, a)
+    assert x0_hat.dtype == torch.float64
+    sigma = (1 - a) ** 0.5 / (a**0.5 + (1 - a) ** 0.5)
+    x_sigma = (1 - sigma) * x0 + sigma * eps  # the same point on the flow path: x_t / (√ᾱ + √(1−ᾱ))
+    torch.testing.assert_close(x0_hat, x_sigma - sigma * u_hat, rtol=1e-10, atol=1e-12)  # x₀ = x_σ − σ u
+    u_error = float(((eps - x0 - u_hat) ** 2).sum())
+    assert u_error == pytest.approx(float(((x0 - x0_hat) ** 2).sum()) / sigma**2, rel=1e-10)
