@@ -12,9 +12,10 @@ Notation (Ho et al. 2020 eq. 5; KL of two isotropic Gaussians in D dimensions):
     truth          ε, x₀, v, u             known when x₀ is given: x_t = √ᾱ x₀ + √(1−ᾱ) ε, ε from (seed, k);
                                            u = ε − x₀, the flow velocity of x_σ = (1 − σ) x₀ + σ ε at the σ of
                                            the same SNR (x_σ = x_t / (√ᾱ + √(1−ᾱ)); `explorer.diffusion.flow`)
-    û              the flow velocity       each prediction converted to u with the model's own ᾱ: a flow model
+    model.u[k]     û                       each prediction converted to u with the model's own ᾱ: a flow model
                                            (prediction "flow_prediction") is called like any other, on the VP x_t of
-                                           its own level, and its û converts to ε̂, x̂₀, v̂ the same way
+                                           its own level, and its û converts to ε̂, x̂₀, v̂ the same way;
+                                           ‖u − û‖² = ‖x₀ − x̂₀‖² / σ² there (x₀ = x_σ − σ u)
     *_mse[k]       mean over batch and pixels of (prediction − truth)²
     kl[k]          L_{t−1} / D = KL(q(x_{t−1}|x_t,x₀) ‖ p_θ(x_{t−1}|x_t)) / D, in nats per dimension:
                    ½ [log(σ²/β̃) + β̃/σ² − 1] + ‖μ̃ − μ_θ‖² / (2σ² D),  μ_θ = μ̃(x̂₀, x_t),  for t ≥ 2 only.
