@@ -90,12 +90,13 @@ def _check(data: torch.Tensor, start: torch.Tensor, sigma_start: float) -> None:
 
 
 def integrate_exact(
-    data: torch.Tensor, start: torch.Tensor, sigma_start: float = 1.0, steps: int = INTEGRATION_STEPS
+    data: torch.Tensor, start: torch.Tensor, sigma_start: float = 1.0, intervals: int = INTEGRATION_STEPS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Solve dx/dσ = u*(x, σ) from x_{σ₀} = start ([K, D]) down to σ = 0: (sigmas [steps + 2], paths [K, steps + 2, D]).
+    """Solve dx/dσ = u*(x, σ) from x_{σ₀} = start ([K, D]) down to σ = 0: (sigmas [L], paths [K, L, D]),
+    L = intervals + 2.
 
-    RK4 with `steps` equal steps in s = log σ down to SIGMA_MIN (dx/ds = σ u* = x − E[x₀ | x]), then σ = 0, where
-    the path is E[x₀ | x] at SIGMA_MIN: the data point the posterior has collapsed onto.
+    RK4 over `intervals` equal intervals in s = log σ down to SIGMA_MIN (dx/ds = σ u* = x − E[x₀ | x]), then
+    σ = 0, where the path is E[x₀ | x] at SIGMA_MIN: the data point the posterior has collapsed onto.
     """
     _check(data, start, sigma_start)
     velocity = ExactVelocity(data)
@@ -103,7 +104,7 @@ def integrate_exact(
     def slope(x: torch.Tensor, s: float) -> torch.Tensor:  # dx/ds = σ u*(x, σ) = x − E[x₀ | x]
         return x - velocity.posterior_mean(x, float(np.exp(s)))
 
-    grid = np.linspace(np.log(sigma_start), np.log(SIGMA_MIN), steps + 1)  # s, descending
+    grid = np.linspace(np.log(sigma_start), np.log(SIGMA_MIN), intervals + 1)  # s, descending
     x = start.double().clone()
     path = [x]
     for s, s_next in itertools.pairwise(grid):
@@ -121,13 +122,13 @@ def integrate_exact(
     return sigmas, torch.stack(path, dim=1).numpy()  # [L], [K, L, D]
 
 
-def euler_endpoints(data: torch.Tensor, start: torch.Tensor, steps: int, sigma_start: float = 1.0) -> np.ndarray:
-    """Where `steps` equal flow Euler steps x ← x + (σ' − σ) u*(x, σ) from σ₀ to 0 end, [K, D] float64."""
+def euler_endpoints(data: torch.Tensor, start: torch.Tensor, count: int, sigma_start: float = 1.0) -> np.ndarray:
+    """Where `count` equal flow Euler steps x ← x + (σ' − σ) u*(x, σ) from σ₀ to 0 end, [K, D] float64."""
     _check(data, start, sigma_start)
-    if steps < 1:
-        raise ValueError(f"Euler steps must be at least 1; got {steps}")
+    if count < 1:
+        raise ValueError(f"Euler steps must be at least 1; got {count}")
     velocity = ExactVelocity(data)
-    sigmas = np.linspace(sigma_start, 0.0, steps + 1)
+    sigmas = np.linspace(sigma_start, 0.0, count + 1)  # count intervals
     x = start.double().clone()
     for sigma, sigma_next in itertools.pairwise(sigmas):
         x = x + (sigma_next - sigma) * velocity(x, float(sigma))
@@ -139,8 +140,8 @@ def flow_paths(data: torch.Tensor, start: torch.Tensor, sigma_start: float = 1.0
     sigmas, curved = integrate_exact(data, start, sigma_start)
     first, end = curved[:, 0], curved[:, -1]  # [K, D]
     eps = (first - (1 - sigma_start) * end) / sigma_start
-    s = sigmas[None, :, None]  # [1, L, 1]
-    straight = (1 - s) * end[:, None, :] + s * eps[:, None, :]  # [K, L, D]
+    level = sigmas[None, :, None]  # [1, L, 1]
+    straight = (1 - level) * end[:, None, :] + level * eps[:, None, :]  # [K, L, D]
     gap = np.linalg.norm(curved - straight, axis=-1).max(axis=1)
     length = np.linalg.norm(np.diff(curved, axis=1), axis=-1).sum(axis=1)
     chord = np.linalg.norm(first - end, axis=-1)
