@@ -70,3 +70,17 @@ def test_the_cloud_animates_in_the_browser(page, app_url):
     training = page.evaluate(f"() => document.querySelector('{PLOT}')._fullData[0]._length")
     assert training == 1000
     assert page.errors == []
+
+
+def test_a_flow_run_shows_straight_training_paths_beside_the_exact_curved_ones(page, app_url):
+    page.goto(f"{app_url}?tab=sampling&model=moons-flow&steps=10&batch=32&seed=2")
+    page.wait_for_function("() => document.querySelector('#steps input[type=number]')?.value === '10'")
+    page.click("#run", timeout=120_000)
+    page.wait_for_selector("#diagnostics .js-plotly-plot", timeout=300_000)
+    page.click("#animate_cloud")
+    page.wait_for_selector("#flow_paths .js-plotly-plot", timeout=300_000)
+    legend = page.locator("#flow_paths").inner_text()
+    assert "straight training paths" in legend and "exact paths of the marginal velocity u*" in legend
+    page.wait_for_selector("#flow_paths_text:has-text('Euler steps along the exact u*')", timeout=60_000)
+    assert "took 10 steps" in page.locator("#flow_paths_text").inner_text()
+    assert page.errors == []

@@ -28,3 +28,15 @@ def test_your_last_run_fills_after_a_run(page):
     page.get_by_role("tab", name="Parameterizations").click()
     page.wait_for_selector("#comparison_run img", timeout=120_000)
     assert page.errors == []
+
+
+def test_moons_compares_the_flow_network_with_the_others(page):
+    page.get_by_role("tab", name="Parameterizations").click()
+    page.wait_for_selector("#comparison_plot .js-plotly-plot", timeout=240_000)
+    page.locator("#cmp_data").get_by_label("moons").check()
+    page.wait_for_selector("#comparison_plot:has-text('moons-flow (u-prediction)')", timeout=240_000)
+    legend = page.locator("#comparison_plot").inner_text()
+    assert all(f"moons-{suffix}" in legend for suffix in ("eps", "x0", "v", "flow"))
+    assert "MSE in u space" in legend
+    page.wait_for_selector("#table_rows:has-text('moons-flow predicts u')", timeout=240_000)
+    assert page.errors == []

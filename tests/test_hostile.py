@@ -62,6 +62,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "open_memorization": {"mem_data": "ring", "mem_n": 2},  # the Memorization tab opened
     "open_memorization_if_shown": {"mem_data": "ring", "mem_n": 2},  # a page load (tab from the URL)
     "cloud": {"cloud_point": 0},
+    "flow_paths": {},  # after the cloud: a flow run's straight and exact paths (no inputs)
     "model_schedule": {"schedule_model": "digits-eps"},
     "open_schedules": {},  # a page load: the Schedules view redrawn when a link changed a control
     "model_changed": {},

@@ -181,15 +181,17 @@ def test_comparison_figure_has_every_space_the_target_sizes_and_kl():
 
     schedule = Schedule.from_name("linear", 100)
     data = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
-    models = [OptimalDenoiser(data, schedule, p, name=p) for p in ("epsilon", "sample", "v_prediction")]
+    predictions = ("epsilon", "sample", "v_prediction", "flow_prediction")
+    models = [OptimalDenoiser(data, schedule, p, name=p) for p in predictions]
     figure = comparison_figure(teacher_force(models, x0=data[:8], timesteps=[0, 50, 99]))
     titles = [a.text for a in figure.layout.annotations]
-    assert titles[:3] == [f"MSE in {s} space (log)" for s in ("ε", "x₀", "v")] and titles[4].startswith("KL term")
-    assert len(figure.data) == 3 * 4 + 3  # per model: three spaces and the KL; then the three target sizes
-    assert {t.name for t in figure.data if t.showlegend is not False} >= {"epsilon (ε-prediction)", "RMS of true v"}
+    assert titles[:4] == [f"MSE in {s} space (log)" for s in ("ε", "x₀", "v", "u")] and titles[5].startswith("KL term")
+    assert len(figure.data) == 4 * 5 + 4  # per model: four spaces and the KL; then the four target sizes
+    shown = {t.name for t in figure.data if t.showlegend is not False}
+    assert shown >= {"epsilon (ε-prediction)", "flow_prediction (u-prediction)", "RMS of true v", "RMS of true u"}
     # Curves on top of each other stay distinguishable: each model its own dash and marker.
     styles = {(t.legendgroup, t.line.dash, t.marker.symbol) for t in figure.data if t.legendgroup}
-    assert len(styles) == 3 and len({(dash, symbol) for _, dash, symbol in styles}) == 3
+    assert len(styles) == 4 and len({(dash, symbol) for _, dash, symbol in styles}) == 4
     # The KL panel says what it leaves out, and why.
     note = figure.layout.title.text
     assert "L₀ (t = 1) is a decoder term, not a KL between Gaussians" in note

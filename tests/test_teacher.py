@@ -37,7 +37,7 @@ def test_the_truth_itself_has_zero_error_in_every_space() -> None:
     models = [TruthDenoiser(x0, p) for p in ("epsilon", "sample", "v_prediction")]
     result = teacher_force(models, x0=x0, timesteps=[0, 10, 500, 998], seed=4)
     for model in result.models:
-        for errors in (model.eps_mse, model.x0_mse, model.v_mse):
+        for errors in (model.eps_mse, model.x0_mse, model.v_mse, model.u_mse):
             # Zero up to the float32 rounding of x_t at the model boundary (amplified by 1/√(1−ᾱ) at t = 1).
             assert errors.shape == (4,) and np.all(errors < 1e-9)
         assert np.isnan(model.kl[0]) and np.all(np.abs(model.kl[1:]) < 1e-9)
@@ -54,7 +54,9 @@ def test_shared_inputs_are_q_samples_with_the_seeded_noise() -> None:
     again = teacher_force([OptimalDenoiser(x0, SCHEDULE)], x0=x0, timesteps=[5, 700], seed=9)
     torch.testing.assert_close(again.x_t, result.x_t, rtol=0, atol=0)
     rms = result.target_rms()
-    assert set(rms) == {"eps", "x0", "v"} and rms["eps"].shape == (2,)
+    assert set(rms) == {"eps", "x0", "v", "u"} and rms["eps"].shape == (2,)
+    u = result.eps.double() - x0.double()  # the flow velocity ε − x₀, the same at every level
+    torch.testing.assert_close(rms["u"], u.pow(2).reshape(2, -1).mean(1).sqrt().numpy(), rtol=1e-6, atol=0)
 
 
 def test_oracle_beats_a_random_network_and_kl_is_positive() -> None:

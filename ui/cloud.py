@@ -12,8 +12,12 @@ import uuid
 from dataclasses import dataclass
 
 import gradio as gr
+import numpy as np
+import torch
 
 from explorer.data import Dataset, exact_training_set
+from explorer.diffusion.flow_paths import FlowPaths, flow_paths, to_flow_coordinates
+from explorer.diffusion.parameterization import Prediction
 from explorer.figures.cloud import (
     GRID_CELLS,
     TRAIL_FRAMES,
@@ -23,6 +27,7 @@ from explorer.figures.cloud import (
     reverse_name,
     run_cloud,
 )
+from explorer.figures.flow_paths import RunPaths, paths_figure, paths_sentence
 from explorer.validation import check_int
 from ui.api_names import named
 from ui.common import MODEL_WORK, user_errors
@@ -31,7 +36,9 @@ from ui.state import stored_run
 
 INTRO = """### The cloud: every point of the batch from noise to data, over the exact densities (2-D models)
 After a run of a 2-D model (moons-*, ring-*, exact-moons, exact-ring), **Animate the cloud** draws the whole run
-as one animation: press its ▶ Play or drag its slider (both run in the browser). Nothing is sampled again."""
+as one animation: press its ▶ Play or drag its slider (both run in the browser). Nothing is sampled again. After a
+flow run (moons-flow, ring-flow, exact-*-flow) a second figure sets its straight training paths beside the exact
+curved paths from the same noise."""
 NOT_2D = (
     "The cloud is for 2-D models (moons-*, ring-*, exact-moons, exact-ring): this session's run is of {model}, "
     "whose training set is not a known 2-D point set. Run a 2-D model first."
@@ -97,6 +104,47 @@ def animate(point: float, request: gr.Request = None) -> tuple[AnimatedFigure, s
     return cloud_figure(cloud, token=uuid.uuid4().hex), caption(cloud, dataset)
 
 
+FLOW_PATHS = 12  # paths of a flow run drawn straight and exact (evenly strided over the batch)
+FLOW_INTRO = """**A flow run: straight training paths, curved sampling paths.** A flow model learns from straight paths
+x<sub>σ</sub> = (1 − σ) x₀ + σ ε, but it predicts their average over every pair (x₀, ε) through the same point, the
+marginal velocity u* = E[ε − x₀ | x<sub>σ</sub>], and the paths of u* bend. Drawn on the flow path's own coordinates
+(x<sub>σ</sub> = c(σ) x<sub>t</sub>), from this run's starting noise: the exact paths of u* of the training set
+(integrated finely in float64), the straight path from the same start to where each ends, and the run's own
+states."""
+
+
+def run_flow_paths(compact, data: torch.Tensor, count: int = FLOW_PATHS) -> tuple[RunPaths, FlowPaths]:
+    """(the run's states on the flow path, the exact `FlowPaths`) for `count` points of a 2-D run, from its first
+    state at its first σ."""
+    alphas = compact.settings.schedule.alphas_cumprod[compact.timesteps]  # [S]
+    chosen = torch.from_numpy(np.unique(np.round(np.linspace(0, compact.samples.shape[0] - 1, count)).astype(int)))
+    sigmas, states = to_flow_coordinates(compact.x_t[:, chosen], alphas)  # [S], [S, K, 2]
+    final = compact.samples[chosen].double().numpy()[None]  # [1, K, 2]: σ = 0
+    run = RunPaths(
+        states=np.concatenate([states, final]).transpose(1, 0, 2),  # [K, S + 1, 2]
+        steps=len(compact),
+        stochastic=bool(compact.std.max() > 0),
+    )
+    return run, flow_paths(data, torch.from_numpy(states[0]), float(sigmas[0]))
+
+
+@user_errors
+def flow_view(request: gr.Request = None):
+    """For a flow run of a 2-D model: (shown group, figure, sentence); for any other run the group stays hidden."""
+    run = stored_run(request)
+    dataset = dataset_of(run.model)
+    two_d = dataset is not None and dataset is not Dataset.DIGITS and tuple(run.compact.samples.shape[1:]) == (2,)
+    if not two_d or run.compact.prediction is not Prediction.FLOW:
+        return gr.update(visible=False), None, ""
+    data = exact_training_set(dataset)
+    drawn, paths = run_flow_paths(run.compact, data)
+    return (
+        gr.update(visible=True),
+        paths_figure(paths, data.double().numpy(), drawn),
+        paths_sentence(paths, drawn, f"This run ({run.model})"),
+    )
+
+
 @dataclass(frozen=True)
 class CloudTab:
     """The cloud's button, highlighted-point box, plot and caption."""
@@ -117,7 +165,13 @@ def build() -> CloudTab:
         )
     plot = gr.Plot(label="the cloud", elem_id="cloud")
     text = gr.Markdown(elem_id="cloud_caption")
-    button.click(named(animate, [point]), [point], [plot, text], api_name="cloud", **MODEL_WORK).then(
-        None, [plot], None, js=ADD_FRAMES_JS, api_visibility="private", show_progress="hidden"
+    with gr.Column(visible=False, elem_id="flow_paths_group") as flow_group:
+        gr.Markdown(FLOW_INTRO)
+        flow_plot = gr.Plot(label="straight training paths and the exact paths of a flow run", elem_id="flow_paths")
+        flow_text = gr.Markdown(elem_id="flow_paths_text")
+    animated = button.click(named(animate, [point]), [point], [plot, text], api_name="cloud", **MODEL_WORK)
+    animated.then(None, [plot], None, js=ADD_FRAMES_JS, api_visibility="private", show_progress="hidden")
+    animated.success(
+        named(flow_view, []), None, [flow_group, flow_plot, flow_text], api_name="flow_paths", **MODEL_WORK
     )
     return CloudTab(button, point, plot, text)

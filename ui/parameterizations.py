@@ -1,5 +1,6 @@
-"""Parameterizations view: ε-, x₀- and v-prediction models on the same x_t, errors in every space, KL terms, and the
-parameterization table measured (target sizes, implied weights, min-SNR); it fills when its tab opens."""
+"""Parameterizations view: ε-, x₀-, v- and flow-prediction models on the same points at matched SNR, errors in every
+space, KL terms, and the parameterization table measured (target sizes, implied weights, min-SNR); it fills when its
+tab opens."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ from ui import state
 from ui.api_names import named
 from ui.common import MODEL_WORK, slider_events, user_errors
 from ui.controls import RunValues, bind_model
-from ui.models import EXACT_PREFIX, check_ref, load_model
+from ui.models import EXACT_PREFIX, bundled_models, check_ref, load_model
 from ui.pictures import drawing_of
 
 SUFFIXES = tuple(view.name for view in PREDICTION_VIEWS)  # bundled models are named <data>-<suffix>: eps, x0, v
+FLOW_SUFFIX = "flow"  # and <data>-flow, the flow-matching model, where one is bundled (moons, ring)
 EXAMPLES = 8
 DIGIT_STRIDE = 101  # the held-out digits are sorted by class, 100 each: one example of 0, 1, 2, …
 POINTS = 256
@@ -38,11 +40,13 @@ TABLE_DIGITS = 4  # digits per t in the measured table (1,024 values: an RMS's s
 TAB_ID = "parameterizations"  # the tab's id in app.py and in links (tab=parameterizations)
 OPEN_OUTPUTS = 6  # comparison figure, picture, summary, last run, table figure, table rows
 MIN_SNR = {"moons": ("moons-eps", "moons-eps-minsnr5", 5.0)}  # uniform ε, min-SNR-γ ε (same recipe), γ
-INTRO = """### ε, x₀ or v: the same information, different targets
-Three bundled models were trained on the same data, each predicting a different quantity; the fourth, `exact-*`, is
-the exact denoiser E[x₀ | x<sub>t</sub>] of their training set (no parameters). Here they see the same
-x<sub>t</sub> (same x₀, same noise) at each t (**teacher forcing**: no sampling, so errors do not accumulate), and
-each prediction is converted into all three spaces. Where a model's error is small tells where its
+INTRO = """### ε, x₀, v or the flow velocity u: the same information, different targets
+Three bundled models were trained on the same data, each predicting a different quantity (on moons and ring a fourth,
+`*-flow`, predicts the flow-matching velocity u = ε − x₀ of x<sub>σ</sub> = (1 − σ) x₀ + σ ε); `exact-*` is the
+exact denoiser E[x₀ | x<sub>t</sub>] of their training set (no parameters). Here they see the same points (same x₀,
+same noise) at each t (**teacher forcing**: no sampling, so errors do not accumulate), each at its own timestep of
+the same SNR (the flow model at σ = 1/(1 + √SNR), on x<sub>σ</sub>), and each prediction is converted into all four
+spaces. Where a model's error is small tells where its
 parameterization is easy to learn; the black curves show how large each target is, and the last panel the per-step
 KL term of the training bound (nats per dimension). t is the paper's step, 1..T."""
 
@@ -56,8 +60,12 @@ class DataChoice(Mode, field="data"):
 
 
 def models_for(data: X0Source) -> list:
-    """The three bundled models of one data set, in the order ε, x₀, v, then the exact denoiser of its training set."""
-    names = [f"{data.dataset.value}-{suffix}" for suffix in SUFFIXES] + [f"{EXACT_PREFIX}{data.dataset.value}"]
+    """The bundled models of one data set, in the order ε, x₀, v, the flow model where one is bundled, then the exact
+    denoiser of its training set."""
+    names = [f"{data.dataset.value}-{suffix}" for suffix in SUFFIXES]
+    if f"{data.dataset.value}-{FLOW_SUFFIX}" in bundled_models():
+        names.append(f"{data.dataset.value}-{FLOW_SUFFIX}")
+    names.append(f"{EXACT_PREFIX}{data.dataset.value}")
     try:
         return [load_model(name) for name in names]
     except ValueError as error:
@@ -71,14 +79,14 @@ def _show(batch: torch.Tensor, half_range: float) -> Image.Image:
 
 
 def side_by_side(result: TeacherForcing, k: int) -> Image.Image:
-    """Rows: the truth, then each model; columns: ε, x₀, v at step index k (the same x_t for every row)."""
+    """Rows: the truth, then each model; columns: ε, x₀, v, u at step index k (the same points for every row)."""
     rows = [("truth", result)] + [(model.name, model) for model in result.models]
 
     def title(row: str, view) -> str:  # the truth is ε, a model's prediction ε̂
         return f"{row}: " + (view.title.replace(view.symbol, view.quantity) if row == "truth" else view.title)
 
     pictures = [
-        labelled_row([(title(row, v), _show(getattr(values, v.name)[k], v.half_range)) for v in PREDICTION_VIEWS])
+        labelled_row([(title(row, v), _show(getattr(values, v.name)[k], v.half_range)) for v in FOUR_VIEWS])
         for row, values in rows
     ]
     canvas = Image.new("RGB", (max(p.width for p in pictures), sum(p.height for p in pictures)), "white")
@@ -125,7 +133,7 @@ def trajectory_views(request: gr.Request | None):
 
 
 def _forced(data: str, seed: float, *, t: float | None = None, count: int = 1) -> TeacherForcing:
-    """Teacher forcing of the three models of `data`: at paper step t, or at `count` evenly spaced steps."""
+    """Teacher forcing of the models of `data` (`models_for`): at paper step t, or at `count` evenly spaced steps."""
     source = X0Source(check_choice("data", data, DataChoice).value)
     chosen_seed = check_seed(seed)
     if t is not None:
@@ -146,6 +154,15 @@ def _forced_cached(source: X0Source, seed: int, t: int | None, count: int) -> Te
     else:
         x0 = spread_subset(point_set(source.dataset), POINTS)  # both moons, not the first (upper) one only
     return teacher_force(denoisers, x0=x0, timesteps=timesteps, seed=seed)
+
+
+def _networks(models):
+    """The trained networks among `models` (denoisers or their forcings): every one but the exact denoisers."""
+    return [m for m in models if not m.name.startswith(EXACT_PREFIX)]
+
+
+def _is_min_snr(name: str) -> bool:
+    return any(name == pair[1] for pair in MIN_SNR.values())
 
 
 def table_timesteps(T: int, count: int = TABLE_STEPS) -> np.ndarray:
@@ -169,7 +186,7 @@ def _table(source: X0Source, seed: int):
         x0 = spread_subset(point_set(source.dataset), POINTS)
     forced = teacher_force(denoisers, x0=x0, timesteps=table_timesteps(schedule.num_train_timesteps), seed=seed)
     table = measure_table(forced, schedule)
-    networks = {Prediction(m.prediction.value): m.name for m in denoisers[:3]}
+    networks = {Prediction(m.prediction.value): m.name for m in _networks(denoisers) if not _is_min_snr(m.name)}
     rows = table_rows(table, networks, min_snr=pair)
     gamma = pair[2] if pair is not None else 5.0
     figure = table_figure(table, gamma=gamma, min_snr=pair[:2] if pair is not None else None)
@@ -215,16 +232,19 @@ def picture_at(data: str, seed: float, t: float) -> Image.Image:
 
 @user_errors
 def compare(data: str, steps: float, seed: float, t: float, request: gr.Request = None):
-    """Teacher-force the three bundled models of `data`: figure, side-by-side picture, summary, run views."""
+    """Teacher-force the bundled models of `data`: figure, side-by-side picture, summary, run views."""
     count = check_int("number of steps compared", steps, 2, 100)
     picture = side_by_side(_forced(data, seed, t=t), 0)
     result = _forced(data, seed, count=count)
     best = []
-    networks = [m for m in result.models if not m.name.startswith(EXACT_PREFIX)]
-    for view in PREDICTION_VIEWS:
+    networks = _networks(result.models)
+    for view in FOUR_VIEWS:
         means = [np.nanmean(getattr(m, f"{view.name}_mse")) for m in networks]
         best.append(f"{view.symbol}: **{networks[int(np.nanargmin(means))].name}**")
-    summary = f"Lowest mean squared error of the three networks over the {len(result.timesteps)} t shown, per space — "
+    summary = (
+        f"Lowest mean squared error of the {len(networks)} networks over the {len(result.timesteps)} t shown "
+        "(each at its own timestep of the same SNR), per space — "
+    )
     summary += " · ".join(best) + "".join(f"\n\n{note}" for note in result.notes)
     return comparison_figure(result), picture, summary, trajectory_views(request)
 
@@ -282,8 +302,9 @@ $$\|\varepsilon - \hat\varepsilon\|^2 = \mathrm{SNR}_t\,\|x_0 - \hat x_0\|^2, \q
 \|u - \hat u\|^2 = \frac{\|x_0 - \hat x_0\|^2}{\sigma^2} = (1 + \sqrt{\mathrm{SNR}_t})^2\,\|x_0 - \hat x_0\|^2$$
 
 min-SNR-γ (Hang et al. 2023) replaces the weight by min(SNR<sub>t</sub>, γ). Below: each target's size, the weights
-(the markers are measured error ratios), where each model's own error is large, and, on moons, an ε model trained
-with uniform weighting beside the same recipe trained with min-SNR-5 (`moons-eps-minsnr5`). The table's last column
+(the markers are measured error ratios), where each model's own error is large (on moons and ring the flow model's
+own space is u), and, on moons, an ε model trained with uniform weighting beside the same recipe trained with
+min-SNR-5 (`moons-eps-minsnr5`). The table's last column
 is computed from the curves each time they are drawn."""
 
 
@@ -308,7 +329,7 @@ def build() -> ParameterizationsTab:
     summary = gr.Markdown(elem_id="comparison_summary")
     gr.Markdown(
         "**The same x<sub>t</sub> at the chosen t, seen in each space**: first row the truth, then each model's "
-        "prediction converted to ε, x₀ and v (grey = 0; ε and v are shown on ±3)."
+        "prediction converted to ε, x₀, v and the flow velocity u (grey = 0; ε and v are shown on ±3, u on ±4)."
     )
     picture = gr.Image(show_label=False, format="png", type="pil", interactive=False, elem_id="comparison_picture")
     gr.Markdown(

@@ -1,10 +1,12 @@
 """The parameterization table measured: per t, each target's size and each model's error in every space.
 
 Built from a teacher-forcing result on known x₀ (`explorer.diffusion.teacher.teacher_force`), so that every model
-saw the same x_t. The flow velocity u = ε − x₀ is a fourth space: no bundled model predicts it, but every
-prediction converts into it (û = ε̂ − x̂₀, the velocity of the flow path at the same SNR; `weighting`). The seam for
-flow models: once a denoiser can predict u, its `ModelErrors.target` is `Prediction.FLOW` and its own error is
-errors[FLOW]; nothing else here changes.
+saw the same x_t (at its own timestep of the same log SNR). The flow velocity u = ε − x₀ is a fourth space: a flow
+model (moons-flow, ring-flow) predicts it, and every other prediction converts into it (û = ε̂ − x̂₀, the velocity of
+the flow path x_σ = (1 − σ) x₀ + σ ε at the σ of the same SNR; `weighting`). A flow model's `ModelErrors.target` is
+`Prediction.FLOW`, its own error errors[FLOW], and its x₀ error is that times σ²:
+
+    ‖u − û‖² = ‖x₀ − x̂₀‖² / σ²,  σ = 1 / (1 + √SNR),  because x₀ = x_σ − σ u at the same x_σ.
 
     code name             symbol                   meaning, one value per t ([S], float64)
     timesteps             t − 1                    diffusers' 0-based timesteps (paper t via `indexing.paper_t`)
@@ -25,9 +27,9 @@ import torch
 from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.teacher import TeacherForcing
-from explorer.diffusion.weighting import flow_velocity, target_rms
+from explorer.diffusion.weighting import target_rms
 
-_FIELDS = {Prediction.EPSILON: "eps", Prediction.SAMPLE: "x0", Prediction.V_PREDICTION: "v"}  # TeacherForcing's names
+_FIELDS = {Prediction.EPSILON: "eps", Prediction.SAMPLE: "x0", Prediction.V_PREDICTION: "v", Prediction.FLOW: "u"}
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,12 @@ def measure_table(result: TeacherForcing, schedule: Schedule) -> MeasuredTable:
         raise ValueError("the measured table needs teacher forcing on known x₀ (not a sampled trajectory)")
     order = np.argsort(result.timesteps, kind="stable")
     steps = result.timesteps[order]
-    truth = {target: getattr(result, field)[order] for target, field in _FIELDS.items()}
-    truth[Prediction.FLOW] = flow_velocity(truth[Prediction.SAMPLE], truth[Prediction.EPSILON])
+    truth = {target: getattr(result, field)[order] for target, field in _FIELDS.items()}  # u = ε − x₀ included
     alpha_cumprod = schedule.alphas_cumprod[steps]
     m2 = float(truth[Prediction.SAMPLE][0].double().pow(2).mean())
     models = []
     for forced in result.models:
-        predicted = {target: getattr(forced, field)[order] for target, field in _FIELDS.items()}
-        predicted[Prediction.FLOW] = flow_velocity(predicted[Prediction.SAMPLE], predicted[Prediction.EPSILON])
+        predicted = {target: getattr(forced, field)[order] for target, field in _FIELDS.items()}  # û from teacher
         own = dict(truth)
         if forced.alphas_cumprod is not None:  # v's truth at the model's own level of each t (teacher.py)
             own[Prediction.V_PREDICTION] = own_v(truth, forced.alphas_cumprod[order])

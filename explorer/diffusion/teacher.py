@@ -1,4 +1,4 @@
-"""Teacher forcing: several denoisers evaluated on the same x_t, seen as ε̂, x̂₀ and v̂ side by side.
+"""Teacher forcing: several denoisers evaluated on the same x_t, seen as ε̂, x̂₀, v̂ and û side by side.
 
 Notation (Ho et al. 2020 eq. 5; KL of two isotropic Gaussians in D dimensions):
 
@@ -9,7 +9,13 @@ Notation (Ho et al. 2020 eq. 5; KL of two isotropic Gaussians in D dimensions):
                                            (`explorer.diffusion.noise_levels`); the model sees x_t at its own ᾱ(t_k^m)
                                            and converts with its own schedule. No common level: NaN and a note
     x_t[k]         x_{t_k}                 the shared inputs at the reference levels, [S, B, *shape]
-    truth          ε, x₀, v                known when x₀ is given: x_t = √ᾱ x₀ + √(1−ᾱ) ε, ε from (seed, k)
+    truth          ε, x₀, v, u             known when x₀ is given: x_t = √ᾱ x₀ + √(1−ᾱ) ε, ε from (seed, k);
+                                           u = ε − x₀, the flow velocity of x_σ = (1 − σ) x₀ + σ ε at the σ of
+                                           the same SNR (x_σ = x_t / (√ᾱ + √(1−ᾱ)); `explorer.diffusion.flow`)
+    model.u[k]     û                       each prediction converted to u with the model's own ᾱ: a flow model
+                                           (prediction "flow_prediction") is called like any other, on the VP x_t of
+                                           its own level, and its û converts to ε̂, x̂₀, v̂ the same way;
+                                           ‖u − û‖² = ‖x₀ − x̂₀‖² / σ² there (x₀ = x_σ − σ u)
     *_mse[k]       mean over batch and pixels of (prediction − truth)²
     kl[k]          L_{t−1} / D = KL(q(x_{t−1}|x_t,x₀) ‖ p_θ(x_{t−1}|x_t)) / D, in nats per dimension:
                    ½ [log(σ²/β̃) + β̃/σ² − 1] + ‖μ̃ − μ_θ‖² / (2σ² D),  μ_θ = μ̃(x̂₀, x_t),  for t ≥ 2 only.
@@ -31,18 +37,21 @@ import torch
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.noise import step_noise
 from explorer.diffusion.noise_levels import LOG_SNR_TOLERANCE, UNMATCHED, match_log_snr
-from explorer.diffusion.parameterization import THREE_SPACES, Prediction, convert, v_from_x0_eps
+from explorer.diffusion.parameterization import Prediction, convert, v_from_x0_eps
 from explorer.diffusion.posterior import VarianceType, q_posterior, q_sample, reverse_log_variance
 from explorer.diffusion.schedules import Schedule, inference_timesteps
-from explorer.diffusion.views import PREDICTION_VIEWS
+from explorer.diffusion.views import FOUR_VIEWS
 
+FOUR_SPACES = tuple(view.prediction for view in FOUR_VIEWS)  # ε, x₀, v, u
+ERROR_FIELDS = {view.prediction: f"{view.name}_mse" for view in FOUR_VIEWS}  # ModelForcing's error per space
 DEFAULT_POINTS = 100
 MAX_CHUNK = 256
 
 
 @dataclass(frozen=True)
 class ModelForcing:
-    """One denoiser's predictions at the shared noise levels ([S, B, *shape], float32) and its per-step errors ([S]).
+    """One denoiser's predictions at the shared noise levels ([S, B, *shape], float32) in ε, x₀, v and the flow
+    velocity u, and its per-step errors in each ([S]).
 
     timesteps and alphas_cumprod are the model's own (int64 / float64 [S]): −1 and NaN where it has no common
     level with the reference, and then its values are NaN and `note` says so.
@@ -53,9 +62,11 @@ class ModelForcing:
     eps: torch.Tensor
     x0: torch.Tensor
     v: torch.Tensor
+    u: torch.Tensor
     eps_mse: np.ndarray | None
     x0_mse: np.ndarray | None
     v_mse: np.ndarray | None
+    u_mse: np.ndarray | None
     kl: np.ndarray | None  # L_{t−1} per dimension, t ≥ 2; NaN at t = 1 (L₀ is a decoder term, see the module notes)
     timesteps: np.ndarray | None = None  # int64 [S]: its own timestep of each level, −1 where none
     alphas_cumprod: np.ndarray | None = None  # float64 [S]: its own ᾱ there, NaN where none
@@ -72,6 +83,7 @@ class TeacherForcing:
     x0: torch.Tensor | None
     v: torch.Tensor | None
     models: tuple[ModelForcing, ...]
+    u: torch.Tensor | None = None  # the true flow velocity ε − x₀ (the same at every level), [S, B, *shape]
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -82,7 +94,7 @@ class TeacherForcing:
         """Root-mean-square size of each regression target per step ([S] each): what each network must output."""
         if self.eps is None:
             raise ValueError("target sizes need a known x₀")
-        return {view.name: _mean_over_samples(getattr(self, view.name) ** 2) ** 0.5 for view in PREDICTION_VIEWS}
+        return {view.name: _mean_over_samples(getattr(self, view.name) ** 2) ** 0.5 for view in FOUR_VIEWS}
 
 
 def _mean_over_samples(values: torch.Tensor) -> np.ndarray:
@@ -118,16 +130,19 @@ def _kl_per_dimension(
 def _views(
     denoiser: Denoiser, output: torch.Tensor, x_t: torch.Tensor, alphas: np.ndarray
 ) -> dict[Prediction, torch.Tensor]:
-    """The model's raw output [S, B, *shape] in ε, x₀ and v, converted with its own ᾱ per step ([S], NaN rows: none)."""
+    """The model's raw output [S, B, *shape] in ε, x₀, v and u, converted with its own ᾱ per step ([S], NaN rows:
+    none). A conversion that divides by zero there (x̂₀ or û from ε̂ at ᾱ = 0) is NaN, never inf."""
     views = {}
-    for target in THREE_SPACES:
+    for target in FOUR_SPACES:
         per_step = []
         for k, a_t in enumerate(alphas):
-            defined = target is Prediction.EPSILON or denoiser.prediction is not Prediction.EPSILON or a_t > 0
-            if np.isfinite(a_t) and defined:
-                per_step.append(convert(output[k], denoiser.prediction, target, x_t[k], float(a_t)))
-            else:  # no common level, or x̂₀ from ε̂ at ᾱ = 0 (undefined): NaN, never inf
-                per_step.append(torch.full_like(x_t[k], float("nan")))
+            converted = None
+            if np.isfinite(a_t):
+                try:
+                    converted = convert(output[k], denoiser.prediction, target, x_t[k], float(a_t))
+                except ValueError:  # undefined at this ᾱ (the converters refuse instead of returning inf)
+                    converted = None
+            per_step.append(converted if converted is not None else torch.full_like(x_t[k], float("nan")))
         views[target] = torch.stack(per_step)
     return views
 
@@ -189,7 +204,7 @@ def teacher_force(
         if rows.size:
             output[torch.from_numpy(rows)] = _predict_all(denoiser, seen[torch.from_numpy(rows)], own[rows])
         views = _views(denoiser, output, seen, match.alphas_cumprod)
-        errors: dict[str, np.ndarray | None] = {"eps_mse": None, "x0_mse": None, "v_mse": None, "kl": None}
+        errors: dict[str, np.ndarray | None] = dict.fromkeys([*ERROR_FIELDS.values(), "kl"])
         if clean is not None:
             v_own = torch.stack(
                 [
@@ -197,9 +212,14 @@ def teacher_force(
                     for k, a in enumerate(match.alphas_cumprod)
                 ]
             )
-            truth = (noise, clean.expand_as(x_t), v_own)
-            for key, target, true in zip(("eps_mse", "x0_mse", "v_mse"), THREE_SPACES, truth, strict=True):
-                errors[key] = _mean_over_samples((views[target] - true) ** 2)
+            truth = {
+                Prediction.EPSILON: noise,
+                Prediction.SAMPLE: clean.expand_as(x_t),
+                Prediction.V_PREDICTION: v_own,
+                Prediction.FLOW: noise - clean,  # u = ε − x₀ at every level: the flow path's velocity
+            }
+            for target, key in ERROR_FIELDS.items():
+                errors[key] = _mean_over_samples((views[target] - truth[target]) ** 2)
             errors["kl"] = np.array(
                 [
                     _kl_per_dimension(denoiser.schedule, clean, views[Prediction.SAMPLE][k], seen[k], int(t), variance)
@@ -215,15 +235,16 @@ def teacher_force(
                 eps=views[Prediction.EPSILON].float(),
                 x0=views[Prediction.SAMPLE].float(),
                 v=views[Prediction.V_PREDICTION].float(),
+                u=views[Prediction.FLOW].float(),
                 **errors,
                 timesteps=own,
                 alphas_cumprod=match.alphas_cumprod,
                 note=match.refusal(denoiser.name, steps),
             )
         )
-    truth_eps = truth_x0 = truth_v = None
+    truth_eps = truth_x0 = truth_v = truth_u = None
     if clean is not None:
         a = torch.from_numpy(schedule.alphas_cumprod[steps])  # [S]
         truth_v = torch.stack([v_from_x0_eps(clean, noise[k], a[k]) for k in range(steps.size)]).float()
-        truth_eps, truth_x0 = noise.float(), clean.expand_as(x_t).float()
-    return TeacherForcing(steps.astype(np.int64), x_t.float(), truth_eps, truth_x0, truth_v, tuple(results))
+        truth_eps, truth_x0, truth_u = noise.float(), clean.expand_as(x_t).float(), (noise - clean).float()
+    return TeacherForcing(steps.astype(np.int64), x_t.float(), truth_eps, truth_x0, truth_v, tuple(results), u=truth_u)

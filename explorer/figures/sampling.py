@@ -8,7 +8,7 @@ from plotly.subplots import make_subplots
 
 from explorer.diffusion.indexing import frame_of, paper_t
 from explorer.diffusion.schedules import Schedule
-from explorer.diffusion.views import PREDICTION_VIEWS, view_of
+from explorer.diffusion.views import FOUR_VIEWS, view_of
 from explorer.figures.schedules import COLOURS, FONT
 
 LEGEND_BELOW = dict(orientation="h", y=-0.3, yanchor="top")  # under the x-axis titles
@@ -142,15 +142,15 @@ def comparison_figure(result) -> go.Figure:
     Models differ in colour, dash and marker, so that curves lying on top of each other stay distinguishable. The
     KL panel says which terms of the bound it leaves out (L₀ and L_T) and why.
     """
-    titles = [f"MSE in {view.quantity} space (log)" for view in PREDICTION_VIEWS]
+    titles = [f"MSE in {view.quantity} space (log)" for view in FOUR_VIEWS]
     titles += ["size of each target: RMS", "KL term L<sub>t−1</sub> per dim (log)"]
-    figure = make_subplots(rows=1, cols=5, subplot_titles=titles, horizontal_spacing=0.05)
+    figure = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.04)
     t = paper_t(result.timesteps).astype(np.float32)
     for k, model in enumerate(result.models):
         colour = COLOURS[k % len(COLOURS)]
         dash, symbol = MODEL_DASHES[k % len(MODEL_DASHES)], MODEL_SYMBOLS[k % len(MODEL_SYMBOLS)]
         label = f"{model.name} ({view_of(model.prediction).quantity}-prediction)"
-        curves = [getattr(model, f"{view.name}_mse") for view in PREDICTION_VIEWS] + [None, model.kl]
+        curves = [getattr(model, f"{view.name}_mse") for view in FOUR_VIEWS] + [None, model.kl]
         for column, values in enumerate(curves, start=1):
             if values is None:
                 continue
@@ -169,20 +169,21 @@ def comparison_figure(result) -> go.Figure:
                 col=column,
             )
     sizes = result.target_rms()
-    for k, view in enumerate(PREDICTION_VIEWS):
+    sizes_column = len(FOUR_VIEWS) + 1
+    for k, view in enumerate(FOUR_VIEWS):
         values = sizes[view.name]
         figure.add_trace(
             go.Scatter(
                 x=t,
                 y=np.asarray(values, dtype=np.float32),
                 name=f"RMS of true {view.quantity}",
-                line=dict(color="black", dash=("solid", "dash", "dot")[k]),
+                line=dict(color="black", dash=("solid", "dash", "dot", "dashdot")[k]),
             ),
             row=1,
-            col=4,
+            col=sizes_column,
         )
     figure.update_yaxes(type="log", exponentformat="power")
-    figure.update_yaxes(type="linear", rangemode="tozero", row=1, col=4)
+    figure.update_yaxes(type="linear", rangemode="tozero", row=1, col=sizes_column)
     figure.update_xaxes(title_text="t (paper step)")
     figure.update_layout(
         title=dict(text=KL_LEFT_OUT, font=dict(size=12), x=0.5, xanchor="center", y=0.98, yanchor="top"),

@@ -29,6 +29,7 @@ WEIGHT = {
     Prediction.V_PREDICTION: "1 + SNR",
     Prediction.FLOW: "(1 + √SNR)²",
 }
+BOTH_ENDS = (Prediction.V_PREDICTION, Prediction.FLOW)  # compared with ε at the lowest t and x₀ at the highest
 ROW_NAMES = {
     Prediction.EPSILON: "ε-prediction",
     Prediction.SAMPLE: "x₀-prediction",
@@ -113,7 +114,7 @@ def _versus_clause(table: MeasuredTable, name: str, other: str) -> str:
 
 
 def _both_ends_clause(table: MeasuredTable, name: str, low_model: str, high_model: str) -> str:
-    """v against ε at the lowest t and against x₀ at the highest t, in x₀ space."""
+    """v (or u) against ε at the lowest t and against x₀ at the highest t, in x₀ space."""
     t, mine = _t(table), table.model(name).errors[Prediction.SAMPLE]
     low = mine[0] / table.model(low_model).errors[Prediction.SAMPLE][0]
     high = mine[-1] / table.model(high_model).errors[Prediction.SAMPLE][-1]
@@ -128,6 +129,37 @@ def _weight_clause(table: MeasuredTable, target: Prediction) -> str:
     if np.ptp(weight) == 0:
         return f"weight on ‖x₀ − x̂₀‖² {_g(weight[0])} at every t"
     return f"weight on ‖x₀ − x̂₀‖² from {_g(weight[0])} at t = {t[0]:.0f} to {_g(weight[-1])} at t = {t[-1]:.0f}"
+
+
+def _flow_against_v_clause(table: MeasuredTable, name: str, v_name: str) -> str:
+    """The flow weight (1 + √SNR)² over v's 1 + SNR (between 1 and 2), and the measured x₀-MSE ratio of the two."""
+    t = _t(table)
+    weight = implied_weight(Prediction.FLOW, table.snr) / implied_weight(Prediction.V_PREDICTION, table.snr)
+    peak = int(np.nanargmax(weight))
+    ratio = table.model(name).errors[Prediction.SAMPLE] / table.model(v_name).errors[Prediction.SAMPLE]
+    mean = float(np.exp(np.nanmean(np.log(ratio))))
+    return (
+        f"its weight on ‖x₀ − x̂₀‖² is {_g(weight[0])}× v's at t = {t[0]:.0f} and {_g(weight[-1])}× at "
+        f"t = {t[-1]:.0f} (largest, {_g(weight[peak])}×, at t = {t[peak]:.0f}, where SNR = {_g(table.snr[peak])}): "
+        f"measured, its x₀ MSE is {_g(mean)}× {v_name}'s (geometric mean over the t measured)"
+    )
+
+
+def _lowest_u_clause(table: MeasuredTable, networks: dict[Prediction, str]) -> str:
+    """Which network has the lowest geometric-mean MSE in u space (the others converted: û = ε̂ − x̂₀)."""
+    errors = {m.name: float(np.exp(np.nanmean(np.log(m.errors[Prediction.FLOW])))) for m in table.models}
+    trained = {n: e for n, e in errors.items() if n in networks.values()} or errors
+    best = min(trained, key=trained.get)
+    flow = networks.get(Prediction.FLOW)
+    head = (
+        f"{flow} predicts u, the others are converted (û = ε̂ − x̂₀)"
+        if flow
+        else "no model here predicts u; converted (û = ε̂ − x̂₀)"
+    )
+    return (
+        f"{head}: the lowest geometric-mean u-MSE of the networks is {best}'s ({_g(errors[best])}; the least of "
+        f"every model measured: {_g(min(errors.values()))})"
+    )
 
 
 def min_snr_sentence(table: MeasuredTable, uniform: str, weighted: str, gamma: float) -> str:
@@ -154,7 +186,8 @@ def table_rows(
 ) -> list[TableRow]:
     """One row per target, in the order ε, x₀, v, u, then min-SNR when (uniform, weighted, γ) is given.
 
-    networks: the model measured for each of ε, x₀, v (a target left out gets its closed forms and no model clause).
+    networks: the model measured for each of ε, x₀, v, u (a target left out gets its closed forms and no model
+    clause).
     """
     rows = []
     for target in Prediction:
@@ -162,20 +195,16 @@ def table_rows(
         name = networks.get(target)
         if name is not None:
             clauses.append(_own_clause(table, name))
-            if target is Prediction.V_PREDICTION and {Prediction.EPSILON, Prediction.SAMPLE} <= networks.keys():
+            if target in BOTH_ENDS and {Prediction.EPSILON, Prediction.SAMPLE} <= networks.keys():
                 clauses.append(
                     _both_ends_clause(table, name, networks[Prediction.EPSILON], networks[Prediction.SAMPLE])
                 )
             elif target is Prediction.EPSILON and Prediction.SAMPLE in networks:
                 clauses.append(_versus_clause(table, name, networks[Prediction.SAMPLE]))
         if target is Prediction.FLOW:
-            errors = {m.name: float(np.exp(np.log(m.errors[target]).mean())) for m in table.models}
-            trained = {n: e for n, e in errors.items() if n in networks.values()} or errors
-            best = min(trained, key=trained.get)
-            clauses.append(
-                f"no model here predicts u; converted (û = ε̂ − x̂₀), the lowest geometric-mean u-MSE of the networks "
-                f"is {best}'s ({_g(errors[best])}; the least of every model measured: {_g(min(errors.values()))})"
-            )
+            if name is not None and Prediction.V_PREDICTION in networks:
+                clauses.append(_flow_against_v_clause(table, name, networks[Prediction.V_PREDICTION]))
+            clauses.append(_lowest_u_clause(table, networks))
         rows.append(TableRow(ROW_NAMES[target], TARGET_SIZE[target], WEIGHT[target], "; ".join(clauses) + "."))
     if min_snr is not None:
         uniform, weighted, gamma = min_snr
