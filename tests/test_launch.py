@@ -23,9 +23,7 @@ TIMES = """() => {
 
 
 def test_the_head_preloads_the_plotly_module_that_the_plot_component_imports():
-    imported = {
-        name for plot in FRONTEND_ASSETS.glob("Plot-*.js") for name in PLOT_IMPORT.findall(plot.read_text())
-    }
+    imported = {name for plot in FRONTEND_ASSETS.glob("Plot-*.js") for name in PLOT_IMPORT.findall(plot.read_text())}
     assert imported, "Gradio's Plot component no longer imports a PlotlyPlot module: the preload names nothing"
     assert set(PRELOAD.findall(page_head())) == imported
     assert all((FRONTEND_ASSETS / name).is_file() for name in imported)
