@@ -1,16 +1,19 @@
 """Benchmark the app on this machine and print a Markdown table (copy it into docs/benchmarks.md).
 
     python scripts/bench_app.py [--skip-startup] [--skip-browser] [--browser-only] [--steps 1000] [--batch 16]
-                                [--frames 50,250,1000] [--loads 5]
+                                [--frames 50,250,1000] [--loads 5] [--talk-loads 3]
 
 Measures: startup (`import app`, and `python app.py` until the first page is served); the Schedules handler
 (median of 10 calls) and its figure's JSON size for T = 1000 and 4000; the handler rows of scripts/bench_handlers.py;
 the per-session memory of a stored run on digits-eps (the compact run's bytes, process RSS before and after); the
 bytes a finished run sends to the page for client-side frames (digits-eps, batch 16, per step count in --frames);
 and, in Chromium through Playwright: page open until the first plot is drawn, for the app and for a bare Gradio page
-with one plot (the same theme, the same server process, alternating, a fresh browser context each time; median of
---loads, and the ratio, goal ≤ 1.5×), and the latency of 55 ArrowRight presses from the key's event until the page's
-player has drawn the new frame (no server call). --browser-only prints the browser rows alone.
+with one plot (the same theme, the same server process, alternating which goes first, a fresh browser context each
+time; median of --loads, and the ratio, goal ≤ 1.5×); a talk link (`TALK_LINK`, a bundled model) from navigation
+until its frame is shown (median of --talk-loads, goal ≤ 5 s on an idle machine); the longest main-thread task (Long
+Tasks API) from pressing Run until a 400-step run's last frame is drawn; and the latency of 55 ArrowRight presses
+from the key's event until the page's player has drawn the new frame (no server call). The load average is printed
+before and after the browser rows (the machine may be shared). --browser-only prints the browser rows alone.
 Uses the bundled checkpoints in pretrained/ (offline).
 """
 
@@ -37,6 +40,26 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 MIB = 1 << 20
 KEY_GOAL_MS = 50
 FIRST_PLOT_GOAL = 1.5  # the app's page open → first plot, at most this × a bare Gradio page's
+TALK_GOAL_S = 5  # a talk link with a bundled model: navigation → its frame shown, on an idle machine
+TALK_FRAME, TALK_STEPS = 5, 30
+TALK_LINK = f"?tab=sampling&model=digits-eps&steps={TALK_STEPS}&batch=16&frame={TALK_FRAME}"
+LONG_RUN_STEPS = 400  # the run during which the longest main-thread task is measured
+# The frame a talk link names is shown: its line says so and its picture is on screen (the streamed picture, or the
+# page's player once it holds the run).
+FRAME_SHOWN_JS = """([frame, total]) => {
+  const line = document.getElementById('frame_text');
+  if (!line || !line.textContent.includes(`Frame ${frame} of ${total}`)) return false;
+  const shown = (element) => element && element.getClientRects().length > 0 && element.offsetWidth > 0;
+  return shown(document.querySelector(`#frame canvas[data-frame='${frame}']`))
+    || shown(document.querySelector('#frame_stream img'));
+}"""
+# Records every main-thread task over 50 ms (Long Tasks API) from the page's start: [start ms, duration ms].
+LONG_TASKS_JS = """
+window.__longTasks = [];
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) window.__longTasks.push([entry.startTime, entry.duration]);
+}).observe({type: 'longtask', buffered: true});
+"""
 # Records when each key event was made (its timeStamp, on the clock of performance.now()), whichever handler hears it
 # first.
 KEY_CLOCK_JS = """() => {
@@ -184,9 +207,11 @@ def bench_first_plot(loads: int = 5) -> tuple[float, float]:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             for url, selector in pages:  # warm-up: the server's first answers, the browser's first start
                 first_plot_seconds(browser, url, selector)
-            for _ in range(loads):
-                for measured, (url, selector) in zip(times, pages, strict=True):
-                    measured.append(first_plot_seconds(browser, url, selector))
+            for round_ in range(loads):  # app first, then bare first, …: neither always meets a warmer machine
+                order = [0, 1] if round_ % 2 == 0 else [1, 0]
+                for k in order:
+                    url, selector = pages[k]
+                    times[k].append(first_plot_seconds(browser, url, selector))
             browser.close()
     finally:
         bare.close()
@@ -235,6 +260,66 @@ def bench_browser(count: int = 55, steps: int = 60) -> tuple[float, list[float]]
     return loaded, latencies
 
 
+def talk_seconds(browser, url: str) -> float:
+    """Seconds from navigation to `url` (a talk link) until its frame is shown, in a fresh browser context."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        start = time.perf_counter()
+        page.goto(url)
+        page.wait_for_function(FRAME_SHOWN_JS, arg=[TALK_FRAME, TALK_STEPS], timeout=600_000, polling=10)
+        return time.perf_counter() - start
+    finally:
+        context.close()
+
+
+def longest_task_of_run(browser, url: str, steps: int = LONG_RUN_STEPS) -> tuple[float, int]:
+    """The longest main-thread task (ms) and the number of tasks over 50 ms, from pressing Run until the page's
+    player has drawn the last frame of a `steps`-step run (digits-eps, batch 16)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        context.add_init_script(LONG_TASKS_JS)
+        page = context.new_page()
+        page.goto(f"{url}?tab=sampling&model=digits-eps&steps={steps}&batch=16")
+        page.wait_for_selector("#run", state="visible", timeout=120_000)
+        page.wait_for_function(f"() => document.querySelector('#steps input[type=number]')?.value === '{steps}'")
+        started = page.evaluate("performance.now()")
+        page.click("#run")
+        page.wait_for_selector(f"#frame canvas[data-frame='{steps}']", timeout=1_200_000)
+        tasks = [duration for start, duration in page.evaluate("window.__longTasks") if start >= started]
+        return max(tasks, default=0.0), len(tasks)
+    finally:
+        context.close()
+
+
+def bench_talk(loads: int) -> tuple[float, tuple[float, int]]:
+    """Median seconds of a talk link until its frame is shown (after one warm-up: the model loaded once), and the
+    longest task of a run (`longest_task_of_run`), on the app launched like `python app.py`."""
+    from app_fixtures import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    import app
+    from ui.launch import launch
+
+    port = free_port()
+    launch(app.demo, prevent_thread_lock=True, server_port=port, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            talk_seconds(browser, url + TALK_LINK)  # warm-up: the model's first load, the browser's first start
+            times = [talk_seconds(browser, url + TALK_LINK) for _ in range(loads)]
+            longest = longest_task_of_run(browser, url)
+            browser.close()
+    finally:
+        app.demo.close()
+    return statistics.median(times), longest
+
+
+def load_average() -> str:
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def bench_startup(timeout: float = 300) -> tuple[float, float]:
     """Seconds for `import app` alone, and from `python app.py` to the first page served (HTTP 200)."""
     import subprocess
@@ -269,13 +354,14 @@ def main() -> None:
     parser.add_argument("--skip-startup", action="store_true")
     parser.add_argument("--browser-only", action="store_true", help="only the page open and key press rows")
     parser.add_argument("--loads", type=int, default=5, help="page opens measured per page (median)")
+    parser.add_argument("--talk-loads", type=int, default=3, help="talk links opened (median)")
     parser.add_argument("--steps", type=int, default=1000, help="steps of the run whose memory is measured")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--frames", default="50,250,1000", help="step counts whose frame payload is measured")
     options = parser.parse_args()
     rows = []
     if options.browser_only:
-        print_table(browser_rows(options.loads))
+        print_table(browser_rows(options.loads, options.talk_loads))
         return
     if not options.skip_startup:
         imported, served = bench_startup()
@@ -315,16 +401,20 @@ def main() -> None:
             )
         )
     if not options.skip_browser:
-        rows += browser_rows(options.loads)
+        rows += browser_rows(options.loads, options.talk_loads)
     print_table(rows)
 
 
-def browser_rows(loads: int) -> list[tuple[str, str, str]]:
-    """Page open → first plot (the app against a bare Gradio page) and ArrowRight → frame, in Chromium."""
+def browser_rows(loads: int, talk_loads: int) -> list[tuple[str, str, str]]:
+    """Page open → first plot (the app against a bare Gradio page), talk link → frame, the longest task of a run and
+    ArrowRight → frame, in Chromium; the load average (1, 5, 15 min) before and after."""
+    before = load_average()
     app_seconds, bare_seconds = bench_first_plot(loads)
     ratio = app_seconds / bare_seconds
+    talk, (longest, long_tasks) = bench_talk(talk_loads)
     _loaded, latencies = bench_browser()
     return [
+        ("load average (1 / 5 / 15 min) before → after the browser rows", f"{before} → {load_average()}", "—"),
         (f"page open → first plot drawn, the app (Chromium, median of {loads})", f"{app_seconds:.2f} s", "—"),
         (
             f"page open → first plot drawn, a bare Gradio page with one plot (median of {loads})",
@@ -332,6 +422,16 @@ def browser_rows(loads: int) -> list[tuple[str, str, str]]:
             "—",
         ),
         ("the app's first plot / the bare page's", f"{ratio:.2f}×", f"≤ {FIRST_PLOT_GOAL}×"),
+        (
+            f"talk link `{TALK_LINK}` → frame {TALK_FRAME} shown (median of {talk_loads}, model already loaded)",
+            f"{talk:.2f} s",
+            f"≤ {TALK_GOAL_S} s (idle machine)",
+        ),
+        (
+            f"longest main-thread task from Run until a {LONG_RUN_STEPS}-step run's last frame (digits-eps, batch 16)",
+            f"{longest:.0f} ms ({long_tasks} tasks over 50 ms)",
+            "—",
+        ),
         (
             f"ArrowRight → new frame drawn in Chromium ({len(latencies)} presses, no server call)",
             f"p50 {percentile(latencies, 0.5):.1f} ms, p95 {percentile(latencies, 0.95):.1f} ms",

@@ -1,8 +1,8 @@
 """The one launch configuration: `python app.py`, a Space and the browser tests all start the app through `launch`.
 
 Theme, the page's CSS and scripts (ui/browser: keys, presentation mode, fitting figures and formulas, the
-fullscreen frame), the upload cap, the queue and its admission of model work are defined here
-once; Gradio 6 takes theme, css and head in `launch()`, not in `gr.Blocks()`.
+fullscreen frame), the early fetch of Gradio's Plotly module (for the first plot), the upload cap, the queue and its
+admission of model work are defined here once; Gradio 6 takes theme, css and head in `launch()`, not in `gr.Blocks()`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ STYLES = ("page.css", "stage.css")  # stage.css after page.css: presentation mod
 SCRIPTS = ("page.js", "keys.js", "plots.js", "formulas.js", "fullscreen.js", "stage.js")
 PRESENTATION_SCALE = 1.4  # presentation mode: every text size of the theme, and every figure's fonts, × this
 TEXT_SIZES = ("text_xxs", "text_xs", "text_sm", "text_md", "text_lg", "text_xl", "text_xxl")
+# Gradio's frontend build: its Plot component imports Plotly (4.6 MB of JavaScript) from this folder when it mounts
+FRONTEND_ASSETS = Path(gr.__file__).parent / "templates" / "frontend" / "assets"
 
 
 def presentation_css(look: gr.themes.Base) -> str:
@@ -50,9 +52,21 @@ def page_css(look: gr.themes.Base) -> str:
     return "\n".join([*((BROWSER / name).read_text() for name in STYLES), presentation_css(look)])
 
 
+def plotly_preload(assets: Path = FRONTEND_ASSETS) -> str:
+    """A <link rel="modulepreload"> for each Plotly module of Gradio's frontend build (its name carries a content
+    hash; none when the build has none). The browser fetches and compiles Plotly while the page is still being
+    built, instead of once the first gr.Plot has mounted and asks for it (the first plot waited for that download);
+    the Plot component's own import then finds the module ready (same URL, relative to the page's <base>)."""
+    return "\n".join(
+        f'<link rel="modulepreload" href="./assets/{path.name}">' for path in sorted(assets.glob("PlotlyPlot-*.js"))
+    )
+
+
 def page_head() -> str:
-    """The page's scripts (ui/browser/*.js), one <script> each, in the order of SCRIPTS."""
-    return "\n".join(f"<script>\n{(BROWSER / name).read_text()}</script>" for name in SCRIPTS)
+    """The preload of Plotly's module, then the page's scripts (ui/browser/*.js), one <script> each, in the order of
+    SCRIPTS."""
+    scripts = (f"<script>\n{(BROWSER / name).read_text()}</script>" for name in SCRIPTS)
+    return "\n".join([plotly_preload(), *scripts])
 
 
 def theme() -> gr.themes.Base:
