@@ -187,6 +187,11 @@ class LatentDenoiser(Denoiser):
         )
         return self.kind.pipeline_sigmas(self, num_inference_steps)
 
+    def set_timesteps_options(self, num_inference_steps: int) -> dict[str, Any]:
+        """The keywords this flow model's diffusers pipeline passes to `FlowMatchEulerDiscreteScheduler.set_timesteps`
+        besides n (FLUX: sigmas = linspace(1, 1/n, n) and μ at this latent size; SD3: none)."""
+        return self.kind.set_timesteps_options(self, num_inference_steps)
+
     def on_sigmas(self, sigmas: Sequence[float]) -> LatentDenoiser:
         """This flow model on the σ grid a flow scheduler visits (descending, without the terminal 0, as
         `FlowMatchEulerDiscreteScheduler.sigmas[:-1]`): its schedule becomes the VP schedule of equal SNR at exactly
