@@ -38,7 +38,7 @@ from explorer.diffusion.flow import FlowSchedule
 from explorer.diffusion.parameterization import Prediction, prediction_of
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import TimestepLike
-from explorer.models import decoders
+from explorer.models import decoders, memory
 from explorer.models.checkpoint import (
     IMPORT_LOCK,
     batch_timesteps,
@@ -265,13 +265,14 @@ def load_pipeline(
             precision = torch.float32 if part == kind.decoder_folder else dtype
             from_transformers = FAMILY_COMPONENTS[spec.family][part].library == "transformers"
             options["dtype" if from_transformers else "torch_dtype"] = precision
-            modules[part] = classes[part].from_pretrained(str(folder / part), **options).to(device).eval()
+            modules[part] = classes[part].from_pretrained(str(folder / part), **options).eval()  # on the CPU
         parts = LatentParts(
             network=modules[kind.denoiser_folder],
             decoder=modules[kind.decoder_folder],
             text_encoders=tuple(modules[encoder] for encoder, _ in kind.text_folders if encoder in modules),
             tokenizers=kind.load_tokenizers(folder, spec.classes),
         )
+        memory.place_parts(parts, device)  # on the device whole, or offloaded where the GPU is too small
         return LatentDenoiser(
             parts, spec, scheduler, name=name, description=description or f"{spec.pipeline_class} checkpoint {name}"
         )

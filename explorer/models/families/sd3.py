@@ -51,7 +51,8 @@ SD3_LATENT_BIAS = (0.2394, 0.2135, 0.1925)
 def flow_point(model: LatentDenoiser, x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_σ, σ·T) for VP latents x [B, C, h, w] at the model's 0-based timesteps [B]: σ = √(1−ᾱ)/(√ᾱ + √(1−ᾱ)),
     T the scheduler's num_train_timesteps (the flow model's timestep is σ·T on every grid)."""
-    a = torch.tensor(model.schedule.alphas_cumprod, dtype=torch.float64)[steps.cpu()]  # [B]
+    table = torch.tensor(model.schedule.alphas_cumprod, dtype=torch.float64)
+    a = table.to("meta")[steps] if steps.is_meta else table[steps.cpu()]  # [B]; meta: sizing (explorer.models.memory)
     scale = a.sqrt() + (1 - a).sqrt()  # x_σ = x_t / (√ᾱ + √(1−ᾱ))
     sigma = (1 - a).sqrt() / scale
     x_sigma = x / scale.to(x.device, x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
