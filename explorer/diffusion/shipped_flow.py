@@ -140,7 +140,7 @@ def _scale(sigma: torch.Tensor) -> float:
 def _call(denoiser: Denoiser, settings: SamplerSettings, scheduler: Any, sample: torch.Tensor, k: int):
     """Model call k: the model on x_σ / c(σ_k), one scheduler step; returns (the frame, the next x_σ)."""
     sigma, sigma_next = scheduler.sigmas[k], scheduler.sigmas[k + 1]
-    x_t = (sample.double() / _scale(sigma)).to(sample.dtype)  # the VP point of equal SNR
+    x_t = sample / _scale(sigma)  # the VP point of equal SNR (float32: MPS has no float64)
     t = settings.timesteps[k]
     output = denoiser.predict(x_t.to(denoiser.dtype), t)
     model_output = output.prediction.to(sample.dtype)
@@ -151,13 +151,13 @@ def _call(denoiser: Denoiser, settings: SamplerSettings, scheduler: Any, sample:
     timestep = scheduler.timesteps[k]
     generator = generator_for(settings.seed, k + 1)  # = the stream of step_noise(seed, k)
     prev_sample = scheduler.step(model_output, timestep, sample, generator=generator).prev_sample
-    x_prev = (prev_sample.double() / _scale(sigma_next)).float()
+    x_prev = prev_sample.float() / _scale(sigma_next)
     std = torch.zeros((shape[0],) + (1,) * (len(shape) - 1))
     if probe is not None:  # σ_z measured: another noise z′ through a copy of the scheduler
         generator = torch.Generator().manual_seed(_PROBE_SEED + k)
         other = torch.randn(shape, generator=torch.Generator().manual_seed(_PROBE_SEED + k))
         probe_prev = probe.step(model_output, timestep, sample, generator=generator).prev_sample
-        probe_prev = (probe_prev.double() / _scale(sigma_next)).float()
+        probe_prev = probe_prev.float() / _scale(sigma_next)
         std = _noise_scale(x_prev.cpu(), probe_prev.cpu(), noise, other, "FlowMatchEulerDiscreteScheduler")
     a = settings.alpha_of_call[k]
     x64, out64 = x_t.double().cpu(), model_output.double().cpu()
@@ -206,7 +206,7 @@ def iterate_flow_scheduler(
         x_start, first = restart
         check_int("from_index", first, 0, settings.num_inference_steps - 1)
         scheduler.set_begin_index(first)
-        sample = (x_start.double() * _scale(scheduler.sigmas[first])).float()
+        sample = x_start.float() * _scale(scheduler.sigmas[first])
     state = {"sample": sample.to(denoiser.device)}
 
     def call(k: int) -> Step:
