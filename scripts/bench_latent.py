@@ -71,9 +71,11 @@ class EmbeddedSD(Denoiser):
         return DenoiserOutput(prediction=guide(cond, uncond, self.guidance), conditional=cond, unconditional=uncond)
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def _timed(fn: Callable[[], object], device: str = "cpu") -> float:
     start = time.perf_counter()
     fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -297,7 +299,7 @@ def _embeddings(family: str, guided: bool) -> dict[str, torch.Tensor]:
     return embeds
 
 
-def _explorer_model(family: str, network, vae, scheduler: dict, embeds: dict, guidance: float | None):
+def _explorer_model(family: str, network, vae, scheduler: dict, embeds: dict, guidance: float | None, side: int):
     """The explorer's LatentDenoiser of `family` around `network`, bound to fixed embeddings instead of encoding a
     prompt (the family's forward pass is the product's; only its text encoders are left out)."""
     import copy
@@ -311,13 +313,12 @@ def _explorer_model(family: str, network, vae, scheduler: dict, embeds: dict, gu
     model = LatentDenoiser(
         LatentParts(network=network, decoder=vae), spec, scheduler, name=f"{family}-shaped", description=""
     )
-    model = model.resized(FAMILY_SIDE, FAMILY_SIDE)
+    model = model.resized(side, side)
     bound = copy.copy(model)
     bound.conditioning = Conditioning(prompt="bench", guidance_scale=guidance)
-    side = FAMILY_SIDE * model.vae_scale_factor
-    extra = (
-        {"time_ids": torch.tensor([[side, side, 0, 0, side, side]], dtype=torch.float32)} if family == "sdxl" else {}
-    )
+    pixels = side * model.vae_scale_factor
+    size_ids = torch.tensor([[pixels, pixels, 0, 0, pixels, pixels]], dtype=model.dtype, device=model.device)
+    extra = {"time_ids": size_ids} if family == "sdxl" else {}
     bound._embeddings = {**embeds, **extra}  # what kind.embed would return for this prompt
     return bound
 
@@ -339,24 +340,34 @@ def _family_pipeline(family: str, network, vae, scheduler: dict):
     return pipe
 
 
-def family_row(family: str, guidance: float | None, repeats: int, steps: int) -> tuple[str, str, str]:
-    """One interleaved comparison of the explorer and the family's pipeline on the same module."""
+def family_row(
+    family: str,
+    guidance: float | None,
+    repeats: int,
+    steps: int,
+    where: tuple[str, torch.dtype, int] = ("cpu", torch.float32, FAMILY_SIDE),
+) -> tuple[str, str, str]:
+    """One interleaved comparison of the explorer and the family's pipeline on the same module, on `where` =
+    (device, weight dtype, latent side)."""
     from diffusers import FluxPipeline
 
     scheduler = {"sdxl": SDXL_EULER, "sd3": SD3_FLOW, "flux": FLUX_SCHNELL_FLOW}[family]
+    device, dtype, latent_side = where
     network, how = _family_networks(family)
+    network = network.to(device, dtype)
     channels = 4 if family == "sdxl" else 16
     vae = _small_vae(channels, *{"sdxl": (0.13025, None), "sd3": (1.5305, 0.0609), "flux": (0.3611, 0.1159)}[family])
     guided = family != "flux" and guidance is not None and guidance > 1
-    embeds = _embeddings(family, guided)
-    model = _explorer_model(family, network, vae, scheduler, embeds, guidance)
+    vae = vae.to(device)
+    embeds = {name: value.to(device, dtype) for name, value in _embeddings(family, guided).items()}
+    model = _explorer_model(family, network, vae, scheduler, embeds, guidance, latent_side)
     pipe = _family_pipeline(family, network, vae, scheduler)
-    latents = initial_noise(0, (1, channels, FAMILY_SIDE, FAMILY_SIDE))
-    side = FAMILY_SIDE * model.vae_scale_factor
+    latents = initial_noise(0, (1, channels, latent_side, latent_side)).to(device, dtype)
+    side = latent_side * model.vae_scale_factor
     text = {"prompt_embeds": embeds["conditional"]}
     if family == "flux":
         text["pooled_prompt_embeds"] = embeds["pooled"]
-        latents_in = FluxPipeline._pack_latents(latents, 1, channels, FAMILY_SIDE, FAMILY_SIDE)
+        latents_in = FluxPipeline._pack_latents(latents, 1, channels, latent_side, latent_side)
     else:
         text["pooled_prompt_embeds"] = embeds["pooled"]
         if guided:
@@ -383,7 +394,7 @@ def family_row(family: str, guidance: float | None, repeats: int, steps: int) ->
     pairs = []
     for repeat in range(repeats):  # interleaved, the order alternating: a loaded machine hits both sides alike
         first, second = (ours, theirs) if repeat % 2 == 0 else (theirs, ours)
-        a, b = _timed(first), _timed(second)
+        a, b = _timed(first, device), _timed(second, device)
         pairs.append((a, b) if first is ours else (b, a))
     ratios = [a / b for a, b in pairs]
     parameters = sum(p.numel() for p in network.parameters()) / 1e6
@@ -391,20 +402,26 @@ def family_row(family: str, guidance: float | None, repeats: int, steps: int) ->
     w = "none (schnell)" if guidance is None else f"{guidance:g}"
     pipeline = type(pipe).__name__
     return (
-        f"{label}-shaped, own scheduler, {steps} steps, guidance {w}: explorer / {pipeline}",
+        f"{label}-shaped, {device} {str(dtype).removeprefix('torch.')}, own scheduler, {steps} steps, guidance {w}: "
+        f"explorer / {pipeline}",
         f"{statistics.median(ratios):.3f}",
-        f"{how} ({parameters:,.0f} M parameters), {FAMILY_SIDE}×{FAMILY_SIDE} latents; "
+        f"{how} ({parameters:,.0f} M parameters), {latent_side}×{latent_side} latents; "
         f"{statistics.median(b for _, b in pairs) / steps:.2f} s per step (diffusers), explorer "
         f"{statistics.median(a for a, _ in pairs) / steps:.2f} s; ratios {', '.join(f'{r:.3f}' for r in ratios)}",
     )
 
 
 def family_rows(repeats: int, steps: int) -> Iterator[tuple[str, str, str]]:
-    """SDXL, SD3 and FLUX rows on the CPU, then the GPU row (measured only where a GPU is present)."""
-    for family, guidance in (("sdxl", 1.0), ("sdxl", 5.0), ("sd3", 1.0), ("sd3", 7.0), ("flux", None)):
+    """SDXL, SD3 and FLUX rows on the CPU, then on a CUDA GPU in bfloat16 at the real 128×128 latents where one is
+    present (that path has not run here: no GPU was lent)."""
+    cases = (("sdxl", 1.0), ("sdxl", 5.0), ("sd3", 1.0), ("sd3", 7.0), ("flux", None))
+    for family, guidance in cases:
         yield family_row(family, guidance, repeats, steps)
     if not torch.cuda.is_available():
         yield ("SDXL, SD3 and FLUX rows on a GPU", "not measured", "no GPU lent to this session")
+        return
+    for family, guidance in cases:
+        yield family_row(family, guidance, repeats, steps, ("cuda", torch.bfloat16, 128))
 
 
 def main() -> None:
