@@ -130,3 +130,9 @@ def test_a_checkpoint_too_large_for_the_gpu_is_offloaded_and_offload_changes_not
     memory.offload_parts(model.parts, torch.device("cpu"))
     torch.testing.assert_close(model(x, 500), before)
     assert hasattr(model.parts.network, "_hf_hook")  # accelerate's hook is on the network
+
+
+def test_available_memory_is_the_gpus_free_memory_or_the_machines(monkeypatch):
+    assert memory.available_bytes("cpu") > 1 << 20
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3 << 30, 80 << 30))  # mocked: no GPU here
+    assert memory.available_bytes(CUDA) == 3 << 30

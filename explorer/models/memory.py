@@ -186,6 +186,21 @@ def device_facts(device: torch.device | str) -> DeviceFacts:
     return DeviceFacts(device, bf16=bool(torch.cuda.is_bf16_supported()), free_bytes=int(free))
 
 
+def available_bytes(device: torch.device | str) -> int:
+    """The memory a run on `device` may still take: a CUDA GPU's free memory, else the machine's MemAvailable
+    (Linux; 0 where it cannot be read). A model already loaded there holds its weights on top of this, so its
+    run fits when `size_run(...).total <= available_bytes(device) + weight_bytes(model)`."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            line = next(line for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return 0
+    return int(line.split()[1]) * 1024  # kB
+
+
 def choose_placement(num_parameters: int, facts: DeviceFacts) -> Placement:
     """The weight dtype and offload for `num_parameters` weights on a device with `facts` (pure).
 
