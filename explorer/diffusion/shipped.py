@@ -65,6 +65,9 @@ from explorer.diffusion.trajectory import Step
 from explorer.diffusion.views import FOUR_VIEWS
 from explorer.validation import check_float, check_int
 
+# shipped_flow.flow_scheduler_settings, registered there on import (explorer imports it): shipped_flow builds on
+# this module, so this module cannot import it.
+FLOW_SCHEDULER_SETTINGS: list[Callable[..., SamplerSettings]] = []
 _PROBE_SEED = 0x5EED_CAFE  # another noise stream for measuring σ_z (any stream other than the run's own)
 _NOISE_RESIDUAL = 1e-4  # relative: prev_sample must be affine in the noise the explorer gave the scheduler
 
@@ -206,11 +209,9 @@ def scheduler_settings(
             raise ValueError(
                 f"{name} is the checkpoint's scheduler's own choice with sampler 'scheduler'; leave it unset"
             )
-    from explorer.diffusion import shipped_flow  # imports this module: here, not at the top
-
-    if is_flow_scheduler(denoiser):  # FlowMatchEulerDiscreteScheduler (SD3, FLUX.1)
+    if is_flow_scheduler(denoiser):  # FlowMatchEulerDiscreteScheduler (SD3, FLUX.1): shipped_flow, registered below
         options = {"num_inference_steps": num_inference_steps, "eta": eta, "batch_size": batch_size, "seed": seed}
-        return shipped_flow.flow_scheduler_settings(denoiser, spacing=spacing, **options)
+        return FLOW_SCHEDULER_SETTINGS[0](denoiser, spacing=spacing, **options)
     config = shipped_config(denoiser)
     kind = shipped_kind(config)
     if spacing is not None:

@@ -38,7 +38,13 @@ from explorer.diffusion.noise import generator_for, initial_noise, step_noise
 from explorer.diffusion.parameterization import Prediction, convert
 from explorer.diffusion.schedules import TimestepSpacing, current_scheduler_config
 from explorer.diffusion.settings import MAX_SEED, SamplerKind, SamplerSettings, max_batch_size
-from explorer.diffusion.shipped import _PROBE_SEED, _guidance_record, _noise_scale, run_frames
+from explorer.diffusion.shipped import (
+    _PROBE_SEED,
+    FLOW_SCHEDULER_SETTINGS,
+    _guidance_record,
+    _noise_scale,
+    run_frames,
+)
 from explorer.diffusion.trajectory import Step
 from explorer.diffusion.views import FOUR_VIEWS
 from explorer.validation import check_float, check_int
@@ -214,3 +220,6 @@ def iterate_flow_scheduler(
         return step
 
     return run_frames(call, first, settings.num_inference_steps, progress)
+
+
+FLOW_SCHEDULER_SETTINGS.append(flow_scheduler_settings)  # shipped.scheduler_settings hands flow models to it
