@@ -418,6 +418,36 @@ def family_row(
     )
 
 
+def network_share_row(family: str, guidance: float | None, steps: int = 4, side: int = 16) -> tuple[str, str, str]:
+    """One `explorer.sample` of the family-shaped model, its network's forward calls timed inside it: the rest is
+    what the explorer and the scheduler add (the pipeline spends at least the time inside the same network)."""
+    scheduler = {"sdxl": SDXL_EULER, "sd3": SD3_FLOW, "flux": FLUX_SCHNELL_FLOW}[family]
+    network, _ = _family_networks(family)
+    channels = 4 if family == "sdxl" else 16
+    vae = _small_vae(channels, *{"sdxl": (0.13025, None), "sd3": (1.5305, 0.0609), "flux": (0.3611, 0.1159)}[family])
+    guided = family != "flux" and guidance is not None and guidance > 1
+    model = _explorer_model(family, network, vae, scheduler, _embeddings(family, guided), guidance, side)
+    explorer.sample(model, sampler="scheduler", num_inference_steps=2, seed=0)  # warm-up
+    inside: list[float] = []
+    forward = network.forward
+
+    def timed_forward(*args, **kwargs):
+        start = time.perf_counter()
+        out = forward(*args, **kwargs)
+        inside.append(time.perf_counter() - start)
+        return out
+
+    network.forward = timed_forward
+    whole = _timed(lambda: explorer.sample(model, sampler="scheduler", num_inference_steps=steps, seed=0))
+    network.forward = forward
+    rest = whole - sum(inside)
+    return (
+        f"{family}-shaped, guidance {guidance}, {steps} steps at {side}×{side}: whole run / inside the network",
+        f"{whole / sum(inside):.3f}",
+        f"whole {whole:.2f} s, inside the network {sum(inside):.2f} s, outside {rest:.2f} s ({rest / whole:.1%})",
+    )
+
+
 def family_rows(repeats: int, steps: int) -> Iterator[tuple[str, str, str]]:
     """SDXL, SD3 and FLUX rows on the CPU, then on a CUDA GPU in bfloat16 at the real 128×128 latents where one is
     present (that path has not run here: no GPU was lent)."""
@@ -437,10 +467,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--network-share", action="store_true", help="time outside the network instead")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     print("| measurement | value | notes |\n|---|---|---|", flush=True)
-    for row in family_rows(args.repeats, args.steps):
+    shares = (network_share_row(f, g) for f, g in (("sdxl", 5.0), ("sd3", 7.0), ("flux", None)))
+    for row in shares if args.network_share else family_rows(args.repeats, args.steps):
         print("| " + " | ".join(row) + " |", flush=True)
 
 
