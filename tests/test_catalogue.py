@@ -148,3 +148,52 @@ def test_shipped_bundled_checkpoints_load_as_catalogued(entry):
     x_t = torch.randn(4, *entry.sample_shape)
     assert denoiser(x_t, 0).shape == x_t.shape
     clear_cache()
+
+
+# The published configs of the large latent families' transformers (stabilityai/stable-diffusion-3.5-medium's
+# transformer/config.json; black-forest-labs/FLUX.1-schnell's), built on the meta device to count parameters.
+SD35_MEDIUM_TRANSFORMER = {
+    "sample_size": 128,
+    "patch_size": 2,
+    "in_channels": 16,
+    "num_layers": 24,
+    "attention_head_dim": 64,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "caption_projection_dim": 1536,
+    "pooled_projection_dim": 2048,
+    "out_channels": 16,
+    "pos_embed_max_size": 384,
+    "dual_attention_layers": tuple(range(13)),
+    "qk_norm": "rms_norm",
+}
+
+
+def test_the_model_box_lists_sdxl_sd35_medium_and_flux_schnell_with_licence_and_download_size():
+    from diffusers import SD3Transformer2DModel
+
+    from ui.models import conditioning_controls
+
+    entries = {entry.name: entry for entry in catalogue()}
+    for name in ("moons-flow", "ring-flow"):  # the bundled flow models
+        assert entries[name].source is Source.BUNDLED and entries[name].prediction is Prediction.FLOW
+    sd35 = entries["stabilityai/stable-diffusion-3.5-medium"]
+    with torch.device("meta"):
+        transformer = SD3Transformer2DModel(**SD35_MEDIUM_TRANSFORMER)
+    stored = sum(t.numel() for t in transformer.state_dict().values())  # the positional embedding is stored too
+    assert 2.4e9 < stored < 2.6e9  # the model card's 2.5 B
+    assert sd35.family.value == "sd3" and sd35.prediction is Prediction.FLOW and sd35.sample_shape == (16, 128, 128)
+    assert sd35.num_parameters > stored + 4.7e9  # T5-XXL, both CLIPs and the VAE besides
+    assert conditioning_controls(sd35.name) >= {"prompt", "negative_prompt", "guidance"}
+    sizes = {}
+    for name, licence in [
+        ("stabilityai/stable-diffusion-xl-base-1.0", "RAIL"),
+        ("stabilityai/stable-diffusion-3.5-medium", "Community"),
+        ("black-forest-labs/FLUX.1-schnell", "Apache-2.0"),
+    ]:
+        entry = entries[name]
+        assert licence in entry.licence and entry.download_bytes >= 2 * entry.num_parameters
+        sizes[name] = entry.download_bytes / 1e9
+    assert 13 < sizes["stabilityai/stable-diffusion-xl-base-1.0"] < 15  # float32 files
+    assert 15 < sizes["stabilityai/stable-diffusion-3.5-medium"] < 17  # 16-bit files
+    assert 33 < sizes["black-forest-labs/FLUX.1-schnell"] < 35

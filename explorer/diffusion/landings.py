@@ -10,14 +10,15 @@ lands on, which is not always the next call's timestep:
                                DPM-Solver singlestep's higher-order calls)
     prev[k]           s        the timestep x_prev lies at (where ᾱ is off the training grid, the nearest label)
     alpha_call[k]     ᾱ_t      the ᾱ the frame's views (ε̂, x̂₀, v̂) are converted with: 1/(1 + σ_k²) where the
-                               scheduler keeps σ (Karras σ included), else ᾱ[t_k] of the training schedule
+                               scheduler keeps σ (Karras σ included), (1 − σ_k)²/((1 − σ_k)² + σ_k²) for a flow σ
+                               (FlowMatchEulerDiscreteScheduler), else ᾱ[t_k] of the training schedule
     alpha_landing[k]  ᾱ_s      the ᾱ of x_prev: 1/(1 + σ_{k+1}²), or ᾱ[s] (ᾱ = 1 at the data, or ᾱ[0] where the
                                scheduler's set_alpha_to_one is false)
     roles[k]          —        why the frame exists besides one call per step ("" for an ordinary step)
 
 The explorer's own samplers land on the next visited timestep. diffusers' DDIM, DDPM and PNDM land on t − T//n
 (`scheduling_ddim.py`: prev_timestep = timestep − num_train_timesteps // num_inference_steps), which is the next
-visited timestep only under 'leading' spacing; σ schedulers land on their next σ.
+visited timestep only under 'leading' spacing; σ schedulers (VP or flow) land on their next σ.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from explorer.diffusion.indexing import paper_t
+from explorer.diffusion.schedules import FLOW_SCHEDULERS, flow_alphas_cumprod
 
 END_OF_RUN = -1  # the data x₀ (ᾱ = 1); settings.END_OF_RUN is the same value
 
@@ -159,9 +161,28 @@ def _pndm_landings(scheduler: Any, calls: tuple[int, ...]) -> Landings:
     )
 
 
+def flow_landings(scheduler: Any, calls: tuple[int, ...]) -> Landings:
+    """FlowMatchEulerDiscreteScheduler: call k runs at the flow σ_k and lands on σ_{k+1} (`sigmas` has one entry
+    more than the calls, the last 0: the data); ᾱ is that of equal SNR, (1 − σ)² / ((1 − σ)² + σ²). `calls` are the
+    indices of σ_k in the model's schedule bound to the scheduler's σ (`LatentDenoiser.on_sigmas`)."""
+    sigmas = scheduler.sigmas.detach().cpu().double().numpy()
+    count = len(calls)
+    alpha = flow_alphas_cumprod(sigmas)
+    final_sigma = float(sigmas[count])
+    return Landings(
+        starts=tuple(calls),
+        prev=(*calls[1:], END_OF_RUN if final_sigma == 0.0 else 0),
+        alpha_call=tuple(float(a) for a in alpha[:count]),
+        alpha_landing=tuple(float(a) for a in alpha[1 : count + 1]),
+        roles=("",) * count,
+    )
+
+
 def scheduler_landings(scheduler: Any, calls: tuple[int, ...]) -> Landings:
     """Where each call of a diffusers scheduler (with its timesteps set; `calls` = its integer timesteps) lands."""
     name = type(scheduler).__name__
+    if name in FLOW_SCHEDULERS:  # before the VP σ schedulers: a flow σ is not √((1 − ᾱ)/ᾱ)
+        return flow_landings(scheduler, calls)
     if hasattr(scheduler, "sigmas"):
         return _sigma_landings(scheduler, calls)
     if name == "DDIMScheduler":  # step(): prev_timestep = timestep − num_train_timesteps // num_inference_steps

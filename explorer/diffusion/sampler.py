@@ -37,7 +37,8 @@ from explorer.diffusion.parameterization import Prediction, convert
 from explorer.diffusion.posterior import q_posterior, reverse_log_variance
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.settings import END_OF_RUN, SamplerKind, SamplerSettings, resolve_settings
-from explorer.diffusion.shipped import branch_scheduler_settings, iterate_scheduler
+from explorer.diffusion.shipped import branch_scheduler_settings, is_flow_scheduler, iterate_scheduler
+from explorer.diffusion.shipped_flow import iterate_flow_scheduler
 from explorer.diffusion.tensors import append_dims
 from explorer.diffusion.trajectory import Step, Trajectory
 from explorer.validation import check_int
@@ -178,7 +179,9 @@ def iterate(
     of `resolve_settings` and the conditioning keywords (the same as `sample`'s)."""
     denoiser = as_denoiser(apply_conditioning(denoiser, options))
     settings = _settings_for(denoiser, settings, options)
-    if settings.sampler is SamplerKind.SCHEDULER:  # the checkpoint's own scheduler (shipped.py)
+    if settings.sampler is SamplerKind.SCHEDULER:  # the checkpoint's own scheduler (shipped.py, shipped_flow.py)
+        if is_flow_scheduler(denoiser):
+            return iterate_flow_scheduler(denoiser, settings, progress=progress)
         return iterate_scheduler(denoiser, settings, progress=progress)
     shape = (settings.batch_size, *denoiser.sample_shape)
     return _run(denoiser, settings, initial_noise(settings.seed, shape), 0, progress)
@@ -259,6 +262,8 @@ def iterate_branch(
     denoiser = as_denoiser(denoiser)
     check_int("from_index", from_index, 0, settings.num_inference_steps - 1)
     if settings.sampler is SamplerKind.SCHEDULER:  # a fresh scheduler from the recorded x_t (shipped.py)
+        if is_flow_scheduler(denoiser):
+            return iterate_flow_scheduler(denoiser, settings, restart=(x_start, from_index), progress=progress)
         return iterate_scheduler(denoiser, settings, restart=(x_start, from_index), progress=progress)
     return _run(denoiser, settings, x_start, from_index, progress)
 

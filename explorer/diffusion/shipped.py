@@ -27,6 +27,9 @@ scheduler that drew anything but z is an error, never a silent record. Heun call
 call is a frame (its 2nd-order frame's x_prev is the finished Heun step, computed from the state entering the
 1st-order frame). x_T = `noise.initial_noise(seed)` × init_noise_sigma, as diffusers' pipelines draw it.
 
+Flow-matching checkpoints (FlowMatchEulerDiscreteScheduler: SD3, FLUX.1) run through `shipped_flow`, which
+`scheduler_settings` hands them to.
+
 Branching continues the same scheduler from a frame only where its step depends on nothing but that frame's
 state: DDPM, DDIM, Euler, Euler ancestral and Heun's 1st-order frames. Multistep schedulers keep earlier model
 outputs inside themselves, which a rewound frame does not have, so a branch from them is refused.
@@ -48,7 +51,7 @@ from explorer.diffusion.indexing import frame_of
 from explorer.diffusion.landings import scheduler_landings
 from explorer.diffusion.noise import generator_for, initial_noise, step_noise
 from explorer.diffusion.parameterization import Prediction, convert
-from explorer.diffusion.schedules import TimestepSpacing, current_scheduler_config
+from explorer.diffusion.schedules import FLOW_SCHEDULERS, TimestepSpacing, current_scheduler_config
 from explorer.diffusion.settings import (
     END_OF_RUN,
     MAX_SEED,
@@ -62,6 +65,9 @@ from explorer.diffusion.trajectory import Step
 from explorer.diffusion.views import FOUR_VIEWS
 from explorer.validation import check_float, check_int
 
+# shipped_flow.flow_scheduler_settings, registered there on import (explorer imports it): shipped_flow builds on
+# this module, so this module cannot import it.
+FLOW_SCHEDULER_SETTINGS: list[Callable[..., SamplerSettings]] = []
 _PROBE_SEED = 0x5EED_CAFE  # another noise stream for measuring σ_z (any stream other than the run's own)
 _NOISE_RESIDUAL = 1e-4  # relative: prev_sample must be affine in the noise the explorer gave the scheduler
 
@@ -122,6 +128,12 @@ def shipped_config(denoiser: Denoiser) -> dict[str, Any]:
             "DDPMScheduler with a learned variance: use sampler 'ddpm', which records the learned σ exactly"
         )
     return config
+
+
+def is_flow_scheduler(denoiser: Denoiser) -> bool:
+    """True when the denoiser's own scheduler is a flow-matching one (`shipped_flow` runs it)."""
+    config = getattr(denoiser, "scheduler_config", None) or {}
+    return current_scheduler_config(config).get("_class_name") in FLOW_SCHEDULERS
 
 
 def shipped_kind(config: Mapping[str, Any]) -> ShippedScheduler:
@@ -197,6 +209,9 @@ def scheduler_settings(
             raise ValueError(
                 f"{name} is the checkpoint's scheduler's own choice with sampler 'scheduler'; leave it unset"
             )
+    if is_flow_scheduler(denoiser):  # FlowMatchEulerDiscreteScheduler (SD3, FLUX.1): shipped_flow, registered below
+        options = {"num_inference_steps": num_inference_steps, "eta": eta, "batch_size": batch_size, "seed": seed}
+        return FLOW_SCHEDULER_SETTINGS[0](denoiser, spacing=spacing, **options)
     config = shipped_config(denoiser)
     kind = shipped_kind(config)
     if spacing is not None:
@@ -371,30 +386,31 @@ def iterate_scheduler(
         sample = x_start.to(torch.float32)
         if kind.sigma_space:
             sample = sample * ((scheduler.sigmas[first] ** 2 + 1) ** 0.5)
-    return _frames(denoiser, settings, kind, _State(scheduler, sample.to(denoiser.device)), first, progress)
+    state = _State(scheduler, sample.to(denoiser.device))
+    return run_frames(
+        lambda k: _call(denoiser, settings, kind, state, k), first, settings.num_inference_steps, progress
+    )
 
 
-def _frames(
-    denoiser: Denoiser,
-    settings: SamplerSettings,
-    kind: ShippedScheduler,
-    state: _State,
-    first: int,
-    progress: Callable[[int, int], None] | None,
+def run_frames(
+    call: Callable[[int], Step], first: int, count: int, progress: Callable[[int, int], None] | None
 ) -> Iterator[Step]:
-    n = settings.num_inference_steps
-    for k in range(first, n):
+    """Yield call(k) for k = first … count − 1 (without autograd), reporting each frame to `progress`."""
+    for k in range(first, count):
         with torch.no_grad():
-            step = _call(denoiser, settings, kind, state, k)
+            step = call(k)
         if progress is not None:
-            progress(frame_of(k), n)
+            progress(frame_of(k), count)
         yield step
 
 
 def check_branchable(settings: SamplerSettings, denoiser: Denoiser, from_index: int) -> None:
-    """Refuse a branch from frame `from_index` of a scheduler run where a fresh scheduler cannot continue it."""
-    kind = shipped_kind(shipped_config(as_denoiser(denoiser)))
+    """Refuse a branch from frame `from_index` of a scheduler run where a fresh scheduler cannot continue it (a flow
+    Euler step keeps nothing: any frame)."""
     check_int("from_index", from_index, 0, settings.num_inference_steps - 1)
+    if is_flow_scheduler(denoiser):
+        return
+    kind = shipped_kind(shipped_config(as_denoiser(denoiser)))
     if kind.multistep:
         raise ValueError(
             f"cannot branch from a {kind.label} frame: its step depends on earlier model outputs it keeps inside "
@@ -427,7 +443,7 @@ def branch_scheduler_settings(
     if unknown:
         raise ValueError(f"a branch of a scheduler run can change only eta (DDIM); got {', '.join(sorted(unknown))}")
     eta = check_float("eta", changes.get("eta", settings.eta), 0.0, 1.0)
-    if eta and shipped_kind(shipped_config(as_denoiser(denoiser))).class_name != "DDIMScheduler":
+    if eta and (is_flow_scheduler(denoiser) or shipped_kind(shipped_config(denoiser)).class_name != "DDIMScheduler"):
         raise ValueError("eta applies to the DDIM scheduler only")
     return replace(settings, eta=float(eta))
 

@@ -36,6 +36,8 @@ class CatalogueEntry:
     dataset: str
     description: str
     family: Family = Family.PIXEL
+    licence: str | None = None  # the repo's licence, where the catalogue states it
+    download_bytes: int | None = None  # the weights `explorer.load` reads (parameters × stored bytes), where stated
 
 
 _DDPM_256 = "DDPM (Ho et al. 2020) on {dataset}, 256×256, linear β, fixed_small variance, ≈113.7 M parameters."
@@ -75,9 +77,18 @@ HUB_ENTRIES: tuple[CatalogueEntry, ...] = (
 # its VAE has SD's architecture.
 # FLUX.1-schnell: its transformer (no guidance embedding), 16-channel VAE and T5-XXL encoder, counted by building
 # their published configs on the meta device; CLIP-L as SD 1.x's.
+# SD3.5 medium: its MMDiT-X transformer (24 layers, dual attention in 0–12, 2,243,171,520 parameters plus the stored
+# 384² positional embedding, 226,492,416: the model card's 2.5 B), CLIP-L and CLIP-G with projection, T5-XXL and the
+# 16-channel VAE (FLUX's architecture), counted by building the published configs on the meta device.
+# download_bytes: what `explorer.load` reads, parameters × the bytes of the stored dtype: SDXL's default (non-variant)
+# files are float32; SD3.5 medium's and FLUX.1-schnell's diffusers folders hold 16-bit weights (fp16/bf16).
 _SD_VAE, _CLIP_L, _CLIP_H = 83_653_863, 123_060_480, 340_387_840
 _SDXL_UNET, _CLIP_G = 2_567_463_684, 694_659_840
 _FLUX_SCHNELL, _FLUX_VAE, _T5_XXL = 11_891_178_560, 83_819_683, 4_762_310_656
+_SD35_MEDIUM, _CLIP_L_PROJECTED = 2_243_171_520 + 226_492_416, 123_650_304
+_SDXL_TOTAL = _SDXL_UNET + _SD_VAE + _CLIP_L + _CLIP_G
+_SD35_TOTAL = _SD35_MEDIUM + _FLUX_VAE + _CLIP_L_PROJECTED + _CLIP_G + _T5_XXL
+_FLUX_TOTAL = _FLUX_SCHNELL + _FLUX_VAE + _CLIP_L + _T5_XXL
 LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
     CatalogueEntry(
         "stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -137,11 +148,29 @@ LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
         None,
         Prediction.EPSILON,
         (4, 128, 128),
-        _SDXL_UNET + _SD_VAE + _CLIP_L + _CLIP_G,
+        _SDXL_TOTAL,
         "internal (Stability AI)",
         "SDXL base 1.0: two text encoders (CLIP-L and OpenCLIP-G, pooled) and size/crop conditioning, 1024×1024 "
         "(128×128×4 latents), ε-prediction, scaled_linear β, guidance 5 by default.",
         Family.SDXL,
+        licence="CreativeML Open RAIL++-M",
+        download_bytes=_SDXL_TOTAL * 4,
+    ),
+    CatalogueEntry(
+        "stabilityai/stable-diffusion-3.5-medium",
+        Source.HUB,
+        "stabilityai/stable-diffusion-3.5-medium",
+        None,
+        Prediction.FLOW,
+        (16, 128, 128),
+        _SD35_TOTAL,
+        "undisclosed (Stability AI)",
+        "Stable Diffusion 3.5 medium: a 2.5 B MMDiT-X flow-matching transformer on 16-channel latents, 1024×1024 "
+        "(128×128×16 latents), CLIP-L and CLIP-G (pooled) + T5-XXL text, static shift 3, guidance 7 by default (its "
+        "pipeline's; the model card uses 4.5). Gated: accept its licence on huggingface.co and set HF_TOKEN.",
+        Family.SD3,
+        licence="Stability AI Community License (gated)",
+        download_bytes=_SD35_TOTAL * 2,
     ),
     CatalogueEntry(
         "black-forest-labs/FLUX.1-schnell",
@@ -150,11 +179,13 @@ LATENT_ENTRIES: tuple[CatalogueEntry, ...] = (
         None,
         Prediction.FLOW,
         (16, 128, 128),
-        _FLUX_SCHNELL + _FLUX_VAE + _CLIP_L + _T5_XXL,
+        _FLUX_TOTAL,
         "undisclosed (Black Forest Labs)",
         "FLUX.1 [schnell]: a 12 B flow-matching transformer on 16-channel latents packed in 2×2 patches, 1024×1024 "
         "(128×128×16 latents), CLIP-L pooled + T5-XXL text, timestep-distilled for 1–4 steps, no guidance.",
         Family.FLUX,
+        licence="Apache-2.0",
+        download_bytes=_FLUX_TOTAL * 2,
     ),
 )
 

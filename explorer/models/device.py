@@ -47,12 +47,17 @@ def pick_device(requested: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def weight_dtype(dtype: str | torch.dtype | None = None) -> torch.dtype:
-    """The dtype to hold weights in: `None` means float32; also float16, bfloat16 and float64 (names or dtypes)."""
+def weight_dtype(dtype: str | torch.dtype | None = None, device: torch.device | None = None) -> torch.dtype:
+    """The dtype to hold weights in: `None` means float32; also float16, bfloat16 and float64 (names or dtypes), and
+    "auto": 16 bits on a CUDA `device` (bfloat16 where the GPU has it, else float16), float32 elsewhere."""
     if dtype is None:
         return torch.float32
+    if isinstance(dtype, str) and dtype.strip().lower() == "auto":
+        from explorer.models.memory import choose_placement, device_facts  # memory imports the sampler's records
+
+        return choose_placement(0, device_facts(device or pick_device())).dtype
     if isinstance(dtype, torch.dtype) and dtype in WEIGHT_DTYPES.values():
         return dtype
     if isinstance(dtype, str) and dtype.strip().lower().removeprefix("torch.") in WEIGHT_DTYPES:
         return WEIGHT_DTYPES[dtype.strip().lower().removeprefix("torch.")]
-    raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}; got {dtype!r}")
+    raise ValueError(f"dtype must be 'auto' or one of {', '.join(WEIGHT_DTYPES)}; got {dtype!r}")

@@ -38,7 +38,7 @@ from explorer.diffusion.flow import FlowSchedule
 from explorer.diffusion.parameterization import Prediction, prediction_of
 from explorer.diffusion.schedules import Schedule
 from explorer.diffusion.tensors import TimestepLike
-from explorer.models import decoders
+from explorer.models import decoders, memory
 from explorer.models.checkpoint import (
     IMPORT_LOCK,
     batch_timesteps,
@@ -187,6 +187,11 @@ class LatentDenoiser(Denoiser):
         )
         return self.kind.pipeline_sigmas(self, num_inference_steps)
 
+    def set_timesteps_options(self, num_inference_steps: int) -> dict[str, Any]:
+        """The keywords this flow model's diffusers pipeline passes to `FlowMatchEulerDiscreteScheduler.set_timesteps`
+        besides n (FLUX: sigmas = linspace(1, 1/n, n) and μ at this latent size; SD3: none)."""
+        return self.kind.set_timesteps_options(self, num_inference_steps)
+
     def on_sigmas(self, sigmas: Sequence[float]) -> LatentDenoiser:
         """This flow model on the σ grid a flow scheduler visits (descending, without the terminal 0, as
         `FlowMatchEulerDiscreteScheduler.sigmas[:-1]`): its schedule becomes the VP schedule of equal SNR at exactly
@@ -260,13 +265,14 @@ def load_pipeline(
             precision = torch.float32 if part == kind.decoder_folder else dtype
             from_transformers = FAMILY_COMPONENTS[spec.family][part].library == "transformers"
             options["dtype" if from_transformers else "torch_dtype"] = precision
-            modules[part] = classes[part].from_pretrained(str(folder / part), **options).to(device).eval()
+            modules[part] = classes[part].from_pretrained(str(folder / part), **options).eval()  # on the CPU
         parts = LatentParts(
             network=modules[kind.denoiser_folder],
             decoder=modules[kind.decoder_folder],
             text_encoders=tuple(modules[encoder] for encoder, _ in kind.text_folders if encoder in modules),
             tokenizers=kind.load_tokenizers(folder, spec.classes),
         )
+        memory.place_parts(parts, device)  # on the device whole, or offloaded where the GPU is too small
         return LatentDenoiser(
             parts, spec, scheduler, name=name, description=description or f"{spec.pipeline_class} checkpoint {name}"
         )

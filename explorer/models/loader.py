@@ -45,13 +45,16 @@ def load(
 ) -> Denoiser:
     """Load a denoiser: a bundled checkpoint's name, a Hub id "owner/name" (at `revision`), or a local folder.
 
-    `device` None picks cuda, then mps, then cpu; `dtype` None means float32. Local folders need
+    `device` None picks cuda, then mps, then cpu; `dtype` None means float32, "auto" 16 bits on a CUDA GPU (a latent
+    pipeline whose weights do not fit the GPU then runs with model CPU offload, `explorer.models.memory`). Local
+    folders need
     `allow_local=True` and are refused whenever `SPACE_ID` is set. Failures raise CheckpointError (a ValueError)
     with one sentence. The result is shared: the same (source, revision, device, dtype) returns the same object.
     """
     source, identifier = resolve_ref(ref, revision=revision, allow_local=allow_local)
     key = _key(source, identifier, revision, device, dtype)
-    target, precision = pick_device(device), weight_dtype(dtype)
+    target = pick_device(device)
+    precision = weight_dtype(dtype, target)
 
     def loader() -> Denoiser:
         if source is Source.LOCAL:
@@ -81,7 +84,8 @@ def loaded(
 
 def _key(source: Source, identifier: str, revision: str | None, device: object, dtype: object) -> tuple:
     """The cache key of a loaded model: (source, id, revision, device, dtype), the device and dtype resolved."""
-    return (source, identifier, revision, str(pick_device(device)), str(weight_dtype(dtype)))
+    target = pick_device(device)
+    return (source, identifier, revision, str(target), str(weight_dtype(dtype, target)))
 
 
 def load_checkpoint(

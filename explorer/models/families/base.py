@@ -156,6 +156,11 @@ class LatentFamily:
         """The σ grid (and timesteps σ·T) the family's diffusers pipeline visits in n steps: flow families only."""
         raise ValueError(f"{model.name} is not a flow-matching model: its pipeline visits no σ grid")
 
+    def set_timesteps_options(self, model: LatentDenoiser, num_inference_steps: int) -> dict[str, Any]:
+        """The keywords the family's diffusers pipeline passes to its scheduler's `set_timesteps` besides n (FLUX:
+        its σ = linspace(1, 1/n, n) and μ); none for the others."""
+        return {}
+
     # -- conditioning ----------------------------------------------------------------------------------
 
     def check_conditioning(self, model: LatentDenoiser, conditioning: Conditioning) -> None:

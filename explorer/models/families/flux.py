@@ -21,6 +21,8 @@ vae.decode(latents / scaling_factor + shift_factor) (0.3611 and 0.1159 for FLUX.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -158,6 +160,12 @@ class Flux(LatentFamily):
             mu=self._mu(model) if self._dynamic(model) else None,
             sigmas=np.linspace(1.0, 1 / n, n),
         )
+
+    def set_timesteps_options(self, model: LatentDenoiser, num_inference_steps: int) -> dict[str, Any]:
+        """FluxPipeline's: sigmas = linspace(1, 1/n, n) and μ at this latent size (the scheduler ignores μ
+        without dynamic shifting)."""
+        n = num_inference_steps
+        return {"sigmas": np.linspace(1.0, 1 / n, n), "mu": self._mu(model)}
 
     # -- conditioning ----------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ Latents decode as vae.decode(latents / scaling_factor + shift_factor).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from explorer.diffusion import flow
@@ -49,7 +51,8 @@ SD3_LATENT_BIAS = (0.2394, 0.2135, 0.1925)
 def flow_point(model: LatentDenoiser, x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_σ, σ·T) for VP latents x [B, C, h, w] at the model's 0-based timesteps [B]: σ = √(1−ᾱ)/(√ᾱ + √(1−ᾱ)),
     T the scheduler's num_train_timesteps (the flow model's timestep is σ·T on every grid)."""
-    a = torch.tensor(model.schedule.alphas_cumprod, dtype=torch.float64)[steps.cpu()]  # [B]
+    table = torch.tensor(model.schedule.alphas_cumprod, dtype=torch.float64)
+    a = table.to("meta")[steps] if steps.is_meta else table[steps.cpu()]  # [B]; meta: sizing (explorer.models.memory)
     scale = a.sqrt() + (1 - a).sqrt()  # x_σ = x_t / (√ᾱ + √(1−ᾱ))
     sigma = (1 - a).sqrt() / scale
     x_sigma = x / scale.to(x.device, x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
@@ -78,14 +81,24 @@ class StableDiffusion3(LatentFamily):
 
     def pipeline_sigmas(self, model: LatentDenoiser, num_inference_steps: int) -> flow.FlowSchedule:
         """StableDiffusion3Pipeline's grid: the scheduler's default σ, shifted by its static `shift` (3 for SD3)."""
-        config = current_scheduler_config(model.scheduler_config)
-        if config.get("use_dynamic_shifting"):
-            raise ValueError(f"{model.name}: an SD3 scheduler with dynamic shifting is not supported")
+        config = self._static_config(model)
         return flow.inference_sigmas(
             num_inference_steps,
             num_train_timesteps=int(config.get("num_train_timesteps", 1000)),
             shift=float(config.get("shift", 1.0)),
         )
+
+    def set_timesteps_options(self, model: LatentDenoiser, num_inference_steps: int) -> dict[str, Any]:
+        """None: StableDiffusion3Pipeline calls set_timesteps(n) on a static shift."""
+        self._static_config(model)
+        return {}
+
+    @staticmethod
+    def _static_config(model: LatentDenoiser) -> dict[str, Any]:
+        config = current_scheduler_config(model.scheduler_config)
+        if config.get("use_dynamic_shifting"):
+            raise ValueError(f"{model.name}: an SD3 scheduler with dynamic shifting is not supported")
+        return config
 
     def embed(self, model: LatentDenoiser) -> dict[str, torch.Tensor]:
         cond = model.conditioning
