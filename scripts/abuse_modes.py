@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 
 API = "/gradio_api"
 RUN_EVERY = 15.0
+EXPORT_VIEWS = ["x_t", "x0", "eps", "v", "u", "mean", "noise"]  # every view: the largest export there is
 HEAVY_RUN = {"model": "moons-eps", "sampler": "ddim", "steps": 1000, "spacing": "trailing", "batch": 1024}
 EXPORT_RUN = {"model": "moons-eps", "sampler": "ddim", "steps": 200, "spacing": "trailing", "batch": 1024}
 SMALL_RUN = {"model": "digits-eps", "sampler": "ddim", "steps": 10, "spacing": "trailing", "batch": 4}
@@ -252,7 +253,7 @@ class Attacker(threading.Thread):
 
     def _export_cancel(self, http: Any, index: int) -> None:
         fn = dependency(self.config, "export")
-        join = {"data": [8], "fn_index": fn, "session_hash": self.session}
+        join = {"data": [8, EXPORT_VIEWS], "fn_index": fn, "session_hash": self.session}
         joined = http.post(f"{self.url}{API}/queue/join", json=join, headers=self.headers())
         self.count(joined.status_code)
         time.sleep(0.5)
@@ -261,7 +262,7 @@ class Attacker(threading.Thread):
             http.post(f"{self.url}{API}/cancel", json=cancel)
 
     def _export(self, http: Any, index: int) -> None:
-        body = {"data": [8], "session_hash": self.session}
+        body = {"data": [8, EXPORT_VIEWS], "session_hash": self.session}
         posted = http.post(f"{self.url}{API}/call/export", json=body, headers=self.headers())
         if posted.status_code != 200:
             self.count(posted.status_code)
