@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,20 @@ PLAY_FPS = (0.5, 4.0, 30.0)  # Play's speed in frames per second: slowest, defau
 PLAY_LABELS = ("▶ Play", "⏸ Pause")
 
 
+JS_ONLY: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
+# The js-only events: each calls the page's frame player (ui/browser/player.js) when it is there.
+ON_PLAYER = {
+    "computing": "() => { window.explorerFrames?.computing(); }",
+    "stopped": "() => { window.explorerFrames?.stopped(); }",
+    "previous": "() => { window.explorerFrames?.step(-1); }",
+    "next": "() => { window.explorerFrames?.step(1); }",
+    "show": "(frame) => { window.explorerFrames?.showFrame(frame); }",
+    "play": "(fps) => { window.explorerFrames?.play(fps); }",
+    "speed": "(fps) => { window.explorerFrames?.speed(fps); }",
+    "synced": "() => window.explorerFrames.synced()",
+}
+
+
 def player_config(*, stream_id: str, play_id: str, stopped: str, finished: str) -> dict[str, Any]:
     """The player's one configuration (`props.config` in ui/browser/player.js): the elements it reveals and labels
     by id, what it says after Stop (`stopped` when a run was computing, else `finished`), and the constants it
@@ -239,3 +254,62 @@ def player_config(*, stream_id: str, play_id: str, stopped: str, finished: str) 
         "stopped": stopped,
         "finished": finished,
     }
+
+
+@dataclass(frozen=True)
+class FrameStage:
+    """The frame and its stepping controls: `#frame` holds `#frame_stream` (the pictures streamed while a run
+    computes, and an API client's frame) and the player (`#frame canvas`, once a run finished); below them ◀, Play,
+    ▶, Play's speed and the frame slider."""
+
+    picture: gr.Image
+    player: gr.HTML
+    frame: gr.Slider  # the frame shown, 1..S
+    previous: gr.Button
+    play: gr.Button
+    following: gr.Button
+    fps: gr.Slider
+
+    @classmethod
+    def build(cls, *, stopped: str, finished: str) -> FrameStage:
+        """Lay out the stage; `stopped` and `finished`: what the status line says after Stop (`player_config`)."""
+        with gr.Column(elem_id="frame"):
+            picture = gr.Image(
+                label="frame", format="png", type="pil", interactive=False, show_label=False, elem_id="frame_stream"
+            )
+            player = gr.HTML(
+                None,
+                html_template=PLAYER_HTML,
+                css_template=PLAYER_CSS,
+                js_on_load=PLAYER_JS,
+                server_functions=[fetch_frames],
+                elem_id="frame_player",
+                config=player_config(stream_id="frame_stream", play_id="play", stopped=stopped, finished=finished),
+            )
+        slowest, default_fps, fastest = PLAY_FPS
+        with gr.Row():
+            previous = gr.Button("◀ Previous", elem_id="prev_frame", size="sm")
+            play = gr.Button(PLAY_LABELS[0], elem_id="play", size="sm")
+            following = gr.Button("Next ▶", elem_id="next_frame", size="sm")
+            fps = gr.Slider(
+                slowest,
+                fastest,
+                value=default_fps,
+                step=0.5,
+                label="Play speed (frames per second)",
+                elem_id="play_fps",
+            )
+            frame = gr.Slider(1, 2, value=1, step=1, label="frame (step of the run)", elem_id="frame_slider", scale=4)
+        return cls(picture, player, frame, previous, play, following, fps)
+
+    def wire(self, status: gr.Markdown) -> None:
+        """Stepping in the page: the buttons, the slider and Play drive the player, whose `stepped` event copies the
+        frame number and its line into the slider and `status` (no server call)."""
+        player, frame, fps = self.player, self.frame, self.fps
+        player.stepped(None, None, [frame, status], js=ON_PLAYER["synced"], trigger_mode="always_last", **JS_ONLY)
+        self.previous.click(None, None, None, js=ON_PLAYER["previous"], trigger_mode="multiple", **JS_ONLY)
+        self.following.click(None, None, None, js=ON_PLAYER["next"], trigger_mode="multiple", **JS_ONLY)
+        for trigger in (frame.input, frame.release):
+            trigger(None, [frame], None, js=ON_PLAYER["show"], trigger_mode="always_last", **JS_ONLY)
+        self.play.click(None, [fps], None, js=ON_PLAYER["play"], **JS_ONLY)
+        fps.input(None, [fps], None, js=ON_PLAYER["speed"], trigger_mode="always_last", **JS_ONLY)

@@ -293,19 +293,6 @@ def choose(which: str, frame: float, request: gr.Request = None) -> FrameView:
 
 # --- layout -----------------------------------------------------------------------------------
 
-JS_ONLY: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
-# The js-only events: each calls the page's frame player (ui/browser/player.js) when it is there.
-ON_PLAYER = {
-    "computing": "() => { window.explorerFrames?.computing(); }",
-    "stopped": "() => { window.explorerFrames?.stopped(); }",
-    "previous": "() => { window.explorerFrames?.step(-1); }",
-    "next": "() => { window.explorerFrames?.step(1); }",
-    "show": "(frame) => { window.explorerFrames?.showFrame(frame); }",
-    "play": "(fps) => { window.explorerFrames?.play(fps); }",
-    "speed": "(fps) => { window.explorerFrames?.speed(fps); }",
-    "synced": "() => window.explorerFrames.synced()",
-}
-
 
 @dataclass(frozen=True)
 class SamplingTab:
@@ -338,29 +325,8 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         )
         branch_note = gr.Markdown("", elem_id="branch_note")
     status = gr.Markdown("Press **Run**.", elem_id="frame_text")
-    with gr.Column(elem_id="frame"):
-        picture = gr.Image(
-            label="frame", format="png", type="pil", interactive=False, show_label=False, elem_id="frame_stream"
-        )
-        config = frames.player_config(stream_id="frame_stream", play_id="play", stopped=STOPPED, finished=FINISHED)
-        player = gr.HTML(
-            None,
-            html_template=frames.PLAYER_HTML,
-            css_template=frames.PLAYER_CSS,
-            js_on_load=frames.PLAYER_JS,
-            server_functions=[frames.fetch_frames],
-            elem_id="frame_player",
-            config=config,
-        )
-    slowest, default_fps, fastest = frames.PLAY_FPS
-    with gr.Row():
-        previous = gr.Button("◀ Previous", elem_id="prev_frame", size="sm")
-        play = gr.Button(frames.PLAY_LABELS[0], elem_id="play", size="sm")
-        following = gr.Button("Next ▶", elem_id="next_frame", size="sm")
-        fps = gr.Slider(
-            slowest, fastest, value=default_fps, step=0.5, label="Play speed (frames per second)", elem_id="play_fps"
-        )
-        frame = gr.Slider(1, 2, value=1, step=1, label="frame (step of the run)", elem_id="frame_slider", scale=4)
+    stage = frames.FrameStage.build(stopped=STOPPED, finished=FINISHED)
+    picture, player, frame = stage.picture, stage.player, stage.frame
     with gr.Row():
         decoder = gr.Dropdown(
             [d.value for d in Decoder], value=Decoder.EXACT.value, label="decoder (latent models)", elem_id="decoder"
@@ -397,7 +363,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
 
     run_groups = (controls, controls.step, schedule)
     for button in (run_button, branch_button):
-        button.click(None, None, None, js=ON_PLAYER["computing"], **JS_ONLY)
+        button.click(None, None, None, js=frames.ON_PLAYER["computing"], **frames.JS_ONLY)
     run_event = run_button.click(
         bind(shown.adapt(run), *run_groups), event_inputs(*run_groups), shown.list, api_name="run", **MODEL_WORK
     )
@@ -414,7 +380,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         **MODEL_WORK,
     )
     then_frames(branch_event)
-    stop_button.click(None, None, None, js=ON_PLAYER["stopped"], **JS_ONLY)
+    stop_button.click(None, None, None, js=frames.ON_PLAYER["stopped"], **frames.JS_ONLY)
     stopping = then_frames(
         stop_button.click(stopped, None, [status], cancels=[run_event, branch_event], api_visibility="private")
     )
@@ -425,15 +391,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         chosen.adapt(choose), [run_choice, frame], chosen.list, api_visibility="private", show_progress="hidden"
     )
 
-    # Stepping happens in the page (the player): after each step its `stepped` event copies the frame number and
-    # its line into the slider and the status line. The server routes stay for API users (no trigger on the page).
-    player.stepped(None, None, [frame, status], js=ON_PLAYER["synced"], trigger_mode="always_last", **JS_ONLY)
-    previous.click(None, None, None, js=ON_PLAYER["previous"], trigger_mode="multiple", **JS_ONLY)
-    following.click(None, None, None, js=ON_PLAYER["next"], trigger_mode="multiple", **JS_ONLY)
-    for trigger in (frame.input, frame.release):
-        trigger(None, [frame], None, js=ON_PLAYER["show"], trigger_mode="always_last", **JS_ONLY)
-    play.click(None, [fps], None, js=ON_PLAYER["play"], **JS_ONLY)
-    fps.input(None, [fps], None, js=ON_PLAYER["speed"], trigger_mode="always_last", **JS_ONLY)
+    stage.wire(status)  # stepping happens in the page; the server routes below stay for API users
     one_frame = Outputs(picture=picture, status=status)
     gr.on(
         [],
