@@ -6,7 +6,8 @@
 // To Python it talks only through its component: `server.fetch_frames` for frames it does not hold, and the
 // component's own `stepped` event after every change of frame, whose js-only listener copies the frame number and
 // its text into the slider and the status line (Gradio's own state: Branch, export and "copy link" read them).
-const C = props.config;
+// Read when used: at its first mount the component may run this before its props are filled in.
+const C = () => (F.config = props.config || F.config);
 const F = (window.explorerFrames = window.explorerFrames || {
   data: null,
   index: 0,
@@ -40,7 +41,7 @@ F.shownFrom = (k) => {
   return null;
 };
 F.reveal = (on) => {
-  const stream = document.getElementById(C.stream_id);
+  const stream = document.getElementById(C().stream_id);
   if (stream) stream.style.display = on ? 'none' : '';
   if (F.element) F.element.style.display = on ? '' : 'none';
 };
@@ -63,7 +64,7 @@ F.load = (data) => {
 };
 F.fetch = (k) => {
   if (F.asked.has(k) || !F.server) return;
-  const count = C.fetch_window;
+  const count = C().fetch_window;
   for (let j = k; j < k + count; j++) F.asked.add(j);
   const key = F.data.key;
   F.server
@@ -84,7 +85,7 @@ F.draw = () => {
   const from = F.shownFrom(k);
   const img = F.images[from];
   const box = (c.parentElement && c.parentElement.clientWidth) || d.width;
-  const gap = C.panel_gap;
+  const gap = C().panel_gap;
   const rows = F.rows(d, box);
   const rowWidth = Math.max(...rows.map((row) => row.reduce((sum, p) => sum + p[2], 0) + gap * (row.length - 1)));
   const scale = Math.max(1, Math.floor(box / rowWidth));
@@ -136,7 +137,7 @@ F.rows = (d, box) => {
   if (!wide || d.panels.length < 4) return one;
   const half = Math.ceil(d.panels.length / 2);
   const two = [d.panels.slice(0, half), d.panels.slice(half)];
-  const gap = C.panel_gap;
+  const gap = C().panel_gap;
   const width = (rows) => Math.max(...rows.map((row) => row.reduce((sum, p) => sum + p[2] + gap, -gap)));
   return Math.floor(box / width(two)) > Math.floor(box / width(one)) ? two : one;
 };
@@ -161,8 +162,8 @@ F.showFrame = (frame) => {
   if (F.data && Number.isFinite(Number(frame))) F.show(Number(frame) - F.data.first);
 };
 F.label = (playing) => {
-  const b = document.getElementById(C.play_id);
-  if (b) b.textContent = playing ? C.pause_label : C.play_label;
+  const b = document.getElementById(C().play_id);
+  if (b) b.textContent = playing ? C().pause_label : C().play_label;
 };
 F.stop = () => {
   if (F.timer) clearInterval(F.timer);
@@ -176,7 +177,7 @@ F.play = (fps) => {
   }
   if (!F.data) return;
   if (F.index >= F.data.total - 1) F.show(0);
-  F.fps = Math.min(Math.max(Number(fps) || C.fps, C.min_fps), C.max_fps);
+  F.fps = Math.min(Math.max(Number(fps) || C().fps, C().min_fps), C().max_fps);
   F.label(true);
   F.timer = setInterval(() => {
     if (!F.data || F.index >= F.data.total - 1) {
@@ -201,7 +202,7 @@ F.computing = () => {
 // After Stop: what the status line says depends on whether a run was computing (it was not kept) or not.
 F.stopped = () => {
   if (!F.data) return;
-  F.notice = F.busy ? C.stopped : C.finished;
+  F.notice = F.busy ? C().stopped : C().finished;
   F.busy = false;
   F.reveal(true);
   F.draw();
