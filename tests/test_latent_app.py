@@ -98,6 +98,25 @@ def test_a_branch_keeps_the_runs_prompt(sd_run):
     assert runs.branch.values == values
 
 
+def test_a_branch_with_another_guidance_scale_applies_it_and_says_so(sd_run):
+    from ui import runs as lifecycle
+
+    values, request, _ = sd_run  # guided at w = 3
+    step = StepValues(sampler="ddim")
+    list(sampling.branch(2, step, ScheduleValues(), None, 6.0, request=request, progress=no_progress))
+    session = state.session_runs(request)
+    run, branched = session.run.compact, session.branch.compact
+    assert session.branch.values.guidance == 6.0 and session.run.values == values
+    assert "guidance scale 6 (run: 3)" in lifecycle.branch_note(session)
+    assert torch.equal(branched.x_t[:2], run.x_t[:2])  # frames 1 and 2 kept
+    # the first recomputed step guides with w = 6: f_u + 6 (f_c − f_u), from the recorded conditional and
+    # unconditional x̂₀ of that step (x̂₀ is linear in the model output at a fixed x_t)
+    cond, uncond = branched.x0_conditional[1].float(), branched.x0_unconditional[1].float()
+    torch.testing.assert_close(branched.x0[1].float(), uncond + 6.0 * (cond - uncond), atol=3e-2, rtol=1e-2)
+    with pytest.raises(Exception, match="guidance scale"):
+        list(sampling.branch(2, step, ScheduleValues(), None, 1.0, request=request, progress=no_progress))
+
+
 def test_a_pixel_run_refuses_decoding_by_name():
     request = FakeRequest("latent-pixel")
     list(

@@ -6,6 +6,7 @@ import ast
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 from app_fixtures import FakeRequest, ensure_models
 
@@ -101,3 +102,14 @@ def test_outputs_answer_only_what_changed():
 
     adapted = both.adapt(handler)
     assert adapted.__name__ == "handler" and list(adapted(3)) == [{first: "3"}]
+
+
+def test_a_branch_of_a_model_without_guidance_checks_the_scale_and_never_names_it():
+    ensure_models()
+    request = FakeRequest("runs-no-guidance")
+    list(runs.run(RunValues(steps=4, batch=2), StepValues(), ScheduleValues(), request))
+    with pytest.raises(ValueError, match="guidance scale"):
+        list(runs.branch(2, StepValues(), ScheduleValues(), None, request, guidance=float("nan")))
+    *_, result = runs.branch(2, StepValues(), ScheduleValues(), None, request, guidance=6.0)
+    assert result.runs.branch.values == result.runs.run.values  # digits take no guidance: the run's values
+    assert "guidance" not in runs.branch_note(result.runs) and "retraces the run" in runs.branch_note(result.runs)

@@ -232,6 +232,8 @@ ON_PLAYER = {
     "play": "(fps) => { window.explorerFrames?.play(fps); }",
     "speed": "(fps) => { window.explorerFrames?.speed(fps); }",
     "synced": "() => window.explorerFrames.synced()",
+    "decoding": "(frame, decoder) => { window.explorerFrames?.decoding(); return [frame, decoder]; }",
+    "decoded": "() => [window.explorerFrames?.decodedNow()]",
 }
 
 
@@ -277,14 +279,22 @@ class FrameStage:
             picture = gr.Image(
                 label="frame", format="png", type="pil", interactive=False, show_label=False, elem_id="frame_stream"
             )
+            config = player_config(stream_id="frame_stream", play_id="play", stopped=stopped, finished=finished)
+
+            def configuration(_query: Any = None) -> dict[str, Any]:
+                """The player's configuration again, for a remount whose props lost it (a server function: Gradio
+                passes the call's arguments as one value, unused here)."""
+                return config
+
+            configuration.__name__ = "player_config"
             player = gr.HTML(
                 None,
                 html_template=PLAYER_HTML,
                 css_template=PLAYER_CSS,
                 js_on_load=PLAYER_JS,
-                server_functions=[fetch_frames],
+                server_functions=[fetch_frames, configuration],
                 elem_id="frame_player",
-                config=player_config(stream_id="frame_stream", play_id="play", stopped=stopped, finished=finished),
+                config=config,
             )
         slowest, default_fps, fastest = PLAY_FPS
         with gr.Row():
@@ -302,11 +312,13 @@ class FrameStage:
             frame = gr.Slider(1, 2, value=1, step=1, label="frame (step of the run)", elem_id="frame_slider", scale=4)
         return cls(picture, player, frame, previous, play, following, fps)
 
-    def wire(self, status: gr.Markdown) -> None:
+    def wire(self, status: gr.Markdown, decoded: gr.Image) -> None:
         """Stepping in the page: the buttons, the slider and Play drive the player, whose `stepped` event copies the
-        frame number and its line into the slider and `status` (no server call)."""
+        frame number and its line into the slider and `status`, and clears `decoded` once it shows another frame
+        than the one decoded (no server call)."""
         player, frame, fps = self.player, self.frame, self.fps
-        player.stepped(None, None, [frame, status], js=ON_PLAYER["synced"], trigger_mode="always_last", **JS_ONLY)
+        synced = [frame, status, decoded]
+        player.stepped(None, None, synced, js=ON_PLAYER["synced"], trigger_mode="always_last", **JS_ONLY)
         self.previous.click(None, None, None, js=ON_PLAYER["previous"], trigger_mode="multiple", **JS_ONLY)
         self.following.click(None, None, None, js=ON_PLAYER["next"], trigger_mode="multiple", **JS_ONLY)
         for trigger in (frame.input, frame.release):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -30,7 +30,8 @@ from explorer.diffusion.indexing import frame_of, position_of
 from explorer.diffusion.parameterization import Prediction
 from explorer.diffusion.sampler import branch_settings, iterate, iterate_branch
 from explorer.diffusion.schedules import TimestepSpacing
-from explorer.diffusion.settings import SamplerSettings, max_batch_size, resolve_settings
+from explorer.diffusion.settings import SamplerKind, SamplerSettings, max_batch_size, resolve_settings
+from explorer.diffusion.shipped import check_branchable
 from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, Step, compact_nbytes
 from explorer.figures.sampling import diagnostics_figure, frame_notes, run_diagnostics, step_label
 from explorer.validation import check_choice, check_int, check_seed
@@ -253,8 +254,11 @@ def branch_steps(run: SamplerSettings, index: int, steps: Any) -> int | None:
     return None if total == run.num_inference_steps else total - index
 
 
-def branch_sentence(run: SamplerSettings, branch: SamplerSettings, index: int) -> str:
-    """Which settings of a branch from run position `index` differ from the run's, in one sentence."""
+def branch_sentence(
+    run: SamplerSettings, branch: SamplerSettings, index: int, guidance: tuple[str, str] | None = None
+) -> str:
+    """Which settings of a branch from run position `index` differ from the run's, in one sentence; `guidance`:
+    the guidance scale of the branch and of the run, as said (None: a model without guidance)."""
 
     def schedule_name(settings: SamplerSettings) -> str:
         schedule = settings.schedule
@@ -266,6 +270,7 @@ def branch_sentence(run: SamplerSettings, branch: SamplerSettings, index: int) -
         ("variance", branch.variance.value, run.variance.value),
         ("clipping of x̂₀", "on" if branch.clip_sample else "off", "on" if run.clip_sample else "off"),
         ("schedule", schedule_name(branch), schedule_name(run)),
+        ("guidance scale", *(guidance or ("", ""))),
     ]
     same_schedule = np.array_equal(branch.schedule.alphas_cumprod, run.schedule.alphas_cumprod)
     parts = [
@@ -286,7 +291,26 @@ def branch_note(runs: SessionRuns) -> str:
     """The sentence under the run/branch selector: what the session's branch changed ("" without a branch)."""
     if runs.branch is None:
         return ""
-    return branch_sentence(runs.run.compact.settings, runs.branch.compact.settings, runs.branch_from)
+    guidance = tuple(_guidance_name(stored) for stored in (runs.branch, runs.run))
+    return branch_sentence(runs.run.compact.settings, runs.branch.compact.settings, runs.branch_from, guidance)
+
+
+def _guidance_name(stored: StoredRun) -> str:
+    scale = stored.values.conditioning().guidance_scale if stored.values is not None else None
+    return "the model's own" if scale is None else f"{scale:g}"
+
+
+def branch_refusal(runs: SessionRuns) -> str | None:
+    """Why Branch cannot apply to the session's run from any frame (None: it can from some): a run of a multistep
+    scheduler of its own (sampler `scheduler`) keeps earlier model outputs inside the scheduler."""
+    settings = runs.run.compact.settings
+    if settings.sampler is not SamplerKind.SCHEDULER:
+        return None
+    try:
+        check_branchable(settings, load_model(runs.run.model), 0)
+    except ValueError as refusal:
+        return str(refusal)
+    return None
 
 
 def branch_fits(compact: CompactTrajectory, settings: SamplerSettings, denoiser: Denoiser) -> None:
@@ -301,6 +325,27 @@ def branch_fits(compact: CompactTrajectory, settings: SamplerSettings, denoiser:
         )
 
 
+def _guided_values(stored: StoredRun, guidance: Any) -> tuple[Denoiser, RunValues]:
+    """The model a branch of `stored` steps with, and its Run values: the run's prompt, class label and latent size,
+    with the guidance scale `guidance` (None: the run's) for a conditional model. A branch cannot switch guidance
+    on or off: a guided run records the conditional and unconditional x̂₀ of every step."""
+    values = stored.values if stored.values is not None else RunValues(model=stored.model)
+    changed = values if guidance is None else replace(values, guidance=guidance)
+    changed.conditioning()  # checked for every model, before anything loads
+    model = load_model(stored.model)
+    run_model = bind_model(model, values)
+    if changed == values or not (isinstance(run_model, Bindable) and run_model.conditional):
+        return run_model, values
+    branch_model = bind_model(model, changed)
+    if is_guided(branch_model) != is_guided(run_model):
+        was = "w > 1 (guided)" if is_guided(run_model) else "w ≤ 1 (unguided)"
+        raise ValueError(
+            f"guidance scale: this run has {was}, and a branch keeps that (a guided run records both passes of "
+            "every step); choose a scale on the same side of 1"
+        )
+    return branch_model, changed
+
+
 def branch(
     frame: Any,
     step: StepValues,
@@ -308,14 +353,15 @@ def branch(
     steps: Any = None,
     request: Any = None,
     progress: Progress | None = None,
+    guidance: Any = None,
 ) -> Iterator[Said | RunResult]:
-    """Rerun the session's shown run from frame number `frame` with the step settings and `steps` (the branch's
-    total; None: the run's) on the same noise stream; the branch is kept beside the run, which stays."""
+    """Rerun the session's shown run from frame number `frame` with the step settings, `steps` (the branch's
+    total; None: the run's) and `guidance` (a conditional model's scale; None: the run's) on the same noise stream;
+    the branch is kept beside the run, which stays."""
     stored = session_runs(request).run
     compact = stored.compact
     index = frame_index(compact, frame)
-    values = stored.values if stored.values is not None else RunValues(model=stored.model)
-    denoiser = bind_model(load_model(stored.model), values)  # the run's prompt, class label and latent size
+    denoiser, values = _guided_values(stored, guidance)
     remaining = branch_steps(compact.settings, index, steps)
     settings = branch_settings(compact.settings, denoiser, index, remaining_steps=remaining, **step.parse(schedule))
     branch_fits(compact, settings, denoiser)

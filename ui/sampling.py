@@ -58,6 +58,8 @@ checkpoint's scheduler config decides (`clip_sample`, `clip_sample_range`); wher
 default for that scheduler class applies, as in diffusers itself: DDPM and DDIM clip to [−1, 1], PNDM, Euler, Heun,
 LMS, DPM-Solver, UniPC and DEIS never clip. The step, the frame's clipped view and its clipped share all follow that
 one rule."""
+BRANCH_LABEL = "Branch from this frame (settings above, same noise)"
+PIXEL_RUN = "not for this run: its frames are in pixel space, the pictures themselves"
 STOPPED = "**Stopped.** That run was not kept; the frames, ◀ ▶ and Play browse this session's last finished run."
 FINISHED = "**Nothing to stop:** the run had already finished and is kept; ◀ ▶ and Play browse it."
 
@@ -80,11 +82,20 @@ class FrameView(Shown):
     choices: tuple[tuple[str, str], ...] | None = None
     shown: str | None = None
     branch_note: str | None = None
+    branch_refusal: str | None = None  # why Branch cannot apply to this run ("": it can)
+    latent: bool | None = None  # whether the run's frames are latents (the decoder applies)
 
     def updates(self) -> dict[str, Any]:
         updates = super().updates()
-        for name in ("frames", "choices", "shown"):
+        for name in ("frames", "choices", "shown", "branch_refusal", "latent"):
             updates.pop(name, None)
+        if self.branch_refusal is not None:
+            label = f"Branch: not for this run ({self.branch_refusal})" if self.branch_refusal else BRANCH_LABEL
+            updates["branch_button"] = gr.Button(value=label, interactive=not self.branch_refusal)
+        if self.latent is not None:
+            info = None if self.latent else PIXEL_RUN
+            updates["decoder"] = gr.Dropdown(interactive=self.latent, info=info)
+            updates["decode_button"] = gr.Button(interactive=self.latent)
         if self.frames is not None:
             updates["frame"] = gr.Slider(minimum=1, maximum=self.frames, value=self.frame, step=1, interactive=True)
         if self.choices is not None:
@@ -154,13 +165,16 @@ def branch(
     step: StepValues,
     schedule: ScheduleValues,
     steps: float | None = None,
+    guidance: float | None = None,
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio finds the progress bar)
 ) -> Iterator[FrameView]:
-    """Rerun the stored run from this frame with the step settings and `steps` (the branch's total; None: the
-    run's) on the same noise stream; the branch is kept beside the run, which stays."""
+    """Rerun the stored run from this frame with the step settings, `steps` (the branch's total; None: the run's)
+    and `guidance` (a conditional model's scale; None: the run's) on the same noise stream; the branch is kept
+    beside the run, which stays."""
     model = session_runs(request).run.model
-    yield from _shown(runs.branch(frame, step, schedule, steps, request, _progress(progress, "branch")), model)
+    branching = runs.branch(frame, step, schedule, steps, request, _progress(progress, "branch"), guidance)
+    yield from _shown(branching, model)
 
 
 @user_errors
@@ -279,8 +293,14 @@ def frames_after(frame: float, request: gr.Request = None) -> FrameView:
     choices = [("run", Which.RUN.value)]
     if session.branch is not None:
         choices.append((f"branch from frame {frame_of(session.branch_from)}", Which.BRANCH.value))
-    player = _player(session, _start(session, frame))
-    return replace(player, choices=tuple(choices), shown=session.shown.value, branch_note=runs.branch_note(session))
+    return replace(
+        _player(session, _start(session, frame)),
+        choices=tuple(choices),
+        shown=session.shown.value,
+        branch_note=runs.branch_note(session),
+        branch_refusal=runs.branch_refusal(session) or "",
+        latent=drawing_of(session.run.model).latent,
+    )
 
 
 @user_errors
@@ -318,7 +338,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     with gr.Row():
         run_button = gr.Button("Run", variant="primary", elem_id="run")
         stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-        branch_button = gr.Button("Branch from this frame (settings above, same noise)", elem_id="branch")
+        branch_button = gr.Button(BRANCH_LABEL, elem_id="branch")
     with gr.Row():
         run_choice = gr.Radio(
             [("run", Which.RUN.value)], value=Which.RUN.value, label="step through", elem_id="run_choice", scale=1
@@ -351,11 +371,25 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         mp4 = gr.File(label="MP4")
         png = gr.File(label="PNG of this frame")
 
-    decode_button.click(
-        named(decode_frame, [frame, decoder]), [frame, decoder], decoded, api_name="decode_frame", **MODEL_WORK
+    decoding = decode_button.click(
+        named(decode_frame, [frame, decoder]),
+        [frame, decoder],
+        decoded,
+        js=frames.ON_PLAYER["decoding"],  # the player notes the frame decoded; the panel clears once it moves on
+        api_name="decode_frame",
+        **MODEL_WORK,
     )
+    decoding.then(None, None, [decoded], js=frames.ON_PLAYER["decoded"], **frames.JS_ONLY)
     shown = Outputs(picture=picture, status=status, frame=frame, diagnostics=diagnostics, finals=finals)
-    to_player = Outputs(player=player, frame=frame, run_choice=run_choice, branch_note=branch_note)
+    to_player = Outputs(
+        player=player,
+        frame=frame,
+        run_choice=run_choice,
+        branch_note=branch_note,
+        branch_button=branch_button,
+        decoder=decoder,
+        decode_button=decode_button,
+    )
 
     def then_frames(event):
         after = to_player.adapt(frames_after)
@@ -371,7 +405,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     # Once a run has loaded the model, the model box names what loaded (family, prediction, scheduler, speed).
     model_names = [controls["model"], controls["typed"]]
     run_event.then(model_box.model_info, model_names, info, api_visibility="private", show_progress="hidden")
-    branch_groups = (One(frame), controls.step, schedule, One(controls["steps"]))
+    branch_groups = (One(frame), controls.step, schedule, One(controls["steps"]), One(controls["guidance"]))
     branch_event = branch_button.click(
         bind(shown.adapt(branch), *branch_groups),
         event_inputs(*branch_groups),
@@ -391,7 +425,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         chosen.adapt(choose), [run_choice, frame], chosen.list, api_visibility="private", show_progress="hidden"
     )
 
-    stage.wire(status)  # stepping happens in the page; the server routes below stay for API users
+    stage.wire(status, decoded)  # stepping happens in the page; the server routes below stay for API users
     one_frame = Outputs(picture=picture, status=status)
     gr.on(
         [],

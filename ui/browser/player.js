@@ -6,8 +6,9 @@
 // To Python it talks only through its component: `server.fetch_frames` for frames it does not hold, and the
 // component's own `stepped` event after every change of frame, whose js-only listener copies the frame number and
 // its text into the slider and the status line (Gradio's own state: Branch, export and "copy link" read them).
-// Read when used: at its first mount the component may run this before its props are filled in.
-const C = () => (F.config = props.config || F.config);
+// Its configuration: props.config, else (a remount whose props lost it) the same object from the server function
+// `player_config`; everything that needs it waits for `F.ready`.
+const C = () => F.config;
 const F = (window.explorerFrames = window.explorerFrames || {
   data: null,
   index: 0,
@@ -23,6 +24,9 @@ F.canvas = element.querySelector('canvas');
 F.noteBox = element.querySelector('.frames-note');
 F.server = server;
 F.trigger = trigger;
+F.ready = (props.config ? Promise.resolve(props.config) : server.player_config()).then((config) => {
+  F.config = config;
+});
 F.addImage = (k, url) => {
   if (F.images[k]) return;
   const img = new Image();
@@ -141,12 +145,22 @@ F.rows = (d, box) => {
   const width = (rows) => Math.max(...rows.map((row) => row.reduce((sum, p) => sum + p[2] + gap, -gap)));
   return Math.floor(box / width(two)) > Math.floor(box / width(one)) ? two : one;
 };
-// The component's `stepped` event: its listener reads `synced` into the slider and the status line.
+// The component's `stepped` event: its listener reads `synced` into the slider, the status line and the decoded
+// panel, which is cleared once the frame (or the run) shown is not the one it decoded (undefined: left as it is).
 F.sync = () => F.trigger('stepped');
+F.shownKey = () => (F.data ? F.data.key + ':' + F.index : null);
+F.decoding = () => {
+  F.decoded = F.shownKey();
+};
+F.decodedNow = () => {
+  if (!F.decoded || F.decoded === F.shownKey()) return undefined;
+  F.decoded = null;
+  return null;
+};
 F.synced = () => {
-  if (!F.data) return [null, null];
+  if (!F.data) return [null, null, undefined];
   const text = F.data.texts[F.index];
-  return [F.index + F.data.first, F.notice ? F.notice + '\n\n' + text : text];
+  return [F.index + F.data.first, F.notice ? F.notice + '\n\n' + text : text, F.decodedNow()];
 };
 F.show = (k) => {
   if (!F.data) return;
@@ -195,9 +209,10 @@ F.speed = (fps) => {
   }
 };
 F.computing = () => {
+  F.decoded = F.decoded && 'computing'; // a run or branch on its way: what was decoded is not shown next
   F.stop();
-  F.reveal(false);
   F.busy = true;
+  F.ready.then(() => F.reveal(false));
 };
 // After Stop: what the status line says depends on whether a run was computing (it was not kept) or not.
 F.stopped = () => {
@@ -212,5 +227,5 @@ if (!F.observer && window.ResizeObserver) {
   F.observer = new ResizeObserver(() => F.draw());
 }
 if (F.observer) F.observer.observe(element);
-watch('value', () => F.load(props.value));
-if (props.value) F.load(props.value);
+watch('value', () => F.ready.then(() => F.load(props.value)));
+if (props.value) F.ready.then(() => F.load(props.value));
