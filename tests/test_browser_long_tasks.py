@@ -3,6 +3,9 @@ its frames never blocks the page for 100 ms or more, so keys and buttons answer 
 
 from __future__ import annotations
 
+import os
+
+import pytest
 from test_browser import VIEWPORT, _set_number, _watch, pytestmark  # noqa: F401 (marks)
 from test_browser_frames import _wait_frame
 
@@ -17,6 +20,9 @@ OBSERVE = """() => {
 
 
 def test_a_400_step_run_never_blocks_the_main_thread(browser, app_url):
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores:
+        pytest.skip(f"load average {load:.1f} on {cores} cores: a long task here measures the machine, not the page")
     page = browser.new_page(viewport=VIEWPORT)
     page.errors = _watch(page)
     page.goto(app_url)

@@ -192,6 +192,31 @@ def _fresh_payload(stored: StoredRun, start: int, *, which: str = "run", notice:
     }
 
 
+def page_value(payload: dict[str, Any]) -> dict[str, Any]:
+    """What the player component's value holds of a payload: everything but the frames other than the start one.
+    The player asks for the rest at once (`held_frames`): a value of megabytes would be copied and compared by the
+    page's framework on the main thread, where a server function's answer is only parsed."""
+    start = str(payload["start"])
+    return {**payload, "frames": {start: payload["frames"][start]}}
+
+
+def _refusal(error: ValueError, name: str) -> Exception:
+    """Server function `name`'s ValueError as a 4xx with one sentence (404 when the run is gone)."""
+    status = 404 if str(error) == NO_RUN else 400
+    return refuse(status, str(error).split("; got ", 1)[0], name)
+
+
+def held_frames(query: Any, request: gr.Request = None) -> dict[str, str]:
+    """The player's server function: a stored run's key → the PNG data URLs of every frame the page holds of it
+    (`payload`'s frames, drawn once and kept). Limited and refused like `fetch_frames`."""
+    with FETCH_LIMIT.use(client_of_request(request, getattr(request, "session_hash", None))):
+        try:
+            stored = run_by_key(query)
+        except ValueError as error:
+            raise _refusal(error, "held_frames") from None
+        return payload(stored, 0)["frames"]
+
+
 def fetch_frames(query: Any, request: gr.Request = None) -> dict[str, str]:
     """The player's server function: [key, position] → PNG data URLs of up to FETCH_WINDOW frames from there on.
 
@@ -205,8 +230,7 @@ def fetch_frames(query: Any, request: gr.Request = None) -> dict[str, str]:
             compact = stored.compact
             start = check_int("position", query[1], 0, len(compact) - 1)
         except ValueError as error:
-            status = 404 if str(error) == NO_RUN else 400
-            raise refuse(status, str(error).split("; got ", 1)[0], "fetch_frames") from None
+            raise _refusal(error, "fetch_frames") from None
         end = min(start + FETCH_WINDOW, len(compact))
         return Strips(compact, start, end, drawing_of(stored.model)).encoded(range(start, end))
 
@@ -292,7 +316,7 @@ class FrameStage:
                 html_template=PLAYER_HTML,
                 css_template=PLAYER_CSS,
                 js_on_load=PLAYER_JS,
-                server_functions=[fetch_frames, configuration],
+                server_functions=[fetch_frames, held_frames, configuration],
                 elem_id="frame_player",
                 config=config,
             )

@@ -44,6 +44,7 @@ from ui.state import MIB, SessionRuns, StoredRun, computing, keep_branch, keep_r
 from ui.values import MAX_IMAGE_BATCH, MAX_POINT_BATCH, MAX_STEPS, RunValues, ScheduleValues, StepValues
 
 STREAM_FRAMES = 40  # at most this many steps are streamed while a run computes
+PROGRESS_TICKS = 100  # at most this many progress reports in a run (each one redraws the page's progress bar)
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
 
@@ -220,7 +221,7 @@ def run(
     denoiser, settings = parse_run(values, step, schedule)
     recorder = CompactRecorder(denoiser.name, denoiser.prediction, settings)
     total = settings.num_inference_steps
-    every = max(1, total // STREAM_FRAMES)
+    every, tick = max(1, total // STREAM_FRAMES), max(1, total // PROGRESS_TICKS)
     with computing(request):
         if (note := long_run_note(denoiser, settings)) is not None:
             yield Said(note)
@@ -228,7 +229,7 @@ def run(
         with torch.no_grad():
             for record in iterate(denoiser, settings):
                 recorder.add(record)
-                if progress is not None:
+                if progress is not None and (recorder.count % tick == 0 or recorder.count == total):
                     progress(recorder.count, total)
                 if recorder.count % every == 0 and recorder.count < total:
                     yield Streamed(record, recorder.count, total, denoiser.prediction)
@@ -367,11 +368,12 @@ def branch(
     branch_fits(compact, settings, denoiser)
     recorder = CompactRecorder.continuing(compact, index, settings)  # compact as it goes, like a run
     total = settings.num_inference_steps
+    tick = max(1, total // PROGRESS_TICKS)
     with computing(request):
         yield Said(f"branching from frame {frame_of(index)}…")
         with torch.no_grad():
             for record in iterate_branch(denoiser, settings, compact.x_t[index], index):
                 recorder.add(record)
-                if progress is not None:
+                if progress is not None and (recorder.count % tick == 0 or recorder.count == total):
                     progress(recorder.count, total)
         yield _finish(recorder.finish(), values, request, branch_from=index)

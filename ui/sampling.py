@@ -280,7 +280,7 @@ def _start(session: SessionRuns, frame: Any) -> int:
 def _player(session: SessionRuns, start: int) -> FrameView:
     """The page's frames of the session's shown run from position `start`, and the slider on it."""
     payload = frames.payload(session.current, start, which=session.shown.value)
-    return FrameView(player=payload, frame=frame_of(start), frames=len(session.compact))
+    return FrameView(player=frames.page_value(payload), frame=frame_of(start), frames=len(session.compact))
 
 
 @user_errors
@@ -398,8 +398,14 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     run_groups = (controls, controls.step, schedule)
     for button in (run_button, branch_button):
         button.click(None, None, None, js=frames.ON_PLAYER["computing"], **frames.JS_ONLY)
+    # The progress bar shows on the status line alone: on every output it would redraw five components per step.
     run_event = run_button.click(
-        bind(shown.adapt(run), *run_groups), event_inputs(*run_groups), shown.list, api_name="run", **MODEL_WORK
+        bind(shown.adapt(run), *run_groups),
+        event_inputs(*run_groups),
+        shown.list,
+        api_name="run",
+        show_progress_on=[status],
+        **MODEL_WORK,
     )
     then_frames(run_event)
     # Once a run has loaded the model, the model box names what loaded (family, prediction, scheduler, speed).
@@ -411,6 +417,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         event_inputs(*branch_groups),
         shown.list,
         api_name="branch",
+        show_progress_on=[status],
         **MODEL_WORK,
     )
     then_frames(branch_event)

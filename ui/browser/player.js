@@ -60,11 +60,24 @@ F.load = (data) => {
   F.notice = data.notice || (same ? F.notice : '');
   F.data = data;
   for (const [k, url] of Object.entries(data.frames)) F.addImage(Number(k), url);
+  if (!same) F.hold(data.key);
   F.index = Math.min(Math.max(data.start, 0), data.total - 1);
   if (F.noteBox) F.noteBox.textContent = data.note || '';
   F.reveal(true);
   F.draw();
   F.sync();
+};
+// The frames the page holds of a run arrive through a server function, not in the component's value (whose
+// megabytes the page's framework would copy and compare on the main thread).
+F.hold = (key) => {
+  if (!F.server) return;
+  F.server
+    .held_frames(key)
+    .then((frames) => {
+      if (!F.data || F.data.key !== key || !frames) return;
+      for (const [k, url] of Object.entries(frames)) F.addImage(Number(k), url);
+    })
+    .catch(() => {}); // refused (busy): stepping fetches windows as it goes
 };
 F.fetch = (k) => {
   if (F.asked.has(k) || !F.server) return;
