@@ -99,7 +99,7 @@ def test_a_branch_keeps_the_runs_prompt(sd_run):
 
 
 def test_a_branch_with_another_guidance_scale_applies_it_and_says_so(sd_run):
-    from ui import runs as lifecycle
+    from ui import branches
 
     values, request, _ = sd_run  # guided at w = 3
     step = StepValues(sampler="ddim")
@@ -107,7 +107,7 @@ def test_a_branch_with_another_guidance_scale_applies_it_and_says_so(sd_run):
     session = state.session_runs(request)
     run, branched = session.run.compact, session.branch.compact
     assert session.branch.values.guidance == 6.0 and session.run.values == values
-    assert "guidance scale 6 (run: 3)" in lifecycle.branch_note(session)
+    assert "guidance scale 6 (run: 3)" in branches.branch_note(session)
     assert torch.equal(branched.x_t[:2], run.x_t[:2])  # frames 1 and 2 kept
     # the first recomputed step guides with w = 6: f_u + 6 (f_c − f_u), from the recorded conditional and
     # unconditional x̂₀ of that step (x̂₀ is linear in the model output at a fixed x_t)

@@ -11,7 +11,7 @@ import torch
 from app_fixtures import FakeRequest, ensure_models
 
 from explorer.diffusion.indexing import frame_of
-from ui import runs, state
+from ui import branches, runs, state
 from ui.outputs import Outputs, Shown
 from ui.values import RunValues, ScheduleValues, StepValues
 
@@ -25,7 +25,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_lifecycle_modules_do_not_import_gradio():
-    for name in ("runs.py", "values.py", "estimate.py"):
+    for name in ("runs.py", "branches.py", "values.py", "estimate.py"):
         assert not any(module.split(".")[0] == "gradio" for module in _imports(UI / name)), name
 
 
@@ -53,10 +53,10 @@ def test_a_branch_says_what_it_starts_and_returns_the_branch_beside_the_run():
     ensure_models()
     request = FakeRequest("runs-branch")
     *_, first = runs.run(RunValues(steps=6, batch=2), StepValues(), ScheduleValues(), request)
-    said, result = runs.branch(3, StepValues(sampler="ddim"), ScheduleValues(), None, request)
+    said, result = branches.branch(3, StepValues(sampler="ddim"), ScheduleValues(), None, request)
     assert said == runs.Said("branching from frame 3…")
     assert result.runs.run is first.stored and result.runs.branch is result.stored and result.runs.branch_from == 2
-    assert runs.branch_note(result.runs).startswith("Branch from frame 3: sampler ddim (run: ddpm)")
+    assert branches.branch_note(result.runs).startswith("Branch from frame 3: sampler ddim (run: ddpm)")
 
 
 def test_kept_values_are_bounded_and_safe_across_threads():
@@ -109,7 +109,8 @@ def test_a_branch_of_a_model_without_guidance_checks_the_scale_and_never_names_i
     request = FakeRequest("runs-no-guidance")
     list(runs.run(RunValues(steps=4, batch=2), StepValues(), ScheduleValues(), request))
     with pytest.raises(ValueError, match="guidance scale"):
-        list(runs.branch(2, StepValues(), ScheduleValues(), None, request, guidance=float("nan")))
-    *_, result = runs.branch(2, StepValues(), ScheduleValues(), None, request, guidance=6.0)
+        list(branches.branch(2, StepValues(), ScheduleValues(), None, request, guidance=float("nan")))
+    *_, result = branches.branch(2, StepValues(), ScheduleValues(), None, request, guidance=6.0)
     assert result.runs.branch.values == result.runs.run.values  # digits take no guidance: the run's values
-    assert "guidance" not in runs.branch_note(result.runs) and "retraces the run" in runs.branch_note(result.runs)
+    note = branches.branch_note(result.runs)
+    assert "guidance" not in note and "retraces the run" in note

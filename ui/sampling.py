@@ -19,7 +19,7 @@ from explorer.figures.images import labelled_row, with_caption
 from explorer.figures.sampling import frame_caption
 from explorer.models.decoders import Decoder
 from explorer.validation import check_choice, check_int
-from ui import admission, frames, model_box, runs
+from ui import admission, branches, frames, model_box, runs
 from ui.api_names import named
 from ui.common import MODEL_WORK, on_gpu, user_errors
 from ui.controls import (
@@ -173,7 +173,7 @@ def branch(
     and `guidance` (a conditional model's scale; None: the run's) on the same noise stream; the branch is kept
     beside the run, which stays."""
     model = session_runs(request).run.model
-    branching = runs.branch(frame, step, schedule, steps, request, _progress(progress, "branch"), guidance)
+    branching = branches.branch(frame, step, schedule, steps, request, _progress(progress, "branch"), guidance)
     yield from _shown(branching, model)
 
 
@@ -297,8 +297,8 @@ def frames_after(frame: float, request: gr.Request = None) -> FrameView:
         _player(session, _start(session, frame)),
         choices=tuple(choices),
         shown=session.shown.value,
-        branch_note=runs.branch_note(session),
-        branch_refusal=runs.branch_refusal(session) or "",
+        branch_note=branches.branch_note(session),
+        branch_refusal=branches.branch_refusal(session) or "",
         latent=drawing_of(session.run.model).latent,
     )
 
@@ -326,6 +326,44 @@ class SamplingTab:
     then_frames: Any  # event → event: hand the page the frames of this session's run once `event` is over
 
 
+def _decoder(frame: gr.Slider) -> tuple[gr.Dropdown, gr.Button, gr.Image]:
+    """The decoder row and the decoded panel, laid out where called, wired to decode the frame on `frame`."""
+    with gr.Row():
+        decoder = gr.Dropdown(
+            [d.value for d in Decoder], value=Decoder.EXACT.value, label="decoder (latent models)", elem_id="decoder"
+        )
+        decode_button = gr.Button("Decode this frame", elem_id="decode_frame", size="sm")
+    decoded = gr.Image(
+        label="this frame's x_t and x̂₀, decoded", format="png", type="pil", interactive=False, elem_id="decoded"
+    )
+    decoding = decode_button.click(
+        named(decode_frame, [frame, decoder]),
+        [frame, decoder],
+        decoded,
+        js=frames.ON_PLAYER["decoding"],  # the player notes the frame decoded; the panel clears once it moves on
+        api_name="decode_frame",
+        **MODEL_WORK,
+    )
+    decoding.then(None, None, [decoded], js=frames.ON_PLAYER["decoded"], **frames.JS_ONLY)
+    return decoder, decode_button, decoded
+
+
+def _api_routes(frame: gr.Slider, picture: gr.Image, status: gr.Markdown) -> None:
+    """Frame stepping for API users (the page steps in the browser): /frame, /previous_frame and /next_frame."""
+    one_frame = Outputs(picture=picture, status=status)
+    gr.on(
+        [],
+        named(one_frame.adapt(show_frame), [frame]),
+        [frame],
+        one_frame.list,
+        concurrency_limit=None,
+        api_name="frame",
+    )
+    stepped = Outputs(frame=frame, picture=picture, status=status)
+    for stepping in (previous_frame, next_frame):
+        gr.on([], named(stepped.adapt(stepping), [frame]), [frame], stepped.list, concurrency_limit=None)
+
+
 def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     """Lay out the view; `schedule` is schedule 1's group (a run may follow it), `url_frame` the frame= of the URL.
 
@@ -347,14 +385,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     status = gr.Markdown("Press **Run**.", elem_id="frame_text")
     stage = frames.FrameStage.build(stopped=STOPPED, finished=FINISHED)
     picture, player, frame = stage.picture, stage.player, stage.frame
-    with gr.Row():
-        decoder = gr.Dropdown(
-            [d.value for d in Decoder], value=Decoder.EXACT.value, label="decoder (latent models)", elem_id="decoder"
-        )
-        decode_button = gr.Button("Decode this frame", elem_id="decode_frame", size="sm")
-    decoded = gr.Image(
-        label="this frame's x_t and x̂₀, decoded", format="png", type="pil", interactive=False, elem_id="decoded"
-    )
+    decoder, decode_button, decoded = _decoder(frame)
     diagnostics = gr.Plot(label="over the run", elem_id="diagnostics")
     with gr.Row():
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
@@ -371,15 +402,6 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
         mp4 = gr.File(label="MP4")
         png = gr.File(label="PNG of this frame")
 
-    decoding = decode_button.click(
-        named(decode_frame, [frame, decoder]),
-        [frame, decoder],
-        decoded,
-        js=frames.ON_PLAYER["decoding"],  # the player notes the frame decoded; the panel clears once it moves on
-        api_name="decode_frame",
-        **MODEL_WORK,
-    )
-    decoding.then(None, None, [decoded], js=frames.ON_PLAYER["decoded"], **frames.JS_ONLY)
     shown = Outputs(picture=picture, status=status, frame=frame, diagnostics=diagnostics, finals=finals)
     to_player = Outputs(
         player=player,
@@ -433,18 +455,7 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     )
 
     stage.wire(status, decoded)  # stepping happens in the page; the server routes below stay for API users
-    one_frame = Outputs(picture=picture, status=status)
-    gr.on(
-        [],
-        named(one_frame.adapt(show_frame), [frame]),
-        [frame],
-        one_frame.list,
-        concurrency_limit=None,
-        api_name="frame",
-    )
-    stepped = Outputs(frame=frame, picture=picture, status=status)
-    for stepping in (previous_frame, next_frame):
-        gr.on([], named(stepped.adapt(stepping), [frame]), [frame], stepped.list, concurrency_limit=None)
+    _api_routes(frame, picture, status)
     export_button.click(named(export_steps, [scale]), [scale], [gif, mp4], api_name="export", **MODEL_WORK)
     png_button.click(named(frame_png, [frame, scale]), [frame, scale], [png], api_name="frame_png", **MODEL_WORK)
     open_groups = (One(url_frame, "frame"), *run_groups)
