@@ -164,6 +164,59 @@ class StepControls(ControlGroup[StepValues]):
         self.components = components
 
 
+def _conditioning_controls(defaults: RunValues) -> tuple[gr.Accordion, dict[str, gr.components.Component]]:
+    """The closed box of a conditional or latent model's controls (prompt, negative prompt, guidance scale and
+    rescale, class label, latent size), hidden until the model box shows it (`ui.model_box`)."""
+    with gr.Accordion(
+        "prompt, class label and latent size (conditional and latent models)", open=False, visible=False
+    ) as box:
+        with gr.Row():
+            prompt = gr.Textbox(label="prompt", value=defaults.prompt, elem_id="prompt", scale=3, max_length=1000)
+            negative = gr.Textbox(
+                label="negative prompt",
+                value=defaults.negative_prompt,
+                elem_id="negative_prompt",
+                scale=2,
+                max_length=1000,
+            )
+        with gr.Row():
+            guidance = gr.Slider(
+                0,
+                20,
+                value=defaults.guidance,
+                step=0.5,
+                label="guidance scale w (0: the model's own)",
+                info="w > 1: f_u + w (f_c − f_u); 0 < w ≤ 1 runs the conditional pass alone, as diffusers does",
+                elem_id="guidance",
+            )
+            rescale = gr.Slider(
+                0,
+                1,
+                value=defaults.guidance_rescale,
+                step=0.05,
+                label="guidance rescale φ (zero-SNR models)",
+                elem_id="guidance_rescale",
+            )
+            label = gr.Slider(
+                -1,
+                MAX_CLASS_LABEL,
+                value=defaults.class_label,
+                step=1,
+                label="class label (−1: none)",
+                elem_id="class_label",
+            )
+            size = gr.Slider(
+                0,
+                MAX_LATENT_SIDE,
+                value=defaults.latent_size,
+                step=8,
+                label="latent size (0: the model's own; smaller runs faster on a CPU)",
+                elem_id="latent_size",
+            )
+    controls = {"prompt": prompt, "negative_prompt": negative, "guidance": guidance, "guidance_rescale": rescale}
+    return box, {**controls, "class_label": label, "latent_size": size}
+
+
 class RunControls(ControlGroup[RunValues]):
     """The Run controls in two rows: model, sampler, steps, η; variance, clipping, schedule, spacing, seed, batch.
 
@@ -222,52 +275,7 @@ class RunControls(ControlGroup[RunValues]):
                 label=f"batch (images ≤ {MAX_IMAGE_BATCH}, 2-D points ≤ {MAX_POINT_BATCH})",
                 elem_id="batch",
             )
-        with gr.Accordion(
-            "prompt, class label and latent size (conditional and latent models)", open=False, visible=False
-        ) as self.conditioning_box:
-            with gr.Row():
-                prompt = gr.Textbox(label="prompt", value=defaults.prompt, elem_id="prompt", scale=3, max_length=1000)
-                negative = gr.Textbox(
-                    label="negative prompt",
-                    value=defaults.negative_prompt,
-                    elem_id="negative_prompt",
-                    scale=2,
-                    max_length=1000,
-                )
-            with gr.Row():
-                guidance = gr.Slider(
-                    0,
-                    20,
-                    value=defaults.guidance,
-                    step=0.5,
-                    label="guidance scale w (0: the model's own)",
-                    info="w > 1: f_u + w (f_c − f_u); 0 < w ≤ 1 runs the conditional pass alone, as diffusers does",
-                    elem_id="guidance",
-                )
-                rescale = gr.Slider(
-                    0,
-                    1,
-                    value=defaults.guidance_rescale,
-                    step=0.05,
-                    label="guidance rescale φ (zero-SNR models)",
-                    elem_id="guidance_rescale",
-                )
-                label = gr.Slider(
-                    -1,
-                    MAX_CLASS_LABEL,
-                    value=defaults.class_label,
-                    step=1,
-                    label="class label (−1: none)",
-                    elem_id="class_label",
-                )
-                size = gr.Slider(
-                    0,
-                    MAX_LATENT_SIDE,
-                    value=defaults.latent_size,
-                    step=8,
-                    label="latent size (0: the model's own; smaller runs faster on a CPU)",
-                    elem_id="latent_size",
-                )
+        self.conditioning_box, conditioning = _conditioning_controls(defaults)
         self.components = {
             "model": model,
             "typed": typed,
@@ -275,12 +283,7 @@ class RunControls(ControlGroup[RunValues]):
             "spacing": spacing,
             "seed": seed,
             "batch": batch,
-            "prompt": prompt,
-            "negative_prompt": negative,
-            "guidance": guidance,
-            "guidance_rescale": rescale,
-            "class_label": label,
-            "latent_size": size,
+            **conditioning,
         }
         self.step = StepControls(
             {"sampler": sampler, "eta": eta, "variance": variance, "clip": clip, "schedule_choice": schedule_choice}
