@@ -81,7 +81,7 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
 
     page_state = [tabs, current_tab, url_frame, large]
     restored = demo.load(restore_page, None, [*page_state, *controls.values()], api_visibility="private")
-    restore.then_model_box(restored, sampling_tab.controls)  # the line and prompt box of a model the link names
+    sampling_tab.model_box.after(restored)  # the line and prompt box of a model the link names
     loading = (
         restored.then(
             schedules_tab.open, schedules_tab.inputs, schedules_tab.outputs, api_visibility="private", **VIEW_WORK

@@ -11,7 +11,7 @@ import torch
 from app_fixtures import FakeRequest, ensure_models, no_progress
 from PIL import Image
 
-from ui import bound, parameterizations, posterior, run_pictures, sampling, schedules, state
+from ui import bound, parameterizations, posterior, run_pictures, runs, sampling, schedules, state
 from ui.controls import RunValues, ScheduleValues, StepValues
 from ui.models import bundled_models
 from ui.posterior import PosteriorValues
@@ -129,13 +129,15 @@ def _run(request, *, step: StepValues = StepValues(), **changes):  # noqa: B008
 def test_run_streams_then_frames_step_without_the_model():
     request = FakeRequest("handlers-run")
     outputs = _run(request)
-    picture, status, slider, figure, _finals = outputs[-1]
-    assert isinstance(picture, Image.Image) and "Frame 4 of 4" in status
-    assert slider.maximum == 4 and len(figure.data) == 7
-    first, text = sampling.show_frame(1, request=request)
-    assert "Frame 1 of 4" in text and first.tobytes() != picture.tobytes()
-    new, _, text = sampling.step_frame(4, 1, request=request)
-    assert new == 4 and "Frame 4 of 4" in text  # clamped at the end
+    last = outputs[-1]
+    assert isinstance(last.picture, Image.Image) and "Frame 4 of 4" in last.status
+    assert (last.frame, last.frames, len(last.diagnostics.data)) == (4, 4, 7)
+    slider = last.updates()["frame"]
+    assert (slider.minimum, slider.maximum, slider.value) == (1, 4, 4)
+    first = sampling.show_frame(1, request=request)
+    assert "Frame 1 of 4" in first.status and first.picture.tobytes() != last.picture.tobytes()
+    stepped = sampling.step_frame(4, 1, request=request)
+    assert stepped.frame == 4 and "Frame 4 of 4" in stepped.status  # clamped at the end
     gif, mp4 = sampling.export(request=request)
     assert gif.endswith(".gif") and mp4.endswith(".mp4")
 
@@ -152,7 +154,7 @@ def test_stop_says_whether_the_run_was_stopped_or_had_already_finished():
     running.close()  # what Gradio does to a cancelled event's generator
     said = sampling.stopped(request=request)
     assert said.startswith("**Stopped.** That run was not kept") and state.stored_run(request) is kept
-    assert "Frame 4 of 4" in first[-1][1]
+    assert "Frame 4 of 4" in first[-1].status
 
 
 def test_branch_with_unchanged_settings_restarts_exactly():
@@ -173,7 +175,7 @@ def test_run_on_points_and_branch():
     _run(request, model="moons-v", batch=64, steps=6)
     changes = StepValues(sampler="ddim", clip="off")
     outputs = list(sampling.branch(3, changes, ScheduleValues(), request=request, progress=no_progress))
-    assert "Frame 6 of 6" in outputs[-1][1]
+    assert "Frame 6 of 6" in outputs[-1].status
 
 
 @pytest.mark.parametrize(
@@ -195,7 +197,7 @@ def test_run_refuses_bad_input(changes, field):
 
 def test_a_run_too_large_for_the_session_is_refused_before_it_starts_and_says_what_fits(monkeypatch):
     calls = []
-    monkeypatch.setattr(sampling, "iterate", lambda *a, **k: calls.append(1) or iter(()))
+    monkeypatch.setattr(runs, "iterate", lambda *a, **k: calls.append(1) or iter(()))
     fits = r"would keep 219\.3 MiB .* at most 339 steps at batch 64 or batch 28 at 1000 steps would fit"
     with pytest.raises(gr.Error, match=fits):
         _run(FakeRequest("too-large"), steps=1000, batch=64)
@@ -306,14 +308,13 @@ def test_a_url_frame_runs_the_model_and_shows_that_frame():
     request = FakeRequest("url-frame")
     values, step, schedule = RunValues(steps=6, seed=3, batch=2), StepValues(sampler="ddim"), ScheduleValues()
     *_streamed, last = sampling.open_frame(4, values, step, schedule, request=request, progress=no_progress)
-    picture, text, slider, _plot, _finals = last
-    assert "Frame 4 of 6" in text and slider.value == 4 and slider.maximum == 6
-    assert picture.size == run_pictures.frame_picture(state.STORE.get("url-frame").compact, 3).size
+    assert "Frame 4 of 6" in last.status and (last.frame, last.frames) == (4, 6)
+    assert last.picture.size == run_pictures.frame_picture(state.STORE.get("url-frame").compact, 3).size
     *_, beyond = sampling.open_frame(50, values, step, schedule, request=request, progress=no_progress)
-    assert "Frame 6 of 6" in beyond[1]  # past the end: the last frame
+    assert "Frame 6 of 6" in beyond.status  # past the end: the last frame
     no_frame = FakeRequest("no-frame")
     skipped = list(sampling.open_frame(None, values, step, schedule, request=no_frame, progress=no_progress))
-    assert len(skipped) == 1 and state.STORE.get("no-frame") is None  # no frame= in the URL: no run
+    assert skipped == [sampling.FrameView()] and state.STORE.get("no-frame") is None  # no frame= in the URL: no run
 
 
 def test_the_exact_denoiser_copies_its_training_set_and_the_network_does_not():
@@ -338,6 +339,6 @@ def test_the_exact_denoiser_copies_its_training_set_and_the_network_does_not():
 
 def test_the_final_samples_show_the_nearest_training_example():
     request = FakeRequest("nearest-picture")
-    *_, (_picture, _text, _slider, _figure, finals) = _run(request, model="exact-digits", steps=20, batch=4)
+    finals = _run(request, model="exact-digits", steps=20, batch=4)[-1].finals
     single = run_pictures.finals_picture(state.STORE.get("nearest-picture").compact.samples, None)
     assert finals.width > 2 * single.width  # samples and their nearest training digits side by side

@@ -139,3 +139,9 @@ def test_a_talk_link_steps_in_the_page_at_once(browser, app_url):
         assert errors == []
     finally:
         tab.close()
+
+
+def test_the_decoder_is_disabled_with_its_reason_for_a_pixel_run(page):
+    assert page.locator("#decode_frame").is_disabled()
+    assert "pixel space" in page.locator("#decoder").inner_text()
+    assert page.locator("#branch").is_enabled()  # a run of the explorer's own sampler branches from any frame

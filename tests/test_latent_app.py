@@ -19,9 +19,10 @@ import explorer
 from explorer.models.decoders import Decoder, linear_rgb
 from explorer.models.loader import clear_cache
 from ui import frames, sampling, state
-from ui.controls import RunValues, ScheduleValues, StepValues, parse_run
+from ui.controls import RunValues, ScheduleValues, StepValues
 from ui.models import CONDITIONING_CONTROLS
 from ui.pictures import drawing_of
+from ui.runs import parse_run
 
 PROMPT = "a red cube"
 
@@ -69,8 +70,7 @@ def test_latent_frames_are_drawn_by_the_linear_projection_and_say_so(sd_run):
     h, w = x_t.shape[-2:]
     tile = first[:h, :w].permute(2, 0, 1) / 127.5 - 1  # the first sample's x_t, top-left of the first panel
     torch.testing.assert_close(tile, expected[0], atol=1.5 / 127.5, rtol=0)
-    picture, *_ = outputs[-1]
-    assert picture is not None
+    assert outputs[-1].picture is not None
 
 
 def test_decode_this_frame_uses_the_models_own_decoder_and_caches(sd_run):
@@ -96,6 +96,25 @@ def test_a_branch_keeps_the_runs_prompt(sd_run):
     # the same settings from frame 2 on the same noise: the branch retraces the run, prompt included
     torch.testing.assert_close(branched.samples, run.samples, rtol=1e-4, atol=1e-4)
     assert runs.branch.values == values
+
+
+def test_a_branch_with_another_guidance_scale_applies_it_and_says_so(sd_run):
+    from ui import branches
+
+    values, request, _ = sd_run  # guided at w = 3
+    step = StepValues(sampler="ddim")
+    list(sampling.branch(2, step, ScheduleValues(), None, 6.0, request=request, progress=no_progress))
+    session = state.session_runs(request)
+    run, branched = session.run.compact, session.branch.compact
+    assert session.branch.values.guidance == 6.0 and session.run.values == values
+    assert "guidance scale 6 (run: 3)" in branches.branch_note(session)
+    assert torch.equal(branched.x_t[:2], run.x_t[:2])  # frames 1 and 2 kept
+    # the first recomputed step guides with w = 6: f_u + 6 (f_c − f_u), from the recorded conditional and
+    # unconditional x̂₀ of that step (x̂₀ is linear in the model output at a fixed x_t)
+    cond, uncond = branched.x0_conditional[1].float(), branched.x0_unconditional[1].float()
+    torch.testing.assert_close(branched.x0[1].float(), uncond + 6.0 * (cond - uncond), atol=3e-2, rtol=1e-2)
+    with pytest.raises(Exception, match="guidance scale"):
+        list(sampling.branch(2, step, ScheduleValues(), None, 1.0, request=request, progress=no_progress))
 
 
 def test_a_pixel_run_refuses_decoding_by_name():
@@ -127,7 +146,7 @@ def test_an_ldm_run_draws_its_three_channel_latents_as_channels(tiny_repos):  # 
 
 def test_a_guided_run_is_sized_with_its_guidance_views(tiny_repos):  # noqa: F811
     from explorer.diffusion.trajectory import compact_nbytes
-    from ui.controls import is_guided
+    from ui.estimate import is_guided
 
     guided, _ = parse_run(
         RunValues(typed=SD_EPS, prompt=PROMPT, guidance=3.0, steps=2, batch=1), StepValues(), ScheduleValues()
@@ -144,7 +163,7 @@ def test_the_parameterizations_view_compares_an_eps_and_a_v_checkpoint_on_the_la
     from explorer.diffusion.parameterization import Prediction
     from explorer.diffusion.teacher import teacher_force
     from ui import parameterizations
-    from ui.controls import bind_model
+    from ui.runs import bind_model
 
     values, request, _ = sd_run
     figure, summary = parameterizations.compare_checkpoints(SD_EPS, SD_V, 3, 0, request=request)
@@ -167,15 +186,18 @@ def test_after_a_run_the_model_box_names_what_loaded_and_shows_only_its_controls
     """A typed Hub id is unknown until it loads (every conditioning control shown); once it ran, the line names its
     family, prediction, scheduler class and T read from its configs, and the class label is hidden."""
     from explorer.models.loader import loaded
-    from ui.controls import model_changed
+    from ui.model_box import model_changed
 
-    line, box, *controls = model_changed("digits-eps", SD_EPS)
+    said = model_changed("digits-eps", SD_EPS)
+    line = said.line
+    updates = said.updates()
     model = loaded(SD_EPS, dtype=torch.float32)
     assert model is not None and line.startswith(f"`{SD_EPS}` (loaded): Stable Diffusion")
     config = model.scheduler_config  # what the checkpoint's own files say, read back independently
     assert f"· {config['_class_name']} ·" in line and f"T = {config['num_train_timesteps']}" in line
     assert f"· {config.get('prediction_type', 'epsilon')} ·" in line
-    shown = {name for name, update in zip(CONDITIONING_CONTROLS, controls, strict=True) if update["visible"]}
-    assert box.visible is True and "class_label" not in shown and {"prompt", "guidance"} <= shown
+    shown = {name for name in CONDITIONING_CONTROLS if updates[name]["visible"]}
+    assert updates["box"].visible is True and "class_label" not in shown and {"prompt", "guidance"} <= shown
+    assert shown == said.shown
     unknown = model_changed("digits-eps", "someone/not-loaded-yet")  # before a load: everything, and says so
-    assert "read from its configs when it loads" in unknown[0] and all(u["visible"] for u in unknown[2:])
+    assert "read from its configs when it loads" in unknown.line and unknown.shown == set(CONDITIONING_CONTROLS)

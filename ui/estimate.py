@@ -1,4 +1,5 @@
-"""How long a run will take on this machine, measured before it starts, and what a ZeroGPU slot is sized from.
+"""What a run costs: how long it will take on this machine (measured before it starts), the ZeroGPU slot sized from
+that, and whether its record fits a session's byte budget (`check_fits`).
 
 One forward pass of the bound model at batch 1 is timed once per (model, sample shape, guidance, device) and kept
 until a run of it finishes, whose measured seconds per sample-pass then replace it (`record_run_time`);
@@ -17,14 +18,46 @@ import torch
 
 from explorer.diffusion.denoiser import Denoiser
 from explorer.diffusion.settings import SamplerSettings
-from ui.controls import RunValues, is_guided
+from explorer.diffusion.trajectory import compact_nbytes
+from explorer.models.latent import LatentDenoiser
+from ui import state
 from ui.models import record_run, record_speed, takes_conditioning
+from ui.state import MIB
+from ui.values import RunValues
 
 LONG_RUN_SECONDS = 20.0  # a run estimated longer than this says so before it starts
 GPU_SECONDS = (30, 300)  # the ZeroGPU slot asked for, at least and at most
 WARM_UP_RETIME = 0.5  # s: a first pass quicker than this is timed once more (the second is the warm one)
 _MEASURED: dict[tuple, float] = {}
 _LOCK = threading.Lock()
+
+
+def is_guided(denoiser: Denoiser) -> bool:
+    """Whether a run of this (bound) model records the conditional and unconditional x̂₀ too: classifier-free
+    guidance w > 1 of a family that runs it as a second pass (not FLUX dev's embedded guidance)."""
+    if not isinstance(denoiser, LatentDenoiser) or not denoiser.kind.conditional:
+        return False
+    return denoiser.kind.classifier_free and denoiser.guidance_scale > 1.0
+
+
+def check_fits(steps: int, batch: int, sample_shape: tuple[int, ...], guided: bool = False) -> None:
+    """Refuse, before it starts, a run whose record would not fit a session's budget; say what would fit."""
+    budget = state.STORE.max_bytes_per_session
+    needs = compact_nbytes(steps, batch, sample_shape, guided)
+    if needs <= budget:
+        return
+    per_step = compact_nbytes(1, batch, sample_shape, guided)
+    fitting_steps = max(0, budget // per_step - 1)
+    fitting_batch = next(
+        (b for b in range(batch, 0, -1) if compact_nbytes(steps, b, sample_shape, guided) <= budget), 0
+    )
+    options = [f"at most {fitting_steps} steps at batch {batch}"] if fitting_steps else []
+    options += [f"batch {fitting_batch} at {steps} steps"] if fitting_batch else []
+    raise ValueError(
+        f"this run would keep {needs / MIB:.1f} MiB but a session may keep at most {budget / MIB:.0f} MiB: "
+        + (" or ".join(options) if options else "use fewer steps and a smaller batch")
+        + " would fit"
+    )
 
 
 def _key(denoiser: Denoiser) -> tuple:

@@ -24,24 +24,25 @@ from __future__ import annotations
 import base64
 import io
 import math
-import threading
-from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from explorer.diffusion.indexing import frame_of, position_of
+from explorer.diffusion.indexing import frame_of
 from explorer.diffusion.trajectory import CompactTrajectory
 from explorer.diffusion.views import STEP_VIEWS
 from explorer.figures.images import grid
-from explorer.figures.sampling import frame_caption, frame_notes, run_diagnostics, step_label
+from explorer.figures.sampling import frame_caption
 from explorer.validation import check_int
 from ui.admission import client_of_request
 from ui.gate import Limiter, refuse
 from ui.pictures import PIXELS, Drawing, drawing_of
-from ui.state import NO_RUN, StoredRun, run_by_key
+from ui.runs import frame_index, frame_text, frame_texts  # noqa: F401 (frame_index, frame_text: for callers)
+from ui.state import NO_RUN, Kept, StoredRun, run_by_key
 
 FRAME_BUDGET = 8_000_000  # bytes of PNG a run sends to the page at most (then an evenly spaced subset)
 SCATTER_PIXELS = 128  # side of a 2-D points panel in a strip
@@ -51,38 +52,6 @@ SIZE_SAMPLES = 6  # frames encoded up front to estimate a run's bytes
 # The player asks for one window at a time, as the visitor steps past what the page holds; stepping at 30 fps
 # through a run the page holds a tenth of needs about 2 windows a second.
 FETCH_LIMIT = Limiter("fetch_frames", rate=4.0, burst=8, per_client=2, in_all=4)
-
-
-def frame_index(compact: CompactTrajectory, frame: Any) -> int:
-    """The run position of a frame number from the page (1..S, checked against the run's length)."""
-    return position_of(check_int("frame", frame, 1, len(compact)))
-
-
-def _text_line(numbers: dict[str, np.ndarray], sigma: np.ndarray, compact: CompactTrajectory, index: int) -> str:
-    settings = compact.settings
-    alphas = f"ᾱ {settings.alpha_of_call[index]:.4g} → {settings.alpha_of_landing[index]:.4g}"
-    notes = "".join(f" ({note})" for note in frame_notes(settings, index))
-    clip = f"clipped to [−{settings.clip_range:g}, {settings.clip_range:g}]"
-    clipping = f"{clip}: {100 * numbers['clipped'][index]:.1f}%" if settings.clip_sample else "x̂₀ not clipped"
-    return (
-        f"**Frame {frame_of(index)} of {len(compact)}**: {step_label(settings, index)}{notes} · {alphas} · RMS of "
-        f"x<sub>t</sub> {numbers['x_t_rms'][index]:.3f} · std of ε̂ {numbers['eps_std'][index]:.3f} (≈ 1 expected "
-        f"at high t, where noise dominates) · x̂₀ in [{numbers['x0_min'][index]:.2f}, {numbers['x0_max'][index]:.2f}]"
-        f" · {clipping} · σ {sigma[index]:.4f}"
-    )
-
-
-def frame_texts(compact: CompactTrajectory) -> list[str]:
-    """Per-frame diagnostics of every step, one Markdown line each (the numbers of the diagnostics figure)."""
-    numbers = run_diagnostics(compact, compact.settings.schedule)
-    sigma = compact.std.mean(dim=1).double().numpy()
-    return [_text_line(numbers, sigma, compact, k) for k in range(len(compact))]
-
-
-def frame_text(compact: CompactTrajectory, index: int) -> str:
-    """Per-frame diagnostics of step `index` in one Markdown line."""
-    check_int("step", index, 0, len(compact) - 1)
-    return frame_texts(compact)[index]
 
 
 def _points_panel(points: np.ndarray, extent: float) -> np.ndarray:
@@ -166,8 +135,7 @@ def held_positions(total: int, bytes_per_frame: float, budget: int = FRAME_BUDGE
 
 
 PAYLOADS_KEPT = 4  # runs whose page payload is kept: frames_after, Stop and the run/branch selector reuse it
-_payloads: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
-_payloads_lock = threading.Lock()
+_payloads: Kept[tuple[str, int], dict[str, Any]] = Kept(PAYLOADS_KEPT)
 
 
 def payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = "") -> dict[str, Any]:
@@ -177,17 +145,7 @@ def payload(stored: StoredRun, start: int, *, which: str = "run", notice: str = 
     most (the start frame when the page would not hold it), however often a client asks."""
     total = len(stored.compact)
     start = min(max(int(start), 0), total - 1)
-    key = (stored.key, FRAME_BUDGET)
-    with _payloads_lock:
-        kept = _payloads.get(key)
-        if kept is not None:
-            _payloads.move_to_end(key)
-    if kept is None:
-        kept = _fresh_payload(stored, start)
-        with _payloads_lock:
-            _payloads[key] = kept
-            while len(_payloads) > PAYLOADS_KEPT:
-                _payloads.popitem(last=False)
+    kept = _payloads.get((stored.key, FRAME_BUDGET), lambda: _fresh_payload(stored, start))
     frames = kept["frames"]
     if str(start) not in frames:
         frames = frames | Strips(stored.compact, start, start + 1, drawing_of(stored.model)).encoded([start])
@@ -234,6 +192,31 @@ def _fresh_payload(stored: StoredRun, start: int, *, which: str = "run", notice:
     }
 
 
+def page_value(payload: dict[str, Any]) -> dict[str, Any]:
+    """What the player component's value holds of a payload: everything but the frames other than the start one.
+    The player asks for the rest at once (`held_frames`): a value of megabytes would be copied and compared by the
+    page's framework on the main thread, where a server function's answer is only parsed."""
+    start = str(payload["start"])
+    return {**payload, "frames": {start: payload["frames"][start]}}
+
+
+def _refusal(error: ValueError, name: str) -> Exception:
+    """Server function `name`'s ValueError as a 4xx with one sentence (404 when the run is gone)."""
+    status = 404 if str(error) == NO_RUN else 400
+    return refuse(status, str(error).split("; got ", 1)[0], name)
+
+
+def held_frames(query: Any, request: gr.Request = None) -> dict[str, str]:
+    """The player's server function: a stored run's key → the PNG data URLs of every frame the page holds of it
+    (`payload`'s frames, drawn once and kept). Limited and refused like `fetch_frames`."""
+    with FETCH_LIMIT.use(client_of_request(request, getattr(request, "session_hash", None))):
+        try:
+            stored = run_by_key(query)
+        except ValueError as error:
+            raise _refusal(error, "held_frames") from None
+        return payload(stored, 0)["frames"]
+
+
 def fetch_frames(query: Any, request: gr.Request = None) -> dict[str, str]:
     """The player's server function: [key, position] → PNG data URLs of up to FETCH_WINDOW frames from there on.
 
@@ -247,8 +230,7 @@ def fetch_frames(query: Any, request: gr.Request = None) -> dict[str, str]:
             compact = stored.compact
             start = check_int("position", query[1], 0, len(compact) - 1)
         except ValueError as error:
-            status = 404 if str(error) == NO_RUN else 400
-            raise refuse(status, str(error).split("; got ", 1)[0], "fetch_frames") from None
+            raise _refusal(error, "fetch_frames") from None
         end = min(start + FETCH_WINDOW, len(compact))
         return Strips(compact, start, end, drawing_of(stored.model)).encoded(range(start, end))
 
@@ -258,153 +240,112 @@ PLAYER_CSS = """
 canvas { display: block; max-width: 100%; image-rendering: pixelated; }
 .frames-note { font-size: 0.85em; opacity: 0.75; }
 """
-# The player (gr.HTML js_on_load: `element`, `props`, `watch` and `server` are given). One object per page,
-# window.explorerFrames, so that a remounted tab keeps its place; every change of frame draws at once and then
-# clicks the hidden #frame_sync button, whose js-only event copies the frame number and its text into the slider
-# and the status line (Gradio's own state: Branch, export and "copy link" read them).
-PLAYER_JS = r"""
-const F = window.explorerFrames = window.explorerFrames || {data: null, index: 0, images: {}, asked: new Set(),
-  timer: null, notice: '', draws: 0, lastDraw: 0};
-F.element = element;
-F.canvas = element.querySelector('canvas');
-F.noteBox = element.querySelector('.frames-note');
-F.server = server;
-F.addImage = (k, url) => {
-  if (F.images[k]) return;
-  const img = new Image();
-  img.onload = () => { if (F.shownFrom(F.index) === k) F.draw(); };
-  img.src = url;
-  F.images[k] = img;
-};
-F.shownFrom = (k) => {
-  for (let d = 0; F.data && d < F.data.total; d++) {
-    if (F.images[k - d]) return k - d;
-    if (F.images[k + d]) return k + d;
-  }
-  return null;
-};
-F.reveal = (on) => {
-  const stream = document.getElementById('frame_stream');
-  if (stream) stream.style.display = on ? 'none' : '';
-  if (F.element) F.element.style.display = on ? '' : 'none';
-};
-F.load = (data) => {
-  F.busy = false;
-  if (!data || !data.key) return;
-  const same = F.data && F.data.key === data.key;
-  if (!same) { F.images = {}; F.asked = new Set(); }
-  F.notice = data.notice || (same ? F.notice : '');
-  F.data = data;
-  for (const [k, url] of Object.entries(data.frames)) F.addImage(Number(k), url);
-  F.index = Math.min(Math.max(data.start, 0), data.total - 1);
-  if (F.noteBox) F.noteBox.textContent = data.note || '';
-  F.reveal(true);
-  F.draw();
-  F.sync();
-};
-F.fetch = (k) => {
-  if (F.asked.has(k) || !F.server) return;
-  for (let j = k; j < k + 16; j++) F.asked.add(j);
-  const key = F.data.key;
-  F.server.fetch_frames([key, k]).then((frames) => {
-    if (!F.data || F.data.key !== key || !frames) return;
-    for (const [j, url] of Object.entries(frames)) F.addImage(Number(j), url);
-  }).catch(() => { for (let j = k; j < k + 16; j++) F.asked.delete(j); });
-};
-F.draw = () => {
-  const d = F.data, c = F.canvas;
-  if (!d || !c) return;
-  const k = F.index, from = F.shownFrom(k), img = F.images[from];
-  const box = (c.parentElement && c.parentElement.clientWidth) || d.width;
-  const rows = F.rows(d, box), gap = 4;
-  const rowWidth = Math.max(...rows.map((row) => row.reduce((sum, p) => sum + p[2], 0) + gap * (row.length - 1)));
-  const scale = Math.max(1, Math.floor(box / rowWidth));
-  const font = Math.max(12, Math.min(24, Math.round(5 * scale)));
-  const top = font + 8, band = font + 10, w = rowWidth * scale, ph = d.height * scale, h = rows.length * (ph + top);
-  if (c.width !== w || c.height !== h + band) { c.width = w; c.height = h + band; }
-  const g = c.getContext('2d');
-  g.imageSmoothingEnabled = false;
-  g.fillStyle = '#fff'; g.fillRect(0, 0, c.width, c.height);
-  g.fillStyle = '#000'; g.font = font + 'px sans-serif'; g.textBaseline = 'top';
-  const ready = img && img.complete && img.naturalWidth;
-  rows.forEach((row, r) => {
-    let x = 0;
-    const y = r * (ph + top);
-    for (const [title, left, width] of row) {
-      g.fillStyle = '#000'; g.fillText(title, x + 2, y + 4, width * scale - 4);
-      if (ready) g.drawImage(img, left, 0, width, d.height, x, y + top, width * scale, ph);
-      x += (width + gap) * scale;
-    }
-  });
-  c.dataset.scale = String(scale);
-  g.fillStyle = '#eee'; g.fillRect(0, h, w, band);
-  g.fillStyle = '#000';
-  const waiting = from === k ? '' : ' · shown: frame ' + (from + d.first) + ' while it loads';
-  g.fillText(d.captions[k] + waiting, 4, h + 5, w - 8);
-  c.dataset.frame = String(k + d.first);
-  c.dataset.total = String(d.total);
-  c.dataset.which = d.which;
-  F.draws += 1; F.lastDraw = performance.now();
-  if (from !== k) F.fetch(k);
-};
-// One row of panels; two rows when that draws them larger and the page is in presentation mode (or fullscreen), or
-// when one row would draw them under 2× native (e.g. a 2-D run's scatter panels): large enough to judge.
-F.rows = (d, box) => {
-  const one = [d.panels];
-  const width = (rows) => Math.max(...rows.map((row) => row.reduce((sum, p) => sum + p[2] + 4, -4)));
-  const shown = (rows) => { const r = box / width(rows); return r >= 1 ? Math.floor(r) : r; }; // drawn px per native
-  const wide = document.body.classList.contains('presentation') || document.fullscreenElement;
-  if (!(wide || shown(one) < 2) || d.panels.length < 4) return one;
-  const half = Math.ceil(d.panels.length / 2);
-  const two = [d.panels.slice(0, half), d.panels.slice(half)];
-  return shown(two) > shown(one) ? two : one;
-};
-F.sync = () => { const b = document.getElementById('frame_sync'); if (b) b.click(); };
-F.synced = () => {
-  if (!F.data) return [null, null];
-  const text = F.data.texts[F.index];
-  return [F.index + F.data.first, F.notice ? F.notice + '\n\n' + text : text];
-};
-F.show = (k) => {
-  if (!F.data) return;
-  F.index = Math.min(Math.max(Math.round(k), 0), F.data.total - 1);
-  F.notice = '';
-  F.draw();
-  F.sync();
-};
-F.step = (delta) => { if (F.data) F.show(F.index + delta); };
-F.showFrame = (frame) => { if (F.data && Number.isFinite(Number(frame))) F.show(Number(frame) - F.data.first); };
-F.label = (playing) => {
-  const b = document.getElementById('play');
-  if (b) b.textContent = playing ? '⏸ Pause' : '▶ Play';
-};
-F.stop = () => { if (F.timer) clearInterval(F.timer); F.timer = null; F.label(false); };
-F.play = (fps) => {
-  if (F.timer) { F.stop(); return; }
-  if (!F.data) return;
-  if (F.index >= F.data.total - 1) F.show(0);
-  F.fps = Math.min(Math.max(Number(fps) || 4, 0.5), 60);
-  F.label(true);
-  F.timer = setInterval(() => {
-    if (!F.data || F.index >= F.data.total - 1) { F.stop(); return; }
-    F.step(1);
-    if (F.index >= F.data.total - 1) F.stop();
-  }, 1000 / F.fps);
-};
-F.speed = (fps) => { if (F.timer) { F.stop(); F.play(fps); } };
-F.computing = () => { F.stop(); F.reveal(false); F.busy = true; };
-F.stopped = (stopped, finished) => {
-  if (!F.data) return;
-  F.notice = F.busy ? stopped : finished;
-  F.busy = false;
-  F.reveal(true);
-  F.draw();
-  F.sync();
-};
-if (!F.observer && window.ResizeObserver) {
-  F.observer = new ResizeObserver(() => F.draw());
+PLAYER_JS = (Path(__file__).parent / "browser" / "player.js").read_text()  # the player's js_on_load
+PLAY_FPS = (0.5, 4.0, 30.0)  # Play's speed in frames per second: slowest, default, fastest
+PLAY_LABELS = ("▶ Play", "⏸ Pause")
+
+
+JS_ONLY: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
+# The js-only events: each calls the page's frame player (ui/browser/player.js) when it is there.
+ON_PLAYER = {
+    "computing": "() => { window.explorerFrames?.computing(); }",
+    "stopped": "() => { window.explorerFrames?.stopped(); }",
+    "previous": "() => { window.explorerFrames?.step(-1); }",
+    "next": "() => { window.explorerFrames?.step(1); }",
+    "show": "(frame) => { window.explorerFrames?.showFrame(frame); }",
+    "play": "(fps) => { window.explorerFrames?.play(fps); }",
+    "speed": "(fps) => { window.explorerFrames?.speed(fps); }",
+    "synced": "() => window.explorerFrames.synced()",
+    "decoding": "(frame, decoder) => { window.explorerFrames?.decoding(); return [frame, decoder]; }",
+    "decoded": "() => [window.explorerFrames?.decodedNow()]",
 }
-if (F.observer) F.observer.observe(element);
-watch('value', () => F.load(props.value));
-if (props.value) F.load(props.value);
-"""
+
+
+def player_config(*, stream_id: str, play_id: str, stopped: str, finished: str) -> dict[str, Any]:
+    """The player's one configuration (`props.config` in ui/browser/player.js): the elements it reveals and labels
+    by id, what it says after Stop (`stopped` when a run was computing, else `finished`), and the constants it
+    shares with this module."""
+    slowest, default, fastest = PLAY_FPS
+    play, pause = PLAY_LABELS
+    return {
+        "fetch_window": FETCH_WINDOW,
+        "panel_gap": PANEL_GAP,
+        "stream_id": stream_id,
+        "play_id": play_id,
+        "play_label": play,
+        "pause_label": pause,
+        "fps": default,
+        "min_fps": slowest,
+        "max_fps": fastest,
+        "stopped": stopped,
+        "finished": finished,
+    }
+
+
+@dataclass(frozen=True)
+class FrameStage:
+    """The frame and its stepping controls: `#frame` holds `#frame_stream` (the pictures streamed while a run
+    computes, and an API client's frame) and the player (`#frame canvas`, once a run finished); below them ◀, Play,
+    ▶, Play's speed and the frame slider."""
+
+    picture: gr.Image
+    player: gr.HTML
+    frame: gr.Slider  # the frame shown, 1..S
+    previous: gr.Button
+    play: gr.Button
+    following: gr.Button
+    fps: gr.Slider
+
+    @classmethod
+    def build(cls, *, stopped: str, finished: str) -> FrameStage:
+        """Lay out the stage; `stopped` and `finished`: what the status line says after Stop (`player_config`)."""
+        with gr.Column(elem_id="frame"):
+            picture = gr.Image(
+                label="frame", format="png", type="pil", interactive=False, show_label=False, elem_id="frame_stream"
+            )
+            config = player_config(stream_id="frame_stream", play_id="play", stopped=stopped, finished=finished)
+
+            def configuration(_query: Any = None) -> dict[str, Any]:
+                """The player's configuration again, for a remount whose props lost it (a server function: Gradio
+                passes the call's arguments as one value, unused here)."""
+                return config
+
+            configuration.__name__ = "player_config"
+            player = gr.HTML(
+                None,
+                html_template=PLAYER_HTML,
+                css_template=PLAYER_CSS,
+                js_on_load=PLAYER_JS,
+                server_functions=[fetch_frames, held_frames, configuration],
+                elem_id="frame_player",
+                config=config,
+            )
+        slowest, default_fps, fastest = PLAY_FPS
+        with gr.Row():
+            previous = gr.Button("◀ Previous", elem_id="prev_frame", size="sm")
+            play = gr.Button(PLAY_LABELS[0], elem_id="play", size="sm")
+            following = gr.Button("Next ▶", elem_id="next_frame", size="sm")
+            fps = gr.Slider(
+                slowest,
+                fastest,
+                value=default_fps,
+                step=0.5,
+                label="Play speed (frames per second)",
+                elem_id="play_fps",
+            )
+            frame = gr.Slider(1, 2, value=1, step=1, label="frame (step of the run)", elem_id="frame_slider", scale=4)
+        return cls(picture, player, frame, previous, play, following, fps)
+
+    def wire(self, status: gr.Markdown, decoded: gr.Image) -> None:
+        """Stepping in the page: the buttons, the slider and Play drive the player, whose `stepped` event copies the
+        frame number and its line into the slider and `status`, and clears `decoded` once it shows another frame
+        than the one decoded (no server call)."""
+        player, frame, fps = self.player, self.frame, self.fps
+        synced = [frame, status, decoded]
+        player.stepped(None, None, synced, js=ON_PLAYER["synced"], trigger_mode="always_last", **JS_ONLY)
+        self.previous.click(None, None, None, js=ON_PLAYER["previous"], trigger_mode="multiple", **JS_ONLY)
+        self.following.click(None, None, None, js=ON_PLAYER["next"], trigger_mode="multiple", **JS_ONLY)
+        for trigger in (frame.input, frame.release):
+            trigger(None, [frame], None, js=ON_PLAYER["show"], trigger_mode="always_last", **JS_ONLY)
+        self.play.click(None, [fps], None, js=ON_PLAYER["play"], **JS_ONLY)
+        fps.input(None, [fps], None, js=ON_PLAYER["speed"], trigger_mode="always_last", **JS_ONLY)

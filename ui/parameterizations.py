@@ -26,9 +26,10 @@ from explorer.validation import Mode, check_choice, check_int, check_seed, check
 from ui import state
 from ui.api_names import named
 from ui.common import MODEL_WORK, slider_events, user_errors
-from ui.controls import RunValues, bind_model
+from ui.controls import RunValues
 from ui.models import EXACT_PREFIX, bundled_models, check_ref, load_model
 from ui.pictures import drawing_of
+from ui.runs import bind_model
 
 SUFFIXES = tuple(view.name for view in PREDICTION_VIEWS)  # bundled models are named <data>-<suffix>: eps, x0, v
 FLOW_SUFFIX = "flow"  # and <data>-flow, the flow-matching model, where one is bundled (moons, ring)

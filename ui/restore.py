@@ -24,8 +24,7 @@ import gradio as gr
 
 from explorer.diffusion.schedules import BetaSchedule
 from explorer.validation import check_bool, check_float, check_int, check_text
-from ui.common import VIEW_WORK
-from ui.controls import MAX_STEPS, RunControls, model_changed
+from ui.controls import MAX_STEPS
 from ui.models import is_bundled
 
 TABS = ("schedules", "posterior", "sampling", "parameterizations", "bound", "memorization")
@@ -255,17 +254,3 @@ def make_link(
         return "?" + urlencode(params) if params else ""
 
     return link
-
-
-def then_model_box(restored: Any, run: RunControls) -> Any:
-    """After the URL set the controls (`restored`, the page-load event): the model box's line and its conditioning
-    controls for the model the link names (a typed Hub id with its prompt box shown), as typing it would. Nothing
-    loads. Returns the new event."""
-    return restored.then(
-        model_changed,
-        [run["model"], run["typed"]],
-        run.model_box,
-        api_visibility="private",
-        show_progress="hidden",
-        **VIEW_WORK,  # cheap (no model loads): with the views' workers, beside the load's own chain
-    )

@@ -1,30 +1,25 @@
-"""Reverse sampling view: run a model with streamed frames, then step through every frame without the model."""
+"""Reverse sampling view: run a model with streamed frames, then step through every frame without the model.
+
+The run lifecycle (checks, budget, binding, the run or branch itself) is `ui.runs`; the handlers here adapt its
+typed results to the view's components through one output dataclass, `FrameView`.
+"""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gradio as gr
-import numpy as np
-import torch
 from PIL import Image
 
 from explorer.diffusion.indexing import frame_of, paper_t, position_of
-from explorer.diffusion.parameterization import Prediction
-from explorer.diffusion.sampler import branch_settings, iterate, iterate_branch
-from explorer.diffusion.settings import SamplerSettings
-from explorer.diffusion.trajectory import CompactRecorder, CompactTrajectory, Step, compact_nbytes
 from explorer.diffusion.views import STEP_VIEWS, X0, X_T
-from explorer.figures.images import (
-    labelled_row,
-    with_caption,
-)
-from explorer.figures.sampling import diagnostics_figure, frame_caption, run_diagnostics
+from explorer.figures.images import labelled_row, with_caption
+from explorer.figures.sampling import frame_caption
 from explorer.models.decoders import Decoder
 from explorer.validation import check_choice, check_int
-from ui import admission, frames
+from ui import admission, branches, frames, model_box, runs
 from ui.api_names import named
 from ui.common import MODEL_WORK, on_gpu, user_errors
 from ui.controls import (
@@ -36,36 +31,18 @@ from ui.controls import (
     ScheduleValues,
     StepValues,
     bind,
-    bind_model,
-    check_controls,
     event_inputs,
-    is_guided,
-    model_info,
-    parse_run,
 )
-from ui.estimate import long_run_note, record_run_time, run_seconds, zero_gpu_seconds
-from ui.exports import export, export_controls, export_steps, frame_png  # noqa: F401 (export: for callers)
+from ui.estimate import zero_gpu_seconds
+from ui.exports import export, export_controls, export_steps, frame_png  # noqa: F401 (export, export_steps: for callers)
 from ui.frames import frame_index, frame_text
-from ui.models import dataset_of, is_bundled, load_model
+from ui.models import is_bundled
+from ui.outputs import Outputs, Shown
 from ui.pictures import PIXELS, Drawing, drawing_of
-from ui.run_pictures import finals_picture, frame_picture, panel
-from ui.state import (
-    MIB,
-    STORE,
-    Outcome,
-    SessionRuns,
-    Which,
-    computing,
-    keep_branch,
-    keep_run,
-    last_outcome,
-    session_of,
-    session_runs,
-    show,
-    stored_run,
-)
+from ui.run_pictures import frame_picture, panel
+from ui.runs import RunResult, Said, Streamed
+from ui.state import STORE, Kept, Outcome, SessionRuns, Which, last_outcome, session_of, session_runs, show, stored_run
 
-STREAM_FRAMES = 40  # at most this many pictures are streamed while a run computes
 EXACT_NOTE = """**Why learn p<sub>θ</sub> at all?** The `exact-*` models are the optimal denoiser E[x₀ | x<sub>t</sub>]
 of a finite training set, run through the same sampler on the same noise: the exact reverse of that set can only copy
 its examples (nearest distance ≈ 0 beside the final samples), while a network trained on the data makes new ones."""
@@ -81,57 +58,88 @@ checkpoint's scheduler config decides (`clip_sample`, `clip_sample_range`); wher
 default for that scheduler class applies, as in diffusers itself: DDPM and DDIM clip to [−1, 1], PNDM, Euler, Heun,
 LMS, DPM-Solver, UniPC and DEIS never clip. The step, the frame's clipped view and its clipped share all follow that
 one rule."""
+BRANCH_LABEL = "Branch from this frame (settings above, same noise)"
+PIXEL_RUN = "not for this run: its frames are in pixel space, the pictures themselves"
 STOPPED = "**Stopped.** That run was not kept; the frames, ◀ ▶ and Play browse this session's last finished run."
 FINISHED = "**Nothing to stop:** the run had already finished and is kept; ◀ ▶ and Play browse it."
 
 
-def _frame_slider(compact: CompactTrajectory, index: int) -> gr.Slider:
-    return gr.Slider(minimum=1, maximum=len(compact), value=frame_of(index), step=1, interactive=True)
+@dataclass(frozen=True)
+class FrameView(Shown):
+    """What the view shows after an event; a field left None changes nothing.
+
+    `frame` is the frame number on the slider (1..S) and `frames` the run's length S (its maximum); `player` the
+    page's frames (`ui.frames.payload`); `choices` and `shown` the run/branch selector.
+    """
+
+    picture: Image.Image | None = None  # the picture while a run computes (and an API client's frame)
+    status: str | None = None  # the line under the frame
+    frame: int | None = None
+    frames: int | None = None
+    diagnostics: Any = None  # plotly Figure over the run
+    finals: Image.Image | None = None
+    player: dict[str, Any] | None = None
+    choices: tuple[tuple[str, str], ...] | None = None
+    shown: str | None = None
+    branch_note: str | None = None
+    branch_refusal: str | None = None  # why Branch cannot apply to this run ("": it can)
+    latent: bool | None = None  # whether the run's frames are latents (the decoder applies)
+
+    def updates(self) -> dict[str, Any]:
+        updates = super().updates()
+        for name in ("frames", "choices", "shown", "branch_refusal", "latent"):
+            updates.pop(name, None)
+        if self.branch_refusal is not None:
+            label = f"Branch: not for this run ({self.branch_refusal})" if self.branch_refusal else BRANCH_LABEL
+            updates["branch_button"] = gr.Button(value=label, interactive=not self.branch_refusal)
+        if self.latent is not None:
+            info = None if self.latent else PIXEL_RUN
+            updates["decoder"] = gr.Dropdown(interactive=self.latent, info=info)
+            updates["decode_button"] = gr.Button(interactive=self.latent)
+        if self.frames is not None:
+            updates["frame"] = gr.Slider(minimum=1, maximum=self.frames, value=self.frame, step=1, interactive=True)
+        if self.choices is not None:
+            updates["run_choice"] = gr.Radio(choices=list(self.choices), value=self.shown)
+        return updates
 
 
-def _streamed(step: Step, prediction: Prediction, done: int, total: int, drawing: Drawing = PIXELS) -> tuple:
+def _progress(progress: gr.Progress | None, desc: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress((done, total), desc=desc, unit="steps")
+
+
+def _streamed(item: Streamed, drawing: Drawing = PIXELS) -> FrameView:
+    step = item.step
     views = [
-        (view.title_for(prediction), panel(getattr(step, view.name), view.half_range, drawing)) for view in STEP_VIEWS
+        (view.title_for(item.prediction), panel(getattr(step, view.name), view.half_range, drawing))
+        for view in STEP_VIEWS
     ]
-    status = f"computing step {done} of {total} (t = {paper_t(step.timestep)})"
-    picture = with_caption(labelled_row(views), f"computing: {status}")
-    return picture, status, gr.skip(), gr.skip(), gr.skip()
+    status = f"computing step {item.done} of {item.total} (t = {paper_t(step.timestep)})"
+    return FrameView(picture=with_caption(labelled_row(views), f"computing: {status}"), status=status)
 
 
-def diagnostics_of(runs: SessionRuns):
-    """The diagnostics figure of a session's run, with its branch beside it when there is one."""
-    run = runs.run.compact
-    numbers = run_diagnostics(run, run.settings.schedule)
-    if runs.branch is None:
-        return diagnostics_figure(numbers)
-    branch = runs.branch.compact
-    label = f"branch from frame {frame_of(runs.branch_from)}"
-    return diagnostics_figure(numbers, branch=(run_diagnostics(branch, branch.settings.schedule), label))
-
-
-def _finish(
-    compact: CompactTrajectory,
-    values: RunValues,
-    request: gr.Request | None,
-    branch_from: int | None = None,
-):
-    """Keep the run made with the Run controls `values` (or, from `branch_from`, the branch beside it) for this
-    session; show its last frame, the diagnostics and the final samples."""
-    model = values.ref
-    if branch_from is None:
-        keep_run(request, compact, model, values)
-    else:
-        keep_branch(request, compact, model, branch_from, values)
-    drawing = drawing_of(model)
-    last = len(compact) - 1
-    figure = diagnostics_of(session_runs(request))
-    return (
-        frame_picture(compact, last, drawing),
-        frame_text(compact, last),
-        _frame_slider(compact, last),
-        figure,
-        finals_picture(compact.samples, dataset_of(model), drawing),
+def _finished(result: RunResult) -> FrameView:
+    return FrameView(
+        picture=result.picture,
+        status=result.text,
+        frame=frame_of(result.index),
+        frames=result.frames,
+        diagnostics=result.figure,
+        finals=result.finals,
     )
+
+
+def _shown(items: Iterator[Said | Streamed | RunResult], model: str) -> Iterator[FrameView]:
+    """A run's (or branch's) progress and result as the view shows them."""
+    drawing = drawing_of(model)
+    for item in items:
+        if isinstance(item, Said):
+            yield FrameView(status=item.text)
+        elif isinstance(item, Streamed):
+            yield _streamed(item, drawing)
+        else:
+            yield _finished(item)
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -145,69 +153,9 @@ def run(
     schedule: ScheduleValues,
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio finds the progress bar)
-):
+) -> Iterator[FrameView]:
     """Sample with streamed frames, recording compactly as it goes; at the end the run is kept for this session."""
-    denoiser, settings = parse_run(values, step, schedule)
-    drawing = drawing_of(values.ref)
-    recorder = CompactRecorder(denoiser.name, denoiser.prediction, settings)
-    total = settings.num_inference_steps
-    every = max(1, total // STREAM_FRAMES)
-    with computing(request):
-        if (note := long_run_note(denoiser, settings)) is not None:
-            yield gr.skip(), note, gr.skip(), gr.skip(), gr.skip()
-        estimate, start = run_seconds(denoiser, settings), time.perf_counter()
-        with torch.no_grad():
-            for record in iterate(denoiser, settings):
-                recorder.add(record)
-                progress((recorder.count, total), desc="sampling", unit="steps")
-                if recorder.count % every == 0 and recorder.count < total:
-                    yield _streamed(record, denoiser.prediction, recorder.count, total, drawing)
-        record_run_time(denoiser, settings, time.perf_counter() - start, estimate)
-        yield _finish(recorder.finish(), values, request)
-
-
-def branch_steps(run: SamplerSettings, index: int, steps: Any) -> int | None:
-    """The remaining steps of a branch from run position `index` when the steps control says `steps` (the branch's
-    total: it keeps the run's first `index` steps); None keeps the run's own remaining timesteps."""
-    if steps is None:
-        return None
-    start = run.timesteps[index]  # 0-based: start + 1 timesteps are left, down to 0
-    total = check_int(
-        f"steps (a branch from frame {frame_of(index)} keeps {index} of the run's)",
-        steps,
-        index + 1,
-        min(index + start + 1, MAX_STEPS),
-    )
-    return None if total == run.num_inference_steps else total - index
-
-
-def branch_sentence(run: SamplerSettings, branch: SamplerSettings, index: int) -> str:
-    """Which settings of a branch from run position `index` differ from the run's, in one sentence."""
-
-    def schedule_name(settings: SamplerSettings) -> str:
-        schedule = settings.schedule
-        return f"{schedule.name}, T = {schedule.num_train_timesteps}"
-
-    pairs = [
-        ("sampler", branch.sampler.value, run.sampler.value),
-        ("η", f"{branch.eta:g}", f"{run.eta:g}"),
-        ("variance", branch.variance.value, run.variance.value),
-        ("clipping of x̂₀", "on" if branch.clip_sample else "off", "on" if run.clip_sample else "off"),
-        ("schedule", schedule_name(branch), schedule_name(run)),
-    ]
-    same_schedule = np.array_equal(branch.schedule.alphas_cumprod, run.schedule.alphas_cumprod)
-    parts = [
-        f"{name} {new} (run: {old})"
-        for name, new, old in pairs
-        if new != old or (name == "schedule" and not same_schedule)
-    ]
-    left, run_left = branch.num_inference_steps - index, run.num_inference_steps - index
-    if branch.timesteps[index:] != run.timesteps[index:]:
-        parts.append(f"{left} remaining steps (run: {run_left})")
-    head = f"Branch from frame {frame_of(index)}"
-    if not parts:
-        return f"{head}: the run's own settings on the same noise (it retraces the run)."
-    return f"{head}: " + ", ".join(parts) + "; the same noise."
+    yield from _shown(runs.run(values, step, schedule, request, _progress(progress, "sampling")), values.ref)
 
 
 @on_gpu
@@ -217,34 +165,16 @@ def branch(
     step: StepValues,
     schedule: ScheduleValues,
     steps: float | None = None,
+    guidance: float | None = None,
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio finds the progress bar)
-):
-    """Rerun the stored run from this frame with the step settings and `steps` (the branch's total; None: the
-    run's) on the same noise stream; the branch is kept beside the run, which stays."""
-    stored = session_runs(request).run
-    compact = stored.compact
-    index = frame_index(compact, frame)
-    values = stored.values if stored.values is not None else RunValues(model=stored.model)
-    denoiser = bind_model(load_model(stored.model), values)  # the run's prompt, class label and latent size
-    remaining = branch_steps(compact.settings, index, steps)
-    settings = branch_settings(compact.settings, denoiser, index, remaining_steps=remaining, **step.parse(schedule))
-    size = (settings.num_inference_steps, settings.batch_size, denoiser.sample_shape, is_guided(denoiser))
-    needs = compact.nbytes + compact_nbytes(*size)
-    if needs > STORE.max_bytes_per_session:
-        raise ValueError(
-            f"run and branch together would keep {needs / MIB:.1f} MiB but a session may keep at most "
-            f"{STORE.max_bytes_per_session / MIB:.0f} MiB: use fewer steps"
-        )
-    recorder = CompactRecorder.continuing(compact, index, settings)  # compact as it goes, like a run
-    total = settings.num_inference_steps
-    with computing(request):
-        yield gr.skip(), f"branching from frame {frame_of(index)}…", gr.skip(), gr.skip(), gr.skip()
-        with torch.no_grad():
-            for record in iterate_branch(denoiser, settings, compact.x_t[index], index):
-                recorder.add(record)
-                progress((recorder.count, total), desc="branch", unit="steps")
-        yield _finish(recorder.finish(), values, request, branch_from=index)
+) -> Iterator[FrameView]:
+    """Rerun the stored run from this frame with the step settings, `steps` (the branch's total; None: the run's)
+    and `guidance` (a conditional model's scale; None: the run's) on the same noise stream; the branch is kept
+    beside the run, which stays."""
+    model = session_runs(request).run.model
+    branching = branches.branch(frame, step, schedule, steps, request, _progress(progress, "branch"), guidance)
+    yield from _shown(branching, model)
 
 
 @user_errors
@@ -255,58 +185,58 @@ def open_frame(
     schedule: ScheduleValues,
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008
-):
+) -> Iterator[FrameView]:
     """A talk's URL with frame=N: run a bundled model with the restored controls, then show frame N (beyond the
     run: its last). A Hub model named in a link is shown and runs only when the visitor presses Run. Opening the
     page never loads or downloads anything: without frame= the controls are only checked.
     """
-    check_controls(values, step, schedule)
+    runs.check_controls(values, step, schedule)
     if target is None:
-        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        yield FrameView()
         return
     if not is_bundled(values.ref):
-        note = f"This link names the Hub model `{values.ref}`: press **Run** to download and run it."
-        yield gr.skip(), note, gr.skip(), gr.skip(), gr.skip()
+        yield FrameView(status=f"This link names the Hub model `{values.ref}`: press **Run** to download and run it.")
         return
     yield from run(values, step, schedule, request=request, progress=progress)
     compact = stored_run(request).compact
     index = min(position_of(check_int("frame", target, 1, MAX_STEPS)), len(compact) - 1)
     picture = frame_picture(compact, index, drawing_of(values.ref))
-    yield picture, frame_text(compact, index), _frame_slider(compact, index), gr.skip(), gr.skip()
+    yield FrameView(picture=picture, status=frame_text(compact, index), frame=frame_of(index), frames=len(compact))
 
 
 @user_errors
-def show_frame(frame: float, request: gr.Request = None):
+def show_frame(frame: float, request: gr.Request = None) -> FrameView:
     """Frame `frame` (1..number of steps) of this session's run: picture and diagnostics; no model call."""
     stored = stored_run(request)
     compact = stored.compact
     index = frame_index(compact, frame)
-    return frame_picture(compact, index, drawing_of(stored.model)), frame_text(compact, index)
+    return FrameView(picture=frame_picture(compact, index, drawing_of(stored.model)), status=frame_text(compact, index))
 
 
 @user_errors
-def step_frame(frame: float, delta: float, request: gr.Request = None):
-    """Move `delta` frames (clamped to the run) and show that frame; returns the new frame number too."""
+def step_frame(frame: float, delta: float, request: gr.Request = None) -> FrameView:
+    """Move `delta` frames (clamped to the run) and show that frame: its number, picture and diagnostics."""
     stored = stored_run(request)
     compact = stored.compact
     current = frame_index(compact, frame)
     move = check_int("step", delta, -MAX_STEPS, MAX_STEPS)
     index = min(max(current + move, 0), len(compact) - 1)
-    return frame_of(index), frame_picture(compact, index, drawing_of(stored.model)), frame_text(compact, index)
+    picture = frame_picture(compact, index, drawing_of(stored.model))
+    return FrameView(picture=picture, status=frame_text(compact, index), frame=frame_of(index))
 
 
-def previous_frame(frame: float, request: gr.Request = None):
+def previous_frame(frame: float, request: gr.Request = None) -> FrameView:
     """The frame before `frame` (the first stays): its number, picture and diagnostics."""
     return step_frame(frame, -1, request=request)
 
 
-def next_frame(frame: float, request: gr.Request = None):
+def next_frame(frame: float, request: gr.Request = None) -> FrameView:
     """The frame after `frame` (the last stays): its number, picture and diagnostics."""
     return step_frame(frame, 1, request=request)
 
 
 DECODED_CACHE = 32  # decoded frames kept (per run key, frame and decoder): stepping back and forth decodes once
-_decoded: dict[tuple[str, int, str], Image.Image] = {}
+_decoded: Kept[tuple[str, int, str], Image.Image] = Kept(DECODED_CACHE)  # shared by sessions, locked
 
 
 @on_gpu
@@ -320,19 +250,16 @@ def decode_frame(frame: float, decoder: str, request: gr.Request = None) -> Imag
     drawing = drawing_of(stored.model, kind)
     if not drawing.latent:
         raise ValueError("this run is in pixel space: its frames are the pictures themselves (decoder: latent models)")
-    key = (stored.key, index, kind.value)
+
+    def decoded() -> Image.Image:
+        views = [
+            (f"{v.symbol} · {drawing.name}", panel(stored.compact.view(v.name, index), 1.0, drawing)) for v in (X_T, X0)
+        ]
+        caption = frame_caption(stored.compact, index) + f" · drawn by {drawing.name}"
+        return with_caption(labelled_row(views), caption)
+
     with admission.working(request):  # the decode holds its client's slot even when its event is cancelled
-        if key not in _decoded:
-            views = [
-                (f"{v.symbol} · {drawing.name}", panel(stored.compact.view(v.name, index), 1.0, drawing))
-                for v in (X_T, X0)
-            ]
-            if len(_decoded) >= DECODED_CACHE:
-                _decoded.pop(next(iter(_decoded)))
-            _decoded[key] = with_caption(
-                labelled_row(views), frame_caption(stored.compact, index) + f" · drawn by {drawing.name}"
-            )
-    return _decoded[key]
+        return _decoded.get((stored.key, index, kind.value), decoded)
 
 
 def stopped(request: gr.Request = None) -> str:
@@ -343,61 +270,48 @@ def stopped(request: gr.Request = None) -> str:
     return FINISHED if last_outcome(request) is Outcome.KEPT else STOPPED
 
 
-def _start(runs: SessionRuns, frame: Any) -> int:
+def _start(session: SessionRuns, frame: Any) -> int:
     """The position to show of the current run: the slider's frame (a frame number of this run or of a longer one
     before it: then this run's last); anything that is not a frame number is refused by name."""
     number = check_int("frame", frame, 1, MAX_STEPS)
-    return min(position_of(number), len(runs.compact) - 1)
+    return min(position_of(number), len(session.compact) - 1)
 
 
-def _run_choice(runs: SessionRuns) -> gr.Radio:
-    choices = [("run", Which.RUN.value)]
-    if runs.branch is not None:
-        choices.append((f"branch from frame {frame_of(runs.branch_from)}", Which.BRANCH.value))
-    return gr.Radio(choices=choices, value=runs.shown.value)
-
-
-def _branch_note(runs: SessionRuns) -> str:
-    if runs.branch is None:
-        return ""
-    return branch_sentence(runs.run.compact.settings, runs.branch.compact.settings, runs.branch_from)
+def _player(session: SessionRuns, start: int) -> FrameView:
+    """The page's frames of the session's shown run from position `start`, and the slider on it."""
+    payload = frames.payload(session.current, start, which=session.shown.value)
+    return FrameView(player=frames.page_value(payload), frame=frame_of(start), frames=len(session.compact))
 
 
 @user_errors
-def frames_after(frame: float, request: gr.Request = None) -> tuple:
+def frames_after(frame: float, request: gr.Request = None) -> FrameView:
     """After a run, a branch, Stop or a talk link: the page's frames of this session's current run (from the frame
     on the slider), the run/branch selector and the branch's sentence; nothing without a run."""
-    runs = STORE.get(session_of(request))
-    if runs is None:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    start = _start(runs, frame)
-    return (
-        frames.payload(runs.current, start, which=runs.shown.value),
-        gr.Slider(maximum=len(runs.compact), value=frame_of(start)),
-        _run_choice(runs),
-        _branch_note(runs),
+    session = STORE.get(session_of(request))
+    if session is None:
+        return FrameView()
+    choices = [("run", Which.RUN.value)]
+    if session.branch is not None:
+        choices.append((f"branch from frame {frame_of(session.branch_from)}", Which.BRANCH.value))
+    return replace(
+        _player(session, _start(session, frame)),
+        choices=tuple(choices),
+        shown=session.shown.value,
+        branch_note=branches.branch_note(session),
+        branch_refusal=branches.branch_refusal(session) or "",
+        latent=drawing_of(session.run.model).latent,
     )
 
 
 @user_errors
-def choose(which: str, frame: float, request: gr.Request = None) -> tuple:
+def choose(which: str, frame: float, request: gr.Request = None) -> FrameView:
     """Step through the run or its branch (the selector); stays on the same frame number when it exists."""
     check_int("frame", frame, 1, MAX_STEPS)  # before anything changes
-    runs = show(request, check_choice("run choice", which, Which))
-    start = _start(runs, frame)
-    return frames.payload(runs.current, start, which=runs.shown.value), gr.Slider(
-        maximum=len(runs.compact), value=frame_of(start)
-    )
+    session = show(request, check_choice("run choice", which, Which))
+    return _player(session, _start(session, frame))
 
 
 # --- layout -----------------------------------------------------------------------------------
-
-JS_ONLY: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
-
-
-def _js(call: str) -> str:
-    """A js-only event body calling the page's frame player (ui.frames.PLAYER_JS) when it exists."""
-    return f"(...args) => {{ const F = window.explorerFrames; if (F) {{ {call}; }} return []; }}"
 
 
 @dataclass(frozen=True)
@@ -407,9 +321,48 @@ class SamplingTab:
     controls: RunControls
     frame: gr.Slider  # the frame shown
     open_frame: Any  # the event function for a URL with frame=N
-    open_inputs: set
+    open_inputs: list
     outputs: list
     then_frames: Any  # event → event: hand the page the frames of this session's run once `event` is over
+    model_box: model_box.ModelBoxView  # the model line; `.after(event)` refreshes it (a link that names a model)
+
+
+def _decoder(frame: gr.Slider) -> tuple[gr.Dropdown, gr.Button, gr.Image]:
+    """The decoder row and the decoded panel, laid out where called, wired to decode the frame on `frame`."""
+    with gr.Row():
+        decoder = gr.Dropdown(
+            [d.value for d in Decoder], value=Decoder.EXACT.value, label="decoder (latent models)", elem_id="decoder"
+        )
+        decode_button = gr.Button("Decode this frame", elem_id="decode_frame", size="sm")
+    decoded = gr.Image(
+        label="this frame's x_t and x̂₀, decoded", format="png", type="pil", interactive=False, elem_id="decoded"
+    )
+    decoding = decode_button.click(
+        named(decode_frame, [frame, decoder]),
+        [frame, decoder],
+        decoded,
+        js=frames.ON_PLAYER["decoding"],  # the player notes the frame decoded; the panel clears once it moves on
+        api_name="decode_frame",
+        **MODEL_WORK,
+    )
+    decoding.then(None, None, [decoded], js=frames.ON_PLAYER["decoded"], **frames.JS_ONLY)
+    return decoder, decode_button, decoded
+
+
+def _api_routes(frame: gr.Slider, picture: gr.Image, status: gr.Markdown) -> None:
+    """Frame stepping for API users (the page steps in the browser): /frame, /previous_frame and /next_frame."""
+    one_frame = Outputs(picture=picture, status=status)
+    gr.on(
+        [],
+        named(one_frame.adapt(show_frame), [frame]),
+        [frame],
+        one_frame.list,
+        concurrency_limit=None,
+        api_name="frame",
+    )
+    stepped = Outputs(frame=frame, picture=picture, status=status)
+    for stepping in (previous_frame, next_frame):
+        gr.on([], named(stepped.adapt(stepping), [frame]), [frame], stepped.list, concurrency_limit=None)
 
 
 def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
@@ -420,43 +373,21 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     """
     gr.Markdown(INTRO, elem_classes="notes")  # behind the notes toggle in presentation mode (ui.stage)
     controls = RunControls()
+    box = model_box.build(controls)
+    info = box.info
     with gr.Row():
         run_button = gr.Button("Run", variant="primary", elem_id="run")
         stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-        branch_button = gr.Button("Branch from this frame (settings above, same noise)", elem_id="branch")
+        branch_button = gr.Button(BRANCH_LABEL, elem_id="branch")
     with gr.Row():
         run_choice = gr.Radio(
             [("run", Which.RUN.value)], value=Which.RUN.value, label="step through", elem_id="run_choice", scale=1
         )
         branch_note = gr.Markdown("", elem_id="branch_note")
     status = gr.Markdown("Press **Run**.", elem_id="frame_text")
-    with gr.Column(elem_id="frame"):
-        picture = gr.Image(
-            label="frame", format="png", type="pil", interactive=False, show_label=False, elem_id="frame_stream"
-        )
-        player = gr.HTML(
-            None,
-            html_template=frames.PLAYER_HTML,
-            css_template=frames.PLAYER_CSS,
-            js_on_load=frames.PLAYER_JS,
-            server_functions=[frames.fetch_frames],
-            elem_id="frame_player",
-        )
-    with gr.Row():
-        previous = gr.Button("◀ Previous", elem_id="prev_frame", size="sm")
-        play = gr.Button("▶ Play", elem_id="play", size="sm")
-        following = gr.Button("Next ▶", elem_id="next_frame", size="sm")
-        fps = gr.Slider(0.5, 30, value=4, step=0.5, label="Play speed (frames per second)", elem_id="play_fps")
-        frame = gr.Slider(1, 2, value=1, step=1, label="frame (step of the run)", elem_id="frame_slider", scale=4)
-    sync = gr.Button("sync", elem_id="frame_sync", visible="hidden")
-    with gr.Row():
-        decoder = gr.Dropdown(
-            [d.value for d in Decoder], value=Decoder.EXACT.value, label="decoder (latent models)", elem_id="decoder"
-        )
-        decode_button = gr.Button("Decode this frame", elem_id="decode_frame", size="sm")
-    decoded = gr.Image(
-        label="this frame's x_t and x̂₀, decoded", format="png", type="pil", interactive=False, elem_id="decoded"
-    )
+    stage = frames.FrameStage.build(stopped=STOPPED, finished=FINISHED)
+    picture, player, frame = stage.picture, stage.player, stage.frame
+    decoder, decode_button, decoded = _decoder(frame)
     diagnostics = gr.Plot(label="over the run", elem_id="diagnostics")
     with gr.Row():
         finals = gr.Image(label="final samples", format="png", type="pil", interactive=False, elem_id="finals")
@@ -464,53 +395,60 @@ def build(schedule: ScheduleControls, url_frame: gr.State) -> SamplingTab:
     gr.Markdown(CLIPPING_NOTE, elem_id="clipping_note", elem_classes="notes")
     export_controls(frame)
 
-    decode_button.click(
-        named(decode_frame, [frame, decoder]), [frame, decoder], decoded, api_name="decode_frame", **MODEL_WORK
+    shown = Outputs(picture=picture, status=status, frame=frame, diagnostics=diagnostics, finals=finals)
+    to_player = Outputs(
+        player=player,
+        frame=frame,
+        run_choice=run_choice,
+        branch_note=branch_note,
+        branch_button=branch_button,
+        decoder=decoder,
+        decode_button=decode_button,
     )
-    outputs = [picture, status, frame, diagnostics, finals]
-    frame_outputs = [player, frame, run_choice, branch_note]
 
     def then_frames(event):
-        return event.then(frames_after, [frame], frame_outputs, api_visibility="private", show_progress="hidden")
+        after = to_player.adapt(frames_after)
+        return event.then(after, [frame], to_player.list, api_visibility="private", show_progress="hidden")
 
     run_groups = (controls, controls.step, schedule)
     for button in (run_button, branch_button):
-        button.click(None, None, None, js=_js("F.computing()"), **JS_ONLY)
+        button.click(None, None, None, js=frames.ON_PLAYER["computing"], **frames.JS_ONLY)
+    # The progress bar shows on the status line alone: on every output it would redraw five components per step.
     run_event = run_button.click(
-        bind(run, *run_groups), event_inputs(*run_groups), outputs, api_name="run", **MODEL_WORK
+        bind(shown.adapt(run), *run_groups),
+        event_inputs(*run_groups),
+        shown.list,
+        api_name="run",
+        show_progress_on=[status],
+        **MODEL_WORK,
     )
     then_frames(run_event)
     # Once a run has loaded the model, the model box names what loaded (family, prediction, scheduler, speed).
-    model_box = [controls["model"], controls["typed"]]
-    run_event.then(model_info, model_box, controls.info, api_visibility="private", show_progress="hidden")
-    branch_groups = (One(frame), controls.step, schedule, One(controls["steps"]))
+    model_names = [controls["model"], controls["typed"]]
+    run_event.then(model_box.model_info, model_names, info, api_visibility="private", show_progress="hidden")
+    branch_groups = (One(frame), controls.step, schedule, One(controls["steps"]), One(controls["guidance"]))
     branch_event = branch_button.click(
-        bind(branch, *branch_groups), event_inputs(*branch_groups), outputs, api_name="branch", **MODEL_WORK
+        bind(shown.adapt(branch), *branch_groups),
+        event_inputs(*branch_groups),
+        shown.list,
+        api_name="branch",
+        show_progress_on=[status],
+        **MODEL_WORK,
     )
     then_frames(branch_event)
-    stop_button.click(None, None, None, js=_js(f"F.stopped({STOPPED!r}, {FINISHED!r})"), **JS_ONLY)
+    stop_button.click(None, None, None, js=frames.ON_PLAYER["stopped"], **frames.JS_ONLY)
     stopping = then_frames(
         stop_button.click(stopped, None, [status], cancels=[run_event, branch_event], api_visibility="private")
     )
     # Said again once the page's frames are back: the cancelled run's last streamed line may land after the first.
     stopping.then(stopped, None, [status], api_visibility="private", show_progress="hidden")
-    run_choice.input(choose, [run_choice, frame], [player, frame], api_visibility="private", show_progress="hidden")
+    chosen = Outputs(player=player, frame=frame)
+    run_choice.input(
+        chosen.adapt(choose), [run_choice, frame], chosen.list, api_visibility="private", show_progress="hidden"
+    )
 
-    # Stepping happens in the page (the player); the server endpoints stay for API users, on buttons never shown.
-    sync.click(
-        None, None, [frame, status], js="() => window.explorerFrames.synced()", trigger_mode="always_last", **JS_ONLY
-    )
-    previous.click(None, None, None, js=_js("F.step(-1)"), trigger_mode="multiple", **JS_ONLY)
-    following.click(None, None, None, js=_js("F.step(1)"), trigger_mode="multiple", **JS_ONLY)
-    for trigger in (frame.input, frame.release):
-        trigger(None, [frame], None, js=_js("F.showFrame(args[0])"), trigger_mode="always_last", **JS_ONLY)
-    play.click(None, [fps], None, js=_js("F.play(args[0])"), **JS_ONLY)
-    fps.input(None, [fps], None, js=_js("F.speed(args[0])"), trigger_mode="always_last", **JS_ONLY)
-    # API-only routes (no trigger on the page), named by the frame slider's URL name.
-    gr.on([], named(show_frame, [frame]), [frame], [picture, status], concurrency_limit=None, api_name="frame")
-    for stepping in (previous_frame, next_frame):
-        gr.on([], named(stepping, [frame]), [frame], [frame, picture, status], concurrency_limit=None)
+    stage.wire(status, decoded)  # stepping happens in the page; the server routes below stay for API users
+    _api_routes(frame, picture, status)
     open_groups = (One(url_frame, "frame"), *run_groups)
-    return SamplingTab(
-        controls, frame, bind(open_frame, *open_groups), event_inputs(*open_groups), outputs, then_frames
-    )
+    open_event = bind(shown.adapt(open_frame), *open_groups)
+    return SamplingTab(controls, frame, open_event, event_inputs(*open_groups), shown.list, then_frames, box)

@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import gradio as gr
 
 from explorer.diffusion.trajectory import CompactTrajectory
+from ui.values import RunValues
 
 MIB = 1 << 20
 
@@ -32,7 +33,7 @@ class StoredRun:
     compact: CompactTrajectory
     model: str
     key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
-    values: Any = None  # the Run controls it was made with (a prompt, a class label, a latent size), for its branches
+    values: RunValues | None = None  # the Run controls it was made with (prompt, class label, latent size): branches
 
     @property
     def nbytes(self) -> int:
@@ -147,6 +148,38 @@ class SessionStore:
 
 
 STORE = SessionStore()
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Kept(Generic[K, V]):
+    """The last `size` values made by key, shared by every session and thread-safe: the least recently used goes
+    first. A value is made outside the lock (two threads asking for one key at once may both make it)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        """The value kept for `key`, else `make()`, kept."""
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = make()
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._values)
+
+
 NO_RUN = "there is no finished run in this session (runs are kept 30 minutes): press Run first"
 
 
@@ -155,7 +188,7 @@ def session_of(request: Any | None) -> str:
     return getattr(request, "session_hash", None) or "anonymous"
 
 
-def keep_run(request: Any | None, compact: CompactTrajectory, model: str, values: Any = None) -> StoredRun:
+def keep_run(request: Any | None, compact: CompactTrajectory, model: str, values: RunValues | None = None) -> StoredRun:
     """Keep `compact` as this session's run (its earlier run and branch go); refused when over the per-session cap.
     `values`: the Run controls it was made with."""
     stored = StoredRun(compact, model, values=values)
@@ -166,7 +199,7 @@ def keep_run(request: Any | None, compact: CompactTrajectory, model: str, values
 
 
 def keep_branch(
-    request: Any | None, compact: CompactTrajectory, model: str, from_index: int, values: Any = None
+    request: Any | None, compact: CompactTrajectory, model: str, from_index: int, values: RunValues | None = None
 ) -> StoredRun:
     """Keep `compact` beside this session's run as its branch from step `from_index` (a previous branch goes), and
     show it; refused when run and branch together exceed the per-session cap."""
