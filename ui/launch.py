@@ -1,17 +1,13 @@
 """The one launch configuration: `python app.py`, a Space and the browser tests all start the app through `launch`.
 
 Theme, the page's CSS and scripts (ui/browser: keys, presentation mode, fitting figures and formulas, the
-fullscreen frame), the early fetch of Gradio's Plotly module and of the page's component modules (for the first
-plot), the upload cap, the queue and its
+fullscreen frame), the early fetch of Gradio's Plotly module (for the first plot), the upload cap, the queue and its
 admission of model work are defined here once; Gradio 6 takes theme, css and head in `launch()`, not in `gr.Blocks()`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +35,6 @@ PRESENTATION_SCALE = 1.4  # presentation mode: every text size of the theme, and
 TEXT_SIZES = ("text_xxs", "text_xs", "text_sm", "text_md", "text_lg", "text_xl", "text_xxl")
 # Gradio's frontend build: its Plot component imports Plotly (4.6 MB of JavaScript) from this folder when it mounts
 FRONTEND_ASSETS = Path(gr.__file__).parent / "templates" / "frontend" / "assets"
-# In the frontend's core module (core-<hash>.js): the list of every dynamic import's dependencies, and per component
-# type its loaders, e.g. `plot:{base:()=>v(()=>import(`./Plot-<hash>.js`),__vite__mapDeps([170,1,2]),import.meta.url),
-# component:()=>v(()=>import(`./Index-<hash>.js`).then(e=>e.t),__vite__mapDeps([171,…]),import.meta.url)}`
-DEPENDENCY_LIST = re.compile(r"m\.f=(\[[^\]]*\])")
-# one loader: its variant ("base", "component", "example"), its module, its dependencies' indices in that list
-LOADER = (
-    r"(\w+):\(\)=>\w+\(\(\)=>import\(`\./([^`]+)`\)(?:\.then\(\w+=>\w+\.\w+\))?"
-    r"(?:,__vite__mapDeps\(\[([\d,]*)\]\))?"
-)
-VARIANT = re.compile(LOADER)
-COMPONENT_LOADERS = re.compile(rf"(\w+):\{{((?:{LOADER},import\.meta\.url\),?)+)\}}")
-# What Gradio's index.html loads itself (its entry script and stylesheet): never preloaded again
-PAGE_ENTRY = re.compile(r'(?:src|href)="\./assets/([^"]+)"')
 
 
 def presentation_css(look: gr.themes.Base) -> str:
@@ -79,53 +62,11 @@ def plotly_preload(assets: Path = FRONTEND_ASSETS) -> str:
     )
 
 
-def component_files(types: Iterable[str], assets: Path = FRONTEND_ASSETS) -> list[str]:
-    """The files (JS modules and their stylesheets, names relative to `assets`) that Gradio's frontend imports to
-    mount components of `types` (config types: "plot", "markdown", …), read from the build's own import map in its
-    core module (the names carry content hashes), in its order, without the page's entry files; [] for a build whose
-    core module has no such map. A type the frontend has no module for adds nothing."""
-    core = next(iter(sorted(assets.glob("core-*.js"))), None)
-    text = core.read_text() if core else ""
-    listed = DEPENDENCY_LIST.search(text)
-    if not listed:
-        return []
-    dependencies = json.loads(listed.group(1))
-    entry = set(PAGE_ENTRY.findall((assets.parent / "index.html").read_text()))
-    wanted, files = set(types), []
-    for match in COMPONENT_LOADERS.finditer(text):
-        if match.group(1) not in wanted:
-            continue
-        for variant, module, indices in VARIANT.findall(match.group(2)):
-            if variant == "component":
-                names = [f"./{module}", *(dependencies[int(k)] for k in indices.split(",") if k)]
-                files += [name.removeprefix("./") for name in names]
-    return [name for name in dict.fromkeys(files) if name not in entry and (assets / name).is_file()]
-
-
-def component_preload(types: Iterable[str], assets: Path = FRONTEND_ASSETS) -> str:
-    """For the components of `types`: a <link rel="modulepreload"> for each JS module and a <link rel="stylesheet">
-    for each stylesheet (`component_files`). Gradio puts the head in the page once it has read the config, before it
-    walks the layout and imports each component's module; the browser then fetches them all at once, and Vite's
-    import helper finds each one already linked (the same URL, relative to the page's <base>) and fetches nothing
-    twice (the stylesheets are CORS requests, `crossorigin`, like Vite's own links: else the browser fetches again)."""
-    return "\n".join(
-        f'<link rel="stylesheet" crossorigin href="./assets/{name}">'
-        if name.endswith(".css")
-        else f'<link rel="modulepreload" href="./assets/{name}">'
-        for name in component_files(types, assets)
-    )
-
-
-def component_types(demo: gr.Blocks) -> list[str]:
-    """The config types ("plot", "markdown", …) of the components in `demo`, sorted."""
-    return sorted({block.get_block_name() for block in demo.blocks.values()})
-
-
-def page_head(types: Iterable[str] = ()) -> str:
-    """The preload of Plotly's module and of the modules of the components of `types`, then the page's scripts
-    (ui/browser/*.js), one <script> each, in the order of SCRIPTS."""
+def page_head() -> str:
+    """The preload of Plotly's module, then the page's scripts (ui/browser/*.js), one <script> each, in the order of
+    SCRIPTS."""
     scripts = (f"<script>\n{(BROWSER / name).read_text()}</script>" for name in SCRIPTS)
-    return "\n".join([plotly_preload(), component_preload(types), *scripts])
+    return "\n".join([plotly_preload(), *scripts])
 
 
 def theme() -> gr.themes.Base:
@@ -169,6 +110,5 @@ def launch_options(**overrides: Any) -> dict[str, Any]:
 
 
 def launch(demo: gr.Blocks, **overrides: Any) -> Any:
-    """Start `demo` with the one configuration, its head preloading the modules of `demo`'s components (tests pass
-    server_port, prevent_thread_lock and quiet)."""
-    return demo.launch(**launch_options(head=page_head(component_types(demo)), **overrides))
+    """Start `demo` with the one configuration (tests pass server_port, prevent_thread_lock and quiet)."""
+    return demo.launch(**launch_options(**overrides))
