@@ -497,7 +497,7 @@ def test_cancelling_and_reposting_an_x8_export_never_runs_more_than_admitted(htt
     before = rss()
     outcomes = []
     for _ in range(20):
-        join = {"data": [8], "fn_index": fn_index, "session_hash": session}
+        join = {"data": [8, list(exports.DEFAULT_EXPORT_VIEWS)], "fn_index": fn_index, "session_hash": session}
         joined = http.post(f"{API}/queue/join", json=join, headers=as_address(address))
         outcomes.append(joined.status_code)
         time.sleep(1.0)
