@@ -131,12 +131,14 @@ def _finished(result: RunResult) -> FrameView:
 
 
 def _shown(items: Iterator[Said | Streamed | RunResult], model: str) -> Iterator[FrameView]:
-    """A run's (or branch's) progress and result as the view shows them."""
-    drawing = drawing_of(model)
+    """A run's (or branch's) progress and result as the view shows them. The drawing is chosen once the run has
+    checked its controls (its first streamed step), never from an unchecked model value."""
+    drawing = None
     for item in items:
         if isinstance(item, Said):
             yield FrameView(status=item.text)
         elif isinstance(item, Streamed):
+            drawing = drawing or drawing_of(model)
             yield _streamed(item, drawing)
         else:
             yield _finished(item)
