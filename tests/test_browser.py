@@ -140,10 +140,10 @@ def test_comparison_shows_three_models(page):
     assert page.errors == []
 
 
-def test_the_app_renders_inside_an_iframe(browser, app_url):
-    html = f'<!doctype html><title>embed</title><iframe src="{app_url}" width="1300" height="900"></iframe>'.encode()
+def serve_html(html: bytes) -> http.server.ThreadingHTTPServer:
+    """A page server on another port that answers every GET with `html` (stop it with `.shutdown()`)."""
 
-    class Embed(http.server.BaseHTTPRequestHandler):
+    class Page(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -153,8 +153,14 @@ def test_the_app_renders_inside_an_iframe(browser, app_url):
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Embed)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_the_app_renders_inside_an_iframe(browser, app_url):
+    html = f'<!doctype html><title>embed</title><iframe src="{app_url}" width="1300" height="900"></iframe>'.encode()
+    server = serve_html(html)
     tab = browser.new_page(viewport=VIEWPORT)
     errors = _watch(tab)
     try:

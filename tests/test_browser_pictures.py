@@ -4,10 +4,7 @@ fullscreen (an iframe without allow="fullscreen") says so on the page. Each test
 
 from __future__ import annotations
 
-import http.server
-import threading
-
-from test_browser import SHOTS, _watch, pytestmark  # noqa: F401 (marks)
+from test_browser import SHOTS, _watch, pytestmark, serve_html  # noqa: F401 (marks)
 
 WIDE = {"width": 1600, "height": 1000}
 PROJECTOR = {"width": 1280, "height": 720}
@@ -74,19 +71,7 @@ def _embedding(app_url: str, allow: str):
         f"{allow}></iframe>"
     ).encode()
 
-    class Embed(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.end_headers()
-            self.wfile.write(html)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Embed)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return serve_html(html)
 
 
 def test_fullscreen_refused_in_an_iframe_says_so_on_the_page(browser, app_url):

@@ -405,7 +405,6 @@ def install(demo: Any, ledger: Ledger = LEDGER, events: Ledger = EVENTS) -> None
         return success, event_id, state
 
     push.admission_ledger = ledger  # type: ignore[attr-defined]
-    push.fair_order = fair  # type: ignore[attr-defined]
     queue.push = push
 
 

@@ -62,7 +62,3 @@ class FairOrder:
         waiting = list(group.queue)
         owners = [self._client_of.get(getattr(waiting_event, "_id", None), ANONYMOUS) for waiting_event in waiting]
         group.queue[:] = round_robin(waiting, owners)
-
-    def known(self) -> int:
-        """Events whose client is remembered (those Gradio still holds, as of the last push)."""
-        return len(self._client_of)
