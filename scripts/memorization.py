@@ -121,7 +121,7 @@ def checks(rows: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=["moons", "ring"], choices=[d.value for d in Dataset])
+    parser.add_argument("--data", nargs="+", default=["moons", "ring", "digits"], choices=[d.value for d in Dataset])
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default="docs/data/memorization.json")

@@ -97,6 +97,47 @@ def test_twins_that_make_the_same_new_sample_agree_and_do_not_copy():
     assert close.copies_a.tolist() == [True] and close.agreement == 0.0
 
 
+def test_digit_twins_are_drawn_as_a_table_of_pictures_with_their_nearest_examples():
+    """Pictures go through the same figure call as points: one PNG, one column per noise, six rows, and the tile
+    under twin a is its nearest training example (read back from the PNG)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from explorer.figures.memorization import DIGIT_SCALE, twins_figure
+    from explorer.models.twins import TwinSamples
+
+    generator = torch.Generator().manual_seed(0)
+    train_a, train_b = (torch.rand(6, 1, 16, 16, generator=generator, dtype=torch.float64) * 2 - 1 for _ in "ab")
+    samples_a = train_a[[3, 1, 4]] + 0.01  # copies of examples 3, 1 and 4 of a
+    samples_b = train_b[[0, 0, 2]] - 0.01
+    drawn = TwinSamples(Dataset.DIGITS, 6, samples_a, samples_a, samples_b, samples_a, samples_b, train_a, train_b)
+    comparison = compare_twins(samples_a, samples_b, train_a, train_b)
+    figure = twins_figure(drawn, comparison)
+    (image,) = figure.data
+    assert (
+        image.type == "image"
+        and "N = 6 per twin" in figure.layout.title.text
+        and "100% of samples copy" in (figure.layout.title.text)
+    )
+    picture = Image.open(io.BytesIO(base64.b64decode(image.source.split(",", 1)[1]))).convert("L")
+    tile = 16 * DIGIT_SCALE
+    assert picture.height >= 6 * tile and picture.width >= 3 * tile
+    pixels = np.asarray(picture, dtype=np.int64)
+    # find the first column's tiles by their content: twin a's sample and, under it, example 3 of a
+    expected = (
+        ((train_a[3, 0].numpy() + 1) * 127.5).round().astype(np.int64).repeat(DIGIT_SCALE, 0).repeat(DIGIT_SCALE, 1)
+    )
+    hits = [
+        (y, x)
+        for y in range(pixels.shape[0] - tile + 1)
+        for x in range(0, min(pixels.shape[1] - tile + 1, 400))
+        if pixels[y, x] == expected[0, 0] and np.array_equal(pixels[y : y + tile, x : x + tile], expected)
+    ]
+    assert len(hits) == 1  # example 3 is drawn once, as the nearest training example of noise 0's twin a
+
+
 def test_chance_copy_fraction_is_the_share_of_fresh_points_within_the_threshold():
     rng = np.random.default_rng(1)
     train, fresh = rng.normal(size=(200, 2)), rng.normal(size=(1000, 2))
@@ -200,7 +241,10 @@ def test_the_shipped_curves_are_what_the_shipped_twins_measure_now():
 @pytest.mark.skipif(not CURVES.is_file(), reason="the curves were not measured yet")
 def test_the_shipped_twins_are_small_and_carry_cards_with_their_n():
     folders = sorted((ROOT / "pretrained" / "twins").iterdir())
-    assert sum(f.stat().st_size for folder in folders for f in folder.iterdir()) < 1_200_000
+    points = [folder for folder in folders if not folder.name.startswith("digits")]
+    assert sum(f.stat().st_size for folder in points for f in folder.iterdir()) < 1_200_000  # 24 small MLPs
+    for folder in set(folders) - set(points):  # the bundled digits UNet (160,345 float32 weights) and its card
+        assert sum(f.stat().st_size for f in folder.iterdir()) < 700_000, folder.name
     for folder in folders:
         assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
         n = json.loads((folder / "training.json").read_text())["recipe"]["train_size"]
@@ -250,15 +294,18 @@ def test_the_summary_reads_the_measured_numbers_and_says_when_a_check_fails():
     assert "copies ≥ 90% at the smallest N: **yes**" in passing
 
 
-def test_the_n_slider_refuses_a_size_that_is_not_shipped(monkeypatch):
+def test_the_n_slider_picks_the_nearest_shipped_size_and_refuses_a_far_one(monkeypatch):
     import ui.memorization as view
 
     monkeypatch.setattr(view, "twin_sizes", lambda data: (4, 16))
-    assert view._size(view.TwinData.RING, 4) == 16
-    with pytest.raises(ValueError, match=r"no twins of ring at N = 8: the shipped sizes are 4 \(log₂ N = 2\)"):
-        view._size(view.TwinData.RING, 3)
+    assert view._size(view.TwinData.RING, 4) == 16 and view._size(view.TwinData.RING, 2) == 4
+    assert view._size(view.TwinData.RING, 3) == 4  # 8 is one octave from both: the smaller
+    with pytest.raises(ValueError, match=r"no twins of ring near N = 64: the shipped sizes are 4 \(log₂ N = 2\)"):
+        view._size(view.TwinData.RING, 6)
     with pytest.raises(ValueError, match=r"log₂ N must be a whole number in \[2, 12\]"):
         view._size(view.TwinData.RING, float("nan"))
+    monkeypatch.setattr(view, "twin_sizes", lambda data: (4, 1024, 2000))  # the digits halves top out at 2,000
+    assert view._size(view.TwinData.DIGITS, 12) == 2000 and view._size(view.TwinData.DIGITS, 10) == 1024
 
 
 @pytest.mark.skipif(not CURVES.is_file(), reason="the curves were not measured yet")

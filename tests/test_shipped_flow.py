@@ -20,6 +20,7 @@ from tiny_pipelines import FLUX_DEV, FLUX_SCHNELL, SD3, build_flux, build_sd3
 
 import explorer
 from explorer.diffusion.landings import END_OF_RUN
+from explorer.figures.sampling import frame_caption
 
 STEPS = 4
 PROMPT = "a lighthouse at dusk"
@@ -116,6 +117,11 @@ def test_the_own_flow_scheduler_equals_the_pipeline_step_for_step(repos, repo, g
         assert not step.std.any()
         torch.testing.assert_close(step.mean, step.x_prev)  # Euler adds no noise
         assert (step.unconditional is not None) is (repo == SD3 and guidance > 1)
+        # the frame's caption names the flow σ it runs between and the pipeline's timestep, not the bound index
+        landing = "0 (data)" if k == STEPS - 1 else f"{s_next:.3f}"
+        assert frame_caption(run, k) == (
+            f"frame {k + 1} of {STEPS} · σ = {s:.3f} → {landing} (pipeline timestep {float(timesteps[k]):.0f})"
+        )
 
 
 def test_a_stochastic_flow_scheduler_records_its_noise(repos):

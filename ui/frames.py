@@ -21,8 +21,6 @@ by the stored run's unguessable key), and the page says so under the picture.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from PIL import Image
 from explorer.diffusion.indexing import frame_of
 from explorer.diffusion.trajectory import CompactTrajectory
 from explorer.diffusion.views import STEP_VIEWS
-from explorer.figures.images import grid
+from explorer.figures.images import grid, png_data_url
 from explorer.figures.sampling import frame_caption
 from explorer.validation import check_int
 from ui.admission import client_of_request
@@ -118,11 +116,7 @@ class Strips:
         return {str(int(k)): data_url(self.strip(int(k))[0]) for k in positions}
 
 
-def data_url(picture: Image.Image) -> str:
-    """A picture as a PNG data URL (lossless: noise stays noise)."""
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+data_url = png_data_url  # a picture as a PNG data URL
 
 
 def held_positions(total: int, bytes_per_frame: float, budget: int = FRAME_BUDGET) -> np.ndarray:

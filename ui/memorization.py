@@ -26,39 +26,44 @@ from ui.common import MODEL_WORK, VIEW_WORK, slider_events, user_errors
 
 TAB_ID = "memorization"
 CURVES_PATH = Path(__file__).resolve().parents[1] / "docs" / "data" / "memorization.json"
-SAMPLES = 200  # samples per twin drawn in the view
-LOG2_RANGE = (2, 12)  # the N slider reads log₂ N: N = 4 … 4096
+SAMPLES = {"moons": 200, "ring": 200, "digits": 64}  # samples per twin drawn in the view (digits: a UNet each)
+LOG2_RANGE = (2, 12)  # the N slider reads log₂ N: N = 4 … 4096 (digits: its top is the largest half, 2,000)
+NEAREST_OCTAVES = 1.5  # the slider's N picks the shipped size within this many octaves of 2^k (the nearest)
 OPEN_OUTPUTS = 4  # twins figure, this N's numbers, curves figure, what the curves show
 INTRO = """### Memorization: do two networks trained on different data make the same sample?
-Each pair of **twins** is two small ε-prediction MLPs trained with `tools/train.py` on **disjoint** halves of N
-examples each, from the **same initial weights** and the same minibatch noise and timesteps (only the data differ;
-Kadkhodaie et al., ICLR 2024). Both are sampled from the **same noise** with deterministic DDIM (η = 0). With few
-examples each twin copies its own training set, so the twins disagree; with many, they generalise, and the question
-is whether they then make the *same* new sample. Beside them, the exact denoiser E[x₀ | x<sub>t</sub>] of each half,
-which copies at every N (Carlini et al. 2023 measured copying in real image models)."""
+Each pair of **twins** is two small ε-prediction networks (an MLP for 2-D points, the bundled digits UNet for
+digits) trained with `tools/train.py` on **disjoint** halves of N examples each, from the **same initial weights**
+and the same minibatch noise and timesteps (only the data differ; Kadkhodaie et al., ICLR 2024). Both are sampled
+from the **same noise** with deterministic DDIM (η = 0). With few examples each twin copies its own training set, so
+the twins disagree; with many, they generalise, and the question is whether they then make the *same* new sample.
+Beside them, the exact denoiser E[x₀ | x<sub>t</sub>] of each half, which copies at every N (Carlini et al. 2023
+measured copying in real image models)."""
 
 
 class TwinData(Mode, field="data"):
-    """2-D data sets with shipped twins."""
+    """Data sets with shipped twins."""
 
     MOONS = Dataset.MOONS.value
     RING = Dataset.RING.value
+    DIGITS = Dataset.DIGITS.value
 
 
 def _size(data: TwinData, log2_n: float) -> int:
-    """N from the slider's log₂ N, which must be a shipped size of `data`."""
+    """The shipped N of `data` nearest to 2^k on a log scale, k the slider's log₂ N (within NEAREST_OCTAVES; the
+    smaller on a tie): the powers 4 … 4096 themselves for 2-D points, and 2,000 at the top for digits."""
     exponent = check_int("log₂ N", log2_n, *LOG2_RANGE)
     sizes = twin_sizes(data.value)
-    n = 2**exponent
-    if n not in sizes:
-        shipped = ", ".join(f"{s} (log₂ N = {int(math.log2(s))})" for s in sizes) or "none"
-        raise ValueError(f"no twins of {data.value} at N = {n}: the shipped sizes are {shipped}")
-    return n
+    octaves = {n: abs(math.log2(n) - exponent) for n in sizes}
+    near = [n for n in sizes if octaves[n] <= NEAREST_OCTAVES]
+    if not near:
+        shipped = ", ".join(f"{s} (log₂ N = {math.log2(s):.3g})" for s in sizes) or "none"
+        raise ValueError(f"no twins of {data.value} near N = {2**exponent}: the shipped sizes are {shipped}")
+    return min(near, key=lambda n: (octaves[n], n))
 
 
 @functools.lru_cache(maxsize=16)
 def _twins(data: TwinData, n: int, seed: int):
-    drawn = twin_samples(data.value, n, count=SAMPLES, seed=seed)
+    drawn = twin_samples(data.value, n, count=SAMPLES[data.value], seed=seed)
     comparison = compare_twins(drawn.model_a, drawn.model_b, drawn.train_a, drawn.train_b)
     exact = compare_twins(drawn.exact_a, drawn.exact_b, drawn.train_a, drawn.train_b)
     return drawn, comparison, exact
@@ -131,7 +136,7 @@ def curves_markdown(record: dict, data: TwinData) -> str:
         f"smallest N: **{'yes' if checks['copies_at_smallest_n'] else 'no'}**; the twins agree on most samples "
         f"(> {record['agree_target']:.0%}) at the largest N: **{'yes' if checks['agree_at_largest_n'] else 'no'}**.",
     ]
-    if not checks["agree_at_largest_n"]:
+    if not checks["agree_at_largest_n"] and data is not TwinData.DIGITS:
         lines += [
             "",
             "Why the twins rarely agree in 2-D even where they no longer copy: with N examples in the plane, the "
@@ -198,7 +203,7 @@ def build() -> MemorizationTab:
             *LOG2_RANGE,
             value=LOG2_RANGE[0],
             step=2,
-            label="log₂ N: training examples per twin, N = 4, 16, 64, 256, 1024, 4096",
+            label="log₂ N: training examples per twin, N = 4, 16, 64, 256, 1024, 4096 (digits: 2000 at the top)",
             elem_id="mem_n",
         )
         seed = gr.Slider(0, 1000, value=0, step=1, label="noise seed", elem_id="mem_seed")

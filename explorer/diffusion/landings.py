@@ -15,6 +15,8 @@ lands on, which is not always the next call's timestep:
     alpha_landing[k]  ᾱ_s      the ᾱ of x_prev: 1/(1 + σ_{k+1}²), or ᾱ[s] (ᾱ = 1 at the data, or ᾱ[0] where the
                                scheduler's set_alpha_to_one is false)
     roles[k]          —        why the frame exists besides one call per step ("" for an ordinary step)
+    labels[k]         —        the frame's "from → to" where paper t would mislead: a flow scheduler's σ_k → σ_{k+1}
+                               and its pipeline timestep (its t_k only index the bound schedule); () elsewhere
 
 The explorer's own samplers land on the next visited timestep. diffusers' DDIM, DDPM and PNDM land on t − T//n
 (`scheduling_ddim.py`: prev_timestep = timestep − num_train_timesteps // num_inference_steps), which is the next
@@ -46,6 +48,7 @@ class Landings:
     alpha_call: tuple[float, ...]
     alpha_landing: tuple[float, ...]
     roles: tuple[str, ...]
+    labels: tuple[str, ...] = ()  # per frame, or () where "t = a → b" in paper t says it
 
 
 def _alpha_at(alphas_cumprod: Sequence[float] | np.ndarray, timestep: int, final: float) -> float:
@@ -175,6 +178,11 @@ def flow_landings(scheduler: Any, calls: tuple[int, ...]) -> Landings:
         alpha_call=tuple(float(a) for a in alpha[:count]),
         alpha_landing=tuple(float(a) for a in alpha[1 : count + 1]),
         roles=("",) * count,
+        labels=tuple(
+            f"σ = {sigmas[k]:.3f} → {'0 (data)' if sigmas[k + 1] == 0 else f'{sigmas[k + 1]:.3f}'} "
+            f"(pipeline timestep {float(scheduler.timesteps[k]):.0f})"
+            for k in range(count)
+        ),
     )
 
 

@@ -20,9 +20,7 @@ Every trace is a scatter trace and the density is a layout image: a Plotly anima
 
 from __future__ import annotations
 
-import base64
 import copy
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +44,7 @@ from explorer.figures.densities import (
     mass_levels,
     reverse_cells,
 )
+from explorer.figures.images import png_data_url
 from explorer.figures.schedules import FONT
 
 MAX_FRAMES = 60  # evenly spaced steps of the run shown (plus the final samples)
@@ -252,9 +251,7 @@ def density_picture(cells: np.ndarray) -> str:
     scaled = cells / cells.max() if cells.max() > 0 else np.zeros_like(cells)
     rgb = np.stack([np.interp(scaled, DENSITY_STOPS, DENSITY_RGB[:, c]) for c in range(3)], axis=-1)
     picture = Image.fromarray(np.flipud(rgb).round().astype(np.uint8), mode="RGB")  # PNG rows run top down
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_data_url(picture)
 
 
 def reverse_contours(density: LocalDensity) -> np.ndarray:

@@ -7,6 +7,8 @@ nearest-neighbour so that one pixel of noise stays one sharp block; frames are m
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +32,13 @@ def to_uint8(images: torch.Tensor, *, symmetric: bool = False) -> np.ndarray:
         array = array / scale
     array = torch.nan_to_num(array, nan=0.0, posinf=1.0, neginf=-1.0).clamp(-1, 1)
     return ((array + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def png_data_url(picture: Image.Image) -> str:
+    """A picture as a PNG data URL (lossless: noise stays noise)."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def upscale(picture: Image.Image, factor: int) -> Image.Image:

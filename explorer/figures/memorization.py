@@ -1,7 +1,8 @@
 """Figures of the Memorization view: twin samples from the same noise over their training sets, and the measured
 curves against training-set size N.
 
-    twins_figure(drawn, comparison)   four 2-D panels: twin a, twin b, the twins together, the exact denoisers
+    twins_figure(drawn, comparison)   2-D points: four panels (twin a, twin b, the twins together, the exact
+                                      denoisers); digits: a table of pictures, one column per noise
     curves_figure(curves)             copy fraction and twin agreement against N (log axis), from the measured JSON
 """
 
@@ -9,8 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
+from PIL import Image
 from plotly.subplots import make_subplots
 
+from explorer.figures.images import labelled_table, png_data_url, to_uint8, upscale, with_caption
 from explorer.figures.schedules import FONT
 from explorer.memorization import COPY_FRACTION, TwinComparison
 from explorer.models.twins import TwinSamples
@@ -90,10 +94,15 @@ def _hover(comparison: TwinComparison, half: str) -> list[str]:
 
 
 def twins_figure(drawn: TwinSamples, comparison: TwinComparison) -> go.Figure:
-    """The twins' samples (S of each, row s from the same noise) over their training sets, for 2-D data: each sample
-    joined to its nearest example in its own half (grey) and in the other half (dotted); hover for the distances."""
+    """The twins' samples (S of each, row s from the same noise) over their training sets. 2-D data: each sample
+    joined to its nearest example in its own half (grey) and in the other half (dotted); hover for the distances.
+    Pictures [S, C, H, W]: `digit_twins_figure`."""
+    if drawn.model_a.ndim == 4:
+        return digit_twins_figure(drawn, comparison)
     if drawn.model_a.shape[-1] != 2 or drawn.model_a.ndim != 2:
-        raise ValueError(f"twins_figure draws 2-D points; got samples of shape {tuple(drawn.model_a.shape[1:])}")
+        raise ValueError(
+            f"twins_figure draws 2-D points or pictures; got samples of shape {tuple(drawn.model_a.shape[1:])}"
+        )
     a, b = drawn.model_a.numpy(), drawn.model_b.numpy()
     train = {"a": drawn.train_a.numpy(), "b": drawn.train_b.numpy()}
     size = 9 if drawn.train_size <= 64 else 5 if drawn.train_size <= 1024 else 3
@@ -133,11 +142,73 @@ def twins_figure(drawn: TwinSamples, comparison: TwinComparison) -> go.Figure:
         height=900,
         font=FONT,
         margin={"l": 40, "r": 20, "t": 60, "b": 40},
-        title=(
-            f"N = {drawn.train_size} per twin: {comparison.copy_fraction:.0%} of samples copy (within "
-            f"{COPY_FRACTION:g} × spacing), twins agree on {comparison.agreement:.0%}"
-        ),
+        title=_title(drawn, comparison),
         legend={"orientation": "h", "y": -0.05},
+    )
+    return figure
+
+
+def _title(drawn: TwinSamples, comparison: TwinComparison) -> str:
+    return (
+        f"N = {drawn.train_size} per twin: {comparison.copy_fraction:.0%} of samples copy (within "
+        f"{COPY_FRACTION:g} × spacing), twins agree on {comparison.agreement:.0%}"
+    )
+
+
+DIGIT_COLUMNS = 8  # noises shown in the digits table
+DIGIT_SCALE = 5  # 16×16 digits drawn at 80×80
+
+
+def _tiles(images: torch.Tensor, captions: list[str]) -> list[Image.Image]:
+    """Pictures [S, C, H, W] in [−1, 1] as upscaled tiles, each with its caption in a band under it."""
+    pictures = to_uint8(images)
+    return [
+        with_caption(upscale(_gray(picture), DIGIT_SCALE), caption, size=12)
+        for picture, caption in zip(pictures, captions, strict=True)
+    ]
+
+
+def _gray(tile: np.ndarray) -> Image.Image:
+    return Image.fromarray(tile[..., 0] if tile.shape[-1] == 1 else tile)
+
+
+def digit_twins_figure(drawn: TwinSamples, comparison: TwinComparison, columns: int = DIGIT_COLUMNS) -> go.Figure:
+    """The first `columns` noises of digit twins [S, 1, H, W] as a table of pictures: each twin's sample over its
+    nearest training example in its own half (captions: Euclidean distances in pixel units of [−1, 1]), and the
+    exact denoiser of each half from the same noise."""
+    shown = min(columns, len(drawn.model_a))
+    c = comparison
+    own_a_index, own_b_index = c.nearest_own_a[:shown], c.nearest_own_b[:shown]
+    copy = lambda flags, s: " copy" if flags[s] else ""  # noqa: E731
+    rows = [
+        ("twin a", _tiles(drawn.model_a[:shown], [f"a–b {c.twin[s]:.2f}" for s in range(shown)])),
+        (
+            "its nearest in a (own half)",
+            _tiles(drawn.train_a[own_a_index], [f"d {c.own_a[s]:.2f}{copy(c.copies_a, s)}" for s in range(shown)]),
+        ),
+        ("twin b (same noise)", _tiles(drawn.model_b[:shown], [f"a–b {c.twin[s]:.2f}" for s in range(shown)])),
+        (
+            "its nearest in b (own half)",
+            _tiles(drawn.train_b[own_b_index], [f"d {c.own_b[s]:.2f}{copy(c.copies_b, s)}" for s in range(shown)]),
+        ),
+    ]
+    if len(drawn.exact_a):
+        gap = (drawn.exact_a[:shown] - drawn.exact_b[:shown]).flatten(1).norm(dim=1)
+        rows += [
+            ("exact denoiser of a", _tiles(drawn.exact_a[:shown], [f"a–b {g:.2f}" for g in gap.tolist()])),
+            ("exact denoiser of b", _tiles(drawn.exact_b[:shown], [f"a–b {g:.2f}" for g in gap.tolist()])),
+        ]
+    labels = [f"noise {s}" + (" · agree" if c.agrees[s] else "") for s in range(shown)]
+    picture = labelled_table(rows, labels)
+    figure = go.Figure(go.Image(source=png_data_url(picture), hoverinfo="skip"))
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, scaleanchor="x")
+    figure.update_layout(
+        height=picture.height + 90,
+        font=FONT,
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        title=_title(drawn, comparison) + "<br><sup>a–b: distance between the twins' samples; d: to the nearest "
+        "training example of the twin's own half (pixels in [−1, 1], 256 of them)</sup>",
     )
     return figure
 

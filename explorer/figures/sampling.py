@@ -22,7 +22,10 @@ KL_LEFT_OUT = (
 
 def step_label(settings, index: int) -> str:
     """The "t = a → b" of frame `index` of a run with `settings` (a `SamplerSettings`), in paper t: a is where the
-    step's x_prev is computed from, b where it lands (`settings.prev_timesteps`; 0 is the data)."""
+    step's x_prev is computed from, b where it lands (`settings.prev_timesteps`; 0 is the data). A flow scheduler's
+    frames say "σ = a → b" and their pipeline timestep instead (`Landings.labels`)."""
+    if settings.landings is not None and settings.landings.labels:
+        return settings.landings.labels[index]
     start, landing = paper_t(settings.step_starts[index]), paper_t(settings.prev_timesteps[index])
     return f"t = {start} → {landing if landing > 0 else '0 (data)'}"
 
