@@ -11,7 +11,19 @@ import argparse
 
 import gradio as gr
 
-from ui import bound, cloud, exports, memorization, parameterizations, posterior, restore, sampling, schedules, stage
+from ui import (
+    bound,
+    cloud,
+    exports,
+    memorization,
+    parameterizations,
+    posterior,
+    progress_targets,
+    restore,
+    sampling,
+    schedules,
+    stage,
+)
 from ui.common import MODEL_WORK, VIEW_WORK
 from ui.launch import TITLE, configure_queue, launch, launch_options
 from ui.models import allow_local_folders
@@ -27,6 +39,7 @@ PRESENTATION_JS = """(on) => {
 }"""
 
 with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
+    progress_targets.sink()  # first on the page: where events that show no progress keep their loading status
     with gr.Row(elem_id="page_head"):
         gr.Markdown(
             f"# {TITLE}\nHow diffusion models run backwards, with exact maths beside real models.",
@@ -80,7 +93,9 @@ with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
     ).then(None, link, link, js=restore.COPY_LINK_JS)
 
     page_state = [tabs, current_tab, url_frame, large]
-    restored = demo.load(restore_page, None, [*page_state, *controls.values()], api_visibility="private")
+    restored = demo.load(
+        restore_page, None, [*page_state, *controls.values()], api_visibility="private", show_progress="hidden"
+    )
     sampling_tab.model_box.after(restored)  # the line and prompt box of a model the link names
     loading = (
         restored.then(

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from gradio.route_utils import FnIndexInferError
 from starlette.middleware import Middleware
 
-from ui import admission, gate, sessions
+from ui import admission, gate, progress_targets, sessions
 from ui.common import running_on_space
 
 TITLE = "Reverse-diffusion explorer"
@@ -76,7 +76,9 @@ def theme() -> gr.themes.Base:
 def configure_queue(demo: gr.Blocks) -> gr.Blocks:
     """The queue every launch uses: an explicit size (on ZeroGPU Gradio would otherwise force 1); no direct REST
     route past it (`api_open=False`: locally Gradio would otherwise run `/gradio_api/run/<name>` outside the queue,
-    its concurrency limits and the admission); fair admission of model work (`ui.admission`)."""
+    its concurrency limits and the admission); fair admission of model work (`ui.admission`); each event's
+    progress shown on the components that show it, never on a layout block (`ui.progress_targets`)."""
+    progress_targets.narrow(demo)
     demo.queue(max_size=QUEUE_SIZE, api_open=False)
     admission.install(demo)
     return demo

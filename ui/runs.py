@@ -42,7 +42,7 @@ from ui.state import SessionRuns, StoredRun, computing, keep_branch, keep_run, s
 from ui.values import MAX_IMAGE_BATCH, MAX_POINT_BATCH, MAX_STEPS, RunValues, ScheduleValues, StepValues
 
 STREAM_FRAMES = 40  # at most this many steps are streamed while a run computes
-PROGRESS_TICKS = 100  # at most this many progress reports in a run (each one redraws the page's progress bar)
+PROGRESS_TICKS = 25  # at most this many progress reports in a run: each refreshes every loading status on the page
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
 
