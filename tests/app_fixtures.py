@@ -11,7 +11,7 @@ import explorer.models.refs as refs
 
 NAMES = [f"{data}-{suffix}" for data in ("digits", "moons", "ring") for suffix in ("eps", "x0", "v")]
 NAMES += ["moons-eps-minsnr5"]  # ε trained with min-SNR-5 weighting, beside moons-eps on the Parameterizations tab
-NAMES += ["moons-flow", "ring-flow"]  # rectified flow: the velocity u = ε − x₀ on x_σ = (1 − σ) x₀ + σ ε
+NAMES += ["moons-flow", "ring-flow", "digits-flow"]  # rectified flow: the velocity u = ε − x₀ on x_σ = (1 − σ) x₀ + σ ε
 CHECKPOINT_FILES = ("config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors")
 PREDICTIONS = {"eps": "epsilon", "x0": "sample", "v": "v_prediction", "flow": "flow_prediction"}
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright cannot download browsers here

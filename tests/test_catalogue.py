@@ -175,7 +175,7 @@ def test_the_model_box_lists_sdxl_sd35_medium_and_flux_schnell_with_licence_and_
     from ui.models import conditioning_controls
 
     entries = {entry.name: entry for entry in catalogue()}
-    for name in ("moons-flow", "ring-flow"):  # the bundled flow models
+    for name in ("moons-flow", "ring-flow", "digits-flow"):  # the bundled flow models
         assert entries[name].source is Source.BUNDLED and entries[name].prediction is Prediction.FLOW
     sd35 = entries["stabilityai/stable-diffusion-3.5-medium"]
     with torch.device("meta"):

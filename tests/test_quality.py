@@ -165,6 +165,14 @@ def test_sampling_is_chunked_seeded_and_cached(tmp_path):
     assert not torch.equal(ddpm_sample(folder, 3, steps=5, seed=4, batch_size=3), first[:3])
 
 
+def test_a_flow_model_samples_in_chunks_each_on_a_fresh_scheduler_loop():
+    """The flow scheduler counts its steps: every chunk runs the whole σ grid again, the same as alone."""
+    folder = PRETRAINED_DIR / "moons-flow"
+    both = ddpm_sample(folder, 6, steps=10, seed=3, batch_size=3)
+    assert both.shape == (6, 2) and torch.isfinite(both).all()
+    torch.testing.assert_close(ddpm_sample(folder, 3, steps=10, seed=3, batch_size=3), both[:3])
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -111,6 +111,7 @@ def ddpm_sample(
             continue
         generator = torch.Generator().manual_seed(seed * 100_003 + k)
         x = torch.randn((size, *sample_shape(model)), generator=generator)  # [size, ...]
+        scheduler.set_timesteps(steps)  # a fresh loop per chunk: the flow scheduler counts its steps (step_index)
         for i, t in enumerate(scheduler.timesteps):
             out = _flow_velocity(model, x, float(t), scheduler.config.num_train_timesteps) if flow else model(x, t)
             out = out.sample if hasattr(out, "sample") else out

@@ -32,7 +32,7 @@ from ui.pictures import drawing_of
 from ui.runs import bind_model
 
 SUFFIXES = tuple(view.name for view in PREDICTION_VIEWS)  # bundled models are named <data>-<suffix>: eps, x0, v
-FLOW_SUFFIX = "flow"  # and <data>-flow, the flow-matching model, where one is bundled (moons, ring)
+FLOW_SUFFIX = "flow"  # and <data>-flow, the flow-matching model, where one is bundled (moons, ring, digits)
 EXAMPLES = 8
 DIGIT_STRIDE = 101  # the held-out digits are sorted by class, 100 each: one example of 0, 1, 2, …
 POINTS = 256
