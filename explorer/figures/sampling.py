@@ -75,21 +75,18 @@ def run_diagnostics(compact, schedule: Schedule) -> dict[str, np.ndarray]:
 
 T_REVERSED = "t (paper step; axis reversed: T on the left, so sampling runs left to right)"
 DIAGNOSTIC_PANELS = (
-    "shares of x<sub>t</sub>: signal √ᾱ<sub>t</sub>, noise √(1−ᾱ<sub>t</sub>)",
-    "RMS of x<sub>t</sub>; std of ε̂ (near 1 expected only at high t, where noise dominates)",
-    "range of x̂₀",
-    "fraction of x̂₀ clipped (0–1)",
+    "signal √ᾱ<sub>t</sub> and noise √(1−ᾱ<sub>t</sub>) shares of x<sub>t</sub>, RMS of x<sub>t</sub>,<br>"
+    "std of ε̂ (near 1 expected only at high t, where noise dominates)",
+    "range of x̂₀ (left axis);<br>fraction of x̂₀ clipped (0–1, right axis)",
 )
-
-
-DIAGNOSTIC_TRACES = (  # key, name, panel, colour, dash
+DIAGNOSTIC_TRACES = (  # key, name, panel, colour, dash (panel 3: the second panel's right axis)
     ("signal", "signal √ᾱ_t", 1, "#1f77b4", "solid"),
     ("noise", "noise √(1−ᾱ_t)", 1, "#d62728", "dash"),
-    ("x_t_rms", "RMS of x_t", 2, "#2ca02c", "solid"),
-    ("eps_std", "std of ε̂", 2, "#9467bd", "dash"),
-    ("x0_min", "min x̂₀", 3, "#8c564b", "solid"),
-    ("x0_max", "max x̂₀", 3, "#8c564b", "dot"),
-    ("clipped", "fraction of x̂₀ clipped", 4, "#ff7f0e", "dash"),
+    ("x_t_rms", "RMS of x_t", 1, "#2ca02c", "solid"),
+    ("eps_std", "std of ε̂", 1, "#9467bd", "dash"),
+    ("x0_min", "min x̂₀", 2, "#8c564b", "solid"),
+    ("x0_max", "max x̂₀", 2, "#8c564b", "dot"),
+    ("clipped", "fraction of x̂₀ clipped", 3, "#ff7f0e", "dash"),
 )
 BRANCH_WIDTH = 3.5  # a branch's lines are wide and translucent, so the run's stay visible where they coincide
 
@@ -97,14 +94,21 @@ BRANCH_WIDTH = 3.5  # a branch's lines are wide and translucent, so the run's st
 def diagnostics_figure(
     numbers: dict[str, np.ndarray], *, branch: tuple[dict[str, np.ndarray], str] | None = None
 ) -> go.Figure:
-    """Four panels over t: signal/noise shares, ‖x_t‖ and std ε̂, the range of x̂₀, and the clipped share (own axis).
+    """Two panels over t: the shares and sizes (√ᾱ_t, √(1−ᾱ_t), ‖x_t‖'s RMS, std ε̂), and the range of x̂₀ with the
+    clipped share on its own right axis (0–1).
 
     With `branch` = (its numbers, its label such as "branch from frame 20"), every quantity gets a second trace for
     the branch, in the same colour, wide and translucent; the legend groups the traces as "run" and the label.
     The t axis is reversed (T on the left) so that a run, which goes from T down to 1, reads left to right.
+    Two panels in one row, not four: the page draws this figure once a run ends, and Plotly's first drawing of a
+    figure costs about 20 ms per panel on a 2-core machine (four panels: ~100 ms, one main-thread task).
     """
     figure = make_subplots(
-        rows=2, cols=2, subplot_titles=DIAGNOSTIC_PANELS, horizontal_spacing=0.08, vertical_spacing=0.2
+        rows=1,
+        cols=2,
+        subplot_titles=DIAGNOSTIC_PANELS,
+        horizontal_spacing=0.1,
+        specs=[[{}, {"secondary_y": True}]],
     )
     runs = [(numbers, "run", 2.0, 1.0)] + ([(branch[0], branch[1], BRANCH_WIDTH, 0.45)] if branch else [])
     for values, group, width, opacity in runs:
@@ -122,17 +126,18 @@ def diagnostics_figure(
                     opacity=opacity,
                     line=dict(color=colour, dash=dash, width=width),
                 ),
-                row=1 + (panel - 1) // 2,
-                col=1 + (panel - 1) % 2,
+                row=1,
+                col=min(panel, 2),
+                secondary_y=panel == 3,
             )
     figure.update_xaxes(title_text=T_REVERSED, autorange="reversed", title_standoff=4)
-    figure.update_yaxes(range=[0, 1.02], row=2, col=2)
+    figure.update_yaxes(range=[0, 1.02], row=1, col=2, secondary_y=True, showgrid=False)
     figure.update_layout(
-        height=620 if branch is None else 680,
-        margin=dict(l=40, r=20, t=50, b=40),
+        height=440 if branch is None else 500,
+        margin=dict(l=40, r=40, t=70, b=40),
         font=FONT,
         template="plotly_white",
-        legend=dict(LEGEND_BELOW, y=-0.15),
+        legend=dict(LEGEND_BELOW, y=-0.25),
     )
     figure.update_annotations(font_size=13)
     return figure
