@@ -2,9 +2,9 @@
 
 Built from a teacher-forcing result on known x₀ (`explorer.diffusion.teacher.teacher_force`), so that every model
 saw the same x_t (at its own timestep of the same log SNR). The flow velocity u = ε − x₀ is a fourth space: a flow
-model (moons-flow, ring-flow, digits-flow) predicts it, and every other prediction converts into it (û = ε̂ − x̂₀, the velocity of
-the flow path x_σ = (1 − σ) x₀ + σ ε at the σ of the same SNR; `weighting`). A flow model's `ModelErrors.target` is
-`Prediction.FLOW`, its own error errors[FLOW], and its x₀ error is that times σ²:
+model (moons-flow, ring-flow, digits-flow) predicts it, and every other prediction converts into it (û = ε̂ − x̂₀, the
+velocity of the flow path x_σ = (1 − σ) x₀ + σ ε at the σ of the same SNR; `weighting`). A flow model's
+`ModelErrors.target` is `Prediction.FLOW`, its own error errors[FLOW], and its x₀ error is that times σ²:
 
     ‖u − û‖² = ‖x₀ − x̂₀‖² / σ²,  σ = 1 / (1 + √SNR),  because x₀ = x_σ − σ u at the same x_σ.
 
