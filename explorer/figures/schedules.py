@@ -179,6 +179,8 @@ def schedule_figure(
             layout[name].update(type="log", exponentformat="power")
     for name in ("yaxis", "yaxis5"):  # β and β̃; the posterior mean weights
         layout[name].update(type="log", exponentformat="power")
+    for name in (*axis_names(layout, "x"), *axis_names(layout, "y")):
+        layout[name].setdefault("nticks", 6)
     for annotation in layout["annotations"]:
         annotation["font"]["size"] = 12
     layout.update(
