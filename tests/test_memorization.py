@@ -289,6 +289,11 @@ def test_the_summary_reads_the_measured_numbers_and_says_when_a_check_fails():
     failing = curves_markdown(_record(0.12), TwinData.MOONS)
     assert "96% of twin a's and 98% of twin b's" in failing and "at most 31% (N = 64)" in failing
     assert "at the largest N: **no**" in failing and "0.0354" in failing and "Why the twins rarely agree" in failing
+    assert "digits twins" not in failing  # no digits curves in this record
+    with_digits = _record(0.12)
+    with_digits["datasets"]["digits"] = {**with_digits["datasets"]["moons"], "sizes": [4, 64, 2000]}
+    with_digits["datasets"]["digits"]["agreement"] = [0.0, 0.1, 0.73]
+    assert "agree on 73% of the noises at N = 2000" in curves_markdown(with_digits, TwinData.MOONS)
     passing = curves_markdown(_record(0.8), TwinData.MOONS)
     assert "at the largest N: **yes**" in passing and "Why the twins rarely agree" not in passing
     assert "copies ≥ 90% at the smallest N: **yes**" in passing

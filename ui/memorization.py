@@ -146,9 +146,20 @@ def curves_markdown(record: dict, data: TwinData) -> str:
             f"apart, while a sample's nearest own example is a median {curves['median_own_distance'][-1]:.4f} away "
             f"(training-set spacing {curves['median_spacing'][-1]:.4f}). In high dimension (images, where "
             "Kadkhodaie et al. saw the twins agree) training examples are far apart and the same twin difference is "
-            "small beside them.",
+            "small beside them." + _digits_contrast(record),
         ]
     return "\n".join(lines)
+
+
+def _digits_contrast(record: dict) -> str:
+    """One sentence on the digits twins' measured agreement (256 dimensions), when the record holds them."""
+    digits = record["datasets"].get(TwinData.DIGITS.value)
+    if not digits or not digits["sizes"]:
+        return ""
+    return (
+        f" The digits twins on this tab (16×16 = 256 dimensions) agree on {digits['agreement'][-1]:.0%} of the "
+        f"noises at N = {digits['sizes'][-1]}."
+    )
 
 
 def copy_text(curves: dict, index: int) -> str:
