@@ -179,9 +179,10 @@ def flow_landings(scheduler: Any, calls: tuple[int, ...]) -> Landings:
         alpha_landing=tuple(float(a) for a in alpha[1 : count + 1]),
         roles=("",) * count,
         labels=tuple(
-            f"σ = {sigmas[k]:.3f} → {'0 (data)' if sigmas[k + 1] == 0 else f'{sigmas[k + 1]:.3f}'} "
-            f"(pipeline timestep {float(scheduler.timesteps[k]):.0f})"
-            for k in range(count)
+            f"σ = {here:.3f} → {'0 (data)' if there == 0 else f'{there:.3f}'} (pipeline timestep {float(step):.0f})"
+            for here, there, step in zip(
+                sigmas[:count], sigmas[1 : count + 1], scheduler.timesteps[:count], strict=True
+            )
         ),
     )
 
