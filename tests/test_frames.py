@@ -180,8 +180,10 @@ def test_branch_honours_steps_and_stands_beside_the_run():
     assert state.stored_run(request).compact is run
     assert chosen.updates()["frame"].constructor_args["maximum"] == 8
     figure = lifecycle.diagnostics_of(state.session_runs(request))
-    groups = {trace.legendgroup for trace in figure.data}
-    assert groups == {"run", "branch from frame 3"} and len(figure.data) == 14
+    assert len(figure.data) == 14 and len({trace.legendgroup for trace in figure.data}) == 7  # one per quantity
+    assert [trace.name for trace in figure.data if trace.showlegend is not False] == [t.name for t in figure.data[:7]]
+    assert all(trace.name.endswith("· branch from frame 3") for trace in figure.data[7:])
+    assert "branch from frame 3" in figure.layout.legend.title.text
     with pytest.raises(gr.Error, match="steps"):
         list(sampling.branch(3, step, ScheduleValues(), 2, request=request, progress=no_progress))
     with pytest.raises(gr.Error, match="run choice"):
@@ -201,7 +203,8 @@ def test_a_branch_with_the_runs_steps_keeps_its_timesteps_and_says_so():
 
 def test_diagnostics_without_a_branch_have_one_trace_per_quantity(digits):
     figure = diagnostics_figure(run_diagnostics(digits.compact, digits.compact.settings.schedule))
-    assert len(figure.data) == 7 and {trace.legendgroup for trace in figure.data} == {"run"}
+    assert len(figure.data) == 7 and {trace.legendgroup for trace in figure.data} == {t.name for t in figure.data}
+    assert figure.layout.legend.title.text is None
 
 
 def test_stop_says_what_stepping_shows():

@@ -233,8 +233,10 @@ def test_the_shipped_curves_are_what_the_shipped_twins_measure_now():
     curves = record["datasets"]["moons"]
     assert tuple(curves["sizes"]) == twin_sizes("moons")
     again = measure(Dataset.MOONS, record["samples"], record["seed"], sizes=curves["sizes"][:1])
-    for key in ("copy_fraction", "agreement", "exact_copy_fraction", "median_twin_distance"):
+    for key in ("copy_fraction", "agreement", "exact_copy_fraction"):  # counts of samples: exact
         assert again[key][0] == pytest.approx(curves[key][0], abs=1e-9), key
+    # A float32 network's output: equal to float32 rounding (threads may sum in another order).
+    assert again["median_twin_distance"][0] == pytest.approx(curves["median_twin_distance"][0], rel=1e-6)
     assert checks(curves) == curves["checks"]
 
 

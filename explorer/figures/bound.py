@@ -91,7 +91,7 @@ def bound_figure(results: Mapping[str, Sequence[Bound]], references: Collection[
     figure.update_layout(
         font=FONT,
         height=520,
-        margin=dict(l=60, r=20, t=60, b=40),
+        margin=dict(l=75, r=30, t=60, b=175),  # drawn once: room for legend and labels
         legend=dict(LEGEND_BELOW, y=-0.18, font=dict(size=11)),
         title=dict(text="The bound L₀ + Σ L<sub>t−1</sub>, summed from t = 1 up (legend: total with L<sub>T</sub>)"),
     )

@@ -141,7 +141,7 @@ def twins_figure(drawn: TwinSamples, comparison: TwinComparison) -> go.Figure:
     figure.update_layout(
         height=900,
         font=FONT,
-        margin={"l": 40, "r": 20, "t": 60, "b": 40},
+        margin={"l": 40, "r": 20, "t": 60, "b": 110},  # drawn once: room for legend and labels
         title=_title(drawn, comparison),
         legend={"orientation": "h", "y": -0.05},
     )
@@ -254,6 +254,9 @@ def curves_figure(curves: dict, dataset: str) -> go.Figure:
     figure.update_yaxes(range=[0, 1.1], row=1, col=2)
     figure.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=1, col=3)
     figure.update_layout(
-        height=400, font=FONT, margin={"l": 50, "r": 20, "t": 80, "b": 50}, title=f"{dataset}: measured against N"
+        height=400,
+        font=FONT,
+        margin={"l": 50, "r": 240, "t": 80, "b": 55},  # drawn once: room for the legend on the right
+        title=f"{dataset}: measured against N",
     )
     return figure

@@ -149,7 +149,7 @@ def gaussian_product_figure(curves: GaussianProduct, t: int) -> PlainFigure:
         xaxis=dict(title=dict(text=f"y = x<sub>{p}</sub>")),
         yaxis=dict(title=dict(text="density in y")),
         height=360,
-        margin=dict(l=50, r=20, t=50, b=40),
+        margin=dict(l=50, r=20, t=50, b=55),  # drawn once: room for legend and labels
         font=FONT,
         template=template(),
         legend=dict(x=0.01, y=0.99, bgcolor="rgba(255,255,255,0.7)"),

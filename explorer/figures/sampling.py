@@ -73,7 +73,7 @@ def run_diagnostics(compact, schedule: Schedule) -> dict[str, np.ndarray]:
     }
 
 
-T_REVERSED = "t (paper step; axis reversed: T on the left, so sampling runs left to right)"
+T_REVERSED = "t (paper step, reversed: a run reads left to right)"
 DIAGNOSTIC_PANELS = (
     "signal √ᾱ<sub>t</sub> and noise √(1−ᾱ<sub>t</sub>) shares of x<sub>t</sub>, RMS of x<sub>t</sub>,<br>"
     "std of ε̂ (near 1 expected only at high t, where noise dominates)",
@@ -98,7 +98,8 @@ def diagnostics_figure(
     clipped share on its own right axis (0–1).
 
     With `branch` = (its numbers, its label such as "branch from frame 20"), every quantity gets a second trace for
-    the branch, in the same colour, wide and translucent; the legend groups the traces as "run" and the label.
+    the branch, in the same colour, wide and translucent, in the legend group of its quantity (one entry toggles
+    both); the legend's title says which is which. The legend is one row under the x titles.
     The t axis is reversed (T on the left) so that a run, which goes from T down to 1, reads left to right.
     Two panels in one row, not four: the page draws this figure once a run ends, and Plotly's first drawing of a
     figure costs about 20 ms per panel on a 2-core machine (four panels: ~100 ms, one main-thread task).
@@ -110,17 +111,17 @@ def diagnostics_figure(
         horizontal_spacing=0.1,
         specs=[[{}, {"secondary_y": True}]],
     )
-    runs = [(numbers, "run", 2.0, 1.0)] + ([(branch[0], branch[1], BRANCH_WIDTH, 0.45)] if branch else [])
-    for values, group, width, opacity in runs:
+    runs = [(numbers, None, 2.0, 1.0)] + ([(branch[0], branch[1], BRANCH_WIDTH, 0.45)] if branch else [])
+    for values, label, width, opacity in runs:
         t = values["t"].astype(np.float32)
         for key, name, panel, colour, dash in DIAGNOSTIC_TRACES:
             figure.add_trace(
                 go.Scatter(
                     x=t,
                     y=values[key].astype(np.float32),
-                    name=name,
-                    legendgroup=group,
-                    legendgrouptitle_text=group if branch else None,
+                    name=name if label is None else f"{name} · {label}",
+                    legendgroup=name,
+                    showlegend=label is None,
                     mode="lines+markers" if t.size <= 60 else "lines",
                     marker=dict(size=4),
                     opacity=opacity,
@@ -132,12 +133,15 @@ def diagnostics_figure(
             )
     figure.update_xaxes(title_text=T_REVERSED, autorange="reversed", title_standoff=4)
     figure.update_yaxes(range=[0, 1.02], row=1, col=2, secondary_y=True, showgrid=False)
+    legend_title = f"thin: run · wide, translucent: {branch[1]}" if branch else None
     figure.update_layout(
-        height=440 if branch is None else 500,
-        margin=dict(l=40, r=40, t=70, b=40),
+        height=460,
+        # Room below for the x titles and the legend's row: margins Plotly would otherwise push out after drawing,
+        # and then draw the whole figure a second time.
+        margin=dict(l=40, r=40, t=70, b=110 if branch is None else 125),
         font=FONT,
         template="plotly_white",
-        legend=dict(LEGEND_BELOW, y=-0.25),
+        legend=dict(LEGEND_BELOW, y=-0.22, title=dict(text=legend_title, side="top") if legend_title else None),
     )
     figure.update_annotations(font_size=13)
     return figure
@@ -196,7 +200,7 @@ def comparison_figure(result) -> go.Figure:
     figure.update_layout(
         title=dict(text=KL_LEFT_OUT, font=dict(size=12), x=0.5, xanchor="center", y=0.98, yanchor="top"),
         height=440,
-        margin=dict(l=40, r=20, t=80, b=40),
+        margin=dict(l=45, r=30, t=80, b=135),  # drawn once: room for legend and labels
         font=FONT,
         template="plotly_white",
         legend=LEGEND_BELOW,

@@ -185,7 +185,9 @@ def schedule_figure(
         annotation["font"]["size"] = 12
     layout.update(
         height=620,
-        margin=dict(l=50, r=20, t=50, b=40),
+        # Room for the legend row under the x titles and the last tick label ("1000") past the right edge: margins
+        # Plotly would otherwise push out after drawing, and then draw the whole figure a second time.
+        margin=dict(l=50, r=30, t=50, b=90),
         font=FONT,
         legend=dict(orientation="h", y=-0.1, x=0),
         hovermode="closest",

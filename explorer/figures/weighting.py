@@ -148,7 +148,7 @@ def table_figure(table: MeasuredTable, *, gamma: float | None = None, min_snr: t
     figure.update_yaxes(rangemode="tozero", row=1, col=1)
     figure.update_layout(
         height=720,
-        margin=dict(l=40, r=20, t=50, b=40),
+        margin=dict(l=45, r=30, t=50, b=200),  # drawn once: room for legend and labels
         font=FONT,
         template="plotly_white",
         legend=dict(LEGEND_BELOW, y=-0.1),
