@@ -32,6 +32,7 @@ def page(browser, app_url):
     tab.errors = _watch(tab)
     tab.goto(app_url)
     tab.wait_for_selector("#schedule_plot .js-plotly-plot", timeout=60_000)
+    tab.wait_for_selector("#schedule_table table", timeout=60_000)  # sent by the page-load event
     yield tab
     tab.close()
 
@@ -129,6 +130,11 @@ def test_run_streams_and_stepping_changes_the_frame(page):
 
 def test_comparison_shows_three_models(page):
     page.get_by_role("tab", name="Parameterizations").click()
+    # The tab computes when opened; Compare is pressed once that is done (a second job of the same session while
+    # one runs is refused: 429).
+    page.wait_for_selector("#comparison_summary:has-text('digits-')", timeout=180_000)
+    page.wait_for_selector("#table_plot .main-svg", timeout=180_000)
+    page.wait_for_selector("#table_plot .generating", state="detached", timeout=180_000)
     _set_number(page, "cmp_steps", "6")
     page.click("#compare")
     page.wait_for_selector("#comparison_summary:has-text('digits-')", timeout=180_000)
@@ -136,6 +142,8 @@ def test_comparison_shows_three_models(page):
     for name in ("digits-eps", "digits-x0", "digits-v", "KL term"):
         assert name in legend
     assert page.locator("#comparison_picture img").count() == 1
+    page.wait_for_selector("#table_plot .main-svg", timeout=180_000)
+    page.wait_for_selector("#table_plot .generating", state="detached", timeout=180_000)
     page.screenshot(path=str(SHOTS / "parameterizations.png"), full_page=True)
     assert page.errors == []
 
