@@ -98,7 +98,8 @@ def test_sdxl_embeddings_and_size_ids_are_the_pipelines(tiny_repos):  # noqa: F8
     model = explorer.load(SDXL, device="cpu").resized(8, 16)
     bound = model.condition(explorer.Conditioning(prompt=PROMPT, negative_prompt="fog", guidance_scale=5.0))
     pipe = sdxl_pipeline(tiny_repos[SDXL])
-    embeds, negative, pooled, negative_pooled = pipe.encode_prompt(PROMPT, negative_prompt="fog", device="cpu")
+    with torch.no_grad():  # as the pipeline's __call__ runs it
+        embeds, negative, pooled, negative_pooled = pipe.encode_prompt(PROMPT, negative_prompt="fog", device="cpu")
     mine = bound.embeddings()
     torch.testing.assert_close(mine["conditional"], embeds)
     torch.testing.assert_close(mine["unconditional"], negative)
