@@ -128,13 +128,18 @@ def test_run_streams_and_stepping_changes_the_frame(page):
     page.screenshot(path=str(SHOTS / "sampling.png"), full_page=True)
 
 
+def _wait_table_drawn(page) -> None:
+    """Until the parameterization table's figure is drawn and no job for it is pending."""
+    page.wait_for_selector("#table_plot .main-svg", timeout=180_000)
+    page.wait_for_selector("#table_plot .generating", state="detached", timeout=180_000)
+
+
 def test_comparison_shows_three_models(page):
     page.get_by_role("tab", name="Parameterizations").click()
     # The tab computes when opened; Compare is pressed once that is done (a second job of the same session while
     # one runs is refused: 429).
     page.wait_for_selector("#comparison_summary:has-text('digits-')", timeout=180_000)
-    page.wait_for_selector("#table_plot .main-svg", timeout=180_000)
-    page.wait_for_selector("#table_plot .generating", state="detached", timeout=180_000)
+    _wait_table_drawn(page)
     _set_number(page, "cmp_steps", "6")
     page.click("#compare")
     page.wait_for_selector("#comparison_summary:has-text('digits-')", timeout=180_000)
@@ -142,8 +147,7 @@ def test_comparison_shows_three_models(page):
     for name in ("digits-eps", "digits-x0", "digits-v", "KL term"):
         assert name in legend
     assert page.locator("#comparison_picture img").count() == 1
-    page.wait_for_selector("#table_plot .main-svg", timeout=180_000)
-    page.wait_for_selector("#table_plot .generating", state="detached", timeout=180_000)
+    _wait_table_drawn(page)
     page.screenshot(path=str(SHOTS / "parameterizations.png"), full_page=True)
     assert page.errors == []
 
