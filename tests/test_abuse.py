@@ -55,7 +55,9 @@ class Clock:
 def test_a_client_gets_its_limit_then_a_clear_refusal():
     ledger = Ledger(per_client=2, in_all=5)
     ledger.reserve("a"), ledger.reserve("a")
-    with pytest.raises(Refused, match="you already have 2 runs waiting or running: wait for them, or press Stop"):
+    refusal = r"you already have 2 model jobs waiting or running \(runs, comparisons, exports\): wait for them, or "
+    refusal += "press Stop"
+    with pytest.raises(Refused, match=refusal):
         ledger.reserve("a")
     ledger.reserve("b")  # another client is not held up by the first
     assert ledger.jobs("a") == 2 and ledger.jobs("b") == 1 and ledger.jobs() == 3

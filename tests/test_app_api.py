@@ -96,3 +96,15 @@ def test_model_work_and_views_each_share_one_bounded_queue():
         assert queues[name] == {("views", 4)}, name
     for name in ("show_frame", "previous_frame", "next_frame"):
         assert {limit for _id, limit in queues[name]} == {None}, name
+
+
+def test_a_press_of_compare_posts_one_model_job_and_the_table_follows_it():
+    """The tab's own first job (comparison and table) plus one press stay within a visitor's 2 model jobs
+    (`ui.admission.PER_CLIENT`): the press runs the comparison, and the measured table after it."""
+    config = app.demo.config
+    button = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "compare")
+    pressed = [d for d in config["dependencies"] if (button, "click") in [tuple(t) for t in d["targets"]]]
+    model = [d for d in pressed if app.demo.fns[d["id"]].concurrency_id == "model"]
+    assert [d["api_name"] for d in model] == ["compare"]
+    table = next(d for d in config["dependencies"] if d.get("api_name") == "parameterization_table")
+    assert table["trigger_after"] == model[0]["id"] and app.demo.fns[table["id"]].concurrency_id == "model"

@@ -6,7 +6,7 @@ Every event posted to the queue is checked when it is posted, before Gradio queu
   client may have at most `EVENTS_PER_CLIENT` waiting or running, all clients together `EVENTS_IN_ALL`, which
   leaves room in the queue for model work;
 - `LEDGER`, events that spread `MODEL_WORK` (run, branch, open_frame, compare, decode, export): at most
-  `PER_CLIENT` per client ("you already have 2 runs waiting or running: wait for them, or press Stop") and
+  `PER_CLIENT` per client ("you already have 2 model jobs waiting or running (…): wait for them, or press Stop") and
   `IN_ALL` in all, well below the queue's size.
 
 A client at its own limit is refused at once (HTTP 429). A client that holds a slot gets another only while a
@@ -82,8 +82,11 @@ class Refused(Exception):
 
 
 def too_many(limit: int) -> str:
-    runs = "run" if limit == 1 else "runs"
-    return f"you already have {limit} {runs} waiting or running: wait for them, or press Stop"
+    jobs = "job" if limit == 1 else "jobs"
+    return (
+        f"you already have {limit} model {jobs} waiting or running (runs, comparisons, exports): wait for them, "
+        "or press Stop"
+    )
 
 
 def busy(limit: int) -> str:

@@ -361,7 +361,7 @@ def build() -> ParameterizationsTab:
         **MODEL_WORK,
     )
     inputs, outputs = [data, steps, seed, t], [figure, picture, summary, run_views]
-    gr.on(
+    comparison = gr.on(
         triggers=[button.click, data.change],
         fn=named(compare, inputs),
         inputs=inputs,
@@ -380,11 +380,12 @@ def build() -> ParameterizationsTab:
         trigger_mode="always_last",
         show_progress="hidden",
     )
-    gr.on(
-        triggers=[button.click, data.change],
-        fn=named(parameterization_table, [data, seed]),
-        inputs=[data, seed],
-        outputs=[table_plot, table_text],
+    # After the comparison, not beside it: one model job per press, so a press while the tab's own first job still
+    # runs stays within a visitor's share (ui.admission.PER_CLIENT = 2) instead of being refused.
+    comparison.then(
+        named(parameterization_table, [data, seed]),
+        [data, seed],
+        [table_plot, table_text],
         api_name="parameterization_table",
         **MODEL_WORK,
         trigger_mode="always_last",
