@@ -215,6 +215,7 @@ class FakeQueue:
         self.event_queue_per_concurrency_id = {"default": SimpleNamespace(queue=[])}
         self.answer: Any = "queue"
         self.ids = count()
+        self.sent: list[tuple[str, str]] = []
 
     async def push(self, body, request, username):
         if self.answer == "raise":
@@ -226,6 +227,9 @@ class FakeQueue:
         self.event_ids_to_events[event_id] = event
         self.event_queue_per_concurrency_id["default"].queue.append(event)
         return True, event_id, "success"
+
+    def send_message(self, event, message) -> None:
+        self.sent.append((event._id, message.msg))
 
 
 def fake_demo() -> SimpleNamespace:
@@ -267,6 +271,32 @@ def test_the_hook_frees_a_slot_when_gradio_lets_the_event_go(monkeypatch):
     with pytest.raises(HTTPException) as unknown:
         post(demo, 7)
     assert unknown.value.status_code == 404
+
+
+def test_a_completed_job_frees_its_slot_before_gradio_forgets_it(monkeypatch):
+    """Gradio sends an event's completion, then cleans up before it drops the event; the page posts a chain's next
+    event (`.then`) as soon as it reads the completion. The finished job must not count then."""
+    from fastapi import HTTPException
+    from gradio.server_messages import ProcessCompletedMessage, ProgressMessage
+
+    monkeypatch.setenv("SPACE_ID", "explorer/abuse-test")
+    demo, ledger = fake_demo(), Ledger(per_client=2, in_all=12)
+    admission.install(demo, ledger)
+    post(demo, 0)  # a tab's own job, still running
+    _, chained, _ = post(demo, 0)  # the page load's chain, one job at a time
+    queue = demo._queue
+    queue.send_message(queue.event_ids_to_events[chained], ProgressMessage(progress_data=[]))
+    with pytest.raises(HTTPException):  # progress is not completion: the client holds 2
+        post(demo, 0)
+    queue.send_message(queue.event_ids_to_events[chained], ProcessCompletedMessage(output={}, success=True))
+    assert chained in queue.event_ids_to_events  # Gradio still holds it (cleanup) ...
+    assert post(demo, 0)[0]  # ... and the chain's next job is admitted
+    assert admission.held(demo, ledger=ledger) == 2
+    assert queue.sent == [(chained, "progress"), (chained, "process_completed")]  # every message still goes out
+    completed = admission.Completed(limit=2)
+    for event_id in ("a", "b", "c"):
+        completed.note(event_id)
+    assert "a" not in completed and "b" in completed and "c" in completed  # only the last few are kept
 
 
 # --- through the server ------------------------------------------------------------------------------------------

@@ -27,10 +27,12 @@ The mechanism is a hook on the push of the app's Gradio queue (`install`, called
 Gradio 6.31's event `validator=` cannot do this job (it runs the inputs' preprocessing before the queue, so bad
 input would be refused there with Gradio's raw messages; it can only answer 400 or 422; and it never learns the
 event's id, so it could not tell when the job ends). The hook learns each admitted job's event id, and a job's
-slot is free as soon as Gradio no longer holds that event: it finished, failed, was cancelled (Stop), or its
-client went away (Gradio drops a closed page stream's queued events and stops its generators at their next
-step). A reservation that never became a queued event expires after `UNBOUND_SECONDS`; any slot is freed after
-`MAX_SECONDS` whatever Gradio says, so no bookkeeping fault can lock a client out for good.
+slot is free as soon as Gradio has sent its completion or no longer holds that event: it finished, failed, was
+cancelled (Stop), or its client went away (Gradio drops a closed page stream's queued events and stops its
+generators at their next step; a completed event counts as gone, since Gradio forgets it only after a cleanup
+and the page posts a chain's next event as soon as it reads the completion). A reservation that never became a
+queued event expires after `UNBOUND_SECONDS`; any slot is freed after `MAX_SECONDS` whatever Gradio says, so no
+bookkeeping fault can lock a client out for good.
 
 After queueing, the same hook reorders the event's concurrency group round robin across clients
 (`ui.fair_queue`): admission bounds how many events a client has waiting, the fair order decides where they stand.
@@ -371,9 +373,19 @@ def install(demo: Any, ledger: Ledger = LEDGER, events: Ledger = EVENTS) -> None
         raise TypeError("this Gradio's queue keeps no event table: ui.admission needs gradio 6.31's queue")
 
     fair = FairOrder(queue)
+    completed = Completed()
+    send = queue.send_message
+
+    def send_message(event: Any, message: Any) -> Any:
+        if getattr(message, "msg", None) == "process_completed":
+            completed.note(event._id)
+        return send(event, message)
+
+    queue.send_message = send_message
+    queue.admission_completed = completed
 
     def alive(event_id: str) -> bool:
-        return event_id in queue.event_ids_to_events
+        return _alive(queue, event_id)
 
     async def push(body: Any, request: Any, username: str | None) -> Any:
         block_fn = demo.fns.get(body.fn_index) if body.fn_index is not None else None
@@ -414,5 +426,32 @@ def install(demo: Any, ledger: Ledger = LEDGER, events: Ledger = EVENTS) -> None
 def held(demo: Any, client: str | None = None, ledger: Ledger = LEDGER) -> int:
     """Model jobs waiting or running now (one client's, or everyone's), after freeing those Gradio has let go."""
     queue = demo._queue
-    ledger.sweep(lambda event_id: event_id in queue.event_ids_to_events)
+    ledger.sweep(lambda event_id: _alive(queue, event_id))
     return ledger.jobs(client)
+
+
+def _alive(queue: Any, event_id: str) -> bool:
+    """Whether Gradio's `queue` still holds the event `event_id` and has not yet answered it completed."""
+    completed = getattr(queue, "admission_completed", ())
+    return event_id in queue.event_ids_to_events and event_id not in completed
+
+
+class Completed:
+    """The ids of the last `limit` events whose completion Gradio has sent. Gradio forgets an event only after its
+    cleanup (iterators, analytics, a thread hop), while the page posts the next event of a chain (`.then`) as soon
+    as it reads the completion: counted until then, a finished job would get its own successor refused."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._ids: dict[str, None] = {}  # insertion-ordered: the oldest first
+        self._lock = threading.Lock()
+
+    def note(self, event_id: str) -> None:
+        with self._lock:
+            self._ids[event_id] = None
+            while len(self._ids) > self.limit:
+                del self._ids[next(iter(self._ids))]
+
+    def __contains__(self, event_id: object) -> bool:
+        with self._lock:
+            return event_id in self._ids
