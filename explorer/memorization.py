@@ -12,6 +12,7 @@ Carlini et al. 2023.)
     copies (a)       own_a[s] < COPY_FRACTION · spacing_a
     agrees           twin[s] < own_a[s] and twin[s] < own_b[s]: closer to each other than to either's nearest
                      training example
+    slope            p of a median distance ∝ N^p over the largest training-set sizes (`loglog_slope`)
 
 The threshold of a copy is a fixed fraction of the training set's own spacing, the same rule at every N, so that a
 copy means "much closer to one training example than the training examples are to each other". A fresh draw from the
@@ -143,3 +144,25 @@ def chance_copy_fraction(fresh: torch.Tensor, train: torch.Tensor) -> float:
     fraction of a model that samples the true distribution without looking at its data."""
     distance, _ = nearest(fresh, train)
     return float((distance < COPY_FRACTION * median_spacing(train)).double().mean())
+
+
+SLOPE_SIZES = 3  # the exponents of the distance curves are fitted over this many of the largest N
+
+
+def loglog_slope(sizes: list[int] | np.ndarray, values: list[float] | np.ndarray) -> float:
+    """The exponent p of values ∝ N^p: least-squares slope of log(values) against log(sizes) (≥ 2 sizes, all values
+    > 0)."""
+    x, y = np.log(np.asarray(sizes, dtype=float)), np.asarray(values, dtype=float)
+    if len(x) < 2 or len(x) != len(y) or np.any(y <= 0):
+        raise ValueError(f"a slope needs ≥ 2 sizes and as many positive values; got {len(x)} and {y.tolist()}")
+    return float(np.polyfit(x, np.log(y), 1)[0])
+
+
+def distance_slopes(curves: dict) -> dict[str, float]:
+    """Exponents over the SLOPE_SIZES largest N of a measured record's curves (`scripts/memorization.py`): how fast the
+    twins' samples come together (`median_twin_distance`) against how fast a sample's nearest own training example
+    comes closer (`median_own_distance`)."""
+    sizes = curves["sizes"][-SLOPE_SIZES:]
+    return {
+        key: loglog_slope(sizes, curves[key][-SLOPE_SIZES:]) for key in ("median_twin_distance", "median_own_distance")
+    }

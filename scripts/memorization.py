@@ -17,6 +17,9 @@ writes, per N:
                 nearest training example
     exact_copy, exact_agree   the same for the exact denoisers of the two halves
 
+and the exponents p of median ‖a − b‖ ∝ N^p and median own ∝ N^p over the largest N (`distance_slopes`): agreement
+at large N needs the twins to come together faster than the nearest training example comes closer.
+
 Then it prints the two checks of the issue: at the smallest N, ≥ 90 % of each twin's samples copy; at the largest N
 the twins agree on most (> 50 %) samples. Nothing is trained here: the twins come from `tools/train_twins.sh`.
 """
@@ -33,7 +36,7 @@ import numpy as np
 import torch
 
 from explorer.data import Dataset, digits, points
-from explorer.memorization import COPY_FRACTION, chance_copy_fraction, compare_twins
+from explorer.memorization import COPY_FRACTION, SLOPE_SIZES, chance_copy_fraction, compare_twins, distance_slopes
 from explorer.models.twins import TWIN_SPACING, TWIN_STEPS, twin_samples, twin_sizes
 
 COPY_TARGET = 0.9  # at the smallest N, at least this fraction of each twin's samples copy
@@ -137,14 +140,20 @@ def main(argv: list[str] | None = None) -> int:
         "samples": args.samples,
         "seed": args.seed,
         "sampler": f"DDIM, eta 0, {TWIN_STEPS} steps, {TWIN_SPACING} spacing",
-        "command": "PYTHONPATH=. python scripts/memorization.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["PYTHONPATH=. python scripts/memorization.py", *(sys.argv[1:] if argv is None else argv)]),
         "datasets": {},
     }
     for name in args.data:
         dataset = Dataset.parse(name)
         rows = measure(dataset, args.samples, args.seed)
-        result["datasets"][dataset.value] = {**rows, "checks": checks(rows)}
+        slopes = distance_slopes(rows) if len(rows["sizes"]) >= 2 else {}
+        result["datasets"][dataset.value] = {**rows, "checks": checks(rows), "slopes": slopes}
         print_table(dataset.value, rows)
+        if slopes:
+            print(
+                f"  over the {SLOPE_SIZES} largest N: median ‖a−b‖ ∝ N^{slopes['median_twin_distance']:+.2f}, "
+                f"median own ∝ N^{slopes['median_own_distance']:+.2f}"
+            )
         check = result["datasets"][dataset.value]["checks"]
         if rows["sizes"]:
             print(

@@ -14,7 +14,16 @@ from diffusers import DDPMScheduler
 
 from explorer.data import MAX_TWIN_POINTS, Dataset, Half, twin_half
 from explorer.diffusion.noise import initial_noise
-from explorer.memorization import COPY_FRACTION, chance_copy_fraction, compare_twins, median_spacing, nearest
+from explorer.memorization import (
+    COPY_FRACTION,
+    SLOPE_SIZES,
+    chance_copy_fraction,
+    compare_twins,
+    distance_slopes,
+    loglog_slope,
+    median_spacing,
+    nearest,
+)
 from explorer.models.twins import twin_samples, twin_sizes
 from tools.train import (
     LrDecay,
@@ -154,6 +163,46 @@ def _argv(*extra: str) -> list[str]:
     return ["--data", "moons", "--prediction", "epsilon", "--steps", "100", "--out", "x", *extra]
 
 
+def test_loglog_slope_is_the_least_squares_exponent_and_refuses_what_has_none():
+    sizes = np.array([256, 1024, 4096])
+    assert loglog_slope(sizes, 3.0 * sizes**-0.5) == pytest.approx(-0.5, abs=1e-12)  # an exact power law
+    values = np.array([0.07, 0.063, 0.034])
+    x, y = np.log(sizes), np.log(values)  # the normal equations of a straight-line fit, written out
+    expected = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    assert loglog_slope(sizes, values) == pytest.approx(expected, rel=1e-12)
+    for bad in ([1.0], [0.1, 0.0, 0.2]):
+        with pytest.raises(ValueError, match="a slope needs"):
+            loglog_slope(sizes[: len(bad)], bad)
+
+
+def test_distance_slopes_fit_the_largest_sizes_only():
+    sizes = [4, 16, 64, 256, 1024]
+    curves = {  # the two smallest sizes break the power law: they must not count
+        "sizes": sizes,
+        "median_twin_distance": [9.0, 0.001] + [2.0 * n**-0.25 for n in sizes[2:]],
+        "median_own_distance": [1e-6, 5.0] + [0.7 * n**-0.5 for n in sizes[2:]],
+    }
+    assert SLOPE_SIZES == 3
+    slopes = distance_slopes(curves)
+    assert slopes["median_twin_distance"] == pytest.approx(-0.25, abs=1e-12)
+    assert slopes["median_own_distance"] == pytest.approx(-0.5, abs=1e-12)
+
+
+def test_the_curves_figure_draws_both_distances_with_their_measured_exponents():
+    from explorer.figures.memorization import curves_figure
+
+    curves = _record(0.12)["datasets"]["moons"]
+    figure = curves_figure(curves, "moons")
+    slopes = distance_slopes(curves)
+    by_name = {trace.name: trace for trace in figure.data if trace.xaxis == "x4"}  # the log-log panel
+    twin = by_name[f"‖a − b‖ ∝ N<sup>{slopes['median_twin_distance']:+.2f}</sup>".replace("-", "−")]
+    own = by_name[f"to nearest own ∝ N<sup>{slopes['median_own_distance']:+.2f}</sup>".replace("-", "−")]
+    assert list(twin.y) == curves["median_twin_distance"] and list(own.y) == curves["median_own_distance"]
+    assert figure.layout.yaxis4.type == "log" and figure.layout.xaxis4.type == "log"
+    agreement = [trace for trace in figure.data if trace.xaxis == "x2" and trace.name == "twins (networks)"]
+    assert list(agreement[0].y) == curves["agreement"]
+
+
 def test_twin_options_parse_into_the_config_and_default_to_the_old_behaviour():
     old = parse_args(_argv())
     assert old.train_size is None and old.lr_decay is LrDecay.CONSTANT and old.hidden_dim == 128
@@ -238,6 +287,8 @@ def test_the_shipped_curves_are_what_the_shipped_twins_measure_now():
     # A float32 network's output: equal to float32 rounding (threads may sum in another order).
     assert again["median_twin_distance"][0] == pytest.approx(curves["median_twin_distance"][0], rel=1e-6)
     assert checks(curves) == curves["checks"]
+    for name, measured in record["datasets"].items():  # the exponents the script wrote are those of its curves
+        assert measured["slopes"] == pytest.approx(distance_slopes(measured), rel=1e-12), name
 
 
 @pytest.mark.skipif(not CURVES.is_file(), reason="the curves were not measured yet")
@@ -291,6 +342,10 @@ def test_the_summary_reads_the_measured_numbers_and_says_when_a_check_fails():
     failing = curves_markdown(_record(0.12), TwinData.MOONS)
     assert "96% of twin a's and 98% of twin b's" in failing and "at most 31% (N = 64)" in failing
     assert "at the largest N: **no**" in failing and "0.0354" in failing and "Why the twins rarely agree" in failing
+    own = loglog_slope([4, 64, 4096], [0.01, 0.05, 0.0115])  # the record's three sizes, the largest
+    twin = loglog_slope([4, 64, 4096], [0.9, 0.1, 0.0354])
+    assert f"comes closer as N^{own:+.2f}".replace("-", "−") in failing
+    assert f"come together only as N^{twin:+.2f}".replace("-", "−") in failing
     assert "digits twins" not in failing  # no digits curves in this record
     with_digits = _record(0.12)
     with_digits["datasets"]["digits"] = {**with_digits["datasets"]["moons"], "sizes": [4, 64, 2000]}
@@ -299,6 +354,10 @@ def test_the_summary_reads_the_measured_numbers_and_says_when_a_check_fails():
     passing = curves_markdown(_record(0.8), TwinData.MOONS)
     assert "at the largest N: **yes**" in passing and "Why the twins rarely agree" not in passing
     assert "copies ≥ 90% at the smallest N: **yes**" in passing
+    assert "lands between a few of its own examples: median distance 0.0050" in failing  # 0.005 > 0.25 × 0.0114
+    copying = _record(0.8)
+    copying["datasets"]["moons"]["exact_median_own_distance"][-1] = 0.0  # far apart examples: the exact one copies
+    assert "so it lands on one of them (median distance 0.0000)" in curves_markdown(copying, TwinData.MOONS)
 
 
 def test_the_n_slider_picks_the_nearest_shipped_size_and_refuses_a_far_one(monkeypatch):
@@ -323,7 +382,7 @@ def test_the_tab_fills_on_open_and_only_when_a_link_opens_on_it():
 
     twins, numbers, curves, summary = open_memorization("ring", 2, 0)
     assert "N = 4 per twin" in numbers and "N = 4 per twin" in twins.layout.title.text
-    assert len(curves.data) == 6 and "What the curves show" in summary
+    assert len(curves.data) == 8 and "What the curves show" in summary  # 6 curves, and 2 distances
     skipped = open_memorization_if_shown("sampling", "ring", 2, 0)
     assert len(skipped) == OPEN_OUTPUTS and all(isinstance(s, type(gr.skip())) for s in skipped)
     with pytest.raises(gr.Error, match="log₂ N"):

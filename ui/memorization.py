@@ -18,7 +18,7 @@ import numpy as np
 
 from explorer.data import Dataset
 from explorer.figures.memorization import curves_figure, twins_figure
-from explorer.memorization import COPY_FRACTION, compare_twins
+from explorer.memorization import COPY_FRACTION, SLOPE_SIZES, compare_twins, distance_slopes
 from explorer.models.twins import twin_samples, twin_sizes
 from explorer.validation import Mode, check_choice, check_int, check_seed
 from ui.api_names import named
@@ -124,40 +124,63 @@ def curves_markdown(record: dict, data: TwinData) -> str:
         f"nearest example in its own half is {ratio[0]:.2f} × as far as its nearest in the other half at {first} "
         f"and {ratio[-1]:.2f} × at {last} (1 would be no preference for its own data).",
         f"- **The exact denoiser of each half** copies {exact[0]:.0%} of its samples at {first} and "
-        f"{exact[-1]:.0%} at {last}: its deterministic last step, at t = 1 (noise level √(1 − ᾱ₁) = 0.01), "
-        f"averages the examples within about 0.01 of the sample (the training set's spacing at {last} is "
-        f"{curves['median_spacing'][-1]:.4f}), so it lands between a few of its own examples: median distance "
-        f"{curves['exact_median_own_distance'][-1]:.4f} to its own half.",
+        f"{exact[-1]:.0%} at {last}: " + _exact_text(curves, last),
         f"- **The twins agree** (closer to each other than either is to its own nearest training example) on "
-        f"{agree[0]:.0%} of the noises at {first} and {agree[-1]:.0%} at {last}, at most {agree[best]:.0%} "
-        f"(N = {sizes[best]}).",
+        f"{agree[0]:.0%} of the noises at {first} and {agree[-1]:.0%} at {last}"
+        + (f", at most {agree[best]:.0%} (N = {sizes[best]})." if best != len(sizes) - 1 else "."),
         "",
         f"The issue's two checks, on these measured curves: each twin copies ≥ {record['copy_target']:.0%} at the "
         f"smallest N: **{'yes' if checks['copies_at_smallest_n'] else 'no'}**; the twins agree on most samples "
         f"(> {record['agree_target']:.0%}) at the largest N: **{'yes' if checks['agree_at_largest_n'] else 'no'}**.",
     ]
-    if not checks["agree_at_largest_n"] and data is not TwinData.DIGITS:
+    if not checks["agree_at_largest_n"] and data is not TwinData.DIGITS and len(sizes) >= SLOPE_SIZES:
+        slopes = distance_slopes(curves)
+        largest = ", ".join(str(n) for n in sizes[-SLOPE_SIZES:])
         lines += [
             "",
-            "Why the twins rarely agree in 2-D even where they no longer copy: with N examples in the plane, the "
-            "nearest training example of any point is about 1/√(density) away, and a model fitted to N examples "
-            "differs from one fitted to N others by about as much, so the bar shrinks as fast as the twins' "
-            f"difference does. At {last} the twins' samples are a median {curves['median_twin_distance'][-1]:.4f} "
-            f"apart, while a sample's nearest own example is a median {curves['median_own_distance'][-1]:.4f} away "
-            f"(training-set spacing {curves['median_spacing'][-1]:.4f}). In high dimension (images, where "
-            "Kadkhodaie et al. saw the twins agree) training examples are far apart and the same twin difference is "
-            "small beside them." + _digits_contrast(record),
+            "Why the twins rarely agree in 2-D even where they no longer copy: over N = "
+            f"{largest}, a sample's nearest own training example comes closer as N^{_signed(slopes, 'own')} (N "
+            "points in the plane are about N^−0.5 apart), while the twins' samples come together only as "
+            f"N^{_signed(slopes, 'twin')} (two density estimates from N points each in the plane differ by about "
+            "N^−1/3 at best). The bar falls faster than the twins converge, so more data would not get them "
+            f"there. At {last} the twins' samples are a median {curves['median_twin_distance'][-1]:.4f} apart, a "
+            f"sample's nearest own example a median {curves['median_own_distance'][-1]:.4f} away (training-set "
+            f"spacing {curves['median_spacing'][-1]:.4f}). In high dimension (images, where Kadkhodaie et al. saw "
+            "the twins agree) the nearest training example hardly comes closer as N grows." + _digits_contrast(record),
         ]
     return "\n".join(lines)
 
 
-def _digits_contrast(record: dict) -> str:
-    """One sentence on the digits twins' measured agreement (256 dimensions), when the record holds them."""
-    digits = record["datasets"].get(TwinData.DIGITS.value)
-    if not digits or not digits["sizes"]:
-        return ""
+def _exact_text(curves: dict, last: str) -> str:
+    """Why the exact denoiser copies as much as it does at the largest N, from the measured spacing and distance."""
+    spacing, distance = curves["median_spacing"][-1], curves["exact_median_own_distance"][-1]
+    if distance < COPY_FRACTION * spacing:  # the median sample is a copy
+        return (
+            f"its deterministic last step, at t = 1 (noise level √(1 − ᾱ₁) = 0.01), sees examples {spacing:.4g} apart "
+            f"at {last}, far beyond that noise, so it lands on one of them (median distance {distance:.4f})."
+        )
     return (
-        f" The digits twins on this tab (16×16 = 256 dimensions) agree on {digits['agreement'][-1]:.0%} of the "
+        "its deterministic last step, at t = 1 (noise level √(1 − ᾱ₁) = 0.01), averages the examples within about "
+        f"0.01 of the sample (the training set's spacing at {last} is {spacing:.4f}), so it lands between a few of its "
+        f"own examples: median distance {distance:.4f} to its own half."
+    )
+
+
+def _signed(slopes: dict[str, float], which: str) -> str:
+    """An exponent of `distance_slopes`, signed, two decimals: which is 'own' or 'twin'."""
+    return f"{slopes[f'median_{which}_distance']:+.2f}".replace("-", "−")
+
+
+def _digits_contrast(record: dict) -> str:
+    """One sentence on the digits twins' measured distances and agreement (256 dimensions), when the record holds
+    them."""
+    digits = record["datasets"].get(TwinData.DIGITS.value)
+    if not digits or len(digits["sizes"]) < SLOPE_SIZES:
+        return ""
+    slopes = distance_slopes(digits)
+    return (
+        f" The digits twins on this tab (16×16 = 256 dimensions): nearest own digit ∝ N^{_signed(slopes, 'own')}, "
+        f"twins' distance ∝ N^{_signed(slopes, 'twin')}; they agree on {digits['agreement'][-1]:.0%} of the "
         f"noises at N = {digits['sizes'][-1]}."
     )
 

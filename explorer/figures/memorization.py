@@ -16,10 +16,10 @@ from plotly.subplots import make_subplots
 
 from explorer.figures.images import labelled_table, png_data_url, to_uint8, upscale, with_caption
 from explorer.figures.schedules import FONT
-from explorer.memorization import COPY_FRACTION, TwinComparison
+from explorer.memorization import COPY_FRACTION, SLOPE_SIZES, TwinComparison, distance_slopes
 from explorer.models.twins import TwinSamples
 
-COLOURS = {"a": "#1f77b4", "b": "#d62728", "exact": "#2ca02c", "chance": "#7f7f7f"}
+COLOURS = {"a": "#1f77b4", "b": "#d62728", "exact": "#2ca02c", "chance": "#7f7f7f", "own": "#9467bd"}
 MAX_TRAIN_DRAWN = 4096  # training examples drawn per half (evenly strided beyond that)
 PANEL_TITLES = (
     "twin a over its training set a (grey lines: to the nearest example)",
@@ -214,28 +214,39 @@ def digit_twins_figure(drawn: TwinSamples, comparison: TwinComparison, columns: 
 
 
 def curves_figure(curves: dict, dataset: str) -> go.Figure:
-    """Copy fraction, own-to-other distance ratio and twin agreement against N for one data set, from
-    `docs/data/memorization.json`'s entry."""
+    """Against N, for one data set (`docs/data/memorization.json`'s entry): copy fraction, own-to-other distance
+    ratio, twin agreement, and the median distances between the twins and to the nearest own example (log-log, with
+    their exponents over the largest N)."""
     sizes = curves["sizes"]
     figure = make_subplots(
-        rows=1,
-        cols=3,
+        rows=2,
+        cols=2,
+        vertical_spacing=0.2,
         subplot_titles=(
             f"samples that copy a training example<br>(within {COPY_FRACTION:g} × its spacing)",
-            "median distance to own half ÷ to other half<br>(1: no preference for its own data)",
             "twins closer to each other than<br>to their nearest training examples",
+            "median distance to own half ÷ to other half<br>(1: no preference for its own data)",
+            f"median distances: twins apart, and to<br>the nearest own example (powers: {SLOPE_SIZES} largest N)",
         ),
     )
     ratio = np.asarray(curves["median_own_distance"]) / np.asarray(curves["median_other_distance"])
-    lines = (
-        (1, curves["copy_fraction"], "twins (networks)", COLOURS["a"], "solid"),
-        (1, curves["exact_copy_fraction"], "exact denoiser of each half", COLOURS["exact"], "dash"),
-        (1, curves["chance_copy_fraction"], "fresh data (chance)", COLOURS["chance"], "dot"),
-        (2, ratio, "twins (networks)", COLOURS["a"], "solid"),
-        (3, curves["agreement"], "twins (networks)", COLOURS["a"], "solid"),
-        (3, curves["exact_agreement"], "exact denoiser of each half", COLOURS["exact"], "dash"),
+    slopes = distance_slopes(curves) if len(sizes) >= SLOPE_SIZES else {}
+
+    def exponent(key: str) -> str:  # the power of N fitted over the largest sizes
+        return f" ∝ N<sup>{slopes[key]:+.2f}</sup>".replace("-", "−") if slopes else ""
+
+    twin, own = "median_twin_distance", "median_own_distance"
+    lines = (  # (row, col, values, name, colour, dash, in the legend)
+        (1, 1, curves["copy_fraction"], "twins (networks)", COLOURS["a"], "solid", True),
+        (1, 1, curves["exact_copy_fraction"], "exact denoiser of each half", COLOURS["exact"], "dash", True),
+        (1, 1, curves["chance_copy_fraction"], "fresh data (chance)", COLOURS["chance"], "dot", True),
+        (1, 2, curves["agreement"], "twins (networks)", COLOURS["a"], "solid", False),
+        (1, 2, curves["exact_agreement"], "exact denoiser of each half", COLOURS["exact"], "dash", False),
+        (2, 1, ratio, "twins (networks)", COLOURS["a"], "solid", False),
+        (2, 2, curves[twin], "‖a − b‖" + exponent(twin), COLOURS["a"], "solid", True),
+        (2, 2, curves[own], "to nearest own" + exponent(own), COLOURS["own"], "dot", True),
     )
-    for col, values, name, colour, dash in lines:
+    for row, col, values, name, colour, dash, legend in lines:
         figure.add_trace(
             go.Scatter(
                 x=sizes,
@@ -243,20 +254,21 @@ def curves_figure(curves: dict, dataset: str) -> go.Figure:
                 mode="lines+markers",
                 name=name,
                 legendgroup=name,
-                showlegend=col == 1,
+                showlegend=legend,
                 line={"color": colour, "dash": dash},
             ),
-            row=1,
+            row=row,
             col=col,
         )
-    figure.update_xaxes(type="log", title_text="training examples per twin, N")
+    figure.update_xaxes(type="log", dtick=1, title_text="training examples per twin, N")  # ticks at powers of 10
     figure.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=1, col=1)
-    figure.update_yaxes(range=[0, 1.1], row=1, col=2)
-    figure.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=1, col=3)
+    figure.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=1, col=2)
+    figure.update_yaxes(range=[0, 1.1], row=2, col=1)
+    figure.update_yaxes(type="log", dtick=1, row=2, col=2)
     figure.update_layout(
-        height=400,
+        height=720,
         font=FONT,
-        margin={"l": 50, "r": 240, "t": 80, "b": 55},  # drawn once: room for the legend on the right
+        margin={"l": 50, "r": 240, "t": 100, "b": 55},  # drawn once: room for the legend on the right
         title=f"{dataset}: measured against N",
     )
     return figure
