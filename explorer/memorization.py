@@ -161,8 +161,15 @@ def loglog_slope(sizes: list[int] | np.ndarray, values: list[float] | np.ndarray
 def distance_slopes(curves: dict) -> dict[str, float]:
     """Exponents over the SLOPE_SIZES largest N of a measured record's curves (`scripts/memorization.py`): how fast the
     twins' samples come together (`median_twin_distance`) against how fast a sample's nearest own training example
-    comes closer (`median_own_distance`)."""
+    comes closer (`median_own_distance`). Empty when fewer than SLOPE_SIZES sizes were measured."""
     sizes = curves["sizes"][-SLOPE_SIZES:]
+    if len(sizes) < SLOPE_SIZES:
+        return {}
     return {
         key: loglog_slope(sizes, curves[key][-SLOPE_SIZES:]) for key in ("median_twin_distance", "median_own_distance")
     }
+
+
+def power_text(p: float) -> str:
+    """An exponent as the page writes it: signed, two decimals, a true minus sign ("−0.47", "+0.76")."""
+    return f"{p:+.2f}".replace("-", "−")

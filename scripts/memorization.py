@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.data:
         dataset = Dataset.parse(name)
         rows = measure(dataset, args.samples, args.seed)
-        slopes = distance_slopes(rows) if len(rows["sizes"]) >= 2 else {}
+        slopes = distance_slopes(rows)
         result["datasets"][dataset.value] = {**rows, "checks": checks(rows), "slopes": slopes}
         print_table(dataset.value, rows)
         if slopes:

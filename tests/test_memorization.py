@@ -186,6 +186,8 @@ def test_distance_slopes_fit_the_largest_sizes_only():
     slopes = distance_slopes(curves)
     assert slopes["median_twin_distance"] == pytest.approx(-0.25, abs=1e-12)
     assert slopes["median_own_distance"] == pytest.approx(-0.5, abs=1e-12)
+    fewer = {key: values[-(SLOPE_SIZES - 1) :] for key, values in curves.items()}
+    assert distance_slopes(fewer) == {}  # too few sizes for an exponent: none, not a fit through two points
 
 
 def test_the_curves_figure_draws_both_distances_with_their_measured_exponents():

@@ -18,7 +18,7 @@ import numpy as np
 
 from explorer.data import Dataset
 from explorer.figures.memorization import curves_figure, twins_figure
-from explorer.memorization import COPY_FRACTION, SLOPE_SIZES, compare_twins, distance_slopes
+from explorer.memorization import COPY_FRACTION, SLOPE_SIZES, compare_twins, distance_slopes, power_text
 from explorer.models.twins import twin_samples, twin_sizes
 from explorer.validation import Mode, check_choice, check_int, check_seed
 from ui.api_names import named
@@ -133,8 +133,8 @@ def curves_markdown(record: dict, data: TwinData) -> str:
         f"smallest N: **{'yes' if checks['copies_at_smallest_n'] else 'no'}**; the twins agree on most samples "
         f"(> {record['agree_target']:.0%}) at the largest N: **{'yes' if checks['agree_at_largest_n'] else 'no'}**.",
     ]
-    if not checks["agree_at_largest_n"] and data is not TwinData.DIGITS and len(sizes) >= SLOPE_SIZES:
-        slopes = distance_slopes(curves)
+    slopes = distance_slopes(curves)
+    if not checks["agree_at_largest_n"] and data is not TwinData.DIGITS and slopes:
         largest = ", ".join(str(n) for n in sizes[-SLOPE_SIZES:])
         lines += [
             "",
@@ -154,30 +154,31 @@ def curves_markdown(record: dict, data: TwinData) -> str:
 def _exact_text(curves: dict, last: str) -> str:
     """Why the exact denoiser copies as much as it does at the largest N, from the measured spacing and distance."""
     spacing, distance = curves["median_spacing"][-1], curves["exact_median_own_distance"][-1]
+    step = "its deterministic last step, at t = 1 (noise level √(1 − ᾱ₁) = 0.01), "
     if distance < COPY_FRACTION * spacing:  # the median sample is a copy
         return (
-            f"its deterministic last step, at t = 1 (noise level √(1 − ᾱ₁) = 0.01), sees examples {spacing:.4g} apart "
-            f"at {last}, far beyond that noise, so it lands on one of them (median distance {distance:.4f})."
+            f"{step}sees examples {spacing:.4g} apart at {last}, far beyond that noise, so it lands on one of them "
+            f"(median distance {distance:.4f})."
         )
     return (
-        "its deterministic last step, at t = 1 (noise level √(1 − ᾱ₁) = 0.01), averages the examples within about "
-        f"0.01 of the sample (the training set's spacing at {last} is {spacing:.4f}), so it lands between a few of its "
-        f"own examples: median distance {distance:.4f} to its own half."
+        f"{step}averages the examples within about 0.01 of the sample (the training set's spacing at {last} is "
+        f"{spacing:.4f}), so it lands between a few of its own examples: median distance {distance:.4f} to its own "
+        "half."
     )
 
 
 def _signed(slopes: dict[str, float], which: str) -> str:
-    """An exponent of `distance_slopes`, signed, two decimals: which is 'own' or 'twin'."""
-    return f"{slopes[f'median_{which}_distance']:+.2f}".replace("-", "−")
+    """An exponent of `distance_slopes` as the page writes it: which is 'own' or 'twin'."""
+    return power_text(slopes[f"median_{which}_distance"])
 
 
 def _digits_contrast(record: dict) -> str:
     """One sentence on the digits twins' measured distances and agreement (256 dimensions), when the record holds
     them."""
     digits = record["datasets"].get(TwinData.DIGITS.value)
-    if not digits or len(digits["sizes"]) < SLOPE_SIZES:
+    slopes = distance_slopes(digits) if digits else {}
+    if not slopes:
         return ""
-    slopes = distance_slopes(digits)
     return (
         f" The digits twins on this tab (16×16 = 256 dimensions): nearest own digit ∝ N^{_signed(slopes, 'own')}, "
         f"twins' distance ∝ N^{_signed(slopes, 'twin')}; they agree on {digits['agreement'][-1]:.0%} of the "

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from explorer.figures.images import labelled_table, png_data_url, to_uint8, upscale, with_caption
 from explorer.figures.schedules import FONT
-from explorer.memorization import COPY_FRACTION, SLOPE_SIZES, TwinComparison, distance_slopes
+from explorer.memorization import COPY_FRACTION, SLOPE_SIZES, TwinComparison, distance_slopes, power_text
 from explorer.models.twins import TwinSamples
 
 COLOURS = {"a": "#1f77b4", "b": "#d62728", "exact": "#2ca02c", "chance": "#7f7f7f", "own": "#9467bd"}
@@ -230,10 +230,10 @@ def curves_figure(curves: dict, dataset: str) -> go.Figure:
         ),
     )
     ratio = np.asarray(curves["median_own_distance"]) / np.asarray(curves["median_other_distance"])
-    slopes = distance_slopes(curves) if len(sizes) >= SLOPE_SIZES else {}
+    slopes = distance_slopes(curves)
 
     def exponent(key: str) -> str:  # the power of N fitted over the largest sizes
-        return f" ∝ N<sup>{slopes[key]:+.2f}</sup>".replace("-", "−") if slopes else ""
+        return f" ∝ N<sup>{power_text(slopes[key])}</sup>" if slopes else ""
 
     twin, own = "median_twin_distance", "median_own_distance"
     lines = (  # (row, col, values, name, colour, dash, in the legend)
